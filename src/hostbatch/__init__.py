@@ -1,0 +1,59 @@
+"""hostbatch: run commands and copy files on groups of hosts over SSH, in parallel.
+
+The library API mirrors the CLI's data flow: load an inventory, select hosts, run an action,
+get a :class:`~hostbatch.engine.outcome.BatchResult` where each host's failure is a value.
+Heavy parts (paramiko) are imported only by worker processes, so importing this is cheap.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BatchResult",
+    "FailureKind",
+    "HostSpec",
+    "HostbatchError",
+    "Inventory",
+    "RunCommand",
+    "RunSettings",
+    "Selection",
+    "load_inventory",
+    "run",
+    "select",
+]
+
+_LAZY = {
+    "BatchResult": "hostbatch.engine.outcome",
+    "FailureKind": "hostbatch.errors",
+    "HostbatchError": "hostbatch.errors",
+    "HostSpec": "hostbatch.inventory.model",
+    "Inventory": "hostbatch.inventory.model",
+    "RunCommand": "hostbatch.engine.jobs",
+    "RunSettings": "hostbatch.settings",
+    "Selection": "hostbatch.selection",
+    "load_inventory": "hostbatch.inventory.loader",
+    "run": "hostbatch.api",
+    "select": "hostbatch.selection",
+}
+
+if TYPE_CHECKING:
+    from hostbatch.api import run
+    from hostbatch.engine.jobs import RunCommand
+    from hostbatch.engine.outcome import BatchResult
+    from hostbatch.errors import FailureKind, HostbatchError
+    from hostbatch.inventory.loader import load_inventory
+    from hostbatch.inventory.model import HostSpec, Inventory
+    from hostbatch.selection import Selection, select
+    from hostbatch.settings import RunSettings
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'hostbatch' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)

@@ -1,0 +1,68 @@
+"""The library entry points: what the CLI calls, and what a program can import."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from hostbatch.engine.events import Event, HostKeyLearned
+from hostbatch.engine.jobs import Action, plan
+from hostbatch.engine.outcome import BatchResult
+from hostbatch.engine.pool import WorkerPool, interrupt_handlers
+from hostbatch.inventory.model import HostSpec
+from hostbatch.known_hosts import append_lines
+from hostbatch.settings import RunSettings, resolve_hosts
+
+EventHandler = Callable[[Event], None]
+
+
+def run(
+    hosts: Sequence[HostSpec],
+    action: Action,
+    settings: RunSettings | None = None,
+    *,
+    on_event: EventHandler | None = None,
+    warn: Callable[[str], None] | None = None,
+    home: str | None = None,
+    handle_signals: bool = True,
+) -> BatchResult:
+    """Perform ``action`` on every host in parallel and return every host's outcome.
+
+    ``on_event`` sees each event as it arrives (lines, exits, failures). Per-host failures are
+    values in the result, never exceptions. With ``handle_signals`` (main thread only), SIGINT
+    and SIGTERM cancel the run: running commands are killed, the result is marked interrupted.
+    Keys learned under ``accept_new`` are appended to known_hosts here, in the parent, under a
+    file lock.
+    """
+    settings = settings or RunSettings()
+    warn = warn or (lambda message: print(f"hostbatch: warning: {message}", file=sys.stderr))
+    home = home or os.environ.get("HOME") or str(Path.home())
+    specs = resolve_hosts(hosts, settings)
+    result = BatchResult([spec.name for spec in specs])
+    pool = WorkerPool(plan(specs, action), settings, home=home)
+
+    def consume() -> None:
+        for event in pool.events():
+            if isinstance(event, HostKeyLearned):
+                _record_key(event, warn)
+            result.record(event)
+            if on_event is not None:
+                on_event(event)
+
+    if handle_signals:
+        with interrupt_handlers(pool.cancel):
+            consume()
+    else:
+        consume()
+    result.interrupted = pool.cancelled_by is not None
+    return result
+
+
+def _record_key(event: HostKeyLearned, warn: Callable[[str], None]) -> None:
+    try:
+        if append_lines(event.path, [event.line]):
+            warn(f"{event.host}: recorded new host key {event.fingerprint} in {event.path}")
+    except OSError as exc:
+        warn(f"{event.host}: could not record its host key in {event.path}: {exc.strerror}")

@@ -1,0 +1,1 @@
+"""The command-line layer: a thin shell over :mod:`hostbatch.api`."""

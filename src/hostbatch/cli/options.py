@@ -1,0 +1,117 @@
+"""Command-line options, declared once and shared by ``batch_run`` and ``hostbatch run``.
+
+``-h`` selects hosts (as in pssh and clush), so help is ``--help`` only. Single-dash long
+forms (``-cmd``) are kept because that is the documented seed syntax.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import NoReturn
+
+from hostbatch.errors import UsageError
+from hostbatch.settings import DEFAULT_FORKS, DEFAULT_RETRIES
+
+EXIT_STATUS_HELP = """\
+exit status:
+  0    every host ran the command and it exited 0
+  1    the command exited non-zero on some host
+  2    usage or inventory error: nothing was run
+  3    some host was unreachable, refused, failed authentication or host-key
+       checking, timed out, or lost its connection (wins over 1)
+  130  interrupted by Ctrl-C (wins over all others)
+
+inventory: -i FILE, else $HOSTBATCH_INVENTORY, else ./hosts.ini, else
+~/.config/hostbatch/hosts.ini.  NO_COLOR disables colour."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that raises :class:`UsageError` instead of printing usage and exiting."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see {self.prog} --help)")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must not be negative")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 < value <= 10**7:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number of seconds")
+    return value
+
+
+def add_common_options(parser: argparse.ArgumentParser) -> None:
+    """Inventory, selection, limits and output options common to every run command."""
+    parser.add_argument("--help", action="help", help="show this help and exit")
+    parser.add_argument("--version", action="store_true", help="show the version and exit")
+    parser.add_argument("-i", "--inventory", metavar="FILE", help="inventory file (INI)")
+    select = parser.add_argument_group("host selection (the union of -h and -g, minus -x)")
+    select.add_argument("-h", "--hosts", action="append", default=[], metavar="HOSTS",
+                        help="comma list of host names, globs (web*) or ranges (web[01-03])")
+    select.add_argument("-g", "--groups", action="append", default=[], metavar="GROUPS",
+                        help="comma list of groups (implicit group: all)")
+    select.add_argument("-x", "--exclude", action="append", default=[], metavar="HOSTS",
+                        help="hosts to leave out; same forms as -h")
+    select.add_argument("--list", action="store_true",
+                        help="print the selected host names and exit without connecting")
+    limits = parser.add_argument_group("connections")
+    limits.add_argument("-f", "--forks", type=_positive_int, default=DEFAULT_FORKS, metavar="N",
+                        help=f"at most N hosts at once (default {DEFAULT_FORKS})")
+    limits.add_argument("--connect-timeout", type=_seconds, metavar="S",
+                        help="seconds for TCP connect + SSH handshake + authentication "
+                             "(default: inventory connect_timeout, else 10)")
+    limits.add_argument("--retries", type=_count, default=DEFAULT_RETRIES, metavar="N",
+                        help="retry a connection closed during the handshake N times "
+                             f"(default {DEFAULT_RETRIES})")
+    limits.add_argument("--accept-new", action="store_true",
+                        help="accept and record unknown host keys (changed keys are always "
+                             "refused)")
+    limits.add_argument("--workers", type=_positive_int, metavar="N", help=argparse.SUPPRESS)
+    output = parser.add_argument_group("output")
+    output.add_argument("--json", action="store_true",
+                        help="JSON Lines on stdout: one object per line and per host result")
+    output.add_argument("--debug", action="store_true",
+                        help="show a traceback for internal errors")
+
+
+def build_run_parser(prog: str) -> Parser:
+    """The parser for ``batch_run`` / ``hostbatch run``."""
+    parser = Parser(
+        prog=prog,
+        add_help=False,
+        allow_abbrev=False,
+        description="Run a shell command on many hosts over SSH, in parallel, streaming each "
+                    "line as HOST: LINE.",
+        epilog=EXIT_STATUS_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_common_options(parser)
+    parser.add_argument("-cmd", "--cmd", dest="command", metavar="COMMAND",
+                        help="the command, run by each remote user's shell")
+    parser.add_argument("--timeout", type=_seconds, metavar="S",
+                        help="kill the command on a host after S seconds (default: none)")
+    parser.add_argument("words", nargs=argparse.REMAINDER, metavar="-- COMMAND",
+                        help="the command may also follow the options")
+    return parser

@@ -1,0 +1,87 @@
+"""Typed events: the only vocabulary between the worker processes and the renderers.
+
+Every event is a frozen dataclass of plain data, so it pickles cheaply across the process
+boundary. For each host the engine guarantees: at most one :class:`HostStarted`, any number of
+:class:`OutputLines`, and exactly one terminal event, :class:`HostExited` or :class:`HostFailed`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from hostbatch.errors import FailureKind
+
+Stream = Literal["stdout", "stderr"]
+
+
+@dataclass(frozen=True, slots=True)
+class HostStarted:
+    """A worker took the host's job and is connecting."""
+
+    host: str
+    worker: int
+
+
+@dataclass(frozen=True, slots=True)
+class OutputLines:
+    """Complete lines (newline removed, raw bytes) a host wrote to one stream.
+
+    Lines arrive batched (one event per network read) because per-line pickling would cost
+    more CPU than the SSH itself on chatty hosts; renderers treat each line on its own.
+    """
+
+    host: str
+    stream: Stream
+    lines: tuple[bytes, ...]
+
+    def to_json(self) -> list[dict[str, Any]]:
+        """One ``--json`` object per line."""
+        return [
+            {"host": self.host, "event": self.stream, "data": line.decode("utf-8", "replace")}
+            for line in self.lines
+        ]
+
+
+@dataclass(frozen=True, slots=True)
+class HostExited:
+    """The command ran and ended with ``exit_status`` (255: ended by a signal, as ssh reports)."""
+
+    host: str
+    exit_status: int
+    duration: float
+    note: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        """The terminal ``exit`` event of ``--json``."""
+        return {"host": self.host, "event": "exit", "exit_status": self.exit_status,
+                "duration": round(self.duration, 3)}
+
+
+@dataclass(frozen=True, slots=True)
+class HostFailed:
+    """The host could not run the command to completion, for the reason ``kind``."""
+
+    host: str
+    kind: FailureKind
+    message: str
+    duration: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        """The terminal ``error`` event of ``--json``."""
+        return {"host": self.host, "event": "error", "kind": self.kind.value,
+                "error": self.message, "duration": round(self.duration, 3)}
+
+
+@dataclass(frozen=True, slots=True)
+class HostKeyLearned:
+    """``--accept-new`` met an unknown host key; the parent records ``line`` in ``path``."""
+
+    host: str
+    path: str
+    line: str
+    fingerprint: str
+
+
+Event = HostStarted | OutputLines | HostExited | HostFailed | HostKeyLearned
+TerminalEvent = HostExited | HostFailed

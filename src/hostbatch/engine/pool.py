@@ -1,0 +1,170 @@
+"""The parent side of the engine: start worker processes, feed them jobs, yield their events.
+
+Design (measured in ../shared/design/PERFORMANCE.md): a few processes, each running many
+hosts on threads, beat both a process per host (2x slower) and one process (GIL-bound). The
+forks cap is the total number of threads, so at most ``forks`` hosts are in flight at once.
+
+The start method is ``fork``, chosen here and nowhere else: workers start in milliseconds and
+inherit their configuration. It is safe because the parent creates no thread and imports no
+paramiko before the workers exist.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import multiprocessing
+import os
+import pickle
+import resource
+import signal
+import time
+from collections.abc import Callable, Iterator, Sequence
+from multiprocessing.connection import Connection, wait
+from types import FrameType
+from typing import Any
+
+from hostbatch.engine.events import Event, HostExited, HostFailed, HostStarted
+from hostbatch.engine.jobs import Job
+from hostbatch.engine.worker import WorkerConfig, worker_main
+from hostbatch.errors import FailureKind
+from hostbatch.settings import RunSettings
+
+#: After a cancel, how long workers get to kill remote commands and report before being killed.
+CANCEL_GRACE = 8.0
+MAX_WORKERS = 4
+#: Fewer hosts than this per process are not worth another process's paramiko import.
+HOSTS_PER_WORKER = 32
+
+
+def plan_workers(job_count: int, settings: RunSettings) -> list[int]:
+    """Threads for each worker process; their sum is the in-flight cap."""
+    in_flight = max(1, min(settings.forks, job_count))
+    processes = settings.workers or min(os.cpu_count() or 1, MAX_WORKERS,
+                                        math.ceil(job_count / HOSTS_PER_WORKER))
+    processes = max(1, min(processes, in_flight))
+    base, extra = divmod(in_flight, processes)
+    return [base + (1 if n < extra else 0) for n in range(processes)]
+
+
+def _raise_fd_limit() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 65536)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+
+
+class WorkerPool:
+    """Runs ``jobs`` on worker processes; iterate :meth:`events` to drive and observe the run."""
+
+    def __init__(self, jobs: Sequence[Job], settings: RunSettings, *, home: str) -> None:
+        self.jobs = list(jobs)
+        self.settings = settings
+        self.home = home
+        self.cancelled_by: int | None = None
+        self._context = multiprocessing.get_context("fork")
+        self._cancel = self._context.Event()
+        self._force = False
+        self._deadline: float | None = None
+        self._processes: list[Any] = []
+        self._connections: list[Connection] = []
+        self._started: set[str] = set()
+        self._finished: set[str] = set()
+
+    def cancel(self, signum: int = signal.SIGINT) -> None:
+        """Stop starting hosts and kill running commands; a second call kills the workers."""
+        if self.cancelled_by is not None:
+            self._force = True
+            return
+        self.cancelled_by = signum
+        self._deadline = time.monotonic() + CANCEL_GRACE
+        self._cancel.set()
+
+    def events(self) -> Iterator[Event]:
+        """Start the workers and yield every event, ending with one terminal event per host."""
+        _raise_fd_limit()
+        marker = f"hostbatch-{os.urandom(8).hex()}"
+        job_queue = self._context.Queue()
+        for index, threads in enumerate(plan_workers(len(self.jobs), self.settings)):
+            reader, writer = self._context.Pipe(duplex=False)
+            config = WorkerConfig(index, threads, self.settings, self.home, marker)
+            process = self._context.Process(target=worker_main, name=f"hostbatch-worker-{index}",
+                                            args=(config, job_queue, writer, self._cancel),
+                                            daemon=True)
+            process.start()
+            writer.close()
+            self._processes.append((process, threads))
+            self._connections.append(reader)
+        for job in self.jobs:
+            job_queue.put(job)
+        for _ in range(sum(threads for _, threads in self._processes)):
+            job_queue.put(None)
+        try:
+            yield from self._receive()
+        finally:
+            job_queue.cancel_join_thread()
+            job_queue.close()
+            self._stop_workers()
+        yield from self._synthesize_missing()
+
+    def _receive(self) -> Iterator[Event]:
+        open_connections = list(self._connections)
+        while open_connections:
+            # A timeout, so a signal that arrives while waiting is acted on promptly.
+            for connection in wait(open_connections, 0.5):
+                assert isinstance(connection, Connection)
+                try:
+                    batch: list[Event] = pickle.loads(connection.recv_bytes())
+                except (EOFError, OSError):
+                    open_connections.remove(connection)
+                    continue
+                for event in batch:
+                    if isinstance(event, HostStarted):
+                        self._started.add(event.host)
+                    elif isinstance(event, HostExited | HostFailed):
+                        self._finished.add(event.host)
+                    yield event
+            if self._force or (self._deadline is not None and time.monotonic() > self._deadline):
+                return
+
+    def _stop_workers(self) -> None:
+        for process, _ in self._processes:
+            process.join(timeout=0 if self._force else 2.0)
+            if process.is_alive():
+                process.kill()
+                process.join()
+
+    def _synthesize_missing(self) -> Iterator[Event]:
+        """Give every host without a terminal event one, so each host has exactly one."""
+        for job in self.jobs:
+            host = job.host.name
+            if host in self._finished:
+                continue
+            if self.cancelled_by is None:
+                yield HostFailed(host, FailureKind.INTERNAL, "worker process ended unexpectedly")
+            elif host in self._started:
+                yield HostFailed(host, FailureKind.INTERRUPTED,
+                                 "interrupted; the command may still be running")
+            else:
+                yield HostFailed(host, FailureKind.SKIPPED, "not started: the run was interrupted")
+
+
+class interrupt_handlers:
+    """Route SIGINT and SIGTERM to ``on_signal`` (instead of KeyboardInterrupt) while active."""
+
+    def __init__(self, on_signal: Callable[[int], None]) -> None:
+        self.on_signal = on_signal
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self.on_signal(signum)
+
+    def __enter__(self) -> interrupt_handlers:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)

@@ -1,0 +1,163 @@
+"""The worker process: runs many jobs at once on threads and sends their events to the parent.
+
+A worker never touches the terminal or shared files (the parent alone writes stdout, stderr and
+known_hosts), ignores SIGINT (Ctrl-C belongs to the parent, which cancels through
+``cancel_event``), and turns every exception into a :class:`HostFailed` event, so the parent
+always hears exactly one terminal event per started host.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import queue
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import TYPE_CHECKING, Any
+
+from hostbatch.engine.events import (
+    Event,
+    HostExited,
+    HostFailed,
+    HostKeyLearned,
+    HostStarted,
+    OutputLines,
+    Stream,
+)
+from hostbatch.engine.jobs import Job, RunCommand
+from hostbatch.errors import FailureKind
+from hostbatch.settings import RunSettings
+
+if TYPE_CHECKING:
+    from hostbatch.ssh.session import Connector
+
+#: Events per message to the parent; batching keeps pickling and pipe overhead off chatty hosts.
+BATCH_MAX = 512
+#: Bounded, so a slow parent (a slow pipe downstream) slows the hosts instead of eating memory.
+PENDING_MAX = 2048
+_STOP = object()
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerConfig:
+    """What every worker needs besides its jobs; plain data, inherited at start."""
+
+    index: int
+    threads: int
+    settings: RunSettings
+    home: str
+    marker: str
+
+
+def worker_main(config: WorkerConfig, jobs: Any, events_out: Connection, cancel: Any) -> None:
+    """Entry point of a worker process: run jobs from ``jobs`` until sentinels arrive."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    from hostbatch.ssh.session import Connector  # paramiko is imported only in workers
+
+    connector = Connector(home=config.home, accept_new=config.settings.accept_new,
+                          retries=config.settings.retries)
+    pending: queue.Queue[Any] = queue.Queue(maxsize=PENDING_MAX)
+    wake_read, wake_write = os.pipe()
+
+    def watch_cancel() -> None:
+        cancel.wait()
+        connector.cancel()
+        os.write(wake_write, b"x")  # never read: stays readable, waking every select at once
+
+    threading.Thread(target=watch_cancel, name="cancel-watch", daemon=True).start()
+    forwarder = threading.Thread(target=_forward, args=(pending, events_out), name="forward")
+    forwarder.start()
+    runner = _JobRunner(config, connector, pending.put, wake_read)
+    threads = [threading.Thread(target=runner.loop, args=(jobs,), name=f"host-{n}")
+               for n in range(config.threads)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    pending.put(_STOP)
+    forwarder.join()
+    events_out.close()
+
+
+def _forward(pending: queue.Queue[Any], events_out: Connection) -> None:
+    """Send events to the parent in batches, as fast as they come; stop at ``_STOP``."""
+    while True:
+        batch = [pending.get()]
+        while len(batch) < BATCH_MAX:
+            try:
+                batch.append(pending.get_nowait())
+            except queue.Empty:
+                break
+        stop = batch[-1] is _STOP
+        if stop:
+            batch.pop()
+        if batch:
+            try:
+                events_out.send_bytes(pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL))
+            except (BrokenPipeError, OSError):
+                os._exit(1)  # the parent is gone: nobody is left to report to
+        if stop:
+            return
+
+
+class _JobRunner:
+    """Pulls jobs and performs them, one connection per job, on the calling thread."""
+
+    def __init__(self, config: WorkerConfig, connector: Connector, emit: Any,
+                 wake_fd: int) -> None:
+        self.config = config
+        self.connector = connector
+        self.emit = emit
+        self.wake_fd = wake_fd
+
+    def loop(self, jobs: Any) -> None:
+        while True:
+            job = jobs.get()
+            if job is None:
+                return
+            if self.connector.cancelled.is_set():
+                continue  # the parent reports never-started hosts as skipped
+            self.perform(job)
+
+    def perform(self, job: Job) -> None:
+        from hostbatch.ssh.command import run_command
+        from hostbatch.ssh.errors import HostFailure
+
+        host = job.host.name
+        self.emit(HostStarted(host, self.config.index))
+        started = time.monotonic()
+        transport = None
+
+        def learn(path: str, line: str, fingerprint: str) -> None:
+            self.emit(HostKeyLearned(host, path, line, fingerprint))
+
+        def on_lines(stream: Stream, lines: tuple[bytes, ...]) -> None:
+            self.emit(OutputLines(host, stream, lines))
+
+        terminal: Event
+        try:
+            transport = self.connector.connect(job.host, learn)
+            if not isinstance(job.action, RunCommand):
+                raise TypeError(f"unsupported action {type(job.action).__name__}")
+            result = run_command(
+                transport, job.action.command, marker=self.config.marker,
+                timeout=self.config.settings.command_timeout, wake_fd=self.wake_fd,
+                is_cancelled=self.connector.cancelled.is_set, on_lines=on_lines,
+            )
+            terminal = HostExited(host, result.exit_status, time.monotonic() - started,
+                                  result.note)
+        except HostFailure as failure:
+            terminal = HostFailed(host, failure.kind, failure.message,
+                                  time.monotonic() - started)
+        except Exception as exc:  # a bug must cost one host, never the whole run
+            terminal = HostFailed(host, FailureKind.INTERNAL,
+                                  f"internal error: {type(exc).__name__}: {exc}",
+                                  time.monotonic() - started)
+        finally:
+            if transport is not None:
+                transport.close()
+        self.emit(terminal)

@@ -1,0 +1,69 @@
+"""The hostbatch error vocabulary.
+
+Two kinds of failure exist and they never mix:
+
+* a whole-run problem (bad arguments, a broken inventory, an empty selection) is raised as a
+  :class:`HostbatchError` before anything connects, and the CLI turns it into exit status 2;
+* a per-host problem (refused, timed out, wrong key, lost connection) is a *value*: a
+  :class:`FailureKind` and a message carried by an event, so one host never stops the others.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+
+
+class FailureKind(enum.Enum):
+    """Why one host did not run to completion; the values are the ``--json`` ``kind`` strings."""
+
+    CONNECT = "connect"
+    AUTH = "auth"
+    HOSTKEY = "hostkey"
+    TIMEOUT = "timeout"
+    PROTOCOL = "protocol"
+    DISCONNECT = "disconnect"
+    INTERRUPTED = "interrupted"
+    SKIPPED = "skipped"
+    INTERNAL = "internal"
+
+
+class HostbatchError(Exception):
+    """Root of the errors that stop a whole run before any host is contacted."""
+
+
+class UsageError(HostbatchError):
+    """The command line is wrong: unknown flag, missing command, no hosts selected."""
+
+
+class InventoryError(HostbatchError):
+    """The inventory file is missing or invalid; names the file, section and key at fault."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | None = None,
+        section: str | None = None,
+        key: str | None = None,
+    ) -> None:
+        self.path = path
+        self.section = section
+        self.key = key
+        self.reason = message
+        where = []
+        if path:
+            where.append(path)
+        if section:
+            where.append(f"[{section}]")
+        if key:
+            where.append(key)
+        super().__init__(f"{' '.join(where)}: {message}" if where else message)
+
+
+class SelectionError(HostbatchError, LookupError):
+    """A host name, pattern or group matched nothing in the inventory."""
+
+    def __init__(self, message: str, unmatched: Sequence[str] = ()) -> None:
+        self.unmatched = tuple(unmatched)
+        super().__init__(message)

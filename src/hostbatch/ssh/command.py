@@ -1,0 +1,201 @@
+"""Run one command on an open connection: stream its lines, enforce a deadline, kill it.
+
+Output: stdout and stderr are drained together from one ``select`` loop (reading one stream to
+its end first is paramiko's classic deadlock when the other fills its window), split into lines
+with a bounded buffer, and handed to a callback batch by batch.
+
+Killing: closing a channel without a pty leaves the remote command running, OpenSSH refuses
+the RFC 4254 ``signal`` request for root in its default configuration, and a pty would merge
+stderr into stdout. So the command is sent as ``echo MARKER $$; COMMAND``: sshd starts every
+session's shell with ``setsid()``, so ``$$`` is the process group of the command and all its
+children. To stop it (timeout, Ctrl-C), a second channel on the same connection runs
+``kill -s TERM -- -PGID``, then ``KILL`` if it has not ended a second later. The marker line
+(with a per-run random nonce) is removed from the output.
+"""
+
+from __future__ import annotations
+
+import re
+import select
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import paramiko
+
+from hostbatch.engine.events import Stream
+from hostbatch.errors import FailureKind
+from hostbatch.ssh.errors import HostFailure
+
+#: A line longer than this is passed on in pieces, so memory per host stays bounded.
+MAX_LINE = 1024 * 1024
+#: How many leading stdout lines may precede the marker (e.g. printed by a shell rc file).
+MARKER_SEARCH_LINES = 64
+KILL_GRACE = 1.0
+
+OnLines = Callable[[Stream, tuple[bytes, ...]], None]
+
+
+@dataclass(frozen=True, slots=True)
+class CommandResult:
+    """How a command ended: ``exit_status`` 255 with a ``note`` means ended by a signal."""
+
+    exit_status: int
+    note: str = ""
+
+
+class LineSplitter:
+    """Cuts a byte stream into lines; holds at most :data:`MAX_LINE` bytes of a partial line."""
+
+    def __init__(self) -> None:
+        self._partial = b""
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """Return the lines completed by ``data`` (without their newline)."""
+        pieces = (self._partial + data).split(b"\n")
+        self._partial = pieces.pop()
+        while len(self._partial) > MAX_LINE:
+            pieces.append(self._partial[:MAX_LINE])
+            self._partial = self._partial[MAX_LINE:]
+        return pieces
+
+    def flush(self) -> list[bytes]:
+        """The final line without a newline, if any."""
+        rest, self._partial = self._partial, b""
+        return [rest] if rest else []
+
+
+class _MarkerFilter:
+    """Finds and removes the ``MARKER PGID`` line the wrapper prints, remembering the PGID."""
+
+    def __init__(self, marker: str) -> None:
+        self._pattern = re.compile(re.escape(marker.encode()) + rb" (\d+)")
+        self._lines_left = MARKER_SEARCH_LINES
+        self.pgid: int | None = None
+
+    def filter(self, lines: list[bytes]) -> list[bytes]:
+        if self._lines_left <= 0:
+            return lines
+        for index, line in enumerate(lines[: self._lines_left]):
+            match = self._pattern.fullmatch(line)
+            if match:
+                self.pgid = int(match.group(1))
+                self._lines_left = 0
+                return lines[:index] + lines[index + 1:]
+        self._lines_left -= len(lines)
+        return lines
+
+
+def wrap_command(command: str, marker: str) -> str:
+    """The command line sent to the server: report the process group, then run ``command``."""
+    return f"echo {marker} $$; {command}"
+
+
+def run_command(
+    transport: paramiko.Transport,
+    command: str,
+    *,
+    marker: str,
+    timeout: float | None,
+    wake_fd: int,
+    is_cancelled: Callable[[], bool],
+    on_lines: OnLines,
+) -> CommandResult:
+    """Run ``command`` and stream its output; raise :class:`HostFailure` unless it ended.
+
+    ``wake_fd`` becomes readable when the run is cancelled, waking the loop at once.
+    """
+    deadline = None if timeout is None else time.monotonic() + timeout
+    try:
+        channel = transport.open_session(timeout=30)
+        channel.exec_command(wrap_command(command, marker))
+        channel.shutdown_write()  # stdin is empty, as with ssh -n
+    except (paramiko.SSHException, OSError, EOFError) as exc:
+        raise HostFailure(FailureKind.DISCONNECT, f"could not start the command: {exc}") from None
+    markers = _MarkerFilter(marker)
+    out, err = LineSplitter(), LineSplitter()
+
+    def drain() -> None:
+        while channel.recv_ready():
+            lines = markers.filter(out.feed(channel.recv(65536)))
+            if lines:
+                on_lines("stdout", tuple(lines))
+        while channel.recv_stderr_ready():
+            lines = err.feed(channel.recv_stderr(65536))
+            if lines:
+                on_lines("stderr", tuple(lines))
+
+    def stop(kind: FailureKind, message: str) -> HostFailure:
+        killed = _kill(transport, channel, markers.pgid, drain)
+        _flush(out, err, markers, on_lines)
+        channel.close()
+        return HostFailure(kind, f"{message}; {killed}")
+
+    fd = channel.fileno()
+    while True:
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and left <= 0:
+            raise stop(FailureKind.TIMEOUT, f"command timed out after {timeout:g}s")
+        readable, _, _ = select.select([fd, wake_fd], [], [], left)
+        if wake_fd in readable or is_cancelled():
+            raise stop(FailureKind.INTERRUPTED, "interrupted")
+        drain()
+        ended = channel.eof_received or channel.closed
+        if ended and not (channel.recv_ready() or channel.recv_stderr_ready()):
+            break
+    _flush(out, err, markers, on_lines)
+    # The exit status may come just after EOF; wait for it (or the close) within the deadline.
+    while not channel.exit_status_ready() and not channel.closed:
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and left <= 0:
+            raise stop(FailureKind.TIMEOUT, f"command timed out after {timeout:g}s")
+        if is_cancelled():
+            raise stop(FailureKind.INTERRUPTED, "interrupted")
+        channel.status_event.wait(0.05 if left is None else min(0.05, left))
+    status = channel.exit_status if channel.exit_status_ready() else -1
+    lost = not channel.eof_received or not transport.is_active()
+    channel.close()
+    if status >= 0:
+        return CommandResult(status)
+    if lost:
+        raise HostFailure(FailureKind.DISCONNECT, "connection lost while the command was running")
+    return CommandResult(255, "ended without an exit status (killed by a signal)")
+
+
+def _flush(out: LineSplitter, err: LineSplitter, markers: _MarkerFilter, on_lines: OnLines) -> None:
+    rest = markers.filter(out.flush())
+    if rest:
+        on_lines("stdout", tuple(rest))
+    rest = err.flush()
+    if rest:
+        on_lines("stderr", tuple(rest))
+
+
+def _run_quietly(transport: paramiko.Transport, command: str, wait: float) -> None:
+    """Run a short helper command on a second channel, waiting at most ``wait`` seconds."""
+    channel = transport.open_session(timeout=wait)
+    try:
+        channel.exec_command(command)
+        channel.shutdown_write()
+        channel.status_event.wait(wait)
+    finally:
+        channel.close()
+
+
+def _kill(transport: paramiko.Transport, channel: paramiko.Channel, pgid: int | None,
+          drain: Callable[[], None]) -> str:
+    """Make the remote command and its children die; return what was done, for the message."""
+    if pgid is None or not transport.is_active():
+        return "no remote process id known, channel closed"
+    try:
+        _run_quietly(transport, f"sh -c 'kill -s TERM -- -{pgid}' >/dev/null 2>&1", 2.0)
+        end = time.monotonic() + KILL_GRACE
+        while not channel.closed and not channel.exit_status_ready() and time.monotonic() < end:
+            drain()
+            channel.status_event.wait(0.05)
+        if channel.closed or channel.exit_status_ready():
+            return "remote process group terminated"
+        _run_quietly(transport, f"sh -c 'kill -s KILL -- -{pgid}' >/dev/null 2>&1", 2.0)
+        return "remote process group killed"
+    except (paramiko.SSHException, OSError, EOFError) as exc:
+        return f"could not kill the remote process ({exc})"
