@@ -16,10 +16,10 @@ import base64
 import binascii
 import enum
 import fcntl
-import fnmatch
 import hashlib
 import hmac
 import os
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,7 +64,14 @@ class _Entry:
         return positive
 
 
+def _wildcard(pattern: str) -> re.Pattern[str]:
+    """OpenSSH's pattern syntax: only ``*`` and ``?`` are special (``[`` is literal)."""
+    parts = (".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern.lower())
+    return re.compile("".join(parts))
+
+
 def _pattern_matches(pattern: str, name: str) -> bool:
+    name = name.lower()  # ssh lowercases host names, also before hashing them
     if pattern.startswith("|1|"):
         try:
             _, _, salt_b64, hash_b64 = pattern.split("|", 3)
@@ -74,8 +81,8 @@ def _pattern_matches(pattern: str, name: str) -> bool:
             return False
         return hmac.compare_digest(hmac.new(salt, name.encode(), hashlib.sha1).digest(), expected)
     if "*" in pattern or "?" in pattern:
-        return fnmatch.fnmatchcase(name.lower(), pattern.lower())
-    return pattern.lower() == name.lower()
+        return _wildcard(pattern).fullmatch(name) is not None
+    return pattern.lower() == name
 
 
 @dataclass

@@ -47,15 +47,16 @@ def _match_hosts(item: str, inventory: Inventory) -> list[str]:
     """Host names matched by one ``-h``/``-x`` item."""
     if item in inventory.hosts:
         return [item]
+    patterns = [item]
     if is_range(item):
         try:
-            wanted = set(expand(item))
+            patterns = expand(item)
         except RangeError as exc:
             raise UsageError(f"bad host range {item!r}: {exc}") from None
-        return [name for name in inventory.hosts if name in wanted]
-    if _GLOB_CHARS & set(item):
-        return [name for name in inventory.hosts if fnmatch.fnmatchcase(name, item)]
-    return []
+    exact = {p for p in patterns if not _GLOB_CHARS & set(p)}
+    globs = [p for p in patterns if _GLOB_CHARS & set(p)]
+    return [name for name in inventory.hosts
+            if name in exact or any(fnmatch.fnmatchcase(name, g) for g in globs)]
 
 
 def _match_groups(item: str, inventory: Inventory) -> list[str]:

@@ -42,7 +42,11 @@ def run_main(argv: Sequence[str], env: Environment, prog: str = "batch_run") -> 
         stderr.flush()
 
     try:
-        args = build_run_parser(prog).parse_args(list(argv))
+        parser = build_run_parser(prog)
+        args = parser.parse_args(list(argv))
+        if args.help:
+            stdout.write(parser.format_help().encode())
+            return ExitStatus.OK
         if args.version:
             stdout.write(f"hostbatch {__version__}\n".encode())
             return ExitStatus.OK

@@ -64,7 +64,7 @@ def _seconds(text: str) -> float:
 
 def add_common_options(parser: argparse.ArgumentParser) -> None:
     """Inventory, selection, limits and output options common to every run command."""
-    parser.add_argument("--help", action="help", help="show this help and exit")
+    parser.add_argument("--help", action="store_true", help="show this help and exit")
     parser.add_argument("--version", action="store_true", help="show the version and exit")
     parser.add_argument("-i", "--inventory", metavar="FILE", help="inventory file (INI)")
     select = parser.add_argument_group("host selection (the union of -h and -g, minus -x)")

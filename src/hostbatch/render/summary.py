@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 from hostbatch.engine.outcome import BatchResult, HostOutcome
+from hostbatch.errors import FailureKind
 from hostbatch.render.output import SafeStream
 
 SLOWEST = 3
-_GREEN, _RED, _YELLOW, _BOLD, _RESET = "\x1b[32m", "\x1b[31m", "\x1b[33m", "\x1b[1m", "\x1b[0m"
+_GREEN, _RED, _YELLOW, _RESET = "\x1b[32m", "\x1b[31m", "\x1b[33m", "\x1b[0m"
+
+
+def _label(outcome: HostOutcome) -> str:
+    if outcome.failure is FailureKind.INTERRUPTED:
+        return "interrupted"
+    if outcome.failure is FailureKind.SKIPPED:
+        return "skipped"
+    return "unreachable" if outcome.failure is not None else "failed"
 
 
 def _reason(outcome: HostOutcome) -> str:
@@ -17,30 +26,26 @@ def _reason(outcome: HostOutcome) -> str:
 
 
 def format_summary(result: BatchResult, elapsed: float, *, color: bool) -> str:
-    """The summary text, one line per failed host."""
+    """The summary text: a count line, then one line per host that did not succeed."""
 
     def paint(code: str, text: str) -> str:
         return f"{code}{text}{_RESET}" if color else text
 
-    counts = [paint(_GREEN, f"{len(result.ok)} ok")]
-    if result.failed:
-        counts.append(paint(_RED, f"{len(result.failed)} failed"))
-    if result.unreachable:
-        counts.append(paint(_RED, f"{len(result.unreachable)} unreachable"))
-    if result.not_completed:
-        counts.append(paint(_YELLOW, f"{len(result.not_completed)} not completed"))
+    problems = [o for o in (result.outcomes.get(h) for h in result.hosts) if o and not o.ok]
+    counts: dict[str, int] = {}
+    for outcome in problems:
+        counts[_label(outcome)] = counts.get(_label(outcome), 0) + 1
+    parts = [paint(_GREEN, f"{len(result.ok)} ok")]
+    for label in ("failed", "unreachable", "interrupted", "skipped"):
+        if counts.get(label):
+            code = _YELLOW if label in ("interrupted", "skipped") else _RED
+            parts.append(paint(code, f"{counts[label]} {label}"))
     total = len(result.hosts)
     lines = [f"hostbatch: {total} host{'s' if total != 1 else ''} in {elapsed:.2f}s: "
-             + ", ".join(counts)]
-    width = max((len(o.host) for o in result.outcomes.values()), default=0)
-    for label, group in (("failed", result.failed), ("unreachable", result.unreachable),
-                         ("not completed", result.not_completed)):
-        for outcome in group:
-            label_text = paint(_BOLD, f"{label:<13}")
-            lines.append(f"  {label_text} {outcome.host:<{width}}  {_reason(outcome)}")
-    if result.interrupted:
-        lines.append(paint(_YELLOW, "  interrupted: the hosts above under 'not completed' did "
-                           "not finish"))
+             + ", ".join(parts)]
+    width = max((len(o.host) for o in problems), default=0)
+    for outcome in problems:
+        lines.append(f"  {_label(outcome):<12} {outcome.host:<{width}}  {_reason(outcome)}")
     finished = [o for o in result.outcomes.values() if o.exit_status is not None]
     if len(finished) > 1:
         slowest = sorted(finished, key=lambda o: o.duration, reverse=True)[:SLOWEST]

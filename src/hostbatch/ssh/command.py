@@ -51,13 +51,20 @@ class LineSplitter:
         self._partial = b""
 
     def feed(self, data: bytes) -> list[bytes]:
-        """Return the lines completed by ``data`` (without their newline)."""
-        pieces = (self._partial + data).split(b"\n")
-        self._partial = pieces.pop()
+        """Return the lines completed by ``data`` (without their newline).
+
+        Lines longer than :data:`MAX_LINE` come out in pieces cut every ``MAX_LINE`` bytes
+        from the line's start, wherever the network happened to split the data.
+        """
+        lines = (self._partial + data).split(b"\n")
+        self._partial = lines.pop()
+        if max(map(len, lines), default=0) > MAX_LINE:
+            lines = [line[start:start + MAX_LINE] for line in lines
+                     for start in range(0, len(line), MAX_LINE) or (0,)]
         while len(self._partial) > MAX_LINE:
-            pieces.append(self._partial[:MAX_LINE])
+            lines.append(self._partial[:MAX_LINE])
             self._partial = self._partial[MAX_LINE:]
-        return pieces
+        return lines
 
     def flush(self) -> list[bytes]:
         """The final line without a newline, if any."""

@@ -1,0 +1,349 @@
+"""Renderers (lines, JSON Lines, summary) and SafeStream, on in-memory byte streams."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import stat
+
+import pytest
+
+from hostbatch.engine.events import (
+    Event,
+    HostExited,
+    HostFailed,
+    HostKeyLearned,
+    HostStarted,
+    OutputLines,
+)
+from hostbatch.engine.outcome import BatchResult
+from hostbatch.errors import FailureKind
+from hostbatch.render.jsonl import JsonRenderer
+from hostbatch.render.lines import LineRenderer
+from hostbatch.render.output import SafeStream, use_color
+from hostbatch.render.summary import format_summary, write_summary
+
+ESC = b"\x1b["
+
+
+class Streams:
+    def __init__(self) -> None:
+        self.out = io.BytesIO()
+        self.err = io.BytesIO()
+        self.stdout = SafeStream(self.out)
+        self.stderr = SafeStream(self.err)
+
+
+def line_renderer(streams: Streams, color: bool = False) -> LineRenderer:
+    return LineRenderer(streams.stdout, streams.stderr, color_stdout=color, color_stderr=color)
+
+
+def feed(renderer: LineRenderer | JsonRenderer, events: list[Event]) -> None:
+    for event in events:
+        renderer.handle(event)
+    renderer.close()
+
+
+# --------------------------------------------------------------------------- LineRenderer
+
+
+def test_stdout_lines_as_host_colon_line() -> None:
+    s = Streams()
+    feed(line_renderer(s), [OutputLines("web1", "stdout", (b"Filesystem  Size", b"/dev/sda1 9G"))])
+    assert s.out.getvalue() == b"web1: Filesystem  Size\nweb1: /dev/sda1 9G\n"
+    assert s.err.getvalue() == b""
+
+
+def test_stderr_lines_go_to_stderr() -> None:
+    s = Streams()
+    feed(line_renderer(s), [OutputLines("db1", "stderr", (b"warning: x",))])
+    assert s.err.getvalue() == b"db1: warning: x\n"
+    assert s.out.getvalue() == b""
+
+
+def test_interleaved_hosts_and_streams_keep_arrival_order() -> None:
+    s = Streams()
+    feed(line_renderer(s), [
+        OutputLines("a", "stdout", (b"1",)),
+        OutputLines("b", "stderr", (b"e1",)),
+        OutputLines("b", "stdout", (b"2",)),
+        OutputLines("a", "stderr", (b"e2",)),
+        OutputLines("a", "stdout", (b"3", b"")),
+    ])
+    assert s.out.getvalue() == b"a: 1\nb: 2\na: 3\na: \n"
+    assert s.err.getvalue() == b"b: e1\na: e2\n"
+
+
+def test_lines_are_flushed_as_they_arrive() -> None:
+    class Recorder(io.BytesIO):
+        flushes = 0
+
+        def flush(self) -> None:
+            Recorder.flushes += 1
+
+    out = Recorder()
+    renderer = LineRenderer(SafeStream(out), SafeStream(io.BytesIO()), color_stdout=False,
+                            color_stderr=False)
+    renderer.handle(OutputLines("a", "stdout", (b"1",)))
+    assert out.getvalue() == b"a: 1\n" and Recorder.flushes >= 1
+
+
+@pytest.mark.parametrize(
+    ("raw", "shown"),
+    [
+        (b"bad \xff byte", "bad \ufffd byte".encode()),
+        (b"\xc3", "\ufffd".encode()),
+        (b"caf\xc3\xa9", "caf\u00e9".encode()),
+    ],
+)
+def test_invalid_utf8_is_replaced(raw: bytes, shown: bytes) -> None:
+    s = Streams()
+    feed(line_renderer(s), [OutputLines("h", "stdout", (b"ok", raw))])
+    assert s.out.getvalue() == b"h: ok\nh: " + shown + b"\n"
+    s.out.getvalue().decode("utf-8")  # always valid UTF-8
+
+
+def test_no_ansi_escapes_without_color() -> None:
+    s = Streams()
+    feed(line_renderer(s, color=False), [
+        HostStarted("h", 0),
+        OutputLines("h", "stdout", (b"out",)),
+        OutputLines("h", "stderr", (b"err",)),
+        HostFailed("g", FailureKind.CONNECT, "Connection refused"),
+        HostExited("h", 0, 0.1),
+    ])
+    assert ESC not in s.out.getvalue()
+    assert ESC not in s.err.getvalue()
+
+
+def test_color_only_colors_the_prefix() -> None:
+    s = Streams()
+    feed(line_renderer(s, color=True), [OutputLines("h", "stdout", (b"out",)),
+                                        OutputLines("h", "stderr", (b"err",))])
+    assert ESC in s.out.getvalue() and s.out.getvalue().endswith(b": out\n")
+    assert ESC in s.err.getvalue() and s.err.getvalue().endswith(b": err\n")
+
+
+def test_host_failure_reported_on_stderr() -> None:
+    s = Streams()
+    feed(line_renderer(s), [HostFailed("web1", FailureKind.TIMEOUT, "timed out after 5s")])
+    assert s.err.getvalue() == b"hostbatch: web1: timeout: timed out after 5s\n"
+    assert s.out.getvalue() == b""
+
+
+@pytest.mark.parametrize(
+    "event",
+    [HostStarted("h", 0), HostExited("h", 3, 1.0),
+     HostKeyLearned("h", "/kh", "h ssh-ed25519 AAAA", "SHA256:x")],
+    ids=lambda e: type(e).__name__,
+)
+def test_other_events_print_nothing(event: Event) -> None:
+    s = Streams()
+    feed(line_renderer(s), [event])
+    assert s.out.getvalue() == s.err.getvalue() == b""
+
+
+# --------------------------------------------------------------------------- JsonRenderer
+
+
+def json_lines(data: bytes) -> list[dict[str, object]]:
+    text = data.decode("utf-8")
+    assert text == "" or text.endswith("\n")
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def test_json_stream() -> None:
+    s = Streams()
+    feed(JsonRenderer(s.stdout), [
+        HostStarted("web1", 0),
+        OutputLines("web1", "stdout", (b"hello", b"w\xc3\xb6rld")),
+        OutputLines("web1", "stderr", (b"oops \xff",)),
+        HostExited("web1", 0, 0.31),
+        HostFailed("db1", FailureKind.AUTH, "Authentication failed"),
+        HostKeyLearned("web1", "/kh", "line", "SHA256:x"),
+    ])
+    objects = json_lines(s.out.getvalue())
+    assert objects[:4] == [
+        {"host": "web1", "event": "stdout", "data": "hello"},
+        {"host": "web1", "event": "stdout", "data": "w\u00f6rld"},
+        {"host": "web1", "event": "stderr", "data": "oops \ufffd"},
+        {"host": "web1", "event": "exit", "exit_status": 0, "duration": 0.31},
+    ]
+    error = objects[4]
+    assert {k: error[k] for k in ("host", "event", "kind", "error")} == {
+        "host": "db1", "event": "error", "kind": "auth", "error": "Authentication failed"}
+    assert len(objects) == 5
+    assert s.err.getvalue() == b""
+
+
+def test_json_lines_are_one_object_per_line_even_with_newlines_in_data() -> None:
+    s = Streams()
+    feed(JsonRenderer(s.stdout), [OutputLines("h", "stdout", (b"a\rb\x00c\x1b[0m\"q\"",)),
+                                  HostFailed("h", FailureKind.PROTOCOL, "two\nlines")])
+    objects = json_lines(s.out.getvalue())
+    assert len(objects) == 2
+    assert objects[0]["data"] == "a\rb\x00c\x1b[0m\"q\""
+    assert objects[1]["error"] == "two\nlines"
+
+
+# --------------------------------------------------------------------------- summary
+
+
+def summary_result() -> BatchResult:
+    result = BatchResult(["ok1", "bad1", "down1", "ok2", "slow", "nokey", "bad2"])
+    events: list[Event] = [
+        HostExited("ok1", 0, 0.5),
+        HostExited("bad1", 2, 0.7),
+        HostFailed("down1", FailureKind.CONNECT, "Connection refused", 0.01),
+        HostExited("ok2", 0, 0.2),
+        HostFailed("slow", FailureKind.TIMEOUT, "command timed out after 5s", 5.0),
+        HostFailed("nokey", FailureKind.HOSTKEY, "unknown host key for nokey", 0.1),
+        HostExited("bad2", 255, 3.0, note="ended without an exit status"),
+    ]
+    for event in events:
+        result.record(event)
+    return result
+
+
+def test_summary_names_every_failed_host_with_its_reason() -> None:
+    text = format_summary(summary_result(), 5.25, color=False)
+    lines = text.splitlines()
+    assert "7 hosts" in lines[0] and "5.25s" in lines[0]
+    assert "2 ok" in lines[0] and "2 failed" in lines[0] and "3 unreachable" in lines[0]
+
+    def line_for(host: str) -> str:
+        (found,) = [line for line in lines[1:] if f" {host} " in line and "slowest" not in line]
+        return found
+
+    assert "exit status 2" in line_for("bad1")
+    assert "exit status 255" in line_for("bad2")
+    assert "ended without an exit status" in line_for("bad2")
+    assert "connect: Connection refused" in line_for("down1")
+    assert "timeout: command timed out after 5s" in line_for("slow")
+    assert "hostkey: unknown host key" in line_for("nokey")
+    assert not any(" ok1 " in line or " ok2 " in line for line in lines[1:]
+                   if "slowest" not in line)
+    assert "\x1b[" not in text
+    assert text.endswith("\n")
+
+
+def test_summary_slowest_hosts() -> None:
+    text = format_summary(summary_result(), 5.25, color=False)
+    slowest = [line for line in text.splitlines() if "slowest" in line]
+    assert len(slowest) == 1
+    assert slowest[0].index("bad2") < slowest[0].index("bad1") < slowest[0].index("ok1")
+
+
+def test_summary_all_ok() -> None:
+    result = BatchResult(["a"])
+    result.record(HostExited("a", 0, 0.1))
+    text = format_summary(result, 0.1, color=False)
+    assert text.splitlines() == [text.rstrip("\n")]  # one line: nothing failed, no slowest list
+    assert "1 host " in text and "1 ok" in text and "0.10s" in text
+    assert "failed" not in text and "unreachable" not in text
+
+
+def test_summary_interrupted_lists_hosts_that_did_not_finish() -> None:
+    result = BatchResult(["a", "b", "c"])
+    result.record(HostExited("a", 0, 0.1))
+    result.record(HostFailed("b", FailureKind.INTERRUPTED, "interrupted", 1.0))
+    result.record(HostFailed("c", FailureKind.SKIPPED, "never started"))
+    result.interrupted = True
+    text = format_summary(result, 1.0, color=False)
+    lines = text.splitlines()
+    assert "1 ok" in lines[0]
+    assert any(" b " in line and "interrupted" in line for line in lines[1:])
+    assert any(" c " in line and "skipped" in line for line in lines[1:])
+    assert not any(" a " in line for line in lines[1:])
+
+
+def test_summary_color() -> None:
+    text = format_summary(summary_result(), 1.0, color=True)
+    assert "\x1b[" in text
+
+
+def test_write_summary_to_safe_stream() -> None:
+    s = Streams()
+    write_summary(s.stderr, summary_result(), 1.0, color=False)
+    assert s.err.getvalue().decode() == format_summary(summary_result(), 1.0, color=False)
+
+
+# --------------------------------------------------------------------------- colour and SafeStream
+
+
+@pytest.mark.parametrize(
+    ("isatty", "environ", "expected"),
+    [
+        (True, {}, True),
+        (False, {}, False),
+        (True, {"NO_COLOR": "1"}, False),
+        (False, {"NO_COLOR": "1"}, False),
+        (True, {"TERM": "dumb"}, False),
+        (True, {"TERM": "xterm-256color"}, True),
+    ],
+)
+def test_use_color(isatty: bool, environ: dict[str, str], expected: bool) -> None:
+    assert use_color(isatty, environ) is expected
+
+
+class BrokenPipe(io.BytesIO):
+    writes = 0
+
+    def write(self, data: bytes) -> int:  # type: ignore[override]
+        self.writes += 1
+        raise BrokenPipeError(32, "Broken pipe")
+
+    def flush(self) -> None:
+        raise BrokenPipeError(32, "Broken pipe")
+
+
+def test_safe_stream_swallows_broken_pipe_on_write() -> None:
+    inner = BrokenPipe()
+    stream = SafeStream(inner)
+    stream.write(b"x")
+    assert stream.broken
+    stream.write(b"y")
+    stream.flush()
+    assert inner.writes == 1  # nothing more is attempted once the reader is gone
+
+
+def test_safe_stream_swallows_broken_pipe_on_flush() -> None:
+    class FlushBreaks(io.BytesIO):
+        def flush(self) -> None:
+            raise BrokenPipeError(32, "Broken pipe")
+
+    stream = SafeStream(FlushBreaks())
+    stream.write(b"x")
+    stream.flush()
+    assert stream.broken
+
+
+def test_safe_stream_passes_other_errors_on() -> None:
+    class Full(io.BytesIO):
+        def write(self, data: bytes) -> int:  # type: ignore[override]
+            raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError, match="No space"):
+        SafeStream(Full()).write(b"x")
+
+
+def test_safe_stream_on_a_real_closed_pipe_points_fd_at_devnull() -> None:
+    read_fd, write_fd = os.pipe()
+    os.close(read_fd)
+    with open(write_fd, "wb", buffering=0) as raw:
+        stream = SafeStream(raw)
+        stream.write(b"line\n")
+        assert stream.broken
+        devnull = os.stat(os.devnull)
+        now = os.fstat(write_fd)
+        assert stat.S_ISCHR(now.st_mode) and now.st_rdev == devnull.st_rdev
+        os.write(write_fd, b"the interpreter's final flush is now harmless")
+
+
+def test_line_renderer_survives_a_closed_stdout() -> None:
+    err = io.BytesIO()
+    renderer = LineRenderer(SafeStream(BrokenPipe()), SafeStream(err), color_stdout=False,
+                            color_stderr=False)
+    feed(renderer, [OutputLines("h", "stdout", (b"lost",)), OutputLines("h", "stderr", (b"e",))])
+    assert err.getvalue() == b"h: e\n"
