@@ -8,7 +8,9 @@ work=demo/work
 rm -rf "$work"; mkdir -p "$work"
 export PATH="$PWD/.venv/bin:$PATH"
 
-.venv/bin/python -m tests.support.fleet --count 4 --workdir "$work" \
+# A dedicated login user keeps the demo independent of root's shell start-up files.
+.venv/bin/python -c 'import secrets; from tests.support.fleet import ensure_test_user; ensure_test_user("hbdemo", secrets.token_urlsafe(16))'
+.venv/bin/python -m tests.support.fleet --count 4 --workdir "$work" --user hbdemo \
   --names web01,web02,web03,db01 --group web_clusters=web01,web02,web03 --group db_servers=db01 \
   --detach >/dev/null
 trap 'kill "$(cat "$work/fleet.pid")" 2>/dev/null || true' EXIT
@@ -21,5 +23,6 @@ show cat "$HOSTBATCH_INVENTORY"
 show batch_run -g web_clusters,db_servers --list
 show batch_run -h web01,web02 -g db_servers -cmd 'echo "I am $(echo $SSH_CONNECTION | cut -d" " -f3)"; df -h / | tail -n 1'
 show batch_run -g all -x 'web0[2-3]' -cmd 'for i in 1 2 3; do echo "tick $i"; sleep 0.3; done; echo "warning on stderr" >&2'
-show batch_run -g web_clusters --json -cmd 'hostname; exit $((RANDOM % 2))'
+show batch_run -g web_clusters --json -cmd 'case "$SSH_CONNECTION" in *" 127.0.0.11 "*) echo "disk almost full" >&2; exit 1;; esac; echo fine'
+show batch_run -h 'web*' -g nosuchgroup -cmd true
 show batch_run -g all --timeout 1 -cmd 'sleep 30'

@@ -10,12 +10,16 @@ SLOWEST = 3
 _GREEN, _RED, _YELLOW, _RESET = "\x1b[32m", "\x1b[31m", "\x1b[33m", "\x1b[0m"
 
 
+_LABELS = {FailureKind.TIMEOUT: "timed out", FailureKind.DISCONNECT: "lost",
+           FailureKind.INTERRUPTED: "interrupted", FailureKind.SKIPPED: "skipped",
+           FailureKind.INTERNAL: "error"}
+
+
 def _label(outcome: HostOutcome) -> str:
-    if outcome.failure is FailureKind.INTERRUPTED:
-        return "interrupted"
-    if outcome.failure is FailureKind.SKIPPED:
-        return "skipped"
-    return "unreachable" if outcome.failure is not None else "failed"
+    """The left column: ``failed`` for a non-zero exit, else a word for the failure kind."""
+    if outcome.failure is None:
+        return "failed"
+    return _LABELS.get(outcome.failure, "unreachable")
 
 
 def _reason(outcome: HostOutcome) -> str:
@@ -23,6 +27,15 @@ def _reason(outcome: HostOutcome) -> str:
         return f"{outcome.failure.value}: {outcome.message}"
     note = f" ({outcome.message})" if outcome.message else ""
     return f"exit status {outcome.exit_status}{note}"
+
+
+def _category(outcome: HostOutcome) -> str:
+    """The count a host adds to: ok, failed, unreachable (exit 3), interrupted or skipped."""
+    if outcome.failure is FailureKind.INTERRUPTED:
+        return "interrupted"
+    if outcome.failure is FailureKind.SKIPPED:
+        return "skipped"
+    return "unreachable" if outcome.failure is not None else "failed"
 
 
 def format_summary(result: BatchResult, elapsed: float, *, color: bool) -> str:
@@ -34,7 +47,7 @@ def format_summary(result: BatchResult, elapsed: float, *, color: bool) -> str:
     problems = [o for o in (result.outcomes.get(h) for h in result.hosts) if o and not o.ok]
     counts: dict[str, int] = {}
     for outcome in problems:
-        counts[_label(outcome)] = counts.get(_label(outcome), 0) + 1
+        counts[_category(outcome)] = counts.get(_category(outcome), 0) + 1
     parts = [paint(_GREEN, f"{len(result.ok)} ok")]
     for label in ("failed", "unreachable", "interrupted", "skipped"):
         if counts.get(label):
@@ -45,7 +58,7 @@ def format_summary(result: BatchResult, elapsed: float, *, color: bool) -> str:
              + ", ".join(parts)]
     width = max((len(o.host) for o in problems), default=0)
     for outcome in problems:
-        lines.append(f"  {_label(outcome):<12} {outcome.host:<{width}}  {_reason(outcome)}")
+        lines.append(f"  {_label(outcome):<11} {outcome.host:<{width}}  {_reason(outcome)}")
     finished = [o for o in result.outcomes.values() if o.exit_status is not None]
     if len(finished) > 1:
         slowest = sorted(finished, key=lambda o: o.duration, reverse=True)[:SLOWEST]
