@@ -22,6 +22,7 @@ class FailureKind(enum.Enum):
     HOSTKEY = "hostkey"
     TIMEOUT = "timeout"
     PROTOCOL = "protocol"
+    TRANSFER = "transfer"
     DISCONNECT = "disconnect"
     INTERRUPTED = "interrupted"
     SKIPPED = "skipped"

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from hostbatch.cli import execute as cli_execute
 from hostbatch.cli import run as cli_run
 from hostbatch.cli.environment import Environment
 from hostbatch.cli.main import hostbatch_main, run_main
@@ -70,11 +71,12 @@ def inventory_path(write_inventory: WriteInventory) -> Path:
 def executed(monkeypatch: pytest.MonkeyPatch) -> list[tuple[list[str], argparse.Namespace]]:
     calls: list[tuple[list[str], argparse.Namespace]] = []
 
-    def fake_execute(hosts: list[HostSpec], args: argparse.Namespace, *rest: object) -> int:
+    def fake_execute(hosts: list[HostSpec], action: object, args: argparse.Namespace,
+                     *rest: object) -> int:
         calls.append(([spec.name for spec in hosts], args))
         return ExitStatus.OK
 
-    monkeypatch.setattr(cli_run, "execute", fake_execute)
+    monkeypatch.setattr(cli_execute, "execute", fake_execute)
     return calls
 
 

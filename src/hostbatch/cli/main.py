@@ -1,48 +1,72 @@
-"""Entry points: ``batch_run``, ``hostbatch run``; the one place errors become exit statuses.
+"""Entry points: ``batch_run``, ``batch_scp``, ``hostbatch run|scp``; the one place where
+errors become exit statuses.
 
-``main(argv, env)`` returns an exit status and never exits; the console-script wrappers are the
-only callers of ``sys.exit``. Expected errors print one line; anything else is a bug and prints
-one line plus a hint to rerun with ``--debug`` (which shows the traceback).
+``main(argv, env)`` functions return an exit status and never exit; the console-script
+wrappers are the only callers of ``sys.exit``. Expected errors print one line; anything else is
+a bug and prints one line plus a hint to rerun with ``--debug`` (which shows the traceback).
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from hostbatch import __version__
 from hostbatch.cli.environment import Environment
-from hostbatch.cli.options import build_run_parser
+from hostbatch.cli.options import Parser, build_run_parser, build_scp_parser
+from hostbatch.engine.jobs import Action
 from hostbatch.engine.outcome import ExitStatus
 from hostbatch.errors import HostbatchError, UsageError
 from hostbatch.render.output import SafeStream
+
+#: Internal error (a bug), as sysexits.h's EX_SOFTWARE.
+EXIT_INTERNAL = 70
 
 HOSTBATCH_USAGE = """\
 usage: hostbatch COMMAND [OPTIONS]
 
 commands:
   run     run a shell command on many hosts (same as batch_run)
+  scp     copy files to or from many hosts (same as batch_scp)
 
 Run 'hostbatch COMMAND --help' for the options of a command.
 """
 
 
-def run_main(argv: Sequence[str], env: Environment, prog: str = "batch_run") -> int:
-    """``batch_run``: parse, load the inventory, select hosts, run, report."""
-    from hostbatch.cli import run as run_command
+def _run_checks(args: argparse.Namespace) -> Callable[[], Action]:
+    from hostbatch.cli import run
+
+    if not args.list:
+        run.command_text(args)  # a missing command is reported before the inventory is read
+    return lambda: run.action_from(args)
+
+
+def _scp_checks(args: argparse.Namespace) -> Callable[[], Action]:
+    from hostbatch.cli import scp
+
+    if not args.list:
+        scp.check_arguments(args)
+    return lambda: scp.action_from(args)
+
+
+def _main(argv: Sequence[str], env: Environment, prog: str,
+          build_parser: Callable[[str], Parser],
+          check: Callable[[argparse.Namespace], Callable[[], Action]]) -> int:
+    """Shared flow: parse, check, load the inventory, select hosts, act, report."""
+    from hostbatch.cli.execute import execute
     from hostbatch.inventory.loader import load_inventory, locate_inventory
     from hostbatch.selection import Selection, select
 
     stdout, stderr = SafeStream(env.stdout), SafeStream(env.stderr)
-    debug = "--debug" in argv
 
     def warn(message: str) -> None:
         stderr.write(f"{prog}: warning: {message}\n".encode())
         stderr.flush()
 
     try:
-        parser = build_run_parser(prog)
+        parser = build_parser(prog)
         args = parser.parse_args(list(argv))
         if args.help:
             stdout.write(parser.format_help().encode())
@@ -51,8 +75,7 @@ def run_main(argv: Sequence[str], env: Environment, prog: str = "batch_run") -> 
             stdout.write(f"hostbatch {__version__}\n".encode())
             return ExitStatus.OK
         selection = Selection(args.hosts, args.groups, args.exclude)
-        if not args.list:
-            run_command.command_text(args)  # a missing command is a usage error, checked first
+        make_action = check(args)
         if selection.is_empty():
             raise UsageError("no hosts selected: give -h HOSTS and/or -g GROUPS "
                              "(-g all for every host)")
@@ -60,9 +83,8 @@ def run_main(argv: Sequence[str], env: Environment, prog: str = "batch_run") -> 
         hosts = select(inventory, selection, warn=warn)
         if args.list:
             stdout.write("".join(f"{spec.name}\n" for spec in hosts).encode())
-            stdout.flush()
             return ExitStatus.OK
-        return run_command.execute(hosts, args, env, stderr, stdout)
+        return execute(hosts, make_action(), args, env, stdout, stderr)
     except HostbatchError as exc:
         stderr.write(f"{prog}: error: {exc}\n".encode())
         return ExitStatus.USAGE
@@ -70,35 +92,51 @@ def run_main(argv: Sequence[str], env: Environment, prog: str = "batch_run") -> 
         stderr.write(f"{prog}: interrupted\n".encode())
         return ExitStatus.INTERRUPTED
     except Exception as exc:  # a bug: one line, the traceback only on request
-        if debug:
+        if "--debug" in argv:
             stderr.write(traceback.format_exc().encode())
         stderr.write(f"{prog}: internal error: {type(exc).__name__}: {exc} "
                      "(rerun with --debug for a traceback)\n".encode())
-        return 70  # EX_SOFTWARE
+        return EXIT_INTERNAL
     finally:
         stdout.flush()
         stderr.flush()
 
 
+def run_main(argv: Sequence[str], env: Environment, prog: str = "batch_run") -> int:
+    """``batch_run``: run a command on the selected hosts."""
+    return _main(argv, env, prog, build_run_parser, _run_checks)
+
+
+def scp_main(argv: Sequence[str], env: Environment, prog: str = "batch_scp") -> int:
+    """``batch_scp``: put or get files on the selected hosts."""
+    return _main(argv, env, prog, build_scp_parser, _scp_checks)
+
+
 def hostbatch_main(argv: Sequence[str], env: Environment) -> int:
     """``hostbatch COMMAND ...``: dispatch to a subcommand."""
     if not argv or argv[0] in ("--help", "help"):
-        env.stdout.write(HOSTBATCH_USAGE.encode())
+        (env.stdout if argv else env.stderr).write(HOSTBATCH_USAGE.encode())
         return ExitStatus.OK if argv else ExitStatus.USAGE
     if argv[0] == "--version":
         env.stdout.write(f"hostbatch {__version__}\n".encode())
         return ExitStatus.OK
-    command, rest = argv[0], argv[1:]
-    if command == "run":
-        return run_main(rest, env, prog="hostbatch run")
-    env.stderr.write(f"hostbatch: error: unknown command {command!r} (see hostbatch --help)\n"
-                     .encode())
-    return ExitStatus.USAGE
+    commands = {"run": run_main, "scp": scp_main}
+    command = commands.get(argv[0])
+    if command is None:
+        env.stderr.write(f"hostbatch: error: unknown command {argv[0]!r} "
+                         "(see hostbatch --help)\n".encode())
+        return ExitStatus.USAGE
+    return command(argv[1:], env, f"hostbatch {argv[0]}")
 
 
 def batch_run() -> None:
     """Console script ``batch_run``."""
     sys.exit(run_main(sys.argv[1:], Environment()))
+
+
+def batch_scp() -> None:
+    """Console script ``batch_scp``."""
+    sys.exit(scp_main(sys.argv[1:], Environment()))
 
 
 def hostbatch() -> None:

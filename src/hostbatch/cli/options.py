@@ -115,3 +115,37 @@ def build_run_parser(prog: str) -> Parser:
     parser.add_argument("words", nargs=argparse.REMAINDER, metavar="-- COMMAND",
                         help="the command may also follow the options")
     return parser
+
+
+def build_scp_parser(prog: str) -> Parser:
+    """The parser for ``batch_scp`` / ``hostbatch scp``."""
+    parser = Parser(
+        prog=prog,
+        add_help=False,
+        allow_abbrev=False,
+        description="Copy files to (put) or from (get) many hosts over SFTP, in parallel. "
+                    "A put lands via a temporary name and an atomic rename; a get writes "
+                    "LOCAL/HOST/NAME for each host.",
+        epilog=EXIT_STATUS_HELP.replace("the command exited non-zero on some host",
+                                        "a transfer failed on some host"),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_common_options(parser)
+    copy = parser.add_argument_group("copy")
+    copy.add_argument("-action", "--action", choices=("put", "get"),
+                      help="put: local -> hosts; get: hosts -> LOCAL/HOST/")
+    copy.add_argument("-local", "--local", metavar="PATH",
+                      help="put: the file or tree to send; get: the directory to fill")
+    copy.add_argument("-remote", "--remote", metavar="PATH",
+                      help="put: target file or directory (DIR/ or an existing directory "
+                           "receives DIR/NAME); get: the remote file or tree")
+    copy.add_argument("-r", "--recursive", action="store_true", help="copy a directory tree")
+    copy.add_argument("-p", "--preserve", action="store_true",
+                      help="keep modification times (modes are always kept)")
+    copy.add_argument("--verify", action="store_true",
+                      help="compare SHA-256 checksums (computed on the host with sha256sum)")
+    copy.add_argument("--mkdir", action="store_true",
+                      help="put: create missing remote directories")
+    copy.add_argument("--timeout", type=_seconds, metavar="S",
+                      help="per-host deadline for the whole transfer (default: none)")
+    return parser

@@ -2,7 +2,9 @@
 
 Every event is a frozen dataclass of plain data, so it pickles cheaply across the process
 boundary. For each host the engine guarantees: at most one :class:`HostStarted`, any number of
-:class:`OutputLines`, and exactly one terminal event, :class:`HostExited` or :class:`HostFailed`.
+:class:`OutputLines` (commands) or :class:`TransferProgress` and :class:`FileTransferred`
+(copies), and exactly one terminal event: :class:`HostExited`, :class:`TransferDone` or
+:class:`HostFailed`.
 """
 
 from __future__ import annotations
@@ -59,6 +61,54 @@ class HostExited:
 
 
 @dataclass(frozen=True, slots=True)
+class TransferProgress:
+    """Bytes of one file moved so far on one host; sent a few times a second at most."""
+
+    host: str
+    path: str
+    bytes: int
+    total: int
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``progress`` event of ``batch_scp --json``."""
+        return {"host": self.host, "event": "progress", "path": self.path, "bytes": self.bytes,
+                "total": self.total}
+
+
+@dataclass(frozen=True, slots=True)
+class FileTransferred:
+    """One file landed: renamed into place and verified."""
+
+    host: str
+    direction: Literal["put", "get"]
+    source: str
+    destination: str
+    size: int
+    duration: float
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``file`` event of ``batch_scp --json``."""
+        return {"host": self.host, "event": "file", "action": self.direction,
+                "source": self.source, "destination": self.destination, "bytes": self.size,
+                "duration": round(self.duration, 3)}
+
+
+@dataclass(frozen=True, slots=True)
+class TransferDone:
+    """Every file of the host's transfer landed: the terminal event of a successful copy."""
+
+    host: str
+    files: int
+    bytes: int
+    duration: float
+
+    def to_json(self) -> dict[str, Any]:
+        """The terminal ``done`` event of ``batch_scp --json``."""
+        return {"host": self.host, "event": "done", "files": self.files, "bytes": self.bytes,
+                "duration": round(self.duration, 3)}
+
+
+@dataclass(frozen=True, slots=True)
 class HostFailed:
     """The host could not run the command to completion, for the reason ``kind``."""
 
@@ -83,5 +133,6 @@ class HostKeyLearned:
     fingerprint: str
 
 
-Event = HostStarted | OutputLines | HostExited | HostFailed | HostKeyLearned
-TerminalEvent = HostExited | HostFailed
+Event = (HostStarted | OutputLines | HostExited | HostFailed | HostKeyLearned | TransferProgress
+         | FileTransferred | TransferDone)
+TerminalEvent = HostExited | HostFailed | TransferDone

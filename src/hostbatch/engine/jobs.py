@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from hostbatch.inventory.model import HostSpec
 
@@ -15,7 +16,52 @@ class RunCommand:
     command: str
 
 
-Action = RunCommand
+@dataclass(frozen=True, slots=True)
+class LocalEntry:
+    """One item of a local file tree to put, scanned once by the parent for every host.
+
+    ``relpath`` is ``""`` for the top item, else a ``/``-separated path below it.
+    """
+
+    relpath: str
+    kind: Literal["file", "dir", "link"]
+    mode: int = 0o644
+    size: int = 0
+    mtime: float = 0.0
+    atime: float = 0.0
+    link_target: str = ""
+    sha256: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PutFiles:
+    """Copy the local ``source`` (a file, or with ``recursive`` a tree) to ``remote`` on each host.
+
+    ``entries`` is the scanned tree, top item first, parents before children.
+    """
+
+    source: str
+    remote: str
+    entries: tuple[LocalEntry, ...]
+    recursive: bool = False
+    preserve_times: bool = False
+    verify: bool = False
+    mkdir: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class GetFiles:
+    """Copy ``remote`` (a file, or with ``recursive`` a tree) from each host to
+    ``local_dir/HOST/BASENAME``."""
+
+    remote: str
+    local_dir: str
+    recursive: bool = False
+    preserve_times: bool = False
+    verify: bool = False
+
+
+Action = RunCommand | PutFiles | GetFiles
 
 
 @dataclass(frozen=True, slots=True)

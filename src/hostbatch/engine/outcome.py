@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-from hostbatch.engine.events import Event, HostExited, HostFailed, HostStarted
+from hostbatch.engine.events import Event, HostExited, HostFailed, HostStarted, TransferDone
 from hostbatch.errors import FailureKind
 
 
@@ -35,6 +35,8 @@ class HostOutcome:
     exit_status: int | None = None
     failure: FailureKind | None = None
     message: str = ""
+    files: int = 0
+    bytes: int = 0
 
     @property
     def ok(self) -> bool:
@@ -59,6 +61,9 @@ class BatchResult:
             self.outcomes[event.host] = HostOutcome(event.host, event.duration,
                                                     exit_status=event.exit_status,
                                                     message=event.note)
+        elif isinstance(event, TransferDone):
+            self.outcomes[event.host] = HostOutcome(event.host, event.duration, exit_status=0,
+                                                    files=event.files, bytes=event.bytes)
         elif isinstance(event, HostFailed):
             self.outcomes[event.host] = HostOutcome(event.host, event.duration,
                                                     failure=event.kind, message=event.message)
@@ -74,8 +79,9 @@ class BatchResult:
 
     @property
     def failed(self) -> list[HostOutcome]:
-        """Hosts whose command ran and exited non-zero."""
-        return [o for o in self._ordered() if o.exit_status not in (None, 0)]
+        """Hosts whose command ran and exited non-zero, or whose transfer failed."""
+        return [o for o in self._ordered()
+                if o.exit_status not in (None, 0) or o.failure is FailureKind.TRANSFER]
 
     @property
     def unreachable(self) -> list[HostOutcome]:

@@ -24,7 +24,7 @@ from multiprocessing.connection import Connection, wait
 from types import FrameType
 from typing import Any
 
-from hostbatch.engine.events import Event, HostExited, HostFailed, HostStarted
+from hostbatch.engine.events import Event, HostExited, HostFailed, HostStarted, TransferDone
 from hostbatch.engine.jobs import Job
 from hostbatch.engine.worker import WorkerConfig, worker_main
 from hostbatch.errors import FailureKind
@@ -122,7 +122,7 @@ class WorkerPool:
                 for event in batch:
                     if isinstance(event, HostStarted):
                         self._started.add(event.host)
-                    elif isinstance(event, HostExited | HostFailed):
+                    elif isinstance(event, HostExited | HostFailed | TransferDone):
                         self._finished.add(event.host)
                     yield event
             if self._force or (self._deadline is not None and time.monotonic() > self._deadline):

@@ -20,19 +20,22 @@ from typing import TYPE_CHECKING, Any
 
 from hostbatch.engine.events import (
     Event,
+    FileTransferred,
     HostExited,
     HostFailed,
     HostKeyLearned,
     HostStarted,
     OutputLines,
     Stream,
+    TransferDone,
+    TransferProgress,
 )
-from hostbatch.engine.jobs import Job, RunCommand
+from hostbatch.engine.jobs import GetFiles, Job, PutFiles, RunCommand
 from hostbatch.errors import FailureKind
 from hostbatch.settings import RunSettings
 
 if TYPE_CHECKING:
-    from hostbatch.ssh.session import Connector
+    from hostbatch.ssh.session import Connector, Transport
 
 #: Events per message to the parent; batching keeps pickling and pipe overhead off chatty hosts.
 BATCH_MAX = 512
@@ -141,15 +144,16 @@ class _JobRunner:
         terminal: Event
         try:
             transport = self.connector.connect(job.host, learn)
-            if not isinstance(job.action, RunCommand):
-                raise TypeError(f"unsupported action {type(job.action).__name__}")
-            result = run_command(
-                transport, job.action.command, marker=self.config.marker,
-                timeout=self.config.settings.command_timeout, wake_fd=self.wake_fd,
-                is_cancelled=self.connector.cancelled.is_set, on_lines=on_lines,
-            )
-            terminal = HostExited(host, result.exit_status, time.monotonic() - started,
-                                  result.note)
+            if isinstance(job.action, RunCommand):
+                result = run_command(
+                    transport, job.action.command, marker=self.config.marker,
+                    timeout=self.config.settings.command_timeout, wake_fd=self.wake_fd,
+                    is_cancelled=self.connector.cancelled.is_set, on_lines=on_lines,
+                )
+                terminal = HostExited(host, result.exit_status, time.monotonic() - started,
+                                      result.note)
+            else:
+                terminal = self.copy(job, transport, started)
         except HostFailure as failure:
             terminal = HostFailed(host, failure.kind, failure.message,
                                   time.monotonic() - started)
@@ -161,3 +165,27 @@ class _JobRunner:
             if transport is not None:
                 transport.close()
         self.emit(terminal)
+
+    def copy(self, job: Job, transport: Transport, started: float) -> TransferDone:
+        """Perform a put or get on an open connection; its failures raise HostFailure."""
+        from hostbatch.ssh import transfer
+
+        host = job.host.name
+        timeout = self.config.settings.command_timeout
+        ctx = transfer.TransferContext(
+            host=host,
+            deadline=None if timeout is None else started + timeout,
+            is_cancelled=self.connector.cancelled.is_set,
+            on_progress=lambda path, done, total: self.emit(
+                TransferProgress(host, path, done, total)),
+            on_file=lambda source, destination, size, duration: self.emit(
+                FileTransferred(host, "put" if isinstance(job.action, PutFiles) else "get",
+                                source, destination, size, duration)),
+        )
+        if isinstance(job.action, PutFiles):
+            transfer.put(transport, job.action, ctx, timeout)
+        elif isinstance(job.action, GetFiles):
+            transfer.get(transport, job.action, ctx, timeout)
+        else:
+            raise TypeError(f"unsupported action {type(job.action).__name__}")
+        return TransferDone(host, ctx.files, ctx.bytes, time.monotonic() - started)

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import json
 
-from hostbatch.engine.events import Event, HostExited, HostFailed, OutputLines
+from hostbatch.engine.events import (
+    Event,
+    FileTransferred,
+    HostExited,
+    HostFailed,
+    OutputLines,
+    TransferDone,
+    TransferProgress,
+)
 from hostbatch.render.output import SafeStream
 
 
@@ -18,7 +26,8 @@ class JsonRenderer:
         """Write the objects for one event, if it has any."""
         if isinstance(event, OutputLines):
             objects = event.to_json()
-        elif isinstance(event, HostExited | HostFailed):
+        elif isinstance(event, HostExited | HostFailed | TransferDone | TransferProgress
+                        | FileTransferred):
             objects = [event.to_json()]
         else:
             return

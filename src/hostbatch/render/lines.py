@@ -2,10 +2,24 @@
 
 from __future__ import annotations
 
-from hostbatch.engine.events import Event, HostFailed, OutputLines
+from hostbatch.engine.events import Event, FileTransferred, HostFailed, OutputLines
 from hostbatch.render.output import SafeStream
 
 _CYAN, _YELLOW, _RED, _RESET = b"\x1b[36m", b"\x1b[33m", b"\x1b[31m", b"\x1b[0m"
+
+
+def format_size(size: float) -> str:
+    """Bytes in binary units, as ``ls -h`` does: ``512 B``, ``1.5 KiB``, ``64.0 MiB``."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} TiB"
+
+
+def format_rate(size: int, seconds: float) -> str:
+    """A transfer rate such as ``112.3 MiB/s``."""
+    return f"{format_size(size / max(seconds, 1e-6))}/s"
 
 
 def _as_utf8(lines: tuple[bytes, ...]) -> tuple[bytes, ...]:
@@ -46,6 +60,11 @@ class LineRenderer:
             target = self.stdout if event.stream == "stdout" else self.stderr
             target.write(b"".join(prefix + line + b"\n" for line in _as_utf8(event.lines)))
             target.flush()
+        elif isinstance(event, FileTransferred):
+            line = (f"{event.direction} {event.source} -> {event.destination} "
+                    f"({format_size(event.size)}, {format_rate(event.size, event.duration)})")
+            self.stdout.write(self._prefix(event.host, "stdout") + line.encode() + b"\n")
+            self.stdout.flush()
         elif isinstance(event, HostFailed):
             text = f"hostbatch: {event.host}: {event.kind.value}: {event.message}\n".encode()
             self.stderr.write(_RED + text[:-1] + _RESET + b"\n" if self.color_stderr else text)

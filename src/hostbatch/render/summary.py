@@ -17,7 +17,7 @@ _LABELS = {FailureKind.TIMEOUT: "timed out", FailureKind.DISCONNECT: "lost",
 
 def _label(outcome: HostOutcome) -> str:
     """The left column: ``failed`` for a non-zero exit, else a word for the failure kind."""
-    if outcome.failure is None:
+    if outcome.failure in (None, FailureKind.TRANSFER):
         return "failed"
     return _LABELS.get(outcome.failure, "unreachable")
 
@@ -35,7 +35,9 @@ def _category(outcome: HostOutcome) -> str:
         return "interrupted"
     if outcome.failure is FailureKind.SKIPPED:
         return "skipped"
-    return "unreachable" if outcome.failure is not None else "failed"
+    if outcome.failure in (None, FailureKind.TRANSFER):
+        return "failed"
+    return "unreachable"
 
 
 def format_summary(result: BatchResult, elapsed: float, *, color: bool) -> str:

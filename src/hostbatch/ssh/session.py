@@ -36,6 +36,7 @@ _ALGORITHMS_FOR_TYPE = {
 #: A larger window than paramiko's 2 MiB keeps fast hosts streaming without stalls.
 WINDOW_SIZE = 8 * 1024 * 1024
 
+Transport = paramiko.Transport
 LearnKey = Callable[[str, str, str], None]  # (known_hosts path, line, fingerprint)
 
 
