@@ -7,7 +7,7 @@ import time
 
 from hostbatch.cli.environment import Environment
 from hostbatch.engine.events import Event
-from hostbatch.engine.jobs import Action
+from hostbatch.engine.jobs import Action, GetFiles, PutFiles
 from hostbatch.engine.outcome import ExitStatus
 from hostbatch.inventory.model import HostSpec
 from hostbatch.render import Renderer
@@ -31,13 +31,31 @@ def settings_from(args: argparse.Namespace) -> RunSettings:
 
 
 def make_renderers(args: argparse.Namespace, env: Environment, stdout: SafeStream,
-                   stderr: SafeStream) -> list[Renderer]:
-    """The renderers for this run's output mode."""
+                   stderr: SafeStream, action: Action, host_count: int) -> list[Renderer]:
+    """The renderers for this run's output mode.
+
+    A copy on a terminal also gets a live progress display on stderr; lines bound for the same
+    terminal are then printed through it, so they scroll above the bars instead of through them.
+    """
     if args.json:
         return [JsonRenderer(stdout)]
-    return [LineRenderer(stdout, stderr,
-                         color_stdout=use_color(bool(env.stdout_isatty), env.environ),
-                         color_stderr=use_color(bool(env.stderr_isatty), env.environ))]
+    color_stdout = use_color(bool(env.stdout_isatty), env.environ)
+    color_stderr = use_color(bool(env.stderr_isatty), env.environ)
+    renderers: list[Renderer] = []
+    if isinstance(action, PutFiles | GetFiles) and env.stderr_isatty:
+        from hostbatch.render.progress import ConsoleStream, TransferProgressRenderer
+
+        total = (sum(e.size for e in action.entries) * host_count
+                 if isinstance(action, PutFiles) else None)
+        progress = TransferProgressRenderer(env.stderr, total_bytes=total, hosts=host_count,
+                                            color=color_stderr)
+        stderr = SafeStream(ConsoleStream(progress.console))  # type: ignore[arg-type]
+        if env.stdout_isatty:
+            stdout = stderr
+        renderers.append(progress)
+    renderers.insert(0, LineRenderer(stdout, stderr, color_stdout=color_stdout,
+                                     color_stderr=color_stderr))
+    return renderers
 
 
 def execute(hosts: list[HostSpec], action: Action, args: argparse.Namespace, env: Environment,
@@ -45,7 +63,7 @@ def execute(hosts: list[HostSpec], action: Action, args: argparse.Namespace, env
     """Perform ``action`` on ``hosts``, render every event, print the summary."""
     from hostbatch import api
 
-    renderers = make_renderers(args, env, stdout, stderr)
+    renderers = make_renderers(args, env, stdout, stderr, action, len(hosts))
 
     def on_event(event: Event) -> None:
         for renderer in renderers:

@@ -25,7 +25,7 @@ from types import FrameType
 from typing import Any
 
 from hostbatch.engine.events import Event, HostExited, HostFailed, HostStarted, TransferDone
-from hostbatch.engine.jobs import Job
+from hostbatch.engine.jobs import GetFiles, Job, PutFiles
 from hostbatch.engine.worker import WorkerConfig, worker_main
 from hostbatch.errors import FailureKind
 from hostbatch.settings import RunSettings
@@ -37,11 +37,16 @@ MAX_WORKERS = 4
 HOSTS_PER_WORKER = 32
 
 
-def plan_workers(job_count: int, settings: RunSettings) -> list[int]:
-    """Threads for each worker process; their sum is the in-flight cap."""
+def plan_workers(job_count: int, settings: RunSettings, *,
+                 hosts_per_worker: int = HOSTS_PER_WORKER) -> list[int]:
+    """Threads for each worker process; their sum is the in-flight cap.
+
+    Copies are CPU-bound in paramiko (encryption, packets), so they pass
+    ``hosts_per_worker=1`` to use every core from two hosts up.
+    """
     in_flight = max(1, min(settings.forks, job_count))
     processes = settings.workers or min(os.cpu_count() or 1, MAX_WORKERS,
-                                        math.ceil(job_count / HOSTS_PER_WORKER))
+                                        math.ceil(job_count / hosts_per_worker))
     processes = max(1, min(processes, in_flight))
     base, extra = divmod(in_flight, processes)
     return [base + (1 if n < extra else 0) for n in range(processes)]
@@ -86,7 +91,10 @@ class WorkerPool:
         _raise_fd_limit()
         marker = f"hostbatch-{os.urandom(8).hex()}"
         job_queue = self._context.Queue()
-        for index, threads in enumerate(plan_workers(len(self.jobs), self.settings)):
+        copying = any(isinstance(job.action, PutFiles | GetFiles) for job in self.jobs[:1])
+        plan = plan_workers(len(self.jobs), self.settings,
+                            hosts_per_worker=1 if copying else HOSTS_PER_WORKER)
+        for index, threads in enumerate(plan):
             reader, writer = self._context.Pipe(duplex=False)
             config = WorkerConfig(index, threads, self.settings, self.home, marker)
             process = self._context.Process(target=worker_main, name=f"hostbatch-worker-{index}",
