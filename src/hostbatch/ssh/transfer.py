@@ -39,6 +39,7 @@ READ_BLOCK = 1024 * 1024
 #: A large channel window keeps many pipelined requests in flight.
 SFTP_WINDOW = 64 * 1024 * 1024
 PROGRESS_INTERVAL = 0.25
+CLEANUP_SECONDS = 5.0
 
 
 @dataclass
@@ -52,14 +53,23 @@ class TransferContext:
     on_file: Callable[[str, str, int, float], None]
     files: int = 0
     bytes: int = 0
+    channel: paramiko.Channel | None = None
     _last_progress: float = field(default=0.0)
 
     def check(self, timeout: float | None) -> None:
-        """Raise if the run was cancelled or the host's deadline passed."""
+        """Raise if the run was cancelled or the host's deadline passed.
+
+        Also bounds the next blocking SFTP call by the time left, so a server that stops
+        answering mid-transfer cannot hold the host past its deadline.
+        """
         if self.is_cancelled():
             raise HostFailure(FailureKind.INTERRUPTED, "interrupted during the transfer")
-        if self.deadline is not None and time.monotonic() > self.deadline:
-            raise HostFailure(FailureKind.TIMEOUT, f"transfer timed out after {timeout:g}s")
+        if self.deadline is not None:
+            left = self.deadline - time.monotonic()
+            if left <= 0:
+                raise HostFailure(FailureKind.TIMEOUT, f"transfer timed out after {timeout:g}s")
+            if self.channel is not None:
+                self.channel.settimeout(left)
 
     def progress(self, path: str, done: int, total: int, *, final: bool = False) -> None:
         """Report progress, at most every :data:`PROGRESS_INTERVAL` seconds per host."""
@@ -101,6 +111,9 @@ def _sftp_failure(action: str, path: str, exc: BaseException) -> HostFailure:
     """Classify an exception from an SFTP operation on ``path``."""
     if isinstance(exc, HostFailure):
         return exc
+    if isinstance(exc, TimeoutError):
+        return HostFailure(FailureKind.TIMEOUT, f"{action} {path}: the host stopped answering "
+                           "before the deadline")
     if isinstance(exc, (EOFError, paramiko.SSHException, ConnectionError)) or (
         isinstance(exc, OSError) and "closed" in str(exc).lower()
     ):
@@ -116,13 +129,17 @@ def _is_dir(sftp: paramiko.SFTPClient, path: str) -> bool | None:
         return None
 
 
-def _open_sftp(transport: paramiko.Transport) -> paramiko.SFTPClient:
+def _open_sftp(transport: paramiko.Transport, ctx: TransferContext,
+               timeout: float | None) -> paramiko.SFTPClient:
+    ctx.check(timeout)
     try:
         sftp = paramiko.SFTPClient.from_transport(transport, window_size=SFTP_WINDOW)
     except (paramiko.SSHException, OSError, EOFError) as exc:
         raise HostFailure(FailureKind.TRANSFER, f"SFTP is not available: {exc}") from None
     if sftp is None:
         raise HostFailure(FailureKind.TRANSFER, "SFTP is not available on this host")
+    ctx.channel = sftp.get_channel()
+    ctx.check(timeout)
     return sftp
 
 
@@ -171,7 +188,7 @@ def _makedirs(sftp: paramiko.SFTPClient, path: str) -> None:
 def put(transport: paramiko.Transport, action: PutFiles, ctx: TransferContext,
         timeout: float | None) -> None:
     """Put ``action.source`` on the host; raise :class:`HostFailure` on any problem."""
-    sftp = _open_sftp(transport)
+    sftp = _open_sftp(transport, ctx, timeout)
     try:
         target = _resolve_put_target(sftp, action)
         top = action.entries[0]
@@ -230,6 +247,15 @@ def _put_link(sftp: paramiko.SFTPClient, entry: LocalEntry, remote: str) -> None
         raise _sftp_failure("symlink", remote, exc) from None
 
 
+def _remove_quietly(sftp: paramiko.SFTPClient, path: str, ctx: TransferContext) -> None:
+    """Best-effort removal of a temporary file after a failure, given a few seconds even when
+    the deadline has passed."""
+    if ctx.channel is not None:
+        ctx.channel.settimeout(CLEANUP_SECONDS)
+    with contextlib.suppress(Exception):
+        sftp.remove(path)
+
+
 def _put_file(sftp: paramiko.SFTPClient, transport: paramiko.Transport, action: PutFiles,
               entry: LocalEntry, local: str, remote: str, ctx: TransferContext,
               timeout: float | None) -> None:
@@ -257,8 +283,7 @@ def _put_file(sftp: paramiko.SFTPClient, transport: paramiko.Transport, action: 
                                   "after transfer")
         sftp.posix_rename(temp, remote)
     except BaseException as exc:
-        with contextlib.suppress(Exception):
-            sftp.remove(temp)
+        _remove_quietly(sftp, temp, ctx)
         if isinstance(exc, HostFailure):
             raise
         if isinstance(exc, OSError) and exc.filename == local:
@@ -301,7 +326,7 @@ def _remote_sha256(transport: paramiko.Transport, sftp: paramiko.SFTPClient, pat
 def get(transport: paramiko.Transport, action: GetFiles, ctx: TransferContext,
         timeout: float | None) -> None:
     """Get ``action.remote`` into ``local_dir/HOST/``; raise :class:`HostFailure` on problems."""
-    sftp = _open_sftp(transport)
+    sftp = _open_sftp(transport, ctx, timeout)
     remote = expand_remote(action.remote).rstrip("/") or "/"
     try:
         try:
