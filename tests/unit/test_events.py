@@ -20,7 +20,7 @@ from hostbatch.errors import FailureKind
 
 @pytest.mark.parametrize("stream", ["stdout", "stderr"])
 def test_output_lines_json(stream: str) -> None:
-    event = OutputLines("web1", stream, (b"first", b"", b"third line"))  # type: ignore[arg-type]
+    event = OutputLines.from_lines("web1", stream, (b"first", b"", b"third line"))  # type: ignore[arg-type]
     assert event.to_json() == [
         {"host": "web1", "event": stream, "data": "first"},
         {"host": "web1", "event": stream, "data": ""},
@@ -29,7 +29,7 @@ def test_output_lines_json(stream: str) -> None:
 
 
 def test_output_lines_json_keys_exactly() -> None:
-    (obj,) = OutputLines("web1", "stdout", (b"x",)).to_json()
+    (obj,) = OutputLines.from_lines("web1", "stdout", (b"x",)).to_json()
     assert list(obj) == ["host", "event", "data"]
 
 
@@ -46,7 +46,7 @@ def test_output_lines_json_keys_exactly() -> None:
     ],
 )
 def test_non_utf8_bytes_are_replaced(raw: bytes, expected: str) -> None:
-    (obj,) = OutputLines("h", "stdout", (raw,)).to_json()
+    (obj,) = OutputLines.from_lines("h", "stdout", (raw,)).to_json()
     assert obj["data"] == expected
     json.loads(json.dumps(obj))  # always serialisable
 
@@ -92,8 +92,8 @@ def test_failure_kind_values() -> None:
 
 EVENTS: list[Event] = [
     HostStarted("web1", 3),
-    OutputLines("web1", "stdout", (b"a", b"\xff\xfe", b"")),
-    OutputLines("web1", "stderr", (b"x" * 100_000,)),
+    OutputLines.from_lines("web1", "stdout", (b"a", b"\xff\xfe", b"")),
+    OutputLines.from_lines("web1", "stderr", (b"x" * 100_000,)),
     HostExited("web1", 0, 0.31),
     HostExited("web1", 255, 2.0, note="killed by a signal"),
     HostFailed("web1", FailureKind.TIMEOUT, "command timed out after 5s", 5.0),

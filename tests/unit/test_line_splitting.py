@@ -1,16 +1,55 @@
-"""hostbatch.ssh.command: LineSplitter (bounded line buffering) and _MarkerFilter."""
+"""hostbatch.ssh.command: LineSplitter (bounded line buffering) and _MarkerFilter.
+
+Both work on blocks of complete lines; the adapters below turn blocks into line lists so each
+test states its expectation line by line.
+"""
 
 from __future__ import annotations
 
 import pytest
 
-from hostbatch.ssh.command import (
-    MARKER_SEARCH_LINES,
-    MAX_LINE,
-    LineSplitter,
-    _MarkerFilter,
-    wrap_command,
-)
+from hostbatch.ssh import command
+from hostbatch.ssh.command import MARKER_SEARCH_LINES, MAX_LINE, wrap_command
+
+
+def _lines(block: bytes) -> list[bytes]:
+    assert not block or block.endswith(b"\n"), "a block holds complete lines only"
+    return block[:-1].split(b"\n") if block else []
+
+
+def _block(lines: list[bytes]) -> bytes:
+    return b"".join(line + b"\n" for line in lines)
+
+
+class LineSplitter:
+    """The block splitter, seen line by line."""
+
+    def __init__(self) -> None:
+        self._splitter = command.LineSplitter()
+
+    def feed(self, data: bytes) -> list[bytes]:
+        return _lines(self._splitter.feed(data))
+
+    def flush(self) -> list[bytes]:
+        return _lines(self._splitter.flush())
+
+    @property
+    def _partial(self) -> bytes:
+        return self._splitter._partial
+
+
+class _MarkerFilter:
+    """The block marker filter, seen line by line."""
+
+    def __init__(self, marker: str) -> None:
+        self._filter = command._MarkerFilter(marker)
+
+    @property
+    def pgid(self) -> int | None:
+        return self._filter.pgid
+
+    def filter(self, lines: list[bytes]) -> list[bytes]:
+        return _lines(self._filter.filter(_block(lines)))
 
 
 def split(chunks: list[bytes]) -> list[bytes]:

@@ -50,14 +50,15 @@ def feed(renderer: LineRenderer | JsonRenderer, events: list[Event]) -> None:
 
 def test_stdout_lines_as_host_colon_line() -> None:
     s = Streams()
-    feed(line_renderer(s), [OutputLines("web1", "stdout", (b"Filesystem  Size", b"/dev/sda1 9G"))])
+    feed(line_renderer(s),
+         [OutputLines.from_lines("web1", "stdout", (b"Filesystem  Size", b"/dev/sda1 9G"))])
     assert s.out.getvalue() == b"web1: Filesystem  Size\nweb1: /dev/sda1 9G\n"
     assert s.err.getvalue() == b""
 
 
 def test_stderr_lines_go_to_stderr() -> None:
     s = Streams()
-    feed(line_renderer(s), [OutputLines("db1", "stderr", (b"warning: x",))])
+    feed(line_renderer(s), [OutputLines.from_lines("db1", "stderr", (b"warning: x",))])
     assert s.err.getvalue() == b"db1: warning: x\n"
     assert s.out.getvalue() == b""
 
@@ -65,11 +66,11 @@ def test_stderr_lines_go_to_stderr() -> None:
 def test_interleaved_hosts_and_streams_keep_arrival_order() -> None:
     s = Streams()
     feed(line_renderer(s), [
-        OutputLines("a", "stdout", (b"1",)),
-        OutputLines("b", "stderr", (b"e1",)),
-        OutputLines("b", "stdout", (b"2",)),
-        OutputLines("a", "stderr", (b"e2",)),
-        OutputLines("a", "stdout", (b"3", b"")),
+        OutputLines.from_lines("a", "stdout", (b"1",)),
+        OutputLines.from_lines("b", "stderr", (b"e1",)),
+        OutputLines.from_lines("b", "stdout", (b"2",)),
+        OutputLines.from_lines("a", "stderr", (b"e2",)),
+        OutputLines.from_lines("a", "stdout", (b"3", b"")),
     ])
     assert s.out.getvalue() == b"a: 1\nb: 2\na: 3\na: \n"
     assert s.err.getvalue() == b"b: e1\na: e2\n"
@@ -85,7 +86,7 @@ def test_lines_are_flushed_as_they_arrive() -> None:
     out = Recorder()
     renderer = LineRenderer(SafeStream(out), SafeStream(io.BytesIO()), color_stdout=False,
                             color_stderr=False)
-    renderer.handle(OutputLines("a", "stdout", (b"1",)))
+    renderer.handle(OutputLines.from_lines("a", "stdout", (b"1",)))
     assert out.getvalue() == b"a: 1\n" and Recorder.flushes >= 1
 
 
@@ -99,7 +100,7 @@ def test_lines_are_flushed_as_they_arrive() -> None:
 )
 def test_invalid_utf8_is_replaced(raw: bytes, shown: bytes) -> None:
     s = Streams()
-    feed(line_renderer(s), [OutputLines("h", "stdout", (b"ok", raw))])
+    feed(line_renderer(s), [OutputLines.from_lines("h", "stdout", (b"ok", raw))])
     assert s.out.getvalue() == b"h: ok\nh: " + shown + b"\n"
     s.out.getvalue().decode("utf-8")  # always valid UTF-8
 
@@ -108,8 +109,8 @@ def test_no_ansi_escapes_without_color() -> None:
     s = Streams()
     feed(line_renderer(s, color=False), [
         HostStarted("h", 0),
-        OutputLines("h", "stdout", (b"out",)),
-        OutputLines("h", "stderr", (b"err",)),
+        OutputLines.from_lines("h", "stdout", (b"out",)),
+        OutputLines.from_lines("h", "stderr", (b"err",)),
         HostFailed("g", FailureKind.CONNECT, "Connection refused"),
         HostExited("h", 0, 0.1),
     ])
@@ -119,8 +120,8 @@ def test_no_ansi_escapes_without_color() -> None:
 
 def test_color_only_colors_the_prefix() -> None:
     s = Streams()
-    feed(line_renderer(s, color=True), [OutputLines("h", "stdout", (b"out",)),
-                                        OutputLines("h", "stderr", (b"err",))])
+    feed(line_renderer(s, color=True), [OutputLines.from_lines("h", "stdout", (b"out",)),
+                                        OutputLines.from_lines("h", "stderr", (b"err",))])
     assert ESC in s.out.getvalue() and s.out.getvalue().endswith(b": out\n")
     assert ESC in s.err.getvalue() and s.err.getvalue().endswith(b": err\n")
 
@@ -157,8 +158,8 @@ def test_json_stream() -> None:
     s = Streams()
     feed(JsonRenderer(s.stdout), [
         HostStarted("web1", 0),
-        OutputLines("web1", "stdout", (b"hello", b"w\xc3\xb6rld")),
-        OutputLines("web1", "stderr", (b"oops \xff",)),
+        OutputLines.from_lines("web1", "stdout", (b"hello", b"w\xc3\xb6rld")),
+        OutputLines.from_lines("web1", "stderr", (b"oops \xff",)),
         HostExited("web1", 0, 0.31),
         HostFailed("db1", FailureKind.AUTH, "Authentication failed"),
         HostKeyLearned("web1", "/kh", "line", "SHA256:x"),
@@ -179,8 +180,9 @@ def test_json_stream() -> None:
 
 def test_json_lines_are_one_object_per_line_even_with_newlines_in_data() -> None:
     s = Streams()
-    feed(JsonRenderer(s.stdout), [OutputLines("h", "stdout", (b"a\rb\x00c\x1b[0m\"q\"",)),
-                                  HostFailed("h", FailureKind.PROTOCOL, "two\nlines")])
+    feed(JsonRenderer(s.stdout),
+         [OutputLines.from_lines("h", "stdout", (b"a\rb\x00c\x1b[0m\"q\"",)),
+          HostFailed("h", FailureKind.PROTOCOL, "two\nlines")])
     objects = json_lines(s.out.getvalue())
     assert len(objects) == 2
     assert objects[0]["data"] == "a\rb\x00c\x1b[0m\"q\""
@@ -345,5 +347,6 @@ def test_line_renderer_survives_a_closed_stdout() -> None:
     err = io.BytesIO()
     renderer = LineRenderer(SafeStream(BrokenPipe()), SafeStream(err), color_stdout=False,
                             color_stderr=False)
-    feed(renderer, [OutputLines("h", "stdout", (b"lost",)), OutputLines("h", "stderr", (b"e",))])
+    feed(renderer, [OutputLines.from_lines("h", "stdout", (b"lost",)),
+                    OutputLines.from_lines("h", "stderr", (b"e",))])
     assert err.getvalue() == b"h: e\n"

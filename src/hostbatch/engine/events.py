@@ -27,15 +27,25 @@ class HostStarted:
 
 @dataclass(frozen=True, slots=True)
 class OutputLines:
-    """Complete lines (newline removed, raw bytes) a host wrote to one stream.
+    """Complete lines a host wrote to one stream: raw bytes, each line ending in a newline.
 
-    Lines arrive batched (one event per network read) because per-line pickling would cost
-    more CPU than the SSH itself on chatty hosts; renderers treat each line on its own.
+    Lines travel as one block per network read, not one object per line: per-line objects
+    would cost more CPU than the SSH itself on chatty hosts. Renderers split as they need.
     """
 
     host: str
     stream: Stream
-    lines: tuple[bytes, ...]
+    data: bytes
+
+    @classmethod
+    def from_lines(cls, host: str, stream: Stream, lines: tuple[bytes, ...]) -> OutputLines:
+        """An event holding ``lines`` (given without their newlines)."""
+        return cls(host, stream, b"".join(line + b"\n" for line in lines))
+
+    @property
+    def lines(self) -> list[bytes]:
+        """The lines, without their newlines."""
+        return self.data[:-1].split(b"\n") if self.data else []
 
     def to_json(self) -> list[dict[str, Any]]:
         """One ``--json`` object per line."""

@@ -39,8 +39,11 @@ if TYPE_CHECKING:
 
 #: Events per message to the parent; batching keeps pickling and pipe overhead off chatty hosts.
 BATCH_MAX = 512
-#: Bounded, so a slow parent (a slow pipe downstream) slows the hosts instead of eating memory.
-PENDING_MAX = 2048
+#: Output bytes per message to the parent, so one message never holds much memory.
+BATCH_BYTES = 1024 * 1024
+#: Bounded, so a slow parent (a slow pipe downstream) slows the hosts instead of eating memory:
+#: at most this many events (each at most one network read of output) wait in a worker.
+PENDING_MAX = 256
 _STOP = object()
 
 
@@ -90,11 +93,14 @@ def _forward(pending: queue.Queue[Any], events_out: Connection) -> None:
     """Send events to the parent in batches, as fast as they come; stop at ``_STOP``."""
     while True:
         batch = [pending.get()]
-        while len(batch) < BATCH_MAX:
+        size = 0
+        while len(batch) < BATCH_MAX and size < BATCH_BYTES:
             try:
-                batch.append(pending.get_nowait())
+                event = pending.get_nowait()
             except queue.Empty:
                 break
+            batch.append(event)
+            size += len(event.data) if isinstance(event, OutputLines) else 0
         stop = batch[-1] is _STOP
         if stop:
             batch.pop()
@@ -138,8 +144,8 @@ class _JobRunner:
         def learn(path: str, line: str, fingerprint: str) -> None:
             self.emit(HostKeyLearned(host, path, line, fingerprint))
 
-        def on_lines(stream: Stream, lines: tuple[bytes, ...]) -> None:
-            self.emit(OutputLines(host, stream, lines))
+        def on_lines(stream: Stream, block: bytes) -> None:
+            self.emit(OutputLines(host, stream, block))
 
         terminal: Event
         try:

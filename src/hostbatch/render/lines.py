@@ -22,13 +22,18 @@ def format_rate(size: int, seconds: float) -> str:
     return f"{format_size(size / max(seconds, 1e-6))}/s"
 
 
-def _as_utf8(lines: tuple[bytes, ...]) -> tuple[bytes, ...]:
-    """The lines themselves when valid UTF-8 (the common, fast case), else with U+FFFD."""
+def _as_utf8(data: bytes) -> bytes:
+    """``data`` itself when valid UTF-8 (the common, fast case), else with U+FFFD."""
     try:
-        b"\n".join(lines).decode("utf-8")
-        return lines
+        data.decode("utf-8")
+        return data
     except UnicodeDecodeError:
-        return tuple(line.decode("utf-8", "replace").encode("utf-8") for line in lines)
+        return data.decode("utf-8", "replace").encode("utf-8")
+
+
+def prefix_lines(prefix: bytes, data: bytes) -> bytes:
+    """Put ``prefix`` before every line of ``data`` (complete lines, each ending in a newline)."""
+    return prefix + data[:-1].replace(b"\n", b"\n" + prefix) + b"\n"
 
 
 class LineRenderer:
@@ -58,7 +63,7 @@ class LineRenderer:
         if isinstance(event, OutputLines):
             prefix = self._prefix(event.host, event.stream)
             target = self.stdout if event.stream == "stdout" else self.stderr
-            target.write(b"".join(prefix + line + b"\n" for line in _as_utf8(event.lines)))
+            target.write(prefix_lines(prefix, _as_utf8(event.data)))
             target.flush()
         elif isinstance(event, FileTransferred):
             line = (f"{event.direction} {event.source} -> {event.destination} "

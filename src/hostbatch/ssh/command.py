@@ -33,7 +33,7 @@ MAX_LINE = 1024 * 1024
 MARKER_SEARCH_LINES = 64
 KILL_GRACE = 1.0
 
-OnLines = Callable[[Stream, tuple[bytes, ...]], None]
+OnLines = Callable[[Stream, bytes], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,53 +44,66 @@ class CommandResult:
     note: str = ""
 
 
+def _cut_long_lines(block: bytes) -> bytes:
+    """Cut every line of ``block`` longer than :data:`MAX_LINE` every ``MAX_LINE`` bytes."""
+    pieces = [line[start:start + MAX_LINE] for line in block[:-1].split(b"\n")
+              for start in range(0, len(line), MAX_LINE) or (0,)]
+    return b"\n".join(pieces) + b"\n"
+
+
 class LineSplitter:
-    """Cuts a byte stream into lines; holds at most :data:`MAX_LINE` bytes of a partial line."""
+    """Cuts a byte stream into blocks of complete lines, holding at most :data:`MAX_LINE`
+    bytes of an unfinished line.
+
+    Blocks rather than one object per line: a chatty host prints a million lines, and per-line
+    objects would cost more CPU (split, pickle, render) than the SSH itself.
+    """
 
     def __init__(self) -> None:
         self._partial = b""
 
-    def feed(self, data: bytes) -> list[bytes]:
-        """Return the lines completed by ``data`` (without their newline).
+    def feed(self, data: bytes) -> bytes:
+        """The complete lines (each ending in a newline) that ``data`` finishes, or ``b""``.
 
         Lines longer than :data:`MAX_LINE` come out in pieces cut every ``MAX_LINE`` bytes
         from the line's start, wherever the network happened to split the data.
         """
-        lines = (self._partial + data).split(b"\n")
-        self._partial = lines.pop()
-        if max(map(len, lines), default=0) > MAX_LINE:
-            lines = [line[start:start + MAX_LINE] for line in lines
-                     for start in range(0, len(line), MAX_LINE) or (0,)]
-        while len(self._partial) > MAX_LINE:
-            lines.append(self._partial[:MAX_LINE])
-            self._partial = self._partial[MAX_LINE:]
-        return lines
+        buffer = self._partial + data
+        end = buffer.rfind(b"\n") + 1
+        block, self._partial = buffer[:end], buffer[end:]
+        if len(block) > MAX_LINE:
+            block = _cut_long_lines(block)
+        if len(self._partial) > MAX_LINE:
+            keep = len(self._partial) % MAX_LINE or MAX_LINE
+            block += _cut_long_lines(self._partial[:-keep] + b"\n")
+            self._partial = self._partial[-keep:]
+        return block
 
-    def flush(self) -> list[bytes]:
-        """The final line without a newline, if any."""
+    def flush(self) -> bytes:
+        """The final line without a newline (given one), if any."""
         rest, self._partial = self._partial, b""
-        return [rest] if rest else []
+        return rest + b"\n" if rest else b""
 
 
 class _MarkerFilter:
     """Finds and removes the ``MARKER PGID`` line the wrapper prints, remembering the PGID."""
 
     def __init__(self, marker: str) -> None:
-        self._pattern = re.compile(re.escape(marker.encode()) + rb" (\d+)")
+        self._pattern = re.compile(rb"(?m)^" + re.escape(marker.encode()) + rb" (\d+)\n")
         self._lines_left = MARKER_SEARCH_LINES
         self.pgid: int | None = None
 
-    def filter(self, lines: list[bytes]) -> list[bytes]:
-        if self._lines_left <= 0:
-            return lines
-        for index, line in enumerate(lines[: self._lines_left]):
-            match = self._pattern.fullmatch(line)
-            if match:
-                self.pgid = int(match.group(1))
-                self._lines_left = 0
-                return lines[:index] + lines[index + 1:]
-        self._lines_left -= len(lines)
-        return lines
+    def filter(self, block: bytes) -> bytes:
+        """``block`` without the marker line, while the marker is still expected."""
+        if self._lines_left <= 0 or not block:
+            return block
+        match = self._pattern.search(block)
+        if match and block.count(b"\n", 0, match.start()) < self._lines_left:
+            self.pgid = int(match.group(1))
+            self._lines_left = 0
+            return block[:match.start()] + block[match.end():]
+        self._lines_left -= block.count(b"\n")
+        return block
 
 
 def wrap_command(command: str, marker: str) -> str:
@@ -124,13 +137,13 @@ def run_command(
 
     def drain() -> None:
         while channel.recv_ready():
-            lines = markers.filter(out.feed(channel.recv(65536)))
-            if lines:
-                on_lines("stdout", tuple(lines))
+            block = markers.filter(out.feed(channel.recv(65536)))
+            if block:
+                on_lines("stdout", block)
         while channel.recv_stderr_ready():
-            lines = err.feed(channel.recv_stderr(65536))
-            if lines:
-                on_lines("stderr", tuple(lines))
+            block = err.feed(channel.recv_stderr(65536))
+            if block:
+                on_lines("stderr", block)
 
     def stop(kind: FailureKind, message: str) -> HostFailure:
         killed = _kill(transport, channel, markers.pgid, drain)
@@ -172,10 +185,10 @@ def run_command(
 def _flush(out: LineSplitter, err: LineSplitter, markers: _MarkerFilter, on_lines: OnLines) -> None:
     rest = markers.filter(out.flush())
     if rest:
-        on_lines("stdout", tuple(rest))
+        on_lines("stdout", rest)
     rest = err.flush()
     if rest:
-        on_lines("stderr", tuple(rest))
+        on_lines("stderr", rest)
 
 
 def _run_quietly(transport: paramiko.Transport, command: str, wait: float) -> None:
