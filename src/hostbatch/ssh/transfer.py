@@ -215,7 +215,7 @@ def put(transport: paramiko.Transport, action: PutFiles, ctx: TransferContext,
     except Exception as exc:
         raise _sftp_failure("put", action.remote, exc) from None
     finally:
-        sftp.close()
+        _close_quietly(sftp)
 
 
 def _ensure_dir(sftp: paramiko.SFTPClient, path: str) -> None:
@@ -247,13 +247,29 @@ def _put_link(sftp: paramiko.SFTPClient, entry: LocalEntry, remote: str) -> None
         raise _sftp_failure("symlink", remote, exc) from None
 
 
-def _remove_quietly(sftp: paramiko.SFTPClient, path: str, ctx: TransferContext) -> None:
-    """Best-effort removal of a temporary file after a failure, given a few seconds even when
-    the deadline has passed."""
-    if ctx.channel is not None:
-        ctx.channel.settimeout(CLEANUP_SECONDS)
+def _remove_quietly(transport: paramiko.Transport, path: str) -> None:
+    """Best-effort removal of a temporary file after a failure.
+
+    Uses a new SFTP channel: the failed one may hold a half-sent request (a deadline can strike
+    inside a pipelined write), after which nothing on it gets an answer.
+    """
     with contextlib.suppress(Exception):
-        sftp.remove(path)
+        cleanup = paramiko.SFTPClient.from_transport(transport)
+        if cleanup is None:
+            return
+        try:
+            channel = cleanup.get_channel()
+            if channel is not None:
+                channel.settimeout(CLEANUP_SECONDS)
+            cleanup.remove(path)
+        finally:
+            cleanup.close()
+
+
+def _close_quietly(sftp: paramiko.SFTPClient) -> None:
+    """Close an SFTP session whose connection may already be gone; the outcome is decided."""
+    with contextlib.suppress(Exception):
+        sftp.close()
 
 
 def _put_file(sftp: paramiko.SFTPClient, transport: paramiko.Transport, action: PutFiles,
@@ -275,7 +291,7 @@ def _put_file(sftp: paramiko.SFTPClient, transport: paramiko.Transport, action: 
         size = sftp.stat(temp).st_size
         if size != sent:
             raise HostFailure(FailureKind.TRANSFER, f"put {remote}: remote size {size} "
-                              f"differs from {sent} bytes sent")
+                              f"differs from {sent} bytes sent (disk full, or a write failed)")
         if action.verify:
             digest = _remote_sha256(transport, sftp, temp)
             if digest != entry.sha256:
@@ -283,7 +299,7 @@ def _put_file(sftp: paramiko.SFTPClient, transport: paramiko.Transport, action: 
                                   "after transfer")
         sftp.posix_rename(temp, remote)
     except BaseException as exc:
-        _remove_quietly(sftp, temp, ctx)
+        _remove_quietly(transport, temp)
         if isinstance(exc, HostFailure):
             raise
         if isinstance(exc, OSError) and exc.filename == local:
@@ -365,7 +381,7 @@ def get(transport: paramiko.Transport, action: GetFiles, ctx: TransferContext,
     except Exception as exc:
         raise _sftp_failure("get", remote, exc) from None
     finally:
-        sftp.close()
+        _close_quietly(sftp)
 
 
 def _walk_remote(sftp: paramiko.SFTPClient, remote: str,
