@@ -22,10 +22,12 @@ import posixpath
 import secrets
 import shlex
 import stat
+import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import paramiko
 
@@ -40,6 +42,9 @@ READ_BLOCK = 1024 * 1024
 SFTP_WINDOW = 64 * 1024 * 1024
 PROGRESS_INTERVAL = 0.25
 CLEANUP_SECONDS = 5.0
+_T = TypeVar("_T")
+#: SFTP sessions per host for the files of a tree.
+TREE_CHANNELS = 4
 
 
 @dataclass
@@ -53,13 +58,13 @@ class TransferContext:
     on_file: Callable[[str, str, int, float], None]
     files: int = 0
     bytes: int = 0
-    channel: paramiko.Channel | None = None
-    _last_progress: float = field(default=0.0)
+    _last_progress: float = 0.0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def check(self, timeout: float | None) -> None:
+    def check(self, timeout: float | None, sftp: paramiko.SFTPClient | None = None) -> None:
         """Raise if the run was cancelled or the host's deadline passed.
 
-        Also bounds the next blocking SFTP call by the time left, so a server that stops
+        Also bounds the next blocking call on ``sftp`` by the time left, so a server that stops
         answering mid-transfer cannot hold the host past its deadline.
         """
         if self.is_cancelled():
@@ -68,20 +73,25 @@ class TransferContext:
             left = self.deadline - time.monotonic()
             if left <= 0:
                 raise HostFailure(FailureKind.TIMEOUT, f"transfer timed out after {timeout:g}s")
-            if self.channel is not None:
-                self.channel.settimeout(left)
+            channel = sftp.get_channel() if sftp is not None else None
+            if channel is not None:
+                channel.settimeout(left)
 
     def progress(self, path: str, done: int, total: int, *, final: bool = False) -> None:
         """Report progress, at most every :data:`PROGRESS_INTERVAL` seconds per host."""
         now = time.monotonic()
-        if final or now - self._last_progress >= PROGRESS_INTERVAL:
-            self._last_progress = now
+        with self._lock:
+            due = final or now - self._last_progress >= PROGRESS_INTERVAL
+            if due:
+                self._last_progress = now
+        if due:
             self.on_progress(path, done, total)
 
     def landed(self, source: str, destination: str, size: int, duration: float) -> None:
         """Count a file that landed and report it."""
-        self.files += 1
-        self.bytes += size
+        with self._lock:
+            self.files += 1
+            self.bytes += size
         self.on_file(source, destination, size, duration)
 
 
@@ -138,9 +148,51 @@ def _open_sftp(transport: paramiko.Transport, ctx: TransferContext,
         raise HostFailure(FailureKind.TRANSFER, f"SFTP is not available: {exc}") from None
     if sftp is None:
         raise HostFailure(FailureKind.TRANSFER, "SFTP is not available on this host")
-    ctx.channel = sftp.get_channel()
-    ctx.check(timeout)
+    ctx.check(timeout, sftp)
     return sftp
+
+
+def _in_parallel(transport: paramiko.Transport, first: paramiko.SFTPClient,
+                 ctx: TransferContext, timeout: float | None, items: Sequence[_T],
+                 work: Callable[[paramiko.SFTPClient, _T], None]) -> None:
+    """Call ``work(sftp, item)`` for every item, over up to :data:`TREE_CHANNELS` SFTP
+    sessions at once: a tree of small files is bound by round trips, not bytes, so several
+    files in flight hide the latency. The first failure stops the others and is raised."""
+    channels = min(TREE_CHANNELS, len(items))
+    if channels <= 1:
+        for item in items:
+            work(first, item)
+        return
+    pending = iter(items)
+    lock = threading.Lock()
+    failures: list[BaseException] = []
+
+    def run(sftp: paramiko.SFTPClient) -> None:
+        while True:
+            with lock:
+                if failures:
+                    return
+                item = next(pending, None)
+            if item is None:
+                return
+            try:
+                work(sftp, item)
+            except BaseException as exc:
+                with lock:
+                    failures.append(exc)
+                return
+
+    extra = [_open_sftp(transport, ctx, timeout) for _ in range(channels - 1)]
+    threads = [threading.Thread(target=run, args=(sftp,), daemon=True) for sftp in extra]
+    for thread in threads:
+        thread.start()
+    run(first)
+    for thread in threads:
+        thread.join()
+    for sftp in extra:
+        _close_quietly(sftp)
+    if failures:
+        raise failures[0]
 
 
 # --- put ------------------------------------------------------------------------------------
@@ -196,8 +248,9 @@ def put(transport: paramiko.Transport, action: PutFiles, ctx: TransferContext,
             _put_file(sftp, transport, action, top, action.source, target, ctx, timeout)
             return
         dirs: list[tuple[str, LocalEntry]] = []
+        files: list[tuple[LocalEntry, str, str]] = []
         for entry in action.entries:
-            ctx.check(timeout)
+            ctx.check(timeout, sftp)
             local = os.path.join(action.source, *entry.relpath.split("/")) if entry.relpath \
                 else action.source
             remote = posixpath.join(target, entry.relpath) if entry.relpath else target
@@ -207,7 +260,12 @@ def put(transport: paramiko.Transport, action: PutFiles, ctx: TransferContext,
             elif entry.kind == "link":
                 _put_link(sftp, entry, remote)
             else:
-                _put_file(sftp, transport, action, entry, local, remote, ctx, timeout)
+                files.append((entry, local, remote))
+
+        def put_one(session: paramiko.SFTPClient, item: tuple[LocalEntry, str, str]) -> None:
+            _put_file(session, transport, action, item[0], item[1], item[2], ctx, timeout)
+
+        _in_parallel(transport, sftp, ctx, timeout, files, put_one)
         for remote, entry in reversed(dirs):  # after the files, so read-only dirs still fill
             _set_attributes(sftp, remote, entry, action.preserve_times)
     except HostFailure:
@@ -283,7 +341,7 @@ def _put_file(sftp: paramiko.SFTPClient, transport: paramiko.Transport, action: 
             sink.set_pipelined(True)
             sent = 0
             while block := source.read(READ_BLOCK):
-                ctx.check(timeout)
+                ctx.check(timeout, sftp)
                 sink.write(block)
                 sent += len(block)
                 ctx.progress(remote, sent, entry.size)
@@ -362,8 +420,9 @@ def get(transport: paramiko.Transport, action: GetFiles, ctx: TransferContext,
             return
         dirs: list[tuple[Path, paramiko.SFTPAttributes]] = [(target, top)]
         target.mkdir(exist_ok=True)
+        files: list[tuple[str, paramiko.SFTPAttributes, Path]] = []
         for path, attrs, local in _walk_remote(sftp, remote, target):
-            ctx.check(timeout)
+            ctx.check(timeout, sftp)
             mode = attrs.st_mode or 0
             if stat.S_ISDIR(mode):
                 local.mkdir(exist_ok=True)
@@ -371,7 +430,13 @@ def get(transport: paramiko.Transport, action: GetFiles, ctx: TransferContext,
             elif stat.S_ISLNK(mode):
                 _get_link(sftp, path, local)
             elif stat.S_ISREG(mode):
-                _get_file(sftp, transport, action, path, attrs, local, ctx, timeout)
+                files.append((path, attrs, local))
+
+        def get_one(session: paramiko.SFTPClient,
+                    item: tuple[str, paramiko.SFTPAttributes, Path]) -> None:
+            _get_file(session, transport, action, item[0], item[1], item[2], ctx, timeout)
+
+        _in_parallel(transport, sftp, ctx, timeout, files, get_one)
         for local, attrs in reversed(dirs):
             os.chmod(local, stat.S_IMODE(attrs.st_mode or 0o755))
             if action.preserve_times and attrs.st_mtime is not None:
@@ -415,7 +480,7 @@ def _get_file(sftp: paramiko.SFTPClient, transport: paramiko.Transport, action: 
             source.MAX_REQUEST_SIZE = REQUEST_SIZE
             source.prefetch(total)
             while received < total:
-                ctx.check(timeout)
+                ctx.check(timeout, sftp)
                 block = source.read(min(READ_BLOCK, total - received))
                 if not block:
                     break
