@@ -32,6 +32,8 @@ MAX_LINE = 1024 * 1024
 #: How many leading stdout lines may precede the marker (e.g. printed by a shell rc file).
 MARKER_SEARCH_LINES = 64
 KILL_GRACE = 1.0
+#: Longest sleep in the output loop between checks of the channel's own state.
+SELECT_CAP = 0.5
 
 OnLines = Callable[[Stream, bytes], None]
 
@@ -156,8 +158,15 @@ def run_command(
         left = None if deadline is None else deadline - time.monotonic()
         if left is not None and left <= 0:
             raise stop(FailureKind.TIMEOUT, f"command timed out after {timeout:g}s")
-        readable, _, _ = select.select([fd, wake_fd], [], [], left)
-        if wake_fd in readable or is_cancelled():
+        if not (channel.recv_ready() or channel.recv_stderr_ready() or channel.eof_received
+                or channel.closed):
+            # paramiko sets and clears the one pipe behind fileno() for both streams from two
+            # threads without a lock, so a wake-up can be lost: never sleep unbounded on it.
+            wait = SELECT_CAP if left is None else min(left, SELECT_CAP)
+            readable, _, _ = select.select([fd, wake_fd], [], [], wait)
+            if wake_fd in readable:
+                raise stop(FailureKind.INTERRUPTED, "interrupted")
+        if is_cancelled():
             raise stop(FailureKind.INTERRUPTED, "interrupted")
         drain()
         ended = channel.eof_received or channel.closed

@@ -191,6 +191,10 @@ def _open_socket(spec: HostSpec, deadline: float) -> socket.socket:
     except ConnectionRefusedError:
         raise HostFailure(FailureKind.CONNECT,
                           f"connection refused by {spec.hostname} port {spec.port}") from None
+    except ConnectionResetError:
+        # Reset while connecting: an overloaded server shedding connections, worth a retry.
+        raise HostFailure(FailureKind.CONNECT, f"connection reset by {spec.hostname} port "
+                          f"{spec.port}", transient=True) from None
     except socket.gaierror as exc:
         raise HostFailure(FailureKind.CONNECT,
                           f"cannot resolve {spec.hostname!r}: {exc.strerror}") from None
@@ -285,6 +289,24 @@ def _public_blob(path: str) -> bytes | None:
         return None
 
 
+def _is_timeout(exc: BaseException) -> bool:
+    return "timeout" in str(exc).lower()
+
+
+def _auth_failure(exc: BaseException, spec: HostSpec, rejected: str) -> HostFailure:
+    """A failed authentication step: the server said no, or never answered in time."""
+    if _is_timeout(exc):
+        return HostFailure(FailureKind.TIMEOUT, f"authentication got no answer within "
+                           f"{spec.connect_timeout:g}s")
+    return HostFailure(FailureKind.AUTH, f"{rejected} for user {spec.user}")
+
+
+def _auth_closed(spec: HostSpec) -> HostFailure:
+    return HostFailure(FailureKind.AUTH, f"the server closed the connection during "
+                       f"authentication of user {spec.user} (too many authentication "
+                       "failures?)")
+
+
 def _authenticate(transport: paramiko.Transport, spec: HostSpec, deadline: float,
                   connector: Connector) -> None:
     """Authenticate with the host's password if it has one, else with keys.
@@ -300,9 +322,10 @@ def _authenticate(transport: paramiko.Transport, spec: HostSpec, deadline: float
             raise HostFailure(FailureKind.AUTH, f"server does not accept password "
                               f"authentication (it allows: {', '.join(exc.allowed_types)})"
                               ) from None
-        except paramiko.AuthenticationException:
-            raise HostFailure(FailureKind.AUTH,
-                              f"password rejected for user {spec.user}") from None
+        except paramiko.AuthenticationException as exc:
+            raise _auth_failure(exc, spec, "password rejected") from None
+        except paramiko.SSHException:
+            raise _auth_closed(spec) from None
     else:
         keys = _candidate_keys(spec, connector)
         if not keys:
@@ -314,8 +337,12 @@ def _authenticate(transport: paramiko.Transport, spec: HostSpec, deadline: float
             except paramiko.BadAuthenticationType as exc:
                 raise HostFailure(FailureKind.AUTH, f"server does not accept public keys "
                                   f"(it allows: {', '.join(exc.allowed_types)})") from None
-            except paramiko.AuthenticationException:
+            except paramiko.AuthenticationException as exc:
+                if _is_timeout(exc):
+                    raise _auth_failure(exc, spec, "") from None
                 continue
+            except paramiko.SSHException:
+                raise _auth_closed(spec) from None
             if remaining:
                 raise HostFailure(FailureKind.AUTH, f"server requires further authentication "
                                   f"({', '.join(remaining)}), which is not supported")
