@@ -1,5 +1,5 @@
 """``python -m hostbatch``: the umbrella command."""
 
-from hostbatch.cli.main import hostbatch
+from hostbatch.cli.scripts import hostbatch
 
 hostbatch()

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from hostbatch.engine.events import Event, HostKeyLearned
 from hostbatch.engine.jobs import Action, plan
+from hostbatch.engine.launcher import WorkerLauncher
 from hostbatch.engine.outcome import BatchResult
 from hostbatch.engine.pool import WorkerPool, interrupt_handlers
 from hostbatch.inventory.model import HostSpec
@@ -27,6 +28,7 @@ def run(
     warn: Callable[[str], None] | None = None,
     home: str | None = None,
     handle_signals: bool = True,
+    launcher: WorkerLauncher | None = None,
 ) -> BatchResult:
     """Perform ``action`` on every host in parallel and return every host's outcome.
 
@@ -34,14 +36,14 @@ def run(
     values in the result, never exceptions. With ``handle_signals`` (main thread only), SIGINT
     and SIGTERM cancel the run: running commands are killed, the result is marked interrupted.
     Keys learned under ``accept_new`` are appended to known_hosts here, in the parent, under a
-    file lock.
+    file lock. ``launcher`` may hold workers started earlier, to overlap their start-up.
     """
     settings = settings or RunSettings()
     warn = warn or (lambda message: print(f"hostbatch: warning: {message}", file=sys.stderr))
     home = home or os.environ.get("HOME") or str(Path.home())
     specs = resolve_hosts(hosts, settings)
     result = BatchResult([spec.name for spec in specs])
-    pool = WorkerPool(plan(specs, action), settings, home=home)
+    pool = WorkerPool(plan(specs, action), settings, home=home, launcher=launcher)
 
     def consume() -> None:
         for event in pool.events():

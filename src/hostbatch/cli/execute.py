@@ -8,6 +8,7 @@ import time
 from hostbatch.cli.environment import Environment
 from hostbatch.engine.events import Event
 from hostbatch.engine.jobs import Action, GetFiles, PutFiles
+from hostbatch.engine.launcher import WorkerLauncher
 from hostbatch.engine.outcome import ExitStatus
 from hostbatch.inventory.model import HostSpec
 from hostbatch.render import Renderer
@@ -59,7 +60,8 @@ def make_renderers(args: argparse.Namespace, env: Environment, stdout: SafeStrea
 
 
 def execute(hosts: list[HostSpec], action: Action, args: argparse.Namespace, env: Environment,
-            stdout: SafeStream, stderr: SafeStream) -> ExitStatus:
+            stdout: SafeStream, stderr: SafeStream,
+            launcher: WorkerLauncher | None = None) -> ExitStatus:
     """Perform ``action`` on ``hosts``, render every event, print the summary."""
     from hostbatch import api
 
@@ -75,7 +77,7 @@ def execute(hosts: list[HostSpec], action: Action, args: argparse.Namespace, env
 
     started = time.monotonic()
     result = api.run(hosts, action, settings_from(args), on_event=on_event, warn=warn,
-                     home=env.home)
+                     home=env.home, launcher=launcher)
     for renderer in renderers:
         renderer.close()
     write_summary(stderr, result, time.monotonic() - started,

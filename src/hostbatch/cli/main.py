@@ -1,15 +1,15 @@
 """Entry points: ``batch_run``, ``batch_scp``, ``hostbatch run|scp``; the one place where
 errors become exit statuses.
 
-``main(argv, env)`` functions return an exit status and never exit; the console-script
-wrappers are the only callers of ``sys.exit``. Expected errors print one line; anything else is
-a bug and prints one line plus a hint to rerun with ``--debug`` (which shows the traceback).
+``main(argv, env)`` functions return an exit status and never exit; the console scripts
+(:mod:`hostbatch.cli.scripts`) are the only callers of ``sys.exit``. Expected errors print one
+line; anything else is a bug and prints one line plus a hint to rerun with ``--debug`` (which
+shows the traceback).
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import traceback
 from collections.abc import Callable, Sequence
 
@@ -17,6 +17,7 @@ from hostbatch import __version__
 from hostbatch.cli.environment import Environment
 from hostbatch.cli.options import Parser, build_run_parser, build_scp_parser
 from hostbatch.engine.jobs import Action
+from hostbatch.engine.launcher import WorkerLauncher
 from hostbatch.engine.outcome import ExitStatus
 from hostbatch.errors import HostbatchError, UsageError
 from hostbatch.render.output import SafeStream
@@ -53,7 +54,8 @@ def _scp_checks(args: argparse.Namespace) -> Callable[[], Action]:
 
 def _main(argv: Sequence[str], env: Environment, prog: str,
           build_parser: Callable[[str], Parser],
-          check: Callable[[argparse.Namespace], Callable[[], Action]]) -> int:
+          check: Callable[[argparse.Namespace], Callable[[], Action]],
+          launcher: WorkerLauncher | None) -> int:
     """Shared flow: parse, check, load the inventory, select hosts, act, report."""
     from hostbatch.cli.execute import execute
     from hostbatch.inventory.loader import load_inventory, locate_inventory
@@ -84,7 +86,7 @@ def _main(argv: Sequence[str], env: Environment, prog: str,
         if args.list:
             stdout.write("".join(f"{spec.name}\n" for spec in hosts).encode())
             return ExitStatus.OK
-        return execute(hosts, make_action(), args, env, stdout, stderr)
+        return execute(hosts, make_action(), args, env, stdout, stderr, launcher)
     except HostbatchError as exc:
         stderr.write(f"{prog}: error: {exc}\n".encode())
         return ExitStatus.USAGE
@@ -102,17 +104,20 @@ def _main(argv: Sequence[str], env: Environment, prog: str,
         stderr.flush()
 
 
-def run_main(argv: Sequence[str], env: Environment, prog: str = "batch_run") -> int:
+def run_main(argv: Sequence[str], env: Environment, prog: str = "batch_run", *,
+             launcher: WorkerLauncher | None = None) -> int:
     """``batch_run``: run a command on the selected hosts."""
-    return _main(argv, env, prog, build_run_parser, _run_checks)
+    return _main(argv, env, prog, build_run_parser, _run_checks, launcher)
 
 
-def scp_main(argv: Sequence[str], env: Environment, prog: str = "batch_scp") -> int:
+def scp_main(argv: Sequence[str], env: Environment, prog: str = "batch_scp", *,
+             launcher: WorkerLauncher | None = None) -> int:
     """``batch_scp``: put or get files on the selected hosts."""
-    return _main(argv, env, prog, build_scp_parser, _scp_checks)
+    return _main(argv, env, prog, build_scp_parser, _scp_checks, launcher)
 
 
-def hostbatch_main(argv: Sequence[str], env: Environment) -> int:
+def hostbatch_main(argv: Sequence[str], env: Environment, *,
+                   launcher: WorkerLauncher | None = None) -> int:
     """``hostbatch COMMAND ...``: dispatch to a subcommand."""
     if not argv or argv[0] in ("--help", "help"):
         (env.stdout if argv else env.stderr).write(HOSTBATCH_USAGE.encode())
@@ -126,19 +131,4 @@ def hostbatch_main(argv: Sequence[str], env: Environment) -> int:
         env.stderr.write(f"hostbatch: error: unknown command {argv[0]!r} "
                          "(see hostbatch --help)\n".encode())
         return ExitStatus.USAGE
-    return command(argv[1:], env, f"hostbatch {argv[0]}")
-
-
-def batch_run() -> None:
-    """Console script ``batch_run``."""
-    sys.exit(run_main(sys.argv[1:], Environment()))
-
-
-def batch_scp() -> None:
-    """Console script ``batch_scp``."""
-    sys.exit(scp_main(sys.argv[1:], Environment()))
-
-
-def hostbatch() -> None:
-    """Console script ``hostbatch``."""
-    sys.exit(hostbatch_main(sys.argv[1:], Environment()))
+    return command(argv[1:], env, f"hostbatch {argv[0]}", launcher=launcher)

@@ -4,16 +4,14 @@ Design (measured in ../shared/design/PERFORMANCE.md): a few processes, each runn
 hosts on threads, beat both a process per host (2x slower) and one process (GIL-bound). The
 forks cap is the total number of threads, so at most ``forks`` hosts are in flight at once.
 
-The start method is ``fork``, chosen here and nowhere else: workers start in milliseconds and
-inherit their configuration. It is safe because the parent creates no thread and imports no
-paramiko before the workers exist.
+Workers are started by :class:`~hostbatch.engine.launcher.WorkerLauncher` (the one place
+that chooses the start method), possibly before the run is known.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-import multiprocessing
 import os
 import pickle
 import resource
@@ -26,7 +24,8 @@ from typing import Any
 
 from hostbatch.engine.events import Event, HostExited, HostFailed, HostStarted, TransferDone
 from hostbatch.engine.jobs import GetFiles, Job, PutFiles
-from hostbatch.engine.worker import WorkerConfig, worker_main
+from hostbatch.engine.launcher import WorkerLauncher
+from hostbatch.engine.worker import WorkerConfig
 from hostbatch.errors import FailureKind
 from hostbatch.settings import RunSettings
 
@@ -63,13 +62,13 @@ def _raise_fd_limit() -> None:
 class WorkerPool:
     """Runs ``jobs`` on worker processes; iterate :meth:`events` to drive and observe the run."""
 
-    def __init__(self, jobs: Sequence[Job], settings: RunSettings, *, home: str) -> None:
+    def __init__(self, jobs: Sequence[Job], settings: RunSettings, *, home: str,
+                 launcher: WorkerLauncher | None = None) -> None:
         self.jobs = list(jobs)
         self.settings = settings
         self.home = home
         self.cancelled_by: int | None = None
-        self._context = multiprocessing.get_context("fork")
-        self._cancel = self._context.Event()
+        self._launcher = launcher or WorkerLauncher()
         self._force = False
         self._deadline: float | None = None
         self._processes: list[Any] = []
@@ -84,26 +83,23 @@ class WorkerPool:
             return
         self.cancelled_by = signum
         self._deadline = time.monotonic() + CANCEL_GRACE
-        self._cancel.set()
+        self._launcher.cancel.set()
 
     def events(self) -> Iterator[Event]:
         """Start the workers and yield every event, ending with one terminal event per host."""
         _raise_fd_limit()
         marker = f"hostbatch-{os.urandom(8).hex()}"
-        job_queue = self._context.Queue()
+        job_queue = self._launcher.jobs
         copying = any(isinstance(job.action, PutFiles | GetFiles) for job in self.jobs[:1])
         plan = plan_workers(len(self.jobs), self.settings,
                             hosts_per_worker=1 if copying else HOSTS_PER_WORKER)
-        for index, threads in enumerate(plan):
-            reader, writer = self._context.Pipe(duplex=False)
-            config = WorkerConfig(index, threads, self.settings, self.home, marker)
-            process = self._context.Process(target=worker_main, name=f"hostbatch-worker-{index}",
-                                            args=(config, job_queue, writer, self._cancel),
-                                            daemon=True)
-            process.start()
-            writer.close()
+        workers = self._launcher.take(len(plan))
+        for index, (threads, (process, config_writer, events_reader)) in enumerate(
+                zip(plan, workers, strict=True)):
+            config_writer.send(WorkerConfig(index, threads, self.settings, self.home, marker))
+            config_writer.close()
             self._processes.append((process, threads))
-            self._connections.append(reader)
+            self._connections.append(events_reader)
         for job in self.jobs:
             job_queue.put(job)
         for _ in range(sum(threads for _, threads in self._processes)):

@@ -58,12 +58,25 @@ class WorkerConfig:
     marker: str
 
 
-def worker_main(config: WorkerConfig, jobs: Any, events_out: Connection, cancel: Any) -> None:
-    """Entry point of a worker process: run jobs from ``jobs`` until sentinels arrive."""
+def worker_main(config_in: Connection, jobs: Any, events_out: Connection, cancel: Any) -> None:
+    """Entry point of a worker process: import the SSH stack, wait for the run's
+    :class:`WorkerConfig`, then run jobs from ``jobs`` until sentinels arrive.
+
+    A worker may be started before the run is known (see ``engine.pool.WorkerLauncher``), so
+    its ~0.1 s import of paramiko overlaps the parent's own start-up; if the parent ends
+    without sending a configuration, the worker just exits.
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    from hostbatch.ssh import command, transfer  # noqa: F401 - import now, not on first use
     from hostbatch.ssh.session import Connector  # paramiko is imported only in workers
 
+    try:
+        config: WorkerConfig = config_in.recv()
+    except (EOFError, OSError):
+        return
+    finally:
+        config_in.close()
     connector = Connector(home=config.home, accept_new=config.settings.accept_new,
                           retries=config.settings.retries)
     pending: queue.Queue[Any] = queue.Queue(maxsize=PENDING_MAX)

@@ -1,0 +1,66 @@
+"""Start worker processes early, before the run is known, to hide their start-up.
+
+This module imports only :mod:`multiprocessing`, so the console scripts can fork a worker as
+their very first step; the worker then imports hostbatch's engine and paramiko (~0.1 s) while
+the parent parses arguments and reads the inventory.
+
+The start method is ``fork``, chosen here and nowhere else: workers start in milliseconds and
+need nothing pickled to start. It is safe because the parent has no threads and no paramiko
+objects when it forks (only the job queue's feeder thread starts later, after every fork).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from multiprocessing.connection import Connection
+from typing import Any
+
+
+def _worker_entry(*args: Any) -> None:
+    from hostbatch.engine.worker import worker_main
+
+    worker_main(*args)
+
+
+class WorkerLauncher:
+    """Starts worker processes, possibly before the run is known.
+
+    A worker imports paramiko (~0.1 s) as soon as it starts and then waits for its
+    configuration, so a launcher created first thing in ``main`` hides that import behind the
+    parent's own start-up (arguments, inventory, selection). Workers that are never configured
+    exit when the parent closes their configuration pipe.
+    """
+
+    def __init__(self) -> None:
+        self.context = multiprocessing.get_context("fork")
+        self.cancel = self.context.Event()
+        self.jobs = self.context.Queue()
+        self._idle: list[tuple[Any, Connection, Connection]] = []
+
+    def start(self, count: int = 1) -> WorkerLauncher:
+        """Start ``count`` workers that wait for a configuration."""
+        for _ in range(count):
+            self._idle.append(self._spawn())
+        return self
+
+    def _spawn(self) -> tuple[Any, Connection, Connection]:
+        config_reader, config_writer = self.context.Pipe(duplex=False)
+        events_reader, events_writer = self.context.Pipe(duplex=False)
+        process = self.context.Process(
+            target=_worker_entry, name="hostbatch-worker",
+            args=(config_reader, self.jobs, events_writer, self.cancel), daemon=True,
+        )
+        process.start()
+        config_reader.close()
+        events_writer.close()
+        return process, config_writer, events_reader
+
+    def take(self, count: int) -> list[tuple[Any, Connection, Connection]]:
+        """``count`` workers: the idle ones first, then new ones; other idle ones are let go."""
+        taken = self._idle[:count]
+        for _process, config_writer, _events in self._idle[count:]:
+            config_writer.close()
+        self._idle = []
+        while len(taken) < count:
+            taken.append(self._spawn())
+        return taken
