@@ -43,7 +43,7 @@ BATCH_MAX = 512
 BATCH_BYTES = 1024 * 1024
 #: Bounded, so a slow parent (a slow pipe downstream) slows the hosts instead of eating memory:
 #: at most this many events (each at most one network read of output) wait in a worker.
-PENDING_MAX = 256
+PENDING_MAX = 64
 _STOP = object()
 
 

@@ -33,8 +33,10 @@ _ALGORITHMS_FOR_TYPE = {
     "ssh-rsa": ("rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"),
 }
 
-#: A larger window than paramiko's 2 MiB keeps fast hosts streaming without stalls.
-WINDOW_SIZE = 8 * 1024 * 1024
+#: Channel window: what a host may send ahead of what we have read. It bounds memory per host
+#: when output arrives faster than it can be printed (64 hosts x 2 MiB); 8 MiB measured slower
+#: and 30% heavier (10 hosts x 10 MB of output: 1.3 s / 168 MB vs 1.0 s / 127 MB).
+WINDOW_SIZE = 2 * 1024 * 1024
 
 Transport = paramiko.Transport
 LearnKey = Callable[[str, str, str], None]  # (known_hosts path, line, fingerprint)
