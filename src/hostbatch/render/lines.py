@@ -24,6 +24,8 @@ def format_rate(size: int, seconds: float) -> str:
 
 def _as_utf8(data: bytes) -> bytes:
     """``data`` itself when valid UTF-8 (the common, fast case), else with U+FFFD."""
+    if data.isascii():  # a vectorised scan, several times faster than a trial decode
+        return data
     try:
         data.decode("utf-8")
         return data
