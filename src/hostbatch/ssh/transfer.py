@@ -41,7 +41,8 @@ READ_BLOCK = 1024 * 1024
 #: A large channel window keeps many pipelined requests in flight.
 SFTP_WINDOW = 64 * 1024 * 1024
 PROGRESS_INTERVAL = 0.25
-CLEANUP_SECONDS = 5.0
+#: Time allowed to remove a temporary file after a failure (even past the deadline).
+CLEANUP_SECONDS = 10.0
 _T = TypeVar("_T")
 #: SFTP sessions per host for the files of a tree.
 TREE_CHANNELS = 4
@@ -312,13 +313,11 @@ def _remove_quietly(transport: paramiko.Transport, path: str) -> None:
     inside a pipelined write), after which nothing on it gets an answer.
     """
     with contextlib.suppress(Exception):
-        cleanup = paramiko.SFTPClient.from_transport(transport)
-        if cleanup is None:
-            return
+        channel = transport.open_session(timeout=CLEANUP_SECONDS)
+        channel.settimeout(CLEANUP_SECONDS)
+        channel.invoke_subsystem("sftp")
+        cleanup = paramiko.SFTPClient(channel)
         try:
-            channel = cleanup.get_channel()
-            if channel is not None:
-                channel.settimeout(CLEANUP_SECONDS)
             cleanup.remove(path)
         finally:
             cleanup.close()
