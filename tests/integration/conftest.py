@@ -1,7 +1,7 @@
 """Shared fixtures and helpers for hostbatch's integration tests.
 
-Every test runs the real CLI as a subprocess against real OpenSSH ``sshd`` hosts on loopback
-(``tests.support.fleet``) or the fault-injecting paramiko server
+Every test runs the real CLI as a subprocess (``tests.support.cli``) against real OpenSSH
+``sshd`` hosts on loopback (``tests.support.fleet``) or the fault-injecting paramiko server
 (``tests.support.fault_server``).  Nothing is mocked.
 
 The environment of every run is controlled: ``HOME`` is a fresh directory (so ``~/.ssh`` is
@@ -29,122 +29,46 @@ carry the command in their argv too.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.support.cli import (
+    BATCH_RUN,
+    HOSTBATCH,
+    SCRUBBED_ENV,
+    Cli,
+    Result,
+    assert_no_traceback,
+    host_lines,
+    json_lines,
+    parse_jsonl,
+    require_environment,
+    split_lines,
+)
+from tests.support.cli import terminal_events as terminals
 from tests.support.fleet import MARKER_VAR, Fleet, ensure_test_user
+
+#: Re-exported from tests.support.cli (the runner and parsers shared with the batch_scp suite):
+#: the batch_run tests import them from this module.
+__all__ = ["BATCH_RUN", "HOSTBATCH", "SCRUBBED_ENV", "Cli", "Result", "assert_no_traceback",
+           "host_lines", "json_lines", "parse_jsonl", "split_lines", "terminals"]
 
 TEST_USER = "hbtest"
 TEST_PASSWORD = "pw%#;x"
-BATCH_RUN = str(Path(sys.executable).with_name("batch_run"))
-HOSTBATCH = str(Path(sys.executable).with_name("hostbatch"))
 MAIN_NAMES = ("web01", "web02", "web03", "db01")
 SECOND_NAMES = ("app01", "app02")
 OUTAGE_NAMES = ("ok1", "down1", "frozen1")
-#: Environment variables a test run never inherits from the developer's shell.
-SCRUBBED_ENV = ("SSH_AUTH_SOCK", "SSH_AGENT_PID", "NO_COLOR", "FORCE_COLOR",
-                "HOSTBATCH_INVENTORY", "CLICOLOR_FORCE")
-
-
-# ------------------------------------------------------------------ results and parsing
-
-
-@dataclass
-class Result:
-    """A finished CLI run."""
-
-    argv: list[str]
-    returncode: int
-    stdout: str
-    stderr: str
-    duration: float
-
-    def __str__(self) -> str:
-        return (f"argv={self.argv}\nstatus={self.returncode} after {self.duration:.2f}s\n"
-                f"--- stdout ---\n{self.stdout[-3000:]}\n--- stderr ---\n{self.stderr[-3000:]}")
-
-    def events(self) -> list[dict[str, Any]]:
-        """The ``--json`` events; every stdout line must be one JSON object."""
-        return parse_jsonl(self.stdout)
-
-
-def split_lines(text: str) -> list[str]:
-    """Lines of ``text`` split on ``\\n`` only (a final newline does not start a new line)."""
-    if not text:
-        return []
-    lines = text.split("\n")
-    if lines[-1] == "":
-        lines.pop()
-    return lines
-
-
-def parse_jsonl(text: str) -> list[dict[str, Any]]:
-    """Parse JSON Lines strictly: every line is a JSON object with a host and an event."""
-    events = []
-    for number, line in enumerate(split_lines(text), 1):
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise AssertionError(f"stdout line {number} is not JSON: {line[:200]!r}") from exc
-        assert isinstance(obj, dict), line
-        assert isinstance(obj.get("host"), str) and isinstance(obj.get("event"), str), line
-        events.append(obj)
-    return events
-
-
-def terminals(events: Iterable[Mapping[str, Any]], hosts: Iterable[str]) -> dict[str, Any]:
-    """The terminal event of each host; exactly one per selected host, none for others."""
-    found: dict[str, list[Mapping[str, Any]]] = {}
-    for event in events:
-        if event["event"] in ("exit", "error"):
-            found.setdefault(event["host"], []).append(event)
-    wanted = set(hosts)
-    assert set(found) == wanted, f"terminal events for {sorted(found)}, expected {sorted(wanted)}"
-    for host, items in found.items():
-        assert len(items) == 1, f"{host} has {len(items)} terminal events: {items}"
-        item = items[0]
-        if item["event"] == "exit":
-            assert isinstance(item["exit_status"], int), item
-            assert isinstance(item["duration"], int | float), item
-        else:
-            assert isinstance(item["kind"], str) and isinstance(item["error"], str), item
-    return {host: items[0] for host, items in found.items()}
-
-
-def json_lines(events: Iterable[Mapping[str, Any]], host: str, stream: str) -> list[str]:
-    """The ``data`` of every ``stream`` event of ``host``, in order."""
-    return [e["data"] for e in events if e["host"] == host and e["event"] == stream]
-
-
-def host_lines(text: str, hosts: Iterable[str], *, strict: bool = True) -> dict[str, list[str]]:
-    """Group ``HOST: LINE`` lines by host.  With ``strict``, every line must be a host line."""
-    hosts = list(hosts)
-    result: dict[str, list[str]] = {host: [] for host in hosts}
-    for line in split_lines(text):
-        host, sep, rest = line.partition(": ")
-        if sep and host in result:
-            result[host].append(rest)
-        elif strict:
-            raise AssertionError(f"line is not 'HOST: LINE' for a selected host: {line[:200]!r}")
-    return result
-
-
-def assert_no_traceback(result: Result) -> None:
-    assert "Traceback" not in result.stderr, str(result)
-    assert "Traceback" not in result.stdout, str(result)
 
 
 # ------------------------------------------------------------------ remote command helpers
@@ -196,65 +120,10 @@ def wait_for_processes(pattern: str, timeout: float, *, present: bool,
 # ------------------------------------------------------------------ the CLI runner
 
 
-class Cli:
-    """Runs hostbatch as a subprocess in a controlled environment."""
-
-    def __init__(self, home: Path, cwd: Path) -> None:
-        self.home = home
-        self.cwd = cwd
-        home.mkdir(parents=True, exist_ok=True)
-        cwd.mkdir(parents=True, exist_ok=True)
-
-    def env(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if k not in SCRUBBED_ENV}
-        env["HOME"] = str(self.home)
-        env["PYTHONUNBUFFERED"] = "1"
-        env.update(extra or {})
-        return env
-
-    @staticmethod
-    def argv(args: Sequence[str], via: str = "batch_run") -> list[str]:
-        if via == "batch_run":
-            return [BATCH_RUN, *args]
-        if via == "hostbatch":
-            return [HOSTBATCH, "run", *args]
-        if via == "module":
-            return [sys.executable, "-m", "hostbatch", "run", *args]
-        raise ValueError(via)
-
-    def run(self, *args: str, via: str = "batch_run", env: Mapping[str, str] | None = None,
-            timeout: float = 60, wrapper: Sequence[str] = ()) -> Result:
-        argv = [*wrapper, *self.argv(args, via)]
-        start = time.monotonic()
-        # A session of its own, so a hung run can be killed with all its worker processes.
-        proc = subprocess.Popen(argv, env=self.env(env), cwd=self.cwd, stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                start_new_session=True)
-        try:
-            stdout, stderr = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            stdout, stderr = proc.communicate()
-            raise AssertionError(
-                f"hostbatch did not finish within {timeout}s (hung); argv={argv}\n"
-                f"last stdout: {stdout[-500:]!r}\nlast stderr: {stderr[-500:]!r}") from None
-        duration = time.monotonic() - start
-        return Result(argv, proc.returncode, stdout.decode("utf-8"), stderr.decode("utf-8"),
-                      duration)
-
-    def popen(self, *args: str, env: Mapping[str, str] | None = None,
-              **kwargs: Any) -> subprocess.Popen[bytes]:
-        kwargs.setdefault("stdout", subprocess.PIPE)
-        kwargs.setdefault("stderr", subprocess.PIPE)
-        return subprocess.Popen(self.argv(args), env=self.env(env), cwd=self.cwd,
-                                stdin=subprocess.DEVNULL, **kwargs)
-
-
 @pytest.fixture
 def cli(tmp_path: Path) -> Cli:
-    """A CLI runner whose HOME is an empty directory of this test."""
-    return Cli(tmp_path / "home", tmp_path / "cwd")
+    """A ``batch_run`` runner whose HOME is an empty directory of this test."""
+    return Cli(tmp_path / "home", tmp_path / "cwd", command="run")
 
 
 # ------------------------------------------------------------------ inventories
@@ -302,18 +171,9 @@ def address(fleet: Fleet, name: str) -> str:
 # ------------------------------------------------------------------ fleets
 
 
-def _require_environment() -> None:
-    if os.geteuid() != 0:
-        pytest.skip("integration tests need root (sshd fleet, test user)")
-    if shutil.which("sshd", path="/usr/sbin:/usr/bin:/sbin") is None:
-        pytest.skip("OpenSSH sshd is not installed")
-    if not Path(BATCH_RUN).exists():
-        pytest.skip(f"{BATCH_RUN} is missing: install hostbatch into this interpreter's venv")
-
-
 @pytest.fixture(scope="session")
 def test_user() -> str:
-    _require_environment()
+    require_environment(BATCH_RUN)
     ensure_test_user(TEST_USER, TEST_PASSWORD)
     return TEST_USER
 

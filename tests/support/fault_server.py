@@ -81,6 +81,26 @@ _LINGER_RST = struct.pack("ii", 1, 0)
 _CLIENT_GONE = (OSError, EOFError, paramiko.SSHException)
 
 
+def cut_connection(transport: paramiko.Transport, *, reset: bool = False) -> None:
+    """Cut the TCP connection under ``transport`` without any SSH-level goodbye.
+
+    With ``reset``, the peer sees a TCP reset (as from a crashed host or a firewall), otherwise
+    a FIN.  The transport itself is left for the caller to close.  Used for the mid-session
+    faults of :class:`FaultServer` (mode ``drop_after``) and of the SFTP fault server.
+    """
+    sock = transport.sock
+    if not isinstance(sock, socket.socket):
+        return
+    with contextlib.suppress(OSError):
+        if reset:
+            # SHUT_RD wakes the transport thread without sending anything; its
+            # close() then sends RST because of SO_LINGER 0.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RST)
+            sock.shutdown(socket.SHUT_RD)
+        else:
+            sock.shutdown(socket.SHUT_RDWR)
+
+
 def generate_host_key() -> paramiko.PKey:
     """A fresh ed25519 key (paramiko cannot generate ed25519 keys, ssh-keygen can, fast)."""
     with tempfile.TemporaryDirectory(prefix="fault-server-key-") as tmp:
@@ -394,6 +414,7 @@ class FaultServer:
         transport = _Transport(conn)
         transport.set_log_channel(_LOG_CHANNEL)
         transport.add_server_key(self.host_key)
+        self._configure_transport(transport)
         with self._lock:
             if self._stopping.is_set():
                 transport.close()
@@ -411,6 +432,13 @@ class FaultServer:
             channel = transport.accept(timeout=0.5)
             if channel is not None:
                 channels.append(channel)
+
+    def _configure_transport(self, transport: _Transport) -> None:
+        """Hook called on every new server transport before its handshake.
+
+        Does nothing here; a subclass overrides it to register subsystems (e.g. SFTP) or to
+        change the log channel, so that it need not copy :meth:`_serve_ssh`.
+        """
 
     def _exec(self, transport: _Transport, channel: paramiko.Channel, command: str) -> None:
         try:
@@ -437,16 +465,8 @@ class FaultServer:
 
     def _drop_after(self, transport: _Transport, channel: paramiko.Channel) -> None:
         channel.sendall(b"x" * int(self.params.get("bytes", 1024)))
-        sock = transport.sock
-        assert isinstance(sock, socket.socket)
-        with contextlib.suppress(OSError):
-            if self.params.get("reset", False):
-                # SHUT_RD wakes the transport thread without sending anything; its
-                # close() then sends RST because of SO_LINGER 0.
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RST)
-                sock.shutdown(socket.SHUT_RD)
-            else:
-                sock.shutdown(socket.SHUT_RDWR)
+        assert isinstance(transport.sock, socket.socket)
+        cut_connection(transport, reset=bool(self.params.get("reset", False)))
         transport.close()
 
     def _run_command(self, channel: paramiko.Channel, command: str) -> None:

@@ -23,7 +23,6 @@ without ``SSH_AUTH_SOCK``.
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import secrets
 import shutil
@@ -47,22 +46,23 @@ from tests.integration.scp.scpkit import (
     RemoteDir,
     random_file,
 )
+from tests.support.cli import require_environment
 from tests.support.fleet import PRIVATE_DIR, Fleet, ensure_test_user
 
 
 @pytest.fixture
 def cli(tmp_path: Path) -> Cli:
-    return Cli(tmp_path / "home", tmp_path / "cwd")
+    """A ``batch_scp`` runner whose HOME is an empty directory of this test.
+
+    Runs may take 90 s (big files on a loaded machine); ``popen`` runs get a session of their
+    own, so a test can interrupt a run's whole process group as a terminal's Ctrl-C does.
+    """
+    return Cli(tmp_path / "home", tmp_path / "cwd", command="scp", timeout=90, new_session=True)
 
 
 @pytest.fixture(scope="session")
 def scp_user() -> str:
-    if os.geteuid() != 0:
-        pytest.skip("integration tests need root (sshd fleet, test user, mount namespaces)")
-    if shutil.which("sshd", path="/usr/sbin:/usr/bin:/sbin") is None:
-        pytest.skip("OpenSSH sshd is not installed")
-    if not Path(BATCH_SCP).exists():
-        pytest.skip(f"{BATCH_SCP} is missing: install hostbatch into this interpreter's venv")
+    require_environment(BATCH_SCP, "sshd fleet, test user, mount namespaces")
     ensure_test_user(TEST_USER, TEST_PASSWORD)
     return TEST_USER
 

@@ -1,41 +1,41 @@
-"""Helpers for the ``batch_scp`` integration tests: the CLI runner, views of the hosts' private
-file systems, JSON/line parsing, tree snapshots.  Fixtures are in ``conftest.py``."""
+"""Helpers for the ``batch_scp`` integration tests: views of the hosts' private file systems,
+size and checksum checks, tree snapshots.  Fixtures are in ``conftest.py``.
+
+The CLI runner and the output parsers are shared with the batch_run suite and live in
+``tests.support.cli``; the ones the scp tests use are re-exported here."""
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import json
 import os
 import pwd
-import re
 import secrets
-import signal
 import socket
 import stat
 import subprocess
-import sys
-import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tests.support.cli import (
+    BATCH_SCP,
+    Cli,
+    Result,
+    parse_jsonl,
+    split_lines,
+)
+from tests.support.cli import terminal_events as _terminal_events
 from tests.support.fleet import PRIVATE_DIR, Fleet
+
+#: Re-exported from tests.support.cli (the runner and parsers shared with the batch_run suite):
+#: the batch_scp tests import them from this module.
+__all__ = ["BATCH_SCP", "Cli", "Result", "parse_jsonl", "split_lines"]
 
 TEST_USER = "hbtest"
 
 
 TEST_PASSWORD = "pw%#;x"
-
-
-BIN = Path(sys.executable).parent
-
-
-BATCH_SCP = str(BIN / "batch_scp")
-
-
-HOSTBATCH = str(BIN / "hostbatch")
 
 
 NAMES = ("scp1", "scp2", "scp3")
@@ -50,93 +50,10 @@ FAULT_ADDRESS = "127.0.9.200"
 SILENT_ADDRESS = "127.0.9.250"
 
 
-SCRUBBED_ENV = ("SSH_AUTH_SOCK", "SSH_AGENT_PID", "NO_COLOR", "FORCE_COLOR", "CLICOLOR_FORCE",
-                "HOSTBATCH_INVENTORY", "COLUMNS", "LINES")
-
-
-#: ``HOST: put LOCAL -> REMOTE (SIZE, RATE)`` (also ``get``).
-UNIT = r"(?:\d+ B|\d+\.\d (?:KiB|MiB|GiB|TiB))"
-
-
-FILE_LINE = re.compile(
-    rf"^(?P<host>[^:\s]+): (?P<action>put|get) (?P<source>.+) -> (?P<destination>.+) "
-    rf"\((?P<size>{UNIT}), (?P<rate>{UNIT}/s)\)$")
-
-
-TERMINAL_EVENTS = ("done", "error")
-
-
-def split_lines(text: str) -> list[str]:
-    if not text:
-        return []
-    lines = text.split("\n")
-    if lines[-1] == "":
-        lines.pop()
-    return lines
-
-
-def parse_jsonl(text: str) -> list[dict[str, Any]]:
-    """Strict JSON Lines: every stdout line is one object with a host and an event."""
-    events = []
-    for number, line in enumerate(split_lines(text), 1):
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise AssertionError(f"stdout line {number} is not JSON: {line[:300]!r}") from exc
-        assert isinstance(obj, dict), line
-        assert isinstance(obj.get("host"), str), line
-        assert isinstance(obj.get("event"), str), line
-        events.append(obj)
-    return events
-
-
-@dataclass
-class Result:
-    argv: list[str]
-    returncode: int
-    stdout: str
-    stderr: str
-    duration: float
-
-    def __str__(self) -> str:
-        return (f"argv={self.argv}\nstatus={self.returncode} after {self.duration:.2f}s\n"
-                f"--- stdout ---\n{self.stdout[-4000:]}\n--- stderr ---\n{self.stderr[-4000:]}")
-
-    def events(self) -> list[dict[str, Any]]:
-        return parse_jsonl(self.stdout)
-
-    def terminals(self, hosts: Iterable[str]) -> dict[str, dict[str, Any]]:
-        """Exactly one terminal event per selected host, none for others."""
-        return terminal_events(self.events(), hosts)
-
-    def file_lines(self) -> list[re.Match[str]]:
-        """Every stdout line, each parsed as a per-file line."""
-        matches = []
-        for line in split_lines(self.stdout):
-            match = FILE_LINE.match(line)
-            assert match, f"stdout line is not 'HOST: put|get SRC -> DST (SIZE, RATE)': {line!r}"
-            matches.append(match)
-        return matches
-
-
 def terminal_events(events: Iterable[Mapping[str, Any]],
                     hosts: Iterable[str]) -> dict[str, dict[str, Any]]:
-    found: dict[str, list[dict[str, Any]]] = {}
-    for event in events:
-        if event["event"] in TERMINAL_EVENTS:
-            found.setdefault(event["host"], []).append(dict(event))
-    assert set(found) == set(hosts), f"terminal events for {sorted(found)}, not {sorted(hosts)}"
-    for host, items in found.items():
-        assert len(items) == 1, f"{host} has {len(items)} terminal events: {items}"
-        item = items[0]
-        if item["event"] == "done":
-            assert isinstance(item["files"], int), item
-            assert isinstance(item["bytes"], int), item
-            assert isinstance(item["duration"], int | float), item
-        else:
-            assert isinstance(item["kind"], str), item
-            assert isinstance(item["error"], str), item
-    return {host: items[0] for host, items in found.items()}
+    """Exactly one ``done``/``error`` event per selected host, none for others."""
+    return _terminal_events(events, hosts, "scp")
 
 
 _UNITS = {"B": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3, "TiB": 1024**4}
@@ -159,57 +76,6 @@ def sha256_file(path: Path) -> str:
         while block := handle.read(1 << 20):
             digest.update(block)
     return digest.hexdigest()
-
-
-class Cli:
-    """Runs batch_scp / hostbatch as a subprocess in a controlled environment."""
-
-    def __init__(self, home: Path, cwd: Path) -> None:
-        self.home = home
-        self.cwd = cwd
-        home.mkdir(parents=True, exist_ok=True)
-        cwd.mkdir(parents=True, exist_ok=True)
-
-    def env(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if k not in SCRUBBED_ENV}
-        env["HOME"] = str(self.home)
-        env["PYTHONUNBUFFERED"] = "1"
-        env.update(extra or {})
-        return env
-
-    @staticmethod
-    def argv(args: Sequence[str], via: str = "batch_scp") -> list[str]:
-        if via == "batch_scp":
-            return [BATCH_SCP, *args]
-        if via == "hostbatch":
-            return [HOSTBATCH, "scp", *args]
-        raise ValueError(via)
-
-    def run(self, *args: str | Path, via: str = "batch_scp", timeout: float = 90,
-            env: Mapping[str, str] | None = None, wrapper: Sequence[str] = ()) -> Result:
-        argv = [*wrapper, *self.argv([str(a) for a in args], via)]
-        start = time.monotonic()
-        proc = subprocess.Popen(argv, env=self.env(env), cwd=self.cwd, stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                start_new_session=True)
-        try:
-            stdout, stderr = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            stdout, stderr = proc.communicate()
-            raise AssertionError(f"hung for {timeout}s: {argv}\nstdout: {stdout[-800:]!r}\n"
-                                 f"stderr: {stderr[-800:]!r}") from None
-        return Result(argv, proc.returncode, stdout.decode("utf-8"), stderr.decode("utf-8"),
-                      time.monotonic() - start)
-
-    def popen(self, *args: str | Path, env: Mapping[str, str] | None = None,
-              **kwargs: Any) -> subprocess.Popen[bytes]:
-        kwargs.setdefault("stdout", subprocess.PIPE)
-        kwargs.setdefault("stderr", subprocess.PIPE)
-        kwargs.setdefault("stdin", subprocess.DEVNULL)
-        return subprocess.Popen(self.argv([str(a) for a in args]), env=self.env(env),
-                                cwd=self.cwd, start_new_session=True, **kwargs)
 
 
 def _host_pid(fleet: Fleet, name: str) -> int:

@@ -28,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import os
 import posixpath
-import socket
 import threading
 from pathlib import Path
 from typing import Any
@@ -36,13 +35,7 @@ from typing import Any
 import paramiko
 from paramiko.sftp import SFTP_FAILURE, SFTP_OK
 
-from tests.support.fault_server import (
-    _CLIENT_GONE,
-    _LINGER_RST,
-    FaultServer,
-    _Handler,
-    _Transport,
-)
+from tests.support.fault_server import FaultServer, _Handler, _Transport, cut_connection
 
 __all__ = ["SftpFaultServer"]
 
@@ -76,16 +69,7 @@ class SftpFaultServer(FaultServer):
     # -- the fault: cut the TCP connection under the SFTP session
     def _drop(self, transport: paramiko.Transport) -> None:
         self.dropped.set()
-        sock = transport.sock
-        with contextlib.suppress(OSError):
-            if isinstance(sock, socket.socket):
-                if self.drop_reset:
-                    # SHUT_RD wakes the transport thread without sending anything; its
-                    # close() then sends an RST because of SO_LINGER 0.
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RST)
-                    sock.shutdown(socket.SHUT_RD)
-                else:
-                    sock.shutdown(socket.SHUT_RDWR)
+        cut_connection(transport, reset=self.drop_reset)
         with contextlib.suppress(Exception):
             transport.close()
 
@@ -100,27 +84,10 @@ class SftpFaultServer(FaultServer):
             self._drop(transport)
         return over
 
-    # -- a copy of FaultServer._serve_ssh with the SFTP subsystem registered
-    def _serve_ssh(self, conn: socket.socket) -> None:
-        transport = _Transport(conn)
+    # -- the base server's connection handling, with the SFTP subsystem registered
+    def _configure_transport(self, transport: _Transport) -> None:
         transport.set_log_channel("tests.integration.scp.sftp_fault_server")
-        transport.add_server_key(self.host_key)
         transport.set_subsystem_handler("sftp", paramiko.SFTPServer, _StubSftp, fault=self)
-        with self._lock:
-            if self._stopping.is_set():
-                transport.close()
-                return
-            self._transports.append(transport)
-        try:
-            transport.start_server(server=_Handler(self, transport))
-        except _CLIENT_GONE:
-            transport.close()
-            return
-        channels: list[paramiko.Channel] = []
-        while transport.is_active() and not self._stopping.is_set():
-            channel = transport.accept(timeout=0.5)
-            if channel is not None:
-                channels.append(channel)
 
 
 class _Handle(paramiko.SFTPHandle):
