@@ -10,11 +10,9 @@ that chooses the start method), possibly before the run is known.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import pickle
-import resource
 import signal
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -51,14 +49,6 @@ def plan_workers(job_count: int, settings: RunSettings, *,
     return [base + (1 if n < extra else 0) for n in range(processes)]
 
 
-def _raise_fd_limit() -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY or soft < hard:
-        target = hard if hard != resource.RLIM_INFINITY else max(soft, 65536)
-        with contextlib.suppress(ValueError, OSError):
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-
-
 class WorkerPool:
     """Runs ``jobs`` on worker processes; iterate :meth:`events` to drive and observe the run."""
 
@@ -87,7 +77,6 @@ class WorkerPool:
 
     def events(self) -> Iterator[Event]:
         """Start the workers and yield every event, ending with one terminal event per host."""
-        _raise_fd_limit()
         marker = f"hostbatch-{os.urandom(8).hex()}"
         job_queue = self._launcher.jobs
         copying = any(isinstance(job.action, PutFiles | GetFiles) for job in self.jobs[:1])

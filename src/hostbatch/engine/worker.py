@@ -8,9 +8,11 @@ always hears exactly one terminal event per started host.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import queue
+import resource
 import signal
 import threading
 import time
@@ -58,6 +60,16 @@ class WorkerConfig:
     marker: str
 
 
+def _raise_fd_limit() -> None:
+    """Each host in flight holds a socket and a pipe pair: lift the soft limit to the hard one,
+    as clush does, so a large ``-f`` does not run out of descriptors."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 65536)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+
+
 def worker_main(config_in: Connection, jobs: Any, events_out: Connection, cancel: Any) -> None:
     """Entry point of a worker process: import the SSH stack, wait for the run's
     :class:`WorkerConfig`, then run jobs from ``jobs`` until sentinels arrive.
@@ -68,6 +80,7 @@ def worker_main(config_in: Connection, jobs: Any, events_out: Connection, cancel
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _raise_fd_limit()
     from hostbatch.ssh import command, transfer  # noqa: F401 - import now, not on first use
     from hostbatch.ssh.session import Connector  # paramiko is imported only in workers
 
