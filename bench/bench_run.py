@@ -24,6 +24,11 @@ Every run is verified: exit status 0, and every host produced exactly the expect
 pssh the exact byte count per host and one ``[SUCCESS]`` line per host are checked instead).
 A run that fails verification is reported as such and never counts towards a median.
 
+hostbatch runs from a copy of ``src/`` taken at the start (``--no-snapshot`` to run the
+installed ``batch_run``), so edits made while the benchmark runs cannot mix versions. The
+machine may be shared: each run waits for it to be idle, and a run during which other work
+used more than ``--noise-limit`` of the CPU is run again.
+
 Needs root (the fleet binds 127.0.0.x and creates the login user ``hbbench``: tools log in as a
 plain user, so root's shell start-up files do not distort the numbers).
 
@@ -53,6 +58,7 @@ import subprocess
 import sys
 import threading
 import time
+import tomllib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -837,7 +843,11 @@ def collect_meta(args: argparse.Namespace, tools: Sequence[Tool],
                 f"client ssh (used by pssh, clush, pdsh): {_first_line(['ssh', '-V'])}"]
     software += [f"{tool.name}: {tool.version()}" for tool in tools]
     source = f"hostbatch source: {source_revision()}"
-    if getattr(args, "source_digest", None):
+    if getattr(args, "source_digest", None) and args.source == "head":
+        head = _first_line(["git", "-C", str(REPO), "log", "-1", "--format=%h %s"])
+        source = (f"hostbatch source: commit {head}, exactly (src/ from `git archive HEAD`, "
+                  f"sha256 of its *.py: {args.source_digest})")
+    elif getattr(args, "source_digest", None):
         source += (f"; measured from a copy of src/ taken at the start (sha256 of its *.py: "
                    f"{args.source_digest})")
     elif args.batch_run:
@@ -1018,6 +1028,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--redo-max-wall", type=float, default=60.0, metavar="S",
                         help="never run again a noisy run that took longer than S seconds (it "
                         "counts, flagged noisy): long runs are rarely free of noise")
+    parser.add_argument("--source", choices=("worktree", "head"), default="worktree",
+                        help="which hostbatch to copy and measure: src/ as it is, or as of the "
+                        "last commit (uncommitted edits left out)")
     parser.add_argument("--no-snapshot", dest="snapshot", action="store_false",
                         help="run the installed batch_run instead of a copy of src/ taken at "
                         "the start (the copy keeps the whole run on one version of the code)")
@@ -1044,24 +1057,37 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def snapshot_batch_run(workdir: Path) -> tuple[str, str]:
+def snapshot_batch_run(workdir: Path, source: str) -> tuple[str, str]:
     """Copy ``src/hostbatch`` to WORKDIR/snapshot and write a ``batch_run`` that runs the copy.
 
     The working tree may change while a long benchmark runs; the copy keeps every run on the
-    code as it was at the start. Returns (program, digest of the copied sources).
+    code as it was at the start. ``source`` is ``worktree`` (the files as they are) or ``head``
+    (the last commit, through ``git archive``, so uncommitted edits are left out). Returns
+    (program, digest of the copied sources).
     """
     target = workdir / "snapshot"
     shutil.rmtree(target, ignore_errors=True)
-    shutil.copytree(REPO / "src" / "hostbatch", target / "src" / "hostbatch",
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    target.mkdir(parents=True)
+    if source == "head":
+        archive = subprocess.run(["git", "-C", str(REPO), "archive", "HEAD", "src/hostbatch",
+                                  "pyproject.toml"], capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
+        pyproject = (target / "pyproject.toml").read_text()
+    else:
+        shutil.copytree(REPO / "src" / "hostbatch", target / "src" / "hostbatch",
+                        ignore=shutil.ignore_patterns("__pycache__"))
+        pyproject = (REPO / "pyproject.toml").read_text()
+    # The console script's entry point as pyproject.toml declares it (e.g.
+    # "hostbatch.cli.scripts:batch_run"): it moves when the CLI is reorganised.
+    module, _, function = tomllib.loads(pyproject)["project"]["scripts"]["batch_run"].partition(":")
     program = target / "batch_run"
     program.write_text(
         f"#!{sys.executable}\n"
         "# batch_run from a snapshot of src/ taken by bench/bench_run.py\n"
         "import sys\n"
         f"sys.path.insert(0, {str(target / 'src')!r})\n"
-        "from hostbatch.cli.main import batch_run\n"
-        "sys.exit(batch_run())\n")
+        f"from {module} import {function}\n"
+        f"sys.exit({function}())\n")
     program.chmod(0o755)
     return str(program), source_digest(target / "src" / "hostbatch")
 
@@ -1077,7 +1103,7 @@ def source_digest(root: Path) -> str:
 def build_tools(args: argparse.Namespace) -> list[Tool]:
     program = args.batch_run
     if program is None and args.snapshot:
-        program, args.source_digest = snapshot_batch_run(args.workdir)
+        program, args.source_digest = snapshot_batch_run(args.workdir, args.source)
     if program is None:
         sibling = Path(sys.executable).parent / "batch_run"
         program = str(sibling) if sibling.exists() else shutil.which("batch_run")
@@ -1183,7 +1209,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             digest = getattr(args, "source_digest", None)
             note = ("src/ changed while the benchmark ran; every hostbatch run used the copy "
                     "taken at the start")
-            if (digest and note not in meta.notes
+            if (digest and args.source == "worktree" and note not in meta.notes
                     and source_digest(REPO / "src" / "hostbatch") != digest):
                 meta.notes.append(note)
             save(results, meta, workloads, args)

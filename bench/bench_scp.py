@@ -48,7 +48,10 @@ import argparse
 import contextlib
 import datetime
 import functools
+import hashlib
 import importlib.metadata
+import importlib.util
+import io
 import json
 import os
 import platform
@@ -61,8 +64,10 @@ import signal
 import statistics
 import subprocess
 import sys
+import tarfile
 import threading
 import time
+import tomllib
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -401,6 +406,71 @@ def _first_line(argv: Sequence[str], pattern: str = r"\S") -> str:
     return "unknown"
 
 
+def package_digest(package: Path) -> str:
+    """Short SHA-256 over the names and contents of a package's ``.py`` files."""
+    digest = hashlib.sha256()
+    for path in sorted(package.rglob("*.py")):
+        digest.update(str(path.relative_to(package)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def _git(*args: str) -> str:
+    proc = subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, check=False)
+    if proc.returncode != 0:
+        raise SystemExit(f"git {' '.join(args)}: {proc.stderr.decode(errors='replace').strip()}")
+    return proc.stdout.decode()
+
+
+def describe_checkout(package: Path) -> str:
+    """``at commit abc1234`` (``+ uncommitted changes`` when src/ differs from it), when the
+    package is this repository's ``src/hostbatch`` (an editable install)."""
+    if package.resolve() != (REPO / "src" / "hostbatch").resolve():
+        return f"installed at {package}"
+    try:
+        commit = _git("rev-parse", "--short=10", "HEAD").strip()
+        dirty = bool(_git("status", "--porcelain", "--", "src").strip())
+    except (SystemExit, OSError):
+        return f"editable install at {package}"
+    return f"this checkout at commit {commit}" + (" + uncommitted changes" if dirty else "")
+
+
+def snapshot_hostbatch(rev: str, workdir: Path) -> tuple[str, Path, Path]:
+    """Export ``src/hostbatch`` at git revision ``rev`` into the workdir and write a
+    ``batch_scp`` launcher for it (this Python, the snapshot first on ``sys.path``).
+
+    Returns (full commit, launcher, package directory). The benchmark then measures exactly
+    that commit, however the checkout changes while it runs.
+    """
+    commit = _git("rev-parse", "--verify", f"{rev}^{{commit}}").strip()
+    root = workdir / f"hostbatch-{commit[:12]}"
+    package = root / "hostbatch"
+    stamp = root / ".complete"
+    if not stamp.exists():
+        shutil.rmtree(root, ignore_errors=True)
+        root.mkdir(parents=True)
+        archive = subprocess.run(["git", "-C", str(REPO), "archive", "--format=tar", commit,
+                                  "src/hostbatch"], capture_output=True, check=True).stdout
+        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+            for member in tar.getmembers():
+                if not member.name.startswith("src/hostbatch") or not (member.isfile()
+                                                                       or member.isdir()):
+                    continue
+                member.name = member.name[len("src/"):]
+                tar.extract(member, root, filter="data")
+        stamp.write_text(commit + "\n")
+    # The console script's entry point as that commit's pyproject.toml declares it.
+    project = tomllib.loads(_git("show", f"{commit}:pyproject.toml"))
+    module, _, function = project["project"]["scripts"]["batch_scp"].partition(":")
+    launcher = root / "batch_scp"
+    launcher.write_text(f"#!{sys.executable}\n"
+                        f"# batch_scp of hostbatch at commit {commit} (bench_scp.py)\n"
+                        f"import sys\n\nsys.path.insert(0, {str(root)!r})\n"
+                        f"from {module} import {function}  # noqa: E402\n\n"
+                        f"sys.exit({function}())\n")
+    launcher.chmod(0o755)
+    return commit, launcher, package
+
+
 class Tool:
     """How to run one copy tool and how to read its own success report."""
 
@@ -432,10 +502,18 @@ class Hostbatch(Tool):
     name = "hostbatch"
     _summary = re.compile(rb"^hostbatch: (\d+) hosts? in [0-9.]+s: (\d+) ok$", re.M)
 
-    def __init__(self, fanout: int, program: str, extra: Sequence[str] = ()) -> None:
+    def __init__(self, fanout: int, program: str, extra: Sequence[str] = (), *,
+                 package: Path | None = None, described: str = "") -> None:
         super().__init__(fanout)
         self.program = program
         self.extra = list(extra)
+        #: The hostbatch package this program runs, when known: its digest is recorded with
+        #: every run, so a source tree edited during the benchmark cannot go unnoticed.
+        self.package = package
+        self.described = described
+
+    def source(self) -> str:
+        return package_digest(self.package) if self.package is not None else ""
 
     def argv(self, target: Target, scenario: Scenario) -> list[str]:
         argv = [self.program, "-i", str(target.inventory), "-h", ",".join(scenario.names),
@@ -454,8 +532,9 @@ class Hostbatch(Tool):
             cryptography = importlib.metadata.version("cryptography")
         except importlib.metadata.PackageNotFoundError:
             paramiko = cryptography = "?"
-        return (f"{_first_line([self.program, '--version'])} (`batch_scp`, paramiko {paramiko}, "
-                f"cryptography {cryptography})")
+        where = f", {self.described}" if self.described else ""
+        return (f"{_first_line([self.program, '--version'])} (`batch_scp`{where}; paramiko "
+                f"{paramiko}, cryptography {cryptography})")
 
     def check(self, target: Target, scenario: Scenario, status: int) -> str:
         problem = super().check(target, scenario, status)
@@ -554,6 +633,7 @@ class RunResult:
     load_before: float  # busy cores just before the run (nan when not sampled)
     total_bytes: int
     redone: bool = False  # too noisy: run again, and left out of the medians
+    source: str = ""  # digest of the hostbatch package that ran (hostbatch runs only)
 
     @property
     def cpu(self) -> float:
@@ -633,9 +713,10 @@ def run_once(tool: Tool, target: Target, scenario: Scenario, rep: int, *,
         problem = f"killed after the {timeout:g}s timeout"
     else:
         problem = tool.check(target, scenario, status) or verify_hosts(target, scenario)
+    source = tool.source() if isinstance(tool, Hostbatch) else ""
     return RunResult(scenario.key, scenario.hosts, tool.name, rep, not problem, problem, status,
                      wall, usage.ru_utime, usage.ru_stime, client_tree, server, busy,
-                     load_before, scenario.total_bytes)
+                     load_before, scenario.total_bytes, source=source)
 
 
 def _join_group(group: CpuGroup) -> None:
@@ -870,6 +951,10 @@ TITLES = {
 }
 
 
+#: Notes render() derives from the runs (older raw files stored them in their metadata).
+_COMPUTED_NOTE = re.compile(r"\d+ (of \d+ )?runs were (redone|still noisy)")
+
+
 def render(results: Sequence[RunResult], meta: Meta, analysis: str = "") -> str:
     cells = summarize(results, meta.noise_limit)
     out = ["# batch_scp benchmark: hostbatch vs parallel-scp (pssh), clush --copy, scp", "",
@@ -919,8 +1004,25 @@ def render(results: Sequence[RunResult], meta: Meta, analysis: str = "") -> str:
     if failures:
         out += ["", "## Runs that failed verification (excluded from the medians)", ""]
         out += [f"- {c.scenario}, {c.hosts} hosts, {c.tool}: {p}" for c, p in failures]
-    if meta.notes:
-        out += ["", "## Notes", ""] + [f"- {note}" for note in meta.notes]
+    notes = [note for note in meta.notes if not _COMPUTED_NOTE.match(note)]
+    redone = sum(1 for r in results if r.redone)
+    if redone:
+        notes.append(f"{redone} of {len(results)} runs were redone because more than "
+                     f"{meta.noise_limit:.0%} of the machine's CPU went to neither the tool nor "
+                     "the servers (foreign load); they are in the per-run table, not in the "
+                     "medians.")
+    kept = sum(1 for r in results if r.ok and not r.redone and r.noise > meta.noise_limit)
+    if kept:
+        notes.append(f"{kept} runs were still noisy after the last retry and count in the "
+                     "medians (marked *noisy* in the *valid* column).")
+    sources = sorted({r.source for r in results if r.tool == "hostbatch" and r.source
+                      and r.ok and not r.redone})
+    if len(sources) > 1:
+        notes.insert(0, f"**hostbatch's source changed during the benchmark** (package digests "
+                     f"{', '.join(sources)}): its cells mix versions; measure again with "
+                     "`--hostbatch-rev`.")
+    if notes:
+        out += ["", "## Notes", ""] + [f"- {note}" for note in notes]
     out += ["", "## Every run", "", "<details><summary>per-run figures</summary>", "",
             "| scenario | hosts | rep | tool | ok | wall s | MiB/s | user s | sys s "
             "| client cgroup CPU s | server CPU s | busy s | other share | busy cores before |",
@@ -988,10 +1090,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         "hand-written part after the analysis marker is kept)")
     parser.add_argument("--raw", type=Path, default=None,
                         help="every run as JSON (default WORKDIR/raw-scp.json)")
-    parser.add_argument("--render-only", type=Path, metavar="RAW_JSON",
-                        help="do not run anything: re-render --out from a --raw file")
+    parser.add_argument("--render-only", type=Path, nargs="+", metavar="RAW_JSON",
+                        help="do not run anything: re-render --out from --raw files; with "
+                        "several, a later file's cells (scenario, hosts, tool) replace the "
+                        "earlier files' (e.g. a noisy scenario measured again)")
     parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR,
                         help="payloads, fleet keys, configs, logs and captured output")
+    parser.add_argument("--hostbatch-rev", metavar="REV",
+                        help="measure hostbatch at this git revision of the repository (e.g. "
+                        "HEAD): src/hostbatch is exported to WORKDIR and run from there, so "
+                        "edits to the checkout during the benchmark do not leak in")
     parser.add_argument("--batch-scp", default=None,
                         help="batch_scp program (default: next to this Python, else on PATH)")
     parser.add_argument("--kex", default=CURVE25519,
@@ -1039,15 +1147,49 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
+def merge_raw(paths: Sequence[Path]) -> tuple[list[RunResult], Meta]:
+    """Runs and metadata of one or more --raw files; later files' cells replace earlier ones."""
+    results: list[RunResult] = []
+    meta: Meta | None = None
+    for path in paths:
+        raw: dict[str, Any] = json.loads(path.read_text())
+        runs = [RunResult(**r) for r in raw["results"]]
+        this = Meta(**raw["meta"])
+        cells = {(r.scenario, r.hosts, r.tool) for r in runs}
+        results = [r for r in results if (r.scenario, r.hosts, r.tool) not in cells] + runs
+        if meta is None:
+            meta = this
+            continue
+        names = ", ".join(f"{scenario} x{hosts} {tool}" for scenario, hosts, tool in
+                          sorted(cells, key=lambda c: (SCENARIOS.index(c[0]), c[1], c[2])))
+        meta.notes.append(f"Cells measured again on {this.date} with `{this.command_line}` "
+                          f"(replacing the first run's): {names}.")
+        meta.notes += [note for note in this.notes if note not in meta.notes]
+    if meta is None:
+        raise SystemExit("--render-only needs at least one raw file")
+    return results, meta
+
+
 def build_tools(args: argparse.Namespace) -> list[Tool]:
     program = args.batch_scp
-    if program is None:
+    package: Path | None = None
+    described = ""
+    if args.hostbatch_rev:
+        commit, launcher, package = snapshot_hostbatch(args.hostbatch_rev, args.workdir)
+        program = str(launcher)
+        described = f"commit {commit[:10]} (`--hostbatch-rev {args.hostbatch_rev}`, a snapshot)"
+    elif program is None:
         sibling = Path(sys.executable).parent / "batch_scp"
         program = str(sibling) if sibling.exists() else shutil.which("batch_scp")
+        spec = importlib.util.find_spec("hostbatch")
+        if spec is not None and spec.origin is not None:
+            package = Path(spec.origin).parent
+            described = describe_checkout(package)
     if program is None:
         raise SystemExit("batch_scp not found: install hostbatch or pass --batch-scp")
     makers: dict[str, Callable[[], Tool]] = {
-        "hostbatch": lambda: Hostbatch(args.fanout, program, shlex.split(args.hostbatch_args)),
+        "hostbatch": lambda: Hostbatch(args.fanout, program, shlex.split(args.hostbatch_args),
+                                       package=package, described=described),
         "pssh": lambda: Pssh(args.fanout),
         "clush": lambda: Clush(args.fanout),
         "scp": lambda: Scp(args.fanout),
@@ -1076,9 +1218,8 @@ def build_scenarios(args: argparse.Namespace, target: Target,
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.render_only:
-        raw: dict[str, Any] = json.loads(args.render_only.read_text())
-        loaded = [RunResult(**r) for r in raw["results"]]
-        args.out.write_text(render(loaded, Meta(**raw["meta"]), kept_analysis(args.out)))
+        loaded, meta = merge_raw(args.render_only)
+        args.out.write_text(render(loaded, meta, kept_analysis(args.out)))
         print(args.out)
         return 0
     if os.geteuid() != 0:
@@ -1151,17 +1292,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             meta.notes.append("The run was interrupted: this table is incomplete.")
             save(results, meta, args)
         return 130
-    redone = sum(1 for r in results if r.redone)
-    if redone:
-        meta.notes.append(
-            f"{redone} of {len(results)} runs were redone because more than "
-            f"{args.noise_limit:.0%} of the machine's CPU went to neither the tool nor the "
-            "servers (foreign load); they are in the per-run table, not in the medians.")
-    kept = sum(1 for r in results if r.ok and not r.redone and r.noise > args.noise_limit)
-    if kept:
-        meta.notes.append(
-            f"{kept} runs were still noisy after {args.noise_retries} retries and count in the "
-            "medians (marked *noisy* in the *valid* column).")
     save(results, meta, args)
     log(f"wrote {args.out} and {args.raw}")
     return 0 if all(r.ok for r in results) else 1
