@@ -44,6 +44,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import fcntl
 import hashlib
 import importlib.metadata
 import json
@@ -877,6 +878,24 @@ def collect_meta(args: argparse.Namespace, tools: Sequence[Tool],
                 settings, [])
 
 
+def speed_gauge(cells: Sequence[Cell]) -> list[str]:
+    """Server CPU per `true` connection: the same sshd work for every tool, so it gauges how
+    fast the machine was during the run (contention from other work inflates all CPU times)."""
+    per_fleet = []
+    for hosts in sorted({c.hosts for c in cells}):
+        values = [c.server_cpu / hosts for c in cells
+                  if c.hosts == hosts and c.workload == "true" and c.valid
+                  and c.server_cpu == c.server_cpu]
+        if values:
+            per_fleet.append(f"{median(values) * 1000:.1f} ms at {hosts} hosts")
+    if not per_fleet:
+        return []
+    return ["Machine speed gauge: sshd CPU per `true` connection (median over the tools) was "
+            + ", ".join(per_fleet) + ". It is the same work whatever the client, so when it "
+            "is higher than usual (about 14 ms on a quiet 2-core machine of this kind) every "
+            "CPU time in this run is inflated by contention, client CPU included."]
+
+
 def _run_state(run: RunResult) -> str:
     if not run.ok:
         return "FAILED"
@@ -927,8 +946,9 @@ def render(results: Sequence[RunResult], meta: Meta, workloads: dict[str, Worklo
     if failures:
         out += ["", "## Runs that failed verification (excluded from the medians)", ""]
         out += [f"- {c.hosts} hosts, {c.workload}, {c.tool}: {p}" for c, p in failures]
-    if meta.notes:
-        out += ["", "## Notes", ""] + [f"- {note}" for note in meta.notes]
+    notes = [*meta.notes, *speed_gauge(cells)]
+    if notes:
+        out += ["", "## Notes", ""] + [f"- {note}" for note in notes]
     out += ["", "## Every run", "", "<details><summary>per-run figures</summary>", "",
             "| hosts | workload | rep | tool | ok | wall s | user s | sys s | peak RSS MB "
             "| peak PSS MB | largest process MB | procs | server CPU s | busy s | other CPU s "
@@ -964,7 +984,7 @@ EPILOG = """\
 examples:
   python bench/bench_run.py --hosts 10,100,500 --repeat 3          # the committed table
   python bench/bench_run.py --hosts 100 --repeat 1 --tools hostbatch,pssh --workloads 1mb
-  python bench/bench_run.py --render-only bench/work/raw-run.json  # re-render the table
+  python bench/bench_run.py --render-only bench/work/raw-results-run.json  # re-render
 
 output: a Markdown table (--out) with, per (hosts, workload, tool), the median wall time,
 client CPU (tool + every process it waited for), CPU per host, peak memory (RSS and PSS
@@ -999,7 +1019,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
                         help="Markdown results file (rewritten after every fleet size)")
     parser.add_argument("--raw", type=Path, default=None,
-                        help="also write every run as JSON here (default WORKDIR/raw-run.json)")
+                        help="also write every run as JSON here (default "
+                        "WORKDIR/raw-OUTNAME.json, e.g. raw-results-run.json)")
+    parser.add_argument("--note", action="append", default=[], metavar="TEXT",
+                        help="add a note to the results (repeatable; also with --render-only)")
     parser.add_argument("--render-only", type=Path, metavar="RAW_JSON",
                         help="do not run anything: re-render --out from a --raw file")
     parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR,
@@ -1053,7 +1076,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if args.repeat < 1 or args.fanout < 1:
         parser.error("--repeat and --fanout must be >= 1")
     if args.raw is None:
-        args.raw = args.workdir / "raw-run.json"
+        args.raw = args.workdir / f"raw-{args.out.stem}.json"
     return args
 
 
@@ -1167,12 +1190,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         raw: dict[str, Any] = json.loads(args.render_only.read_text())
         loaded = [RunResult(**r) for r in raw["results"]]
         loaded_workloads = {k: Workload(**w) for k, w in raw["workloads"].items()}
-        args.out.write_text(render(loaded, Meta(**raw["meta"]), loaded_workloads))
+        loaded_meta = Meta(**raw["meta"])
+        loaded_meta.notes += [n for n in args.note if n not in loaded_meta.notes]
+        args.out.write_text(render(loaded, loaded_meta, loaded_workloads))
         print(args.out)
         return 0
     if os.geteuid() != 0:
         print("bench_run.py must run as root (it starts sshd servers and a login user)",
               file=sys.stderr)
+        return 2
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    # One benchmark per work directory: two would share fleet directories and output files.
+    lock = os.open(args.workdir / ".bench_run.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held until the process exits
+    except BlockingIOError:
+        print(f"another bench_run.py is running with --workdir {args.workdir} (its fleets, "
+              "captured output and snapshot live there); wait for it or pass another "
+              "--workdir", file=sys.stderr)
         return 2
     tools = build_tools(args)
     known = {"true": make_workload("true", "true"), "1mb": make_workload("1mb", BIG_COMMAND)}
@@ -1183,14 +1218,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         signal.signal(signum, _raise_interrupted)
     ensure_test_user(BENCH_USER, secrets.token_urlsafe(18))
     meta = collect_meta(args, tools, workloads)
+    meta.notes += args.note
     skipped = [n for n in args.host_counts if n > args.big_max_hosts]
     if "1mb" in workloads and skipped:
         meta.notes.append(f"The 1mb workload was not run on the {', '.join(map(str, skipped))}"
                           f"-host fleet(s) (`--big-max-hosts {args.big_max_hosts}`): "
                           f"{max(skipped)} MB of output per run, slowest peers minutes per run.")
     results: list[RunResult] = []
+    loads: list[str] = []
+
+    def note_load(label: str) -> None:
+        """Keep one note with the machine's load average at each fleet's start."""
+        loads.append(f"{label} {os.getloadavg()[0]:.1f}")
+        meta.notes[:] = [n for n in meta.notes if not n.startswith("Load average")]
+        meta.notes.append("Load average (1 min) of the machine, all users: "
+                          + ", ".join(loads) + " (2 cores: above ~2, other work was running)")
+
     try:
         for count in args.host_counts:
+            note_load(f"at the start of the {count}-host fleet")
             log(f"starting a fleet of {count} sshd hosts")
             with started_fleet(count, args.workdir, args.kex) as target:
                 mine = [w for w in workloads.values()
@@ -1212,6 +1258,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if (digest and args.source == "worktree" and note not in meta.notes
                     and source_digest(REPO / "src" / "hostbatch") != digest):
                 meta.notes.append(note)
+            if count == args.host_counts[-1]:
+                note_load("at the end")
             save(results, meta, workloads, args)
             log(f"wrote {args.out}")
     except (KeyboardInterrupt, Interrupted) as exc:

@@ -503,8 +503,10 @@ class Hostbatch(Tool):
     _summary = re.compile(rb"^hostbatch: (\d+) hosts? in [0-9.]+s: (\d+) ok$", re.M)
 
     def __init__(self, fanout: int, program: str, extra: Sequence[str] = (), *,
-                 package: Path | None = None, described: str = "") -> None:
+                 package: Path | None = None, described: str = "",
+                 name: str = "hostbatch") -> None:
         super().__init__(fanout)
+        self.name = name
         self.program = program
         self.extra = list(extra)
         #: The hostbatch package this program runs, when known: its digest is recorded with
@@ -818,7 +820,8 @@ def summarize(results: Sequence[RunResult], noise_limit: float = NOISE_LIMIT_SHO
             [f"rep {r.rep + 1}: {r.problem}" for r in runs if not r.ok],
             sum(1 for r in valid if r.noise > noise_limit)))
     order = {name: n for n, name in enumerate(ALL_TOOLS)}
-    cells.sort(key=lambda c: (SCENARIOS.index(c.scenario), c.hosts, order.get(c.tool, 99)))
+    cells.sort(key=lambda c: (SCENARIOS.index(c.scenario), c.hosts,
+                              order.get(c.tool.partition("@")[0], 99), c.tool))
     return cells
 
 
@@ -986,7 +989,7 @@ def render(results: Sequence[RunResult], meta: Meta, analysis: str = "") -> str:
             else:
                 peer = best_peer(cells, scenario, c.hosts)
                 ratio = _ratio(c.throughput, peer.throughput if peer else None)
-            name = f"**{c.tool}**" if c.tool == "hostbatch" else c.tool
+            name = f"**{c.tool}**" if c.tool.startswith("hostbatch") else c.tool
             busy_share = c.machine_busy / (c.wall * (os.cpu_count() or 1)) \
                 if c.wall == c.wall and c.wall else float("nan")
             out.append(
@@ -1017,6 +1020,10 @@ def render(results: Sequence[RunResult], meta: Meta, analysis: str = "") -> str:
                      "medians (marked *noisy* in the *valid* column).")
     sources = sorted({r.source for r in results if r.tool == "hostbatch" and r.source
                       and r.ok and not r.redone})
+    if any(r.tool.startswith("hostbatch@") for r in results):
+        notes.append("`hostbatch@COMMIT` rows are other revisions of hostbatch (`--hostbatch-rev "
+                     "A,B`), measured in the same run for comparison; the targets use the "
+                     "first revision, shown as **hostbatch**.")
     if len(sources) > 1:
         notes.insert(0, f"**hostbatch's source changed during the benchmark** (package digests "
                      f"{', '.join(sources)}): its cells mix versions; measure again with "
@@ -1096,10 +1103,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         "earlier files' (e.g. a noisy scenario measured again)")
     parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR,
                         help="payloads, fleet keys, configs, logs and captured output")
-    parser.add_argument("--hostbatch-rev", metavar="REV",
+    parser.add_argument("--hostbatch-rev", metavar="REV[,REV...]",
                         help="measure hostbatch at this git revision of the repository (e.g. "
                         "HEAD): src/hostbatch is exported to WORKDIR and run from there, so "
-                        "edits to the checkout during the benchmark do not leak in")
+                        "edits to the checkout during the benchmark do not leak in; more "
+                        "revisions join as tools `hostbatch@COMMIT`, in the same run")
     parser.add_argument("--batch-scp", default=None,
                         help="batch_scp program (default: next to this Python, else on PATH)")
     parser.add_argument("--kex", default=CURVE25519,
@@ -1174,11 +1182,18 @@ def build_tools(args: argparse.Namespace) -> list[Tool]:
     program = args.batch_scp
     package: Path | None = None
     described = ""
-    if args.hostbatch_rev:
-        commit, launcher, package = snapshot_hostbatch(args.hostbatch_rev, args.workdir)
-        program = str(launcher)
-        described = f"commit {commit[:10]} (`--hostbatch-rev {args.hostbatch_rev}`, a snapshot)"
-    elif program is None:
+    others: list[Tool] = []
+    revisions = [rev.strip() for rev in (args.hostbatch_rev or "").split(",") if rev.strip()]
+    for n, rev in enumerate(revisions):
+        commit, launcher, snapshot = snapshot_hostbatch(rev, args.workdir)
+        what = f"commit {commit[:10]} (`--hostbatch-rev {rev}`, a snapshot)"
+        if n == 0:
+            program, package, described = str(launcher), snapshot, what
+        elif "hostbatch" in args.tool_names:
+            others.append(Hostbatch(args.fanout, str(launcher), shlex.split(args.hostbatch_args),
+                                    package=snapshot, described=what,
+                                    name=f"hostbatch@{commit[:7]}"))
+    if not revisions and program is None:
         sibling = Path(sys.executable).parent / "batch_scp"
         program = str(sibling) if sibling.exists() else shutil.which("batch_scp")
         spec = importlib.util.find_spec("hostbatch")
@@ -1198,7 +1213,9 @@ def build_tools(args: argparse.Namespace) -> list[Tool]:
     for name in args.tool_names:
         if name in needed and shutil.which(needed[name]) is None:
             raise SystemExit(f"{needed[name]} not found; install it or drop {name} from --tools")
-    return [makers[name]() for name in args.tool_names]
+    tools = [makers[name]() for name in args.tool_names]
+    at = next((n for n, tool in enumerate(tools) if tool.name == "hostbatch"), len(tools))
+    return tools[:at + 1] + others + tools[at + 1:]
 
 
 def build_scenarios(args: argparse.Namespace, target: Target,
