@@ -39,7 +39,7 @@ Needs root (sshd on 127.0.x.y, a login user, per-host mount namespaces). Example
     /tmp/venv0/bin/python bench/bench_scp.py --hosts 10,50 --repeat 3 \\
         --tools hostbatch,pssh,clush,scp
 
-See the "batch_scp benchmark" section of bench/README.md (or bench/README-scp.md).
+See the "batch_scp benchmark" section of bench/README.md.
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ CURVE25519 = "curve25519-sha256,curve25519-sha256@libssh.org"
 ANALYSIS_MARKER = "<!-- analysis: hand-written below, kept when this file is rewritten -->"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 MIB = 1024 * 1024
-#: Quiet runs here leave 3-8% of the machine's CPU to kernel threads (loopback networking,
+#: Quiet runs here leave 0-8% of the machine's CPU to kernel threads (loopback networking,
 #: softirq) and the benchmark itself; above this share something else was running.
 NOISE_LIMIT_SHOWN = 0.15
 #: Remote verification script: types, names and sizes (sorted), file count, content digest.
@@ -1021,9 +1021,9 @@ def render(results: Sequence[RunResult], meta: Meta, analysis: str = "") -> str:
     sources = sorted({r.source for r in results if r.tool == "hostbatch" and r.source
                       and r.ok and not r.redone})
     if any(r.tool.startswith("hostbatch@") for r in results):
-        notes.append("`hostbatch@COMMIT` rows are other revisions of hostbatch (`--hostbatch-rev "
-                     "A,B`), measured in the same run for comparison; the targets use the "
-                     "first revision, shown as **hostbatch**.")
+        notes.append("`hostbatch@...` rows are other revisions (`--hostbatch-rev A,B`) or "
+                     "variants (`--variant`) of hostbatch, measured in the same run for "
+                     "comparison; the targets use **hostbatch**.")
     if len(sources) > 1:
         notes.insert(0, f"**hostbatch's source changed during the benchmark** (package digests "
                      f"{', '.join(sources)}): its cells mix versions; measure again with "
@@ -1108,6 +1108,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         "HEAD): src/hostbatch is exported to WORKDIR and run from there, so "
                         "edits to the checkout during the benchmark do not leak in; more "
                         "revisions join as tools `hostbatch@COMMIT`, in the same run")
+    parser.add_argument("--variant", action="append", default=[], metavar="NAME=PROGRAM",
+                        help="also measure another batch_scp program (e.g. a patched copy) as "
+                        "tool `hostbatch@NAME`, in the same run (repeatable)")
     parser.add_argument("--batch-scp", default=None,
                         help="batch_scp program (default: next to this Python, else on PATH)")
     parser.add_argument("--kex", default=CURVE25519,
@@ -1170,8 +1173,8 @@ def merge_raw(paths: Sequence[Path]) -> tuple[list[RunResult], Meta]:
             continue
         names = ", ".join(f"{scenario} x{hosts} {tool}" for scenario, hosts, tool in
                           sorted(cells, key=lambda c: (SCENARIOS.index(c[0]), c[1], c[2])))
-        meta.notes.append(f"Cells measured again on {this.date} with `{this.command_line}` "
-                          f"(replacing the first run's): {names}.")
+        meta.notes.append(f"Measured in a separate run on {this.date} with "
+                          f"`{this.command_line}` (replacing any earlier run's): {names}.")
         meta.notes += [note for note in this.notes if note not in meta.notes]
     if meta is None:
         raise SystemExit("--render-only needs at least one raw file")
@@ -1193,6 +1196,13 @@ def build_tools(args: argparse.Namespace) -> list[Tool]:
             others.append(Hostbatch(args.fanout, str(launcher), shlex.split(args.hostbatch_args),
                                     package=snapshot, described=what,
                                     name=f"hostbatch@{commit[:7]}"))
+    for spec in args.variant:
+        label, sep, variant = spec.partition("=")
+        if not sep or not label or not variant:
+            raise SystemExit(f"--variant expects NAME=PROGRAM, not {spec!r}")
+        if "hostbatch" in args.tool_names:
+            others.append(Hostbatch(args.fanout, variant, shlex.split(args.hostbatch_args),
+                                    described=f"variant `{variant}`", name=f"hostbatch@{label}"))
     if not revisions and program is None:
         sibling = Path(sys.executable).parent / "batch_scp"
         program = str(sibling) if sibling.exists() else shutil.which("batch_scp")
