@@ -1,6 +1,15 @@
-"""A wrapper that keeps passwords out of reprs, logs, tracebacks and JSON."""
+"""A wrapper that keeps passwords out of reprs, logs, tracebacks and JSON.
+
+Every :class:`Secret` made in this process also registers its value, so text that may have
+picked one up by other routes (a command line, a remote program echoing it, an exception
+message) can be scrubbed with :func:`redact` before it is printed or stored.
+"""
 
 from __future__ import annotations
+
+#: What a secret is replaced with wherever it is shown.
+MASK = "***"
+_known_values: set[str] = set()
 
 
 class Secret:
@@ -15,6 +24,8 @@ class Secret:
 
     def __init__(self, value: str) -> None:
         self._value = value
+        if value:
+            _known_values.add(value)
 
     def reveal(self) -> str:
         """Return the secret itself; for the SSH layer only."""
@@ -37,3 +48,23 @@ class Secret:
 
     def __reduce__(self) -> tuple[type[Secret], tuple[str]]:
         return (Secret, (self._value,))
+
+
+def redact(text: str) -> str:
+    """``text`` with the value of every :class:`Secret` made in this process replaced by ``***``.
+
+    Longer values are replaced first, so a secret that contains another is masked whole.
+    """
+    for value in sorted(_known_values, key=len, reverse=True):
+        if value in text:
+            text = text.replace(value, MASK)
+    return text
+
+
+def redact_bytes(data: bytes) -> bytes:
+    """:func:`redact` for raw output: each secret is matched by its UTF-8 encoding."""
+    for value in sorted(_known_values, key=len, reverse=True):
+        encoded = value.encode()
+        if encoded in data:
+            data = data.replace(encoded, MASK.encode())
+    return data

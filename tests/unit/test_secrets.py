@@ -96,3 +96,15 @@ def test_equality_and_hash() -> None:
     assert Secret("a") != "a"
     assert hash(Secret("a")) == hash(Secret("a"))
     assert len({Secret("a"), Secret("a"), Secret("b")}) == 2
+
+
+def test_redact_masks_every_secret_made_in_this_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    from hostbatch import secrets
+    from hostbatch.secrets import Secret, redact, redact_bytes
+
+    monkeypatch.setattr(secrets, "_known_values", set())  # other tests made secrets too
+    Secret("s3cr3t-pw")
+    Secret("s3cr3t-pw-longer")
+    assert redact("a s3cr3t-pw-longer b s3cr3t-pw c") == "a *** b *** c"
+    assert redact_bytes(b"x=s3cr3t-pw\n") == b"x=***\n"
+    assert redact("nothing here") == "nothing here"

@@ -17,6 +17,8 @@ class HostSpec:
     ``name`` is the inventory name shown in output; ``hostname`` is the address dialled.
     ``known_hosts`` is the inventory's own known_hosts file, if it set one (it is checked in
     addition to ``~/.ssh/known_hosts`` and is where ``--accept-new`` records keys).
+    ``proxy_jump`` is the chain of jump hosts to go through, first hop first, each as an
+    inventory host name or ``[user@]host[:port]``. ``sudo_password`` feeds ``--sudo``.
     """
 
     name: str
@@ -27,6 +29,8 @@ class HostSpec:
     identity_file: str | None = None
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
     known_hosts: str | None = None
+    proxy_jump: tuple[str, ...] = ()
+    sudo_password: Secret | None = None
 
 
 @dataclass(frozen=True, slots=True)
