@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from hostbatch.cli.environment import Environment
 from hostbatch.engine.events import Event
@@ -17,6 +19,9 @@ from hostbatch.render.lines import LineRenderer
 from hostbatch.render.output import SafeStream, use_color
 from hostbatch.render.summary import write_summary
 from hostbatch.settings import RunSettings
+
+if TYPE_CHECKING:
+    from hostbatch.history.recorder import HistoryRecorder
 
 
 def settings_from(args: argparse.Namespace) -> RunSettings:
@@ -67,19 +72,46 @@ def execute(hosts: list[HostSpec], action: Action, args: argparse.Namespace, env
 
     renderers = make_renderers(args, env, stdout, stderr, action, len(hosts))
 
-    def on_event(event: Event) -> None:
-        for renderer in renderers:
-            renderer.handle(event)
-
     def warn(message: str) -> None:
         stderr.write(f"hostbatch: {message}\n".encode())
         stderr.flush()
 
+    recorder = None if args.no_history else start_recorder(hosts, action, args, env, warn)
+    handlers = [renderer.handle for renderer in renderers]
+    if recorder is not None:
+        handlers.append(recorder.handle)
+
+    def on_event(event: Event) -> None:
+        for handle in handlers:
+            handle(event)
+
     started = time.monotonic()
-    result = api.run(hosts, action, settings_from(args), on_event=on_event, warn=warn,
-                     home=env.home, launcher=launcher)
-    for renderer in renderers:
-        renderer.close()
-    write_summary(stderr, result, time.monotonic() - started,
-                  color=use_color(bool(env.stderr_isatty), env.environ))
+    result = None
+    try:
+        result = api.run(hosts, action, settings_from(args), on_event=on_event, warn=warn,
+                         home=env.home, launcher=launcher)
+        elapsed = time.monotonic() - started
+        for renderer in renderers:
+            renderer.close()
+        write_summary(stderr, result, elapsed,
+                      color=use_color(bool(env.stderr_isatty), env.environ))
+    finally:
+        if recorder is not None:
+            if result is None:  # broke off: keep what was recorded
+                recorder.finish(None, interrupted=True, elapsed=time.monotonic() - started)
+            else:
+                recorder.finish(result.exit_status, interrupted=result.interrupted,
+                                elapsed=elapsed)
     return result.exit_status
+
+
+def start_recorder(hosts: list[HostSpec], action: Action, args: argparse.Namespace,
+                   env: Environment, warn: Callable[[str], None]) -> HistoryRecorder | None:
+    """Record this run in the history (``None`` if the history cannot be written: warned)."""
+    from hostbatch.history.recorder import HistoryRecorder
+    from hostbatch.history.store import history_path
+
+    selection = {"hosts": args.hosts, "groups": args.groups, "exclude": args.exclude}
+    return HistoryRecorder.start(history_path(env.environ, env.home), action,
+                                 [spec.name for spec in hosts], selection, args.inventory,
+                                 cap=args.history_cap, warn=warn)

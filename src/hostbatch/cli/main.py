@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import traceback
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from hostbatch import __version__
 from hostbatch.cli.environment import Environment
@@ -22,6 +23,10 @@ from hostbatch.engine.outcome import ExitStatus
 from hostbatch.errors import HostbatchError, UsageError
 from hostbatch.render.output import SafeStream
 
+if TYPE_CHECKING:
+    from hostbatch.inventory.model import Inventory
+    from hostbatch.selection import Selection
+
 #: Internal error (a bug), as sysexits.h's EX_SOFTWARE.
 EXIT_INTERNAL = 70
 
@@ -31,6 +36,7 @@ usage: hostbatch COMMAND [OPTIONS]
 commands:
   run     run a shell command on many hosts (same as batch_run)
   scp     copy files to or from many hosts (same as batch_scp)
+  history list, replay (show) and compare (diff) recorded runs
 
 Run 'hostbatch COMMAND --help' for the options of a command.
 """
@@ -52,12 +58,23 @@ def _scp_checks(args: argparse.Namespace) -> Callable[[], Action]:
     return lambda: scp.action_from(args)
 
 
+def history_selection(selection: Selection, inventory: Inventory, env: Environment
+                      ) -> Selection:
+    """``selection`` with its ``@failed``/``@ok`` shortcuts replaced by host names."""
+    from hostbatch.history.selectors import resolve_shortcuts
+    from hostbatch.history.store import history_path
+
+    return resolve_shortcuts(selection, history_path(env.environ, env.home),
+                             inventory.hosts.keys(), inventory.path)
+
+
 def _main(argv: Sequence[str], env: Environment, prog: str,
           build_parser: Callable[[str], Parser],
           check: Callable[[argparse.Namespace], Callable[[], Action]],
           launcher: WorkerLauncher | None) -> int:
     """Shared flow: parse, check, load the inventory, select hosts, act, report."""
     from hostbatch.cli.execute import execute
+    from hostbatch.history.selectors import uses_history
     from hostbatch.inventory.loader import load_inventory, locate_inventory
     from hostbatch.selection import Selection, select
 
@@ -82,6 +99,8 @@ def _main(argv: Sequence[str], env: Environment, prog: str,
             raise UsageError("no hosts selected: give -h HOSTS and/or -g GROUPS "
                              "(-g all for every host)")
         inventory = load_inventory(locate_inventory(args.inventory, env.environ), warn=warn)
+        if uses_history(selection):
+            selection = history_selection(selection, inventory, env)
         hosts = select(inventory, selection, warn=warn)
         if args.list:
             stdout.write("".join(f"{spec.name}\n" for spec in hosts).encode())
@@ -125,6 +144,10 @@ def hostbatch_main(argv: Sequence[str], env: Environment, *,
     if argv[0] == "--version":
         env.stdout.write(f"hostbatch {__version__}\n".encode())
         return ExitStatus.OK
+    if argv[0] == "history":
+        from hostbatch.cli.history import history_main
+
+        return history_main(argv[1:], env)
     commands = {"run": run_main, "scp": scp_main}
     command = commands.get(argv[0])
     if command is None:

@@ -10,6 +10,7 @@ import argparse
 from typing import NoReturn
 
 from hostbatch.errors import UsageError
+from hostbatch.history import DEFAULT_OUTPUT_CAP
 from hostbatch.settings import DEFAULT_FORKS, DEFAULT_RETRIES
 
 EXIT_STATUS_HELP = """\
@@ -89,11 +90,46 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
                         help="accept and record unknown host keys (changed keys are always "
                              "refused)")
     limits.add_argument("--workers", type=_positive_int, metavar="N", help=argparse.SUPPRESS)
+    add_output_options(parser)
+    add_history_options(parser)
+
+
+def add_output_options(parser: argparse.ArgumentParser) -> None:
+    """How events are shown: shared by the run commands and ``hostbatch history show``."""
     output = parser.add_argument_group("output")
     output.add_argument("--json", action="store_true",
                         help="JSON Lines on stdout: one object per line and per host result")
     output.add_argument("--debug", action="store_true",
                         help="show a traceback for internal errors")
+
+
+def _size(text: str) -> int:
+    """A byte count such as ``1048576``, ``512K`` or ``4M`` (binary units)."""
+    units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    number, unit = text.strip(), ""
+    if number and number[-1].upper() in "KMG":
+        number, unit = number[:-1], number[-1].upper()
+    try:
+        value = int(number) * units[unit]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size (e.g. 1048576, 512K, 4M)"
+                                         ) from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must not be negative")
+    return value
+
+
+def add_history_options(parser: argparse.ArgumentParser) -> None:
+    """Whether and how much of the run is recorded in the history."""
+    history = parser.add_argument_group(
+        "history (every run is recorded in $XDG_STATE_HOME/hostbatch/history.db; "
+        "-h/-x also take @failed, @failed:ID, @ok, @ok:ID)")
+    history.add_argument("--no-history", action="store_true",
+                         help="do not record this run in the history")
+    history.add_argument("--history-cap", type=_size, default=DEFAULT_OUTPUT_CAP,
+                         metavar="SIZE",
+                         help="keep at most SIZE bytes of each host's output in the history "
+                              "(K, M suffixes; default 1M); the cut is marked")
 
 
 def build_run_parser(prog: str) -> Parser:

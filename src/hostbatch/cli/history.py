@@ -1,0 +1,221 @@
+"""``hostbatch history``: list recorded runs, replay one (``show``), compare two (``diff``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+from hostbatch.cli.environment import Environment
+from hostbatch.cli.options import Parser, add_output_options
+from hostbatch.engine.jobs import RunCommand
+from hostbatch.engine.outcome import ExitStatus
+from hostbatch.errors import HostbatchError, UsageError
+from hostbatch.render.output import SafeStream, use_color
+
+if TYPE_CHECKING:
+    from hostbatch.history.store import HistoryStore
+
+#: Runs listed when ``-n`` is not given.
+DEFAULT_LIMIT = 20
+
+DESCRIPTION = """\
+Every batch_run and batch_scp run is recorded in $XDG_STATE_HOME/hostbatch/history.db
+(default ~/.local/state/hostbatch/history.db), unless --no-history is given.
+
+  hostbatch history [-n N] [--json]          the newest runs, newest first
+  hostbatch history show [ID] [-h HOSTS]     replay a run's output (default: the last run),
+                                             in any output mode (--json, ...)
+  hostbatch history diff ID1 ID2 [--force]   per host, what changed between two runs
+
+In batch_run / batch_scp, -h and -x also take @failed (the hosts that did not succeed in the
+last run), @failed:ID, @ok and @ok:ID."""
+
+DIFF_EPILOG = """\
+exit status: 0 the runs are the same on every host, 1 some host differs, 2 usage error
+(unknown run; different commands without --force)."""
+
+Handler = Callable[[list[str], Environment, SafeStream, SafeStream, str], int]
+
+
+def _run_id(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a run id (a number)") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a run id (a number from 1)")
+    return value
+
+
+def _parser(prog: str, description: str, epilog: str | None = None) -> Parser:
+    parser = Parser(prog=prog, add_help=False, allow_abbrev=False, description=description,
+                    epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--help", action="store_true", help="show this help and exit")
+    return parser
+
+
+def _open(env: Environment) -> HistoryStore:
+    from hostbatch.history.store import HistoryStore, history_path
+
+    return HistoryStore.open(history_path(env.environ, env.home), create=False)
+
+
+def printable(text: str) -> str:
+    """``text`` on one line: newlines, tabs and escape characters shown as ``\\n`` etc."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+# ------------------------------------------------------------------ list
+
+
+def _list(argv: list[str], env: Environment, stdout: SafeStream, stderr: SafeStream,
+          prog: str) -> int:
+    parser = _parser(prog, DESCRIPTION)
+    parser.add_argument("-n", "--limit", type=_run_id, default=DEFAULT_LIMIT, metavar="N",
+                        help=f"show the newest N runs (default {DEFAULT_LIMIT})")
+    parser.add_argument("--json", action="store_true", help="one JSON object per run")
+    args = parser.parse_args(argv)
+    if args.help:
+        stdout.write(parser.format_help().encode())
+        return ExitStatus.OK
+    store = _open(env)
+    try:
+        runs = store.runs(args.limit)
+    finally:
+        store.close()
+    if args.json:
+        stdout.write("".join(json.dumps(run.to_json()) + "\n" for run in runs).encode())
+        return ExitStatus.OK
+    table = [("ID", "STARTED", "HOSTS", "OK", "FAILED", "EXIT", "COMMAND")]
+    for run in runs:
+        command = run.command if run.action == "run" else f"{run.action} {run.command}"
+        table.append((str(run.id), time.strftime("%Y-%m-%d %H:%M:%S",
+                                                 time.localtime(run.started)),
+                      str(run.host_count), str(run.ok), str(run.failed),
+                      "-" if run.exit_status is None else str(run.exit_status),
+                      printable(command)))
+    widths = [max(len(row[n]) for row in table) for n in range(len(table[0]) - 1)]
+    lines = []
+    for row in table:
+        cells = [cell.ljust(w) if n == 1 else cell.rjust(w)
+                 for n, (cell, w) in enumerate(zip(row, widths, strict=False))]
+        lines.append("  ".join([*cells, row[-1]]) + "\n")
+    stdout.write("".join(lines).encode())
+    return ExitStatus.OK
+
+
+# ------------------------------------------------------------------ show
+
+
+def _show(argv: list[str], env: Environment, stdout: SafeStream, stderr: SafeStream,
+          prog: str) -> int:
+    from hostbatch.cli.execute import make_renderers
+    from hostbatch.history.replay import match_hosts, replay, replayed_result
+    from hostbatch.render.summary import write_summary
+
+    parser = _parser(prog, "Replay a recorded run's output, as it was shown live, in any "
+                           "output mode; then its summary on stderr.")
+    parser.add_argument("run", nargs="?", type=_run_id, metavar="ID",
+                        help="the run (default: the last run that ended)")
+    parser.add_argument("-h", "--hosts", action="append", default=[], metavar="HOSTS",
+                        help="only these hosts of the run (names, globs, ranges)")
+    add_output_options(parser)
+    args = parser.parse_args(argv)
+    if args.help:
+        stdout.write(parser.format_help().encode())
+        return ExitStatus.OK
+    store = _open(env)
+    try:
+        run = store.run(args.run) if args.run is not None else store.last_run()
+        hosts = match_hosts(store, run, args.hosts)
+        renderers = make_renderers(args, env, stdout, stderr, RunCommand(run.command),
+                                   len(hosts))
+        for event in replay(store, run, hosts):
+            for renderer in renderers:
+                renderer.handle(event)
+        for renderer in renderers:
+            renderer.close()
+        write_summary(stderr, replayed_result(store, run, hosts), run.elapsed or 0.0,
+                      color=use_color(bool(env.stderr_isatty), env.environ))
+    finally:
+        store.close()
+    return ExitStatus.OK
+
+
+# ------------------------------------------------------------------ diff
+
+
+def _diff(argv: list[str], env: Environment, stdout: SafeStream, stderr: SafeStream,
+          prog: str) -> int:
+    from hostbatch.history.diff import diff_runs
+
+    parser = _parser(prog, "Show, per host, what changed between two runs of the same "
+                           "command: the final state, a unified diff of stdout and of "
+                           "stderr, and hosts that took part in only one run.", DIFF_EPILOG)
+    parser.add_argument("first", type=_run_id, metavar="ID1", help="the earlier run")
+    parser.add_argument("second", type=_run_id, metavar="ID2", help="the later run")
+    parser.add_argument("--force", action="store_true",
+                        help="compare even if the runs ran different commands")
+    if "--help" in argv:
+        stdout.write(parser.format_help().encode())
+        return ExitStatus.OK
+    args = parser.parse_args(argv)
+    store = _open(env)
+    try:
+        first, second = store.run(args.first), store.run(args.second)
+        if (first.action, first.command) != (second.action, second.command) and not args.force:
+            raise UsageError(f"runs {first.id} and {second.id} ran different commands "
+                             f"({printable(first.command)!r} and {printable(second.command)!r}); "
+                             "add --force to compare them anyway")
+        hosts = len({row.host for run in (first, second) for row in store.hosts(run.id)})
+        changed = []
+        for change in diff_runs(store, first, second):
+            changed.append(change.host)
+            stdout.write("".join(line + "\n" for line in change.lines).encode("utf-8"))
+            stdout.flush()
+    finally:
+        store.close()
+    stderr.write(f"hostbatch: {len(changed)} of {hosts} hosts differ between runs "
+                 f"{first.id} and {second.id}\n".encode())
+    return ExitStatus.COMMAND_FAILED if changed else ExitStatus.OK
+
+
+# ------------------------------------------------------------------ dispatch
+
+_COMMANDS: dict[str, Handler] = {"list": _list, "show": _show, "diff": _diff}
+
+
+def history_main(argv: Sequence[str], env: Environment, prog: str = "hostbatch history") -> int:
+    """``hostbatch history [list|show|diff] ...``; ``list`` when no subcommand is named."""
+    import sqlite3
+
+    stdout, stderr = SafeStream(env.stdout), SafeStream(env.stderr)
+    words = list(argv)
+    name = words.pop(0) if words and words[0] in _COMMANDS else "list"
+    try:
+        return _COMMANDS[name](words, env, stdout, stderr,
+                               prog if name == "list" else f"{prog} {name}")
+    except HostbatchError as exc:
+        stderr.write(f"{prog}: error: {exc}\n".encode())
+        return ExitStatus.USAGE
+    except sqlite3.Error as exc:
+        stderr.write(f"{prog}: error: cannot read the history: {exc}\n".encode())
+        return ExitStatus.USAGE
+    except KeyboardInterrupt:
+        stderr.write(f"{prog}: interrupted\n".encode())
+        return ExitStatus.INTERRUPTED
+    except Exception as exc:  # a bug: one line, the traceback only on request
+        if "--debug" in words:
+            stderr.write(traceback.format_exc().encode())
+        stderr.write(f"{prog}: internal error: {type(exc).__name__}: {exc} "
+                     "(rerun with --debug for a traceback)\n".encode())
+        return 70
+    finally:
+        stdout.flush()
+        stderr.flush()

@@ -1,0 +1,217 @@
+"""Record a run into the history while it runs: a subscriber of the engine's events.
+
+The recorder sits beside the renderers in the parent process and sees the same events in the
+same order. It keeps memory bounded by writing in short transactions as the run goes (every
+half second or 256 KiB, whichever comes first), and it caps each host's stored output
+(default 1 MiB) with a visible note where the cut is. Every text and byte it stores is first
+scrubbed with :func:`hostbatch.secrets.redact`, so no password, sudo password or passphrase
+known to this process reaches the file. A failing write warns once and turns the recorder
+off: history never fails a run.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import sqlite3
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+from hostbatch.engine.events import (
+    Event,
+    FileTransferred,
+    HostExited,
+    HostFailed,
+    OutputLines,
+    TransferDone,
+)
+from hostbatch.engine.jobs import Action, PutFiles, RunCommand
+from hostbatch.errors import FailureKind, HostbatchError
+from hostbatch.history import DEFAULT_OUTPUT_CAP
+from hostbatch.history.store import OK, HistoryStore, HostUpdate, NewRun
+from hostbatch.render.lines import format_size
+from hostbatch.secrets import redact, redact_bytes
+
+#: Write buffered rows once this much output is waiting ...
+FLUSH_BYTES = 256 * 1024
+#: ... or once the oldest buffered row is this old.
+FLUSH_SECONDS = 0.5
+
+_STATES = {FailureKind.TRANSFER: "failed", FailureKind.INTERRUPTED: "interrupted",
+           FailureKind.SKIPPED: "skipped"}
+
+
+def action_text(action: Action) -> tuple[str, str]:
+    """The action's kind (``run``, ``put``, ``get``) and its one-line description."""
+    if isinstance(action, RunCommand):
+        return "run", action.command
+    if isinstance(action, PutFiles):
+        return "put", f"{action.source} -> {action.remote}"
+    return "get", f"{action.remote} -> {action.local_dir}"
+
+
+def cut_note(cap: int) -> bytes:
+    """The line stored where a host's output reached the cap."""
+    return (f"[hostbatch: output cut here: the history keeps the first {format_size(cap)} of "
+            "each host's output]\n").encode()
+
+
+def _local_user() -> str:
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):
+        return "?"
+
+
+class HistoryRecorder:
+    """Writes one run's events to a :class:`HistoryStore`; see the module docstring."""
+
+    def __init__(self, store: HistoryStore, run_id: int, *, cap: int,
+                 warn: Callable[[str], None],
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.store: HistoryStore | None = store
+        self.run_id = run_id
+        self.cap = cap
+        self.warn = warn
+        self.clock = clock
+        self._seq = 0
+        self._chunks: list[tuple[int, str, str, bytearray]] = []
+        self._updates: list[HostUpdate] = []
+        self._pending = 0
+        self._since: float | None = None
+        self._stored: dict[str, int] = {}
+        self._dropped: dict[str, int] = {}
+
+    @classmethod
+    def start(cls, path: Path, action: Action, hosts: Sequence[str],
+              selection: Mapping[str, Sequence[str]], inventory: str | None, *,
+              cap: int = DEFAULT_OUTPUT_CAP, warn: Callable[[str], None],
+              busy_timeout: float | None = None) -> HistoryRecorder | None:
+        """Open the history and record the run's start; on failure warn and return ``None``."""
+        kind, text = action_text(action)
+        run = NewRun(started=time.time(), user=_local_user(), action=kind, command=redact(text),
+                     selection={key: [redact(item) for item in items]
+                                for key, items in selection.items()},
+                     inventory=redact(inventory) if inventory else None, hosts=list(hosts),
+                     output_cap=cap)
+        store = None
+        try:
+            store = (HistoryStore.open(path, create=True) if busy_timeout is None
+                     else HistoryStore.open(path, create=True, busy_timeout=busy_timeout))
+            return cls(store, store.begin_run(run), cap=cap, warn=warn)
+        except (sqlite3.Error, OSError, HostbatchError) as exc:
+            if store is not None:
+                store.close()
+            _warn_failure(warn, path, exc)
+            return None
+
+    # ------------------------------------------------------------------ events
+
+    def handle(self, event: Event) -> None:
+        """Buffer what the event adds to the record; write when enough is waiting."""
+        if self.store is None:
+            return
+        if isinstance(event, OutputLines):
+            self._output(event.host, event.stream, redact_bytes(event.data))
+        elif isinstance(event, HostExited):
+            self._end(event.host, "ok" if event.exit_status == 0 else "failed",
+                      exit_status=event.exit_status, message=event.note,
+                      duration=event.duration)
+        elif isinstance(event, TransferDone):
+            self._end(event.host, OK, exit_status=0, duration=event.duration,
+                      files=event.files, size=event.bytes)
+        elif isinstance(event, HostFailed):
+            self._end(event.host, _STATES.get(event.kind, "unreachable"), kind=event.kind.value,
+                      message=event.message, duration=event.duration)
+        elif isinstance(event, FileTransferred):
+            record = {"direction": event.direction, "source": redact(event.source),
+                      "destination": redact(event.destination), "size": event.size,
+                      "duration": event.duration}
+            self._add(event.host, "file", json.dumps(record).encode())
+        else:
+            return
+        if self._pending >= FLUSH_BYTES or (
+                self._since is not None and self.clock() - self._since >= FLUSH_SECONDS):
+            self.flush()
+
+    def _add(self, host: str, stream: str, data: bytes) -> None:
+        chunks = self._chunks
+        if chunks and stream in ("stdout", "stderr"):
+            _, last_host, last_stream, buffer = chunks[-1]
+            if last_host == host and last_stream == stream:
+                buffer += data  # consecutive blocks of one stream: one row
+                self._pending += len(data)
+                return
+        chunks.append((self._seq, host, stream, bytearray(data)))
+        self._seq += 1
+        self._pending += len(data)
+        if self._since is None:
+            self._since = self.clock()
+
+    def _output(self, host: str, stream: str, data: bytes) -> None:
+        stored = self._stored.get(host, 0)
+        if host in self._dropped:
+            self._dropped[host] += len(data)
+            return
+        if stored + len(data) <= self.cap:
+            self._stored[host] = stored + len(data)
+            self._add(host, stream, data)
+            return
+        keep = data[:self.cap - stored]
+        newline = keep.rfind(b"\n")
+        if newline >= 0:
+            keep = keep[:newline + 1]  # complete lines only, so replay stays line-exact
+        self._dropped[host] = len(data) - len(keep)
+        if keep and not keep.endswith(b"\n"):
+            keep += b"\n"
+        self._stored[host] = stored + len(keep)
+        self._add(host, stream, keep + cut_note(self.cap))
+
+    def _end(self, host: str, state: str, *, exit_status: int | None = None,
+             kind: str | None = None, message: str = "", duration: float = 0.0,
+             files: int = 0, size: int = 0) -> None:
+        self._add(host, "end", b"")
+        self._updates.append(HostUpdate(host, state, exit_status, kind, redact(message),
+                                        duration, files, size, self._stored.get(host, 0),
+                                        self._dropped.get(host, 0)))
+
+    # ------------------------------------------------------------------ writing
+
+    def flush(self) -> None:
+        """Write everything buffered in one transaction."""
+        store = self.store
+        if store is None or not (self._chunks or self._updates):
+            return
+        chunks = [(seq, host, stream, bytes(data)) for seq, host, stream, data in self._chunks]
+        updates = self._updates
+        self._chunks, self._updates, self._pending, self._since = [], [], 0, None
+        self._guard(lambda: store.append(self.run_id, chunks, updates))
+
+    def finish(self, exit_status: int | None, *, interrupted: bool, elapsed: float) -> None:
+        """Write what is left and mark the run ended; ``exit_status`` ``None``: it broke off."""
+        self.flush()
+        store = self.store
+        if store is None:
+            return
+        self._guard(lambda: store.finish_run(self.run_id, finished=time.time(), elapsed=elapsed,
+                                             exit_status=exit_status,
+                                             interrupted=interrupted))
+        store.close()
+        self.store = None
+
+    def _guard(self, write: Callable[[], None]) -> None:
+        """Run one write; the first failure warns and turns the recorder off."""
+        assert self.store is not None
+        try:
+            write()
+        except (sqlite3.Error, OSError) as exc:
+            _warn_failure(self.warn, self.store.path, exc)
+            self.store.close()
+            self.store = None
+
+
+def _warn_failure(warn: Callable[[str], None], path: Path, exc: BaseException) -> None:
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    warn(f"warning: this run is not recorded in the history ({path}: {reason}); "
+         "the run goes on (--no-history turns the history off)")
