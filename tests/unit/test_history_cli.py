@@ -138,3 +138,14 @@ def test_size_option(text: str, value: int) -> None:
 def test_bad_sizes(text: str) -> None:
     with pytest.raises(argparse.ArgumentTypeError, match=r"size|negative"):
         _size(text)
+
+
+def test_prune_keeps_the_newest(home: Path) -> None:
+    status, _, err = call(home, "history", "prune", "--keep", "1")
+    assert status == 0 and "deleted 1 run, kept the newest 1" in err
+    status, out, _ = call(home, "history", "--json")
+    assert [json.loads(line)["id"] for line in out.splitlines()] == [2]
+    assert call(home, "history", "show", "1")[0] == 2
+    assert call(home, "history", "prune")[0] == 2  # --keep is required
+    assert call(home, "history", "prune", "--keep", "0")[0] == 0
+    assert call(home, "history")[1].splitlines()[1:] == []

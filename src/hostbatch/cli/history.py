@@ -30,6 +30,7 @@ Every batch_run and batch_scp run is recorded in $XDG_STATE_HOME/hostbatch/histo
   hostbatch history show [ID] [-h HOSTS]     replay a run's output (default: the last run),
                                              in any output mode (--json, ...)
   hostbatch history diff ID1 ID2 [--force]   per host, what changed between two runs
+  hostbatch history prune --keep N           delete all but the newest N runs
 
 In batch_run / batch_scp, -h and -x also take @failed (the hosts that did not succeed in the
 last run), @failed:ID, @ok and @ok:ID."""
@@ -186,13 +187,46 @@ def _diff(argv: list[str], env: Environment, stdout: SafeStream, stderr: SafeStr
     return ExitStatus.COMMAND_FAILED if changed else ExitStatus.OK
 
 
+# ------------------------------------------------------------------ prune
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must not be negative")
+    return value
+
+
+def _prune(argv: list[str], env: Environment, stdout: SafeStream, stderr: SafeStream,
+           prog: str) -> int:
+    parser = _parser(prog, "Delete all but the newest runs from the history, then compact "
+                           "the file.")
+    parser.add_argument("--keep", type=_count, required="--help" not in argv, metavar="N",
+                        help="how many of the newest runs to keep (0: delete every run)")
+    args = parser.parse_args(argv)
+    if args.help:
+        stdout.write(parser.format_help().encode())
+        return ExitStatus.OK
+    store = _open(env)
+    try:
+        deleted = store.prune(args.keep)
+    finally:
+        store.close()
+    stderr.write(f"hostbatch: deleted {deleted} run{'s' if deleted != 1 else ''}, "
+                 f"kept the newest {args.keep}\n".encode())
+    return ExitStatus.OK
+
+
 # ------------------------------------------------------------------ dispatch
 
-_COMMANDS: dict[str, Handler] = {"list": _list, "show": _show, "diff": _diff}
+_COMMANDS: dict[str, Handler] = {"list": _list, "show": _show, "diff": _diff, "prune": _prune}
 
 
 def history_main(argv: Sequence[str], env: Environment, prog: str = "hostbatch history") -> int:
-    """``hostbatch history [list|show|diff] ...``; ``list`` when no subcommand is named."""
+    """``hostbatch history [list|show|diff|prune] ...``; ``list`` when no subcommand is named."""
     import sqlite3
 
     stdout, stderr = SafeStream(env.stdout), SafeStream(env.stderr)

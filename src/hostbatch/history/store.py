@@ -275,6 +275,20 @@ class HistoryStore:
                        "interrupted = ? WHERE id = ?",
                        (finished, elapsed, exit_status, int(interrupted), run_id))
 
+    def prune(self, keep: int) -> int:
+        """Delete all but the newest ``keep`` runs, then compact the file; return how many
+        runs were deleted."""
+        with _transaction(self.connection) as db:
+            cutoff = db.execute("SELECT id FROM runs ORDER BY id DESC LIMIT 1 OFFSET ?",
+                                (max(keep - 1, 0),)).fetchone()
+            if cutoff is None:
+                return 0
+            operator = "<" if keep > 0 else "<="
+            deleted = db.execute(f"DELETE FROM runs WHERE id {operator} ?", (cutoff[0],))
+            count = deleted.rowcount
+        self.connection.execute("VACUUM")
+        return count
+
     # ------------------------------------------------------------------ reading
 
     def runs(self, limit: int) -> list[RunRow]:
