@@ -86,22 +86,20 @@ def execute(hosts: list[HostSpec], action: Action, args: argparse.Namespace, env
             handle(event)
 
     started = time.monotonic()
-    result = None
     try:
         result = api.run(hosts, action, settings_from(args), on_event=on_event, warn=warn,
                          home=env.home, launcher=launcher)
-        elapsed = time.monotonic() - started
-        for renderer in renderers:
-            renderer.close()
-        write_summary(stderr, result, elapsed,
-                      color=use_color(bool(env.stderr_isatty), env.environ))
-    finally:
-        if recorder is not None:
-            if result is None:  # broke off: keep what was recorded
-                recorder.finish(None, interrupted=True, elapsed=time.monotonic() - started)
-            else:
-                recorder.finish(result.exit_status, interrupted=result.interrupted,
-                                elapsed=elapsed)
+    except BaseException as exc:
+        if recorder is not None:  # keep what was recorded, marked as broken off
+            recorder.finish(None, interrupted=isinstance(exc, KeyboardInterrupt),
+                            elapsed=time.monotonic() - started)
+        raise
+    elapsed = time.monotonic() - started
+    for renderer in renderers:
+        renderer.close()
+    write_summary(stderr, result, elapsed, color=use_color(bool(env.stderr_isatty), env.environ))
+    if recorder is not None:
+        recorder.finish(result.exit_status, interrupted=result.interrupted, elapsed=elapsed)
     return result.exit_status
 
 
