@@ -19,6 +19,7 @@ from hostbatch.errors import FailureKind
 from hostbatch.history.recorder import HistoryRecorder
 from hostbatch.history.selectors import uses_history
 from hostbatch.history.store import history_path
+from hostbatch.inventory.model import HostSpec
 from hostbatch.selection import Selection
 
 from .conftest import WriteInventory
@@ -32,7 +33,8 @@ INVENTORY = """
 
 
 def record(home: Path, command: str, events: list[Event], hosts: list[str]) -> None:
-    recorder = HistoryRecorder.start(history_path({}, str(home)), RunCommand(command), hosts,
+    recorder = HistoryRecorder.start(history_path({}, str(home)), RunCommand(command),
+                                     [HostSpec(name, name) for name in hosts],
                                      {"hosts": [], "groups": ["all"], "exclude": []}, None,
                                      warn=print)
     assert recorder is not None

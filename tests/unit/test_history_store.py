@@ -23,8 +23,9 @@ from hostbatch.engine.jobs import GetFiles, RunCommand
 from hostbatch.errors import FailureKind
 from hostbatch.history import recorder as recorder_module
 from hostbatch.history.recorder import HistoryRecorder, cut_note
-from hostbatch.history.replay import match_hosts, replay, replayed_result
+from hostbatch.history.replay import host_specs, match_hosts, replay, replayed_result
 from hostbatch.history.store import SCHEMA_VERSION, HistoryError, HistoryStore, history_path
+from hostbatch.inventory.model import HostSpec
 from hostbatch.render.jsonl import JsonRenderer
 from hostbatch.render.lines import LineRenderer
 from hostbatch.render.output import SafeStream
@@ -33,9 +34,13 @@ from hostbatch.secrets import Secret
 HOSTS = ["web01", "web02", "db01"]
 
 
+def specs(names: list[str]) -> list[HostSpec]:
+    return [HostSpec(name, f"10.0.0.{n}") for n, name in enumerate(names, 1)]
+
+
 def start(path: Path, warnings: list[str], *, hosts: list[str] = HOSTS, cap: int = 1 << 20,
           command: str = "uptime", busy_timeout: float | None = None) -> HistoryRecorder:
-    recorder = HistoryRecorder.start(path, RunCommand(command), hosts,
+    recorder = HistoryRecorder.start(path, RunCommand(command), specs(hosts),
                                      {"hosts": [], "groups": ["all"], "exclude": []}, None,
                                      cap=cap, warn=warnings.append, busy_timeout=busy_timeout)
     assert recorder is not None, warnings
@@ -122,6 +127,8 @@ def test_records_results_in_order(tmp_path: Path, warnings_seen: list[str]) -> N
     result = replayed_result(store, run, HOSTS)
     assert int(result.exit_status) == 3 and [o.host for o in result.ok] == ["web01"]
     assert match_hosts(store, run, ["web0*"]) == ["web01", "web02"]
+    assert host_specs(store, run, ["db01", "web01"]) == [HostSpec("web01", "10.0.0.1"),
+                                                         HostSpec("db01", "10.0.0.3")]
     with pytest.raises(HistoryError):
         store.run(run.id + 1)
     store.close()
@@ -155,7 +162,7 @@ def test_replay_renders_like_the_live_run(tmp_path: Path, warnings_seen: list[st
 
 def test_copies_replay_file_and_done_events(tmp_path: Path, warnings_seen: list[str]) -> None:
     path = tmp_path / "history.db"
-    recorder = HistoryRecorder.start(path, GetFiles("/etc/hostname", "/tmp/got"), ["h1"],
+    recorder = HistoryRecorder.start(path, GetFiles("/etc/hostname", "/tmp/got"), specs(["h1"]),
                                      {}, None, warn=warnings_seen.append)
     assert recorder is not None
     events: list[Event] = [FileTransferred("h1", "get", "/etc/hostname", "/tmp/got/h1/x", 5,
@@ -196,7 +203,7 @@ def test_secrets_are_scrubbed_before_storing(tmp_path: Path, warnings_seen: list
     value = secret.reveal()
     path = tmp_path / "history.db"
     recorder = HistoryRecorder.start(
-        path, RunCommand(f"echo {value}"), HOSTS,
+        path, RunCommand(f"echo {value}"), specs(HOSTS),
         {"hosts": [f"web01,{value}"], "groups": [], "exclude": []}, f"/inv/{value}.ini",
         warn=warnings_seen.append)
     assert recorder is not None
@@ -236,7 +243,7 @@ def test_writes_as_the_run_goes(tmp_path: Path, warnings_seen: list[str],
 def test_unwritable_history_warns_once(tmp_path: Path, warnings_seen: list[str]) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("")
-    assert HistoryRecorder.start(blocker / "history.db", RunCommand("true"), HOSTS, {}, None,
+    assert HistoryRecorder.start(blocker / "history.db", RunCommand("true"), specs(HOSTS), {}, None,
                                  warn=warnings_seen.append) is None
     assert len(warnings_seen) == 1 and "not recorded" in warnings_seen[0]
 
@@ -259,8 +266,8 @@ def test_locked_beyond_the_timeout_warns_once_and_stops(tmp_path: Path,
 
 def _writer(path: str, name: str, events: int) -> None:
     warnings: list[str] = []
-    recorder = HistoryRecorder.start(Path(path), RunCommand(name), [f"{name}-{n}" for n in
-                                                                   range(10)], {}, None,
+    recorder = HistoryRecorder.start(Path(path), RunCommand(name),
+                                     specs([f"{name}-{n}" for n in range(10)]), {}, None,
                                      warn=warnings.append)
     assert recorder is not None
     recorder.clock = iter(range(10**9)).__next__  # every event is "late": flush each time

@@ -111,5 +111,5 @@ def start_recorder(hosts: list[HostSpec], action: Action, args: argparse.Namespa
 
     selection = {"hosts": args.hosts, "groups": args.groups, "exclude": args.exclude}
     return HistoryRecorder.start(history_path(env.environ, env.home), action,
-                                 [spec.name for spec in hosts], selection, args.inventory,
+                                 hosts, selection, args.inventory,
                                  cap=args.history_cap, warn=warn)

@@ -30,6 +30,7 @@ from hostbatch.engine.jobs import Action, PutFiles, RunCommand
 from hostbatch.errors import FailureKind, HostbatchError
 from hostbatch.history import DEFAULT_OUTPUT_CAP
 from hostbatch.history.store import OK, HistoryStore, HostUpdate, NewRun
+from hostbatch.inventory.model import HostSpec
 from hostbatch.render.lines import format_size
 from hostbatch.secrets import redact, redact_bytes
 
@@ -84,7 +85,7 @@ class HistoryRecorder:
         self._dropped: dict[str, int] = {}
 
     @classmethod
-    def start(cls, path: Path, action: Action, hosts: Sequence[str],
+    def start(cls, path: Path, action: Action, hosts: Sequence[HostSpec],
               selection: Mapping[str, Sequence[str]], inventory: str | None, *,
               cap: int = DEFAULT_OUTPUT_CAP, warn: Callable[[str], None],
               busy_timeout: float | None = None) -> HistoryRecorder | None:
@@ -93,7 +94,8 @@ class HistoryRecorder:
         run = NewRun(started=time.time(), user=_local_user(), action=kind, command=redact(text),
                      selection={key: [redact(item) for item in items]
                                 for key, items in selection.items()},
-                     inventory=redact(inventory) if inventory else None, hosts=list(hosts),
+                     inventory=redact(inventory) if inventory else None,
+                     hosts=[(spec.name, redact(spec.hostname)) for spec in hosts],
                      output_cap=cap)
         store = None
         try:

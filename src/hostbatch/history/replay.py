@@ -76,6 +76,12 @@ def replayed_result(store: HistoryStore, run: RunRow, hosts: list[str]) -> Batch
     return result
 
 
+def host_specs(store: HistoryStore, run: RunRow, hosts: Collection[str]) -> list[HostSpec]:
+    """``hosts`` of ``run`` as the renderers know hosts: a name and the address it had."""
+    return [HostSpec(row.host, row.address or row.host) for row in store.hosts(run.id)
+            if row.host in hosts]
+
+
 def match_hosts(store: HistoryStore, run: RunRow, patterns: list[str]) -> list[str]:
     """The hosts of ``run`` that ``patterns`` (names, globs, ranges, as ``-h``) select, in
     the run's order; all of them when ``patterns`` is empty. A pattern that matches none of

@@ -44,6 +44,7 @@ CREATE TABLE IF NOT EXISTS hosts (
     run_id        INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
     position      INTEGER NOT NULL,
     host          TEXT NOT NULL,
+    address       TEXT NOT NULL DEFAULT '',
     state         TEXT,
     exit_status   INTEGER,
     kind          TEXT,
@@ -87,7 +88,7 @@ def history_path(environ: Mapping[str, str], home: str) -> Path:
 
 @dataclass(frozen=True, slots=True)
 class NewRun:
-    """What is known of a run before it starts."""
+    """What is known of a run before it starts; ``hosts`` are (name, address) pairs."""
 
     started: float
     user: str
@@ -95,7 +96,7 @@ class NewRun:
     command: str
     selection: Mapping[str, Sequence[str]]
     inventory: str | None
-    hosts: Sequence[str]
+    hosts: Sequence[tuple[str, str]]
     output_cap: int
 
 
@@ -146,6 +147,7 @@ class HostRow:
     bytes: int
     output_bytes: int
     dropped_bytes: int
+    address: str
 
     @property
     def ok(self) -> bool:
@@ -247,8 +249,10 @@ class HistoryStore:
                  len(run.hosts), run.output_cap))
             run_id = cursor.lastrowid
             assert run_id is not None
-            db.executemany("INSERT INTO hosts (run_id, position, host) VALUES (?, ?, ?)",
-                           [(run_id, n, host) for n, host in enumerate(run.hosts)])
+            db.executemany("INSERT INTO hosts (run_id, position, host, address) "
+                           "VALUES (?, ?, ?, ?)",
+                           [(run_id, n, host, address)
+                            for n, (host, address) in enumerate(run.hosts)])
         return run_id
 
     def append(self, run_id: int, chunks: Iterable[Chunk],
@@ -318,7 +322,7 @@ class HistoryStore:
         """Every host of a run, in selection order."""
         rows = self.connection.execute(
             "SELECT host, state, exit_status, kind, message, duration, files, bytes, "
-            "output_bytes, dropped_bytes FROM hosts WHERE run_id = ? ORDER BY position",
+            "output_bytes, dropped_bytes, address FROM hosts WHERE run_id = ? ORDER BY position",
             (run_id,)).fetchall()
         return [HostRow(*row) for row in rows]
 
