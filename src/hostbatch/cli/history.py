@@ -120,8 +120,8 @@ def _show(argv: list[str], env: Environment, stdout: SafeStream, stderr: SafeStr
     from hostbatch.history.replay import match_hosts, replay, replayed_result
     from hostbatch.render.summary import write_summary
 
-    parser = _parser(prog, "Replay a recorded run's output, as it was shown live, in any "
-                           "output mode; then its summary on stderr.")
+    parser = _parser(prog, "Replay a recorded run's output as it was shown live, in any "
+                           "output mode,\nthen its summary on stderr.")
     parser.add_argument("run", nargs="?", type=_run_id, metavar="ID",
                         help="the run (default: the last run that ended)")
     parser.add_argument("-h", "--hosts", action="append", default=[], metavar="HOSTS",
@@ -157,8 +157,8 @@ def _diff(argv: list[str], env: Environment, stdout: SafeStream, stderr: SafeStr
     from hostbatch.history.diff import diff_runs
 
     parser = _parser(prog, "Show, per host, what changed between two runs of the same "
-                           "command: the final state, a unified diff of stdout and of "
-                           "stderr, and hosts that took part in only one run.", DIFF_EPILOG)
+                           "command: the final\nstate, a unified diff of stdout and of "
+                           "stderr, and hosts that took part in only\none run.", DIFF_EPILOG)
     parser.add_argument("first", type=_run_id, metavar="ID1", help="the earlier run")
     parser.add_argument("second", type=_run_id, metavar="ID2", help="the later run")
     parser.add_argument("--force", action="store_true",

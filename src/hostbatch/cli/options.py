@@ -122,8 +122,9 @@ def _size(text: str) -> int:
 def add_history_options(parser: argparse.ArgumentParser) -> None:
     """Whether and how much of the run is recorded in the history."""
     history = parser.add_argument_group(
-        "history (every run is recorded in $XDG_STATE_HOME/hostbatch/history.db; "
-        "-h/-x also take @failed, @failed:ID, @ok, @ok:ID)")
+        "history", "Every run is recorded in $XDG_STATE_HOME/hostbatch/history.db (see\n"
+                   "'hostbatch history --help'). -h and -x also take @failed (the hosts\n"
+                   "that did not succeed in the last run), @failed:ID, @ok and @ok:ID.")
     history.add_argument("--no-history", action="store_true",
                          help="do not record this run in the history")
     history.add_argument("--history-cap", type=_size, default=DEFAULT_OUTPUT_CAP,
