@@ -30,6 +30,7 @@ from tests.integration.conftest import (
     wait_for_processes,
     write_inventory,
 )
+from tests.integration.test_kill import LineReader
 from tests.support.fleet import Fleet
 
 pytestmark = pytest.mark.integration
@@ -251,19 +252,28 @@ def test_at_failed_in_batch_scp(cli: Cli, main_fleet: Fleet, tmp_path: Path) -> 
 
 def test_interrupted_run_is_recorded(cli: Cli, main_inventory: Path) -> None:
     pattern = "sleep 3301"
-    proc = cli.popen("-i", main_inventory, "-g", "all", "-f", "2", "-cmd",
+    proc = cli.popen("-i", main_inventory, "-g", "all", "-f", "1", "-cmd",
                      f"echo started; {pattern}", start_new_session=True)
-    seen, _ = wait_for_processes(pattern, 20.0, present=True, user=TEST_USER)
-    assert seen
-    os.killpg(proc.pid, signal.SIGINT)
-    assert proc.wait(timeout=20) == 130
+    try:
+        reader = LineReader(proc)
+        # -f 1: web01 runs alone; once its line is out, its command can be killed.
+        assert reader.until(lambda line: line == "web01: started", timeout=30), reader.lines
+        os.killpg(proc.pid, signal.SIGINT)
+        assert proc.wait(timeout=30) == 130
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
     (run,) = query(cli, "SELECT exit_status, interrupted, finished IS NOT NULL FROM runs")
     assert run == (130, 1, 1)
-    states = dict(query(cli, "SELECT host, state FROM hosts"))
-    assert sorted(states.values()) == ["interrupted", "interrupted", "skipped", "skipped"]
+    states = query(cli, "SELECT host, state FROM hosts ORDER BY position")
+    assert states == [("web01", "interrupted"), ("web02", "skipped"), ("web03", "skipped"),
+                      ("db01", "skipped")]
+    assert query(cli, "SELECT host, data FROM output WHERE stream = 'stdout'") == [
+        ("web01", b"started\n")]
     listed = cli.run("-i", main_inventory, "-h", "@failed", "--list")
     assert listed.stdout == "web01\nweb02\nweb03\ndb01\n", listed
-    leftover, _ = wait_for_processes(pattern, 5.0, present=False)
+    leftover, _ = wait_for_processes(pattern, 15.0, present=False)
     assert leftover == []
 
 
