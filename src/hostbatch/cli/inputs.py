@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import getpass
 import os
 
 from hostbatch.cli.environment import Environment
@@ -41,6 +40,8 @@ def ask_sudo_password(hosts: list[HostSpec], env: Environment) -> list[HostSpec]
     if not _has_terminal(env):
         raise UsageError("--ask-sudo-pass needs a terminal to prompt on; set sudo_password_env "
                          "in the inventory instead")
+    import getpass
+
     try:
         password = Secret(getpass.getpass("sudo password: "))
     except EOFError:
