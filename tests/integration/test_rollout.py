@@ -12,6 +12,7 @@ import os
 import pty
 import select
 import shutil
+import signal
 import tempfile
 import time
 from collections.abc import Iterator
@@ -267,3 +268,43 @@ def test_json_schema_for_skipped_matches_ctrl_c(cli: Cli, main_fleet: Fleet,
     assert {e["host"] for e in skipped} == set(MAIN_NAMES[1:])
     for event in skipped:
         assert set(event) == {"host", "event", "kind", "error", "duration"}, event
+
+
+def test_ctrl_c_during_a_rollout_starts_nothing_more(cli: Cli, main_fleet: Fleet,
+                                                     main_inventory: Path,
+                                                     host_log: Path) -> None:
+    me = "$(echo $SSH_CONNECTION | cut -d' ' -f3)"
+    command = f'echo "start {me}" >> {host_log}; echo started; sleep 3301'
+    proc = cli.popen("-i", main_inventory, "-g", "all", "--batch", "2", "--json", "-cmd",
+                     command, start_new_session=True)
+    try:
+        assert proc.stdout is not None
+        lines: list[bytes] = []
+        while sum(b'"started"' in line for line in lines) < 2:
+            line = proc.stdout.readline()
+            assert line, lines
+            lines.append(line)
+        os.killpg(proc.pid, signal.SIGINT)
+        rest, stderr = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 130, stderr
+    ends = terminals(parse_jsonl(b"".join(lines).decode() + rest.decode()), MAIN_NAMES)
+    assert {ends[h]["kind"] for h in ("web01", "web02")} == {"interrupted"}, ends
+    assert {ends[h]["kind"] for h in ("web03", "db01")} == {"skipped"}, ends
+    time.sleep(0.5)
+    assert sorted(started(logged(host_log, main_fleet))) == ["web01", "web02"]
+
+
+def test_batch_scp_takes_the_rollout_flags(main_inventory: Path, tmp_path: Path) -> None:
+    scp = Cli(tmp_path / "home", tmp_path / "cwd", command="scp")
+    result = scp.run("-i", main_inventory, "-g", "all", "-f", "1", "--max-fail", "1", "--json",
+                     "-action", "get", "-remote", "/nonexistent-hostbatch-file",
+                     "-local", tmp_path / "got")
+    assert result.returncode == 1, result
+    ends = result.terminals(MAIN_NAMES)
+    assert ends["web01"]["kind"] == "transfer", ends
+    for host in MAIN_NAMES[1:]:
+        assert ends[host]["kind"] == "skipped", ends
