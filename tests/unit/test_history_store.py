@@ -22,7 +22,7 @@ from hostbatch.engine.events import (
 from hostbatch.engine.jobs import GetFiles, RunCommand
 from hostbatch.errors import FailureKind
 from hostbatch.history import recorder as recorder_module
-from hostbatch.history.recorder import HistoryRecorder, cut_note
+from hostbatch.history.recorder import HistoryRecorder, action_text, cut_note
 from hostbatch.history.replay import host_specs, match_hosts, replay, replayed_result
 from hostbatch.history.store import SCHEMA_VERSION, HistoryError, HistoryStore, history_path
 from hostbatch.inventory.model import HostSpec
@@ -300,3 +300,15 @@ def test_two_processes_write_at_once(tmp_path: Path) -> None:
         numbers = sorted(int(line) for (data,) in rows
                          for line in bytes(data).decode().split())  # type: ignore[arg-type]
         assert numbers == list(range(400))
+
+
+@pytest.mark.parametrize(("action", "expected"), [
+    (RunCommand("uptime"), ("run", "uptime")),
+    (RunCommand("make", env=(("A", "1"), ("B", "x y"))), ("run", "A=1 B='x y' make")),
+    (RunCommand("id", sudo=True), ("run", "sudo id")),
+    (RunCommand("", script="fix.sh", script_args=("--now", "a b")),
+     ("run", "script fix.sh --now 'a b'")),
+    (GetFiles("/etc/os-release", "out"), ("get", "/etc/os-release -> out")),
+])
+def test_action_text(action: RunCommand | GetFiles, expected: tuple[str, str]) -> None:
+    assert action_text(action) == expected

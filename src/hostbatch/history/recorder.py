@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import shlex
 import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -44,9 +45,14 @@ _STATES = {FailureKind.TRANSFER: "failed", FailureKind.INTERRUPTED: "interrupted
 
 
 def action_text(action: Action) -> tuple[str, str]:
-    """The action's kind (``run``, ``put``, ``get``) and its one-line description."""
+    """The action's kind (``run``, ``put``, ``get``) and its description: for a command, as a
+    shell would read it (``sudo K=V command``, ``script FILE ARGS``)."""
     if isinstance(action, RunCommand):
-        return "run", action.command
+        text = (action.command if action.script is None
+                else "script " + shlex.join([action.script, *action.script_args]))
+        if action.env:
+            text = " ".join(f"{key}={shlex.quote(value)}" for key, value in action.env) + " " + text
+        return "run", f"sudo {text}" if action.sudo else text
     if isinstance(action, PutFiles):
         return "put", f"{action.source} -> {action.remote}"
     return "get", f"{action.remote} -> {action.local_dir}"
