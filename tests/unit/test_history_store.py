@@ -39,7 +39,7 @@ def specs(names: list[str]) -> list[HostSpec]:
 
 
 def start(path: Path, warnings: list[str], *, hosts: list[str] = HOSTS, cap: int = 1 << 20,
-          command: str = "uptime", busy_timeout: float | None = None) -> HistoryRecorder:
+          command: str = "uptime", busy_timeout: float = 10.0) -> HistoryRecorder:
     recorder = HistoryRecorder.start(path, RunCommand(command), specs(hosts),
                                      {"hosts": [], "groups": ["all"], "exclude": []}, None,
                                      cap=cap, warn=warnings.append, busy_timeout=busy_timeout)

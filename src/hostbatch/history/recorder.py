@@ -30,7 +30,7 @@ from hostbatch.engine.events import (
 from hostbatch.engine.jobs import Action, PutFiles, RunCommand
 from hostbatch.errors import FailureKind, HostbatchError
 from hostbatch.history import DEFAULT_OUTPUT_CAP
-from hostbatch.history.store import OK, HistoryStore, HostUpdate, NewRun
+from hostbatch.history.store import BUSY_TIMEOUT, OK, HistoryStore, HostUpdate, NewRun
 from hostbatch.inventory.model import HostSpec
 from hostbatch.render.lines import format_size
 from hostbatch.secrets import redact, redact_bytes
@@ -94,7 +94,7 @@ class HistoryRecorder:
     def start(cls, path: Path, action: Action, hosts: Sequence[HostSpec],
               selection: Mapping[str, Sequence[str]], inventory: str | None, *,
               cap: int = DEFAULT_OUTPUT_CAP, warn: Callable[[str], None],
-              busy_timeout: float | None = None) -> HistoryRecorder | None:
+              busy_timeout: float = BUSY_TIMEOUT) -> HistoryRecorder | None:
         """Open the history and record the run's start; on failure warn and return ``None``."""
         kind, text = action_text(action)
         run = NewRun(started=time.time(), user=_local_user(), action=kind, command=redact(text),
@@ -105,8 +105,7 @@ class HistoryRecorder:
                      output_cap=cap)
         store = None
         try:
-            store = (HistoryStore.open(path, create=True) if busy_timeout is None
-                     else HistoryStore.open(path, create=True, busy_timeout=busy_timeout))
+            store = HistoryStore.open(path, create=True, busy_timeout=busy_timeout)
             return cls(store, store.begin_run(run), cap=cap, warn=warn)
         except (sqlite3.Error, OSError, HostbatchError) as exc:
             if store is not None:
