@@ -228,12 +228,15 @@ def test_writes_as_the_run_goes(tmp_path: Path, warnings_seen: list[str],
     recorder.clock = lambda: now[0]
     recorder.handle(OutputLines("web01", "stdout", b"x\n"))
     count = "SELECT count(*) FROM output"
+    recorder.wait()
     assert stored(path, count) == [(0,)]  # buffered
     now[0] = 0.6
     recorder.handle(OutputLines("web02", "stdout", b"y\n"))
+    recorder.wait()
     assert stored(path, count) == [(2,)]  # half a second passed: written
     monkeypatch.setattr(recorder_module, "FLUSH_BYTES", 100)
     recorder.handle(OutputLines("web02", "stdout", b"z" * 99 + b"\n"))
+    recorder.wait()
     assert stored(path, count) == [(3,)]  # enough bytes waiting: written
     assert stored(path, "SELECT finished FROM runs") == [(None,)]
     recorder.finish(0, interrupted=False, elapsed=1.0)
@@ -257,11 +260,26 @@ def test_locked_beyond_the_timeout_warns_once_and_stops(tmp_path: Path,
     for n in range(3):
         recorder.handle(OutputLines("web01", "stdout", b"x\n"))
         recorder.flush()
+        recorder.wait()
         recorder.handle(HostExited(f"web0{n}", 0, 1.0))
+    assert len(warnings_seen) == 1 and "locked" in warnings_seen[0], warnings_seen
     recorder.finish(0, interrupted=False, elapsed=1.0)
     other.execute("ROLLBACK")
     other.close()
-    assert len(warnings_seen) == 1 and "locked" in warnings_seen[0], warnings_seen
+    assert len(warnings_seen) == 1, warnings_seen
+    assert stored(path, "SELECT count(*), max(finished) FROM runs") == [(1, None)]
+
+
+def test_a_bug_in_a_write_only_stops_recording(tmp_path: Path,
+                                               warnings_seen: list[str]) -> None:
+    path = tmp_path / "history.db"
+    recorder = start(path, warnings_seen)
+    recorder.handle(HostExited("web01", 0, 1.0))
+    assert recorder.store is not None
+    recorder.store.append = None  # type: ignore[assignment,method-assign]
+    recorder.flush()
+    recorder.finish(0, interrupted=False, elapsed=1.0)
+    assert len(warnings_seen) == 1 and "not recorded" in warnings_seen[0], warnings_seen
 
 
 def _writer(path: str, name: str, events: int) -> None:

@@ -5,8 +5,9 @@ same order. It keeps memory bounded by writing in short transactions as the run 
 half second or 256 KiB, whichever comes first), and it caps each host's stored output
 (default 1 MiB) with a visible note where the cut is. Every text and byte it stores is first
 scrubbed with :func:`hostbatch.secrets.redact`, so no password, sudo password or passphrase
-known to this process reaches the file. A failing write warns once and turns the recorder
-off: history never fails a run.
+known to this process reaches the file. The writes themselves run on a background thread
+(:mod:`hostbatch.history.writer`). A failing write warns once and turns the recorder off:
+history never fails a run.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from hostbatch.engine.jobs import Action, PutFiles, RunCommand
 from hostbatch.errors import FailureKind, HostbatchError
 from hostbatch.history import DEFAULT_OUTPUT_CAP
 from hostbatch.history.store import BUSY_TIMEOUT, OK, HistoryStore, HostUpdate, NewRun
+from hostbatch.history.writer import BackgroundWriter
 from hostbatch.inventory.model import HostSpec
 from hostbatch.render.lines import format_size
 from hostbatch.secrets import redact, redact_bytes
@@ -89,6 +91,8 @@ class HistoryRecorder:
         self._since: float | None = None
         self._stored: dict[str, int] = {}
         self._dropped: dict[str, int] = {}
+        self._warned = False
+        self._writer = BackgroundWriter()
 
     @classmethod
     def start(cls, path: Path, action: Action, hosts: Sequence[HostSpec],
@@ -117,7 +121,7 @@ class HistoryRecorder:
 
     def handle(self, event: Event) -> None:
         """Buffer what the event adds to the record; write when enough is waiting."""
-        if self.store is None:
+        if self.store is None or self._warned:
             return
         if isinstance(event, OutputLines):
             self._output(event.host, event.stream, redact_bytes(event.data))
@@ -186,14 +190,18 @@ class HistoryRecorder:
     # ------------------------------------------------------------------ writing
 
     def flush(self) -> None:
-        """Write everything buffered in one transaction."""
+        """Hand everything buffered to the writer thread, as one transaction."""
         store = self.store
-        if store is None or not (self._chunks or self._updates):
+        if store is None or self._failed() or not (self._chunks or self._updates):
             return
         chunks = [(seq, host, stream, bytes(data)) for seq, host, stream, data in self._chunks]
         updates = self._updates
         self._chunks, self._updates, self._pending, self._since = [], [], 0, None
-        self._guard(lambda: store.append(self.run_id, chunks, updates))
+        self._writer.submit(lambda: store.append(self.run_id, chunks, updates))
+
+    def wait(self) -> None:
+        """Return once everything handed to the writer thread is in the database."""
+        self._writer.wait()
 
     def finish(self, exit_status: int | None, *, interrupted: bool, elapsed: float) -> None:
         """Write what is left and mark the run ended; ``exit_status`` ``None``: it broke off."""
@@ -201,21 +209,24 @@ class HistoryRecorder:
         store = self.store
         if store is None:
             return
-        self._guard(lambda: store.finish_run(self.run_id, finished=time.time(), elapsed=elapsed,
-                                             exit_status=exit_status,
-                                             interrupted=interrupted))
+        self._writer.submit(lambda: store.finish_run(
+            self.run_id, finished=time.time(), elapsed=elapsed, exit_status=exit_status,
+            interrupted=interrupted))
+        self._writer.close()
+        self._failed()
         store.close()
         self.store = None
 
-    def _guard(self, write: Callable[[], None]) -> None:
-        """Run one write; the first failure warns and turns the recorder off."""
+    def _failed(self) -> bool:
+        """True once a write failed; the first time, warn and stop recording."""
+        error = self._writer.error
+        if error is None or self._warned:
+            return self._warned
+        self._warned = True
         assert self.store is not None
-        try:
-            write()
-        except (sqlite3.Error, OSError) as exc:
-            _warn_failure(self.warn, self.store.path, exc)
-            self.store.close()
-            self.store = None
+        _warn_failure(self.warn, self.store.path, error)
+        self._chunks, self._updates = [], []
+        return True
 
 
 def _warn_failure(warn: Callable[[str], None], path: Path, exc: BaseException) -> None:

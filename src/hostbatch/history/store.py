@@ -214,7 +214,10 @@ class HistoryStore:
             _create_private(path)
         elif not path.is_file():
             raise HistoryError(f"no run history yet ({path} does not exist)")
-        connection = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None)
+        # Used by one thread at a time, but not always the one that opened it (the recorder
+        # writes from a background thread).
+        connection = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None,
+                                     check_same_thread=False)
         try:
             connection.execute("PRAGMA foreign_keys = ON")
             version = connection.execute("PRAGMA user_version").fetchone()[0]
