@@ -151,3 +151,10 @@ def test_prune_keeps_the_newest(home: Path) -> None:
     assert call(home, "history", "prune")[0] == 2  # --keep is required
     assert call(home, "history", "prune", "--keep", "0")[0] == 0
     assert call(home, "history")[1].splitlines()[1:] == []
+
+
+def test_list_keeps_one_line_per_run(tmp_path: Path) -> None:
+    record(tmp_path, "printf 'a\\tb'\necho \x1b[31mred", [HostExited("h1", 0, 0.1)], ["h1"])
+    status, out, _ = call(tmp_path, "history")
+    assert status == 0 and len(out.splitlines()) == 2
+    assert out.splitlines()[1].endswith("printf 'a\\tb'\\necho \\x1b[31mred")
