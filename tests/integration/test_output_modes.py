@@ -258,3 +258,16 @@ def test_no_progress_line_while_lines_stream(cli: Cli, mixed_inventory: Path) ->
     assert status == 0, (out, err)
     assert "total 4" not in CONTROL.sub("", err), err
     assert sorted(out.splitlines()) == ["db01: hi", "web01: hi", "web02: hi", "web03: hi"]
+
+
+def test_scp_quiet_prints_only_the_summary(tmp_path: Path, mixed_inventory: Path) -> None:
+    scp = Cli(tmp_path / "home", tmp_path / "cwd", command="scp")
+    target = tmp_path / "got"
+    result = scp.run("-i", mixed_inventory, "-g", "mixed", "-q", "-action", "get", "-remote",
+                     "/etc/hostname", "-local", target)
+    assert result.returncode == 3, result
+    assert result.stdout == ""
+    summary_only(result.stderr)
+    assert sorted(p.name for p in target.iterdir()) == ["db01", "web01", "web02", "web03"]
+    assert {line.split()[1] for line in result.stderr.splitlines()[1:]
+            if not line.startswith("  slowest")} == {"down1", "gone1", "gone2"}, result

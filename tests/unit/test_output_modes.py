@@ -157,3 +157,17 @@ def test_host_files_write_error_is_a_warning(tmp_path: Path) -> None:
 def test_status_text_is_one_line() -> None:
     assert status_text(HostExited("h", 0, 0.1)) == "0\n"
     assert status_text(HostFailed("h", FailureKind.AUTH, "a\nb")) == "error auth: a b\n"
+
+
+def test_summary_lists_every_failed_host_on_one_line_each() -> None:
+    from hostbatch.engine.outcome import BatchResult
+    from hostbatch.render.summary import format_summary
+
+    hosts = [f"h{n:03d}" for n in range(40)]
+    result = BatchResult(hosts)
+    for host in hosts:
+        result.record(HostFailed(host, FailureKind.AUTH, "denied\nby policy", 0.1))
+    text = format_summary(result, 1.0, color=False)
+    lines = text.splitlines()
+    assert len(lines) == 41, text  # the count line, then all 40 hosts: never truncated
+    assert all(line.endswith("auth: denied by policy") for line in lines[1:]), text
