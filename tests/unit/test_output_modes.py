@@ -171,3 +171,22 @@ def test_summary_lists_every_failed_host_on_one_line_each() -> None:
     lines = text.splitlines()
     assert len(lines) == 41, text  # the count line, then all 40 hosts: never truncated
     assert all(line.endswith("auth: denied by policy") for line in lines[1:]), text
+
+
+@pytest.mark.parametrize(
+    ("address", "message", "expected"),
+    [
+        ("10.0.0.1", "connection refused by 10.0.0.1 port 22",
+         "connect: connection refused by <host> port 22"),
+        ("a", "cannot connect to a port 22: a b", "connect: cannot connect to <host> port 22: "
+                                                  "<host> b"),
+        ("a", "cannot resolve 'a': Name unknown", "connect: cannot resolve '<host>': Name unknown"),
+        ("10.0.0.1", "refused by 10.0.0.10 port 22", "connect: refused by 10.0.0.10 port 22"),
+        ("web1", "reset by web1.lan.", "connect: reset by web1.lan."),
+        ("web1", "reset by web1.", "connect: reset by <host>."),
+    ],
+)
+def test_failure_reason_names_the_address_generically(address: str, message: str,
+                                                       expected: str) -> None:
+    event = HostFailed("x", FailureKind.CONNECT, message)
+    assert spool.ending_of(event, address) == expected

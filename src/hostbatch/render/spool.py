@@ -12,6 +12,7 @@ distinct outputs, and open files by the running hosts plus one.
 from __future__ import annotations
 
 import hashlib
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator, Mapping
@@ -67,7 +68,8 @@ def ending_of(event: HostExited | HostFailed, address: str | None = None) -> str
         return "" if event.exit_status == 0 else f"exit status {event.exit_status}"
     message = event.message
     if address:
-        message = message.replace(address, "<host>")
+        # Whole words only: a host called "a" must not rewrite every "a" in the message.
+        message = re.sub(rf"(?<![\w.-]){re.escape(address)}(?![\w-]|\.\w)", "<host>", message)
     return f"{event.kind.value}: {message}"
 
 
