@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import random
 import stat
 from pathlib import Path
 
@@ -190,3 +191,68 @@ def test_failure_reason_names_the_address_generically(address: str, message: str
                                                        expected: str) -> None:
     event = HostFailed("x", FailureKind.CONNECT, message)
     assert spool.ending_of(event, address) == expected
+
+
+def apply_unified(a: list[str], diff: list[str]) -> list[str]:
+    """Apply a unified diff (our output) to ``a``; checks every context and removed line."""
+    result: list[str] = []
+    position = 0  # next line of a not yet copied
+    for line in diff[2:]:
+        if line.startswith("@@ "):
+            start = int(line.split()[1].split(",")[0].lstrip("-"))
+            length = int(line.split()[1].split(",")[1]) if "," in line.split()[1] else 1
+            target = start - 1 if length else start
+            result += a[position:target]
+            position = target
+        elif line.startswith(" ") or line.startswith("-"):
+            assert a[position] == line[1:], (a[position], line)
+            if line.startswith(" "):
+                result.append(line[1:])
+            position += 1
+        else:
+            assert line.startswith("+"), line
+            result.append(line[1:])
+    return result + a[position:]
+
+
+@pytest.mark.parametrize("seed", range(200))
+def test_trimmed_diff_is_a_correct_patch(seed: int) -> None:
+    from hostbatch.render.diff import unified
+
+    rng = random.Random(seed)
+    a = [f"l{rng.randrange(8)}\n" for _ in range(rng.randrange(0, 40))]
+    b = list(a)
+    for _ in range(rng.randrange(1, 4)):
+        where = rng.randrange(len(b) + 1)
+        if rng.random() < 0.5 and where < len(b):
+            del b[where]
+        else:
+            b.insert(where, f"new{rng.randrange(3)}\n")
+    if a == b:
+        return
+    diff = [line.decode() for line in unified("".join(a).encode(), "".join(b).encode(),
+                                              "ref", "other")]
+    assert diff[:2] == ["--- ref\n", "+++ other\n"]
+    assert apply_unified(a, diff) == b
+
+
+def test_diff_of_a_long_output_names_the_real_line_numbers() -> None:
+    from hostbatch.render.diff import unified
+
+    a = "".join(f"{n}\n" for n in range(1, 100001)).encode()
+    b = a.replace(b"\n50000\n", b"\nfifty thousand\n")
+    assert unified(a, b, "r", "o") == [
+        b"--- r\n", b"+++ o\n", b"@@ -49997,7 +49997,7 @@\n", b" 49997\n", b" 49998\n",
+        b" 49999\n", b"-50000\n", b"+fifty thousand\n", b" 50001\n", b" 50002\n", b" 50003\n"]
+
+
+def test_diff_refuses_outputs_too_big_to_hold(monkeypatch: pytest.MonkeyPatch) -> None:
+    from hostbatch.render import diff
+
+    monkeypatch.setattr(diff, "DIFF_MAX_BYTES", 10)
+    stdout, _ = grouped(DiffRenderer, [out("h1", "short\n"), out("h2", "a longer line\n"),
+                                       out("h3", "short\n"), *(HostExited(h, 0, 0.1)
+                                                               for h in ("h1", "h2", "h3"))])
+    assert stdout == ("---- h[1,3] (2) ----\nshort\n---- h2 (1) ----\n(too large to diff: 14 "
+                      "bytes against the reference's 6; write the outputs with -o DIR and diff "
+                      "the files)\n")

@@ -19,14 +19,20 @@ header. Only the reference and one other group are in memory at a time.
 from __future__ import annotations
 
 import difflib
+import re
 
 from hostbatch.nodeset import fold_text
-from hostbatch.render.gather import GroupedRenderer, header
+from hostbatch.render.gather import GroupedRenderer, header, write_text
 from hostbatch.render.output import SafeStream
 from hostbatch.render.spool import Group, OutputCollector
 
 _GREEN, _RED, _CYAN, _RESET = b"\x1b[32m", b"\x1b[31m", b"\x1b[36m", b"\x1b[0m"
 SAME = b"(same output as the reference)\n"
+#: Lines of context around each change, as diff -u.
+CONTEXT = 3
+#: Outputs larger than this are not diffed (difflib holds both in memory as lists of lines).
+DIFF_MAX_BYTES = 16 * 1024 * 1024
+_HUNK = re.compile(rb"([-+])(\d+)")
 
 
 def _paint(line: bytes) -> bytes:
@@ -39,11 +45,39 @@ def _paint(line: bytes) -> bytes:
     return line
 
 
+def _common_affixes(a: list[bytes], b: list[bytes]) -> tuple[int, int]:
+    """Lengths of the common leading and trailing runs of lines (not overlapping)."""
+    limit = min(len(a), len(b))
+    head = 0
+    while head < limit and a[head] == b[head]:
+        head += 1
+    tail = 0
+    while tail < limit - head and a[-1 - tail] == b[-1 - tail]:
+        tail += 1
+    return head, tail
+
+
+def _shift_hunk(line: bytes, offset: int) -> bytes:
+    """``@@ -A,B +C,D @@`` with both start lines moved down by ``offset``."""
+    return _HUNK.sub(lambda m: b"%s%d" % (m.group(1), int(m.group(2)) + offset), line)
+
+
 def unified(reference: bytes, other: bytes, from_name: str, to_name: str) -> list[bytes]:
-    """The unified diff from ``reference`` to ``other``, as lines each ending in a newline."""
-    lines = list(difflib.diff_bytes(difflib.unified_diff, reference.splitlines(keepends=True),
-                                    other.splitlines(keepends=True), from_name.encode(),
-                                    to_name.encode(), lineterm=b"\n"))
+    """The unified diff from ``reference`` to ``other``, as lines each ending in a newline.
+
+    Configuration drift is mostly identical text: difflib's matcher is given only the part
+    between the common leading and trailing lines (plus context), which keeps a one-line change
+    in a long output cheap; the hunk headers are shifted back to the full line numbers.
+    """
+    a, b = reference.splitlines(keepends=True), other.splitlines(keepends=True)
+    head, tail = _common_affixes(a, b)
+    start = max(0, head - CONTEXT)
+    stop = max(0, tail - CONTEXT)
+    lines = list(difflib.diff_bytes(difflib.unified_diff, a[start:len(a) - stop],
+                                    b[start:len(b) - stop], from_name.encode(),
+                                    to_name.encode(), lineterm=b"\n", n=CONTEXT))
+    lines[2:] = [_shift_hunk(line, start) if line.startswith(b"@@ ") else line
+                 for line in lines[2:]]
     # A last line without a newline would run into the next diff line.
     return [line if line.endswith(b"\n") else line + b"\n" for line in lines]
 
@@ -59,13 +93,19 @@ class DiffRenderer(GroupedRenderer):
             super().report(collector, stream, label=label, color=color)
             return
         reference_group = groups[0]
-        reference = collector.content(reference_group)
+        reference = (collector.content(reference_group)
+                     if reference_group.size <= DIFF_MAX_BYTES else b"")
         reference_name = fold_text(reference_group.sorted_hosts)
         stream.write(header(reference_group, label=label, color=color))
-        stream.write(reference.decode("utf-8", "replace").encode())
+        write_text(stream, collector.chunks(reference_group))
         for group in groups[1:]:
             stream.write(header(group, label=label, color=color))
-            self._write_diff(collector, group, reference, reference_name, stream, color)
+            if max(reference_group.size, group.size) > DIFF_MAX_BYTES:
+                stream.write(b"(too large to diff: %d bytes against the reference's %d; "
+                             b"write the outputs with -o DIR and diff the files)\n"
+                             % (group.size, reference_group.size))
+            else:
+                self._write_diff(collector, group, reference, reference_name, stream, color)
 
     @staticmethod
     def _write_diff(collector: OutputCollector, group: Group, reference: bytes,

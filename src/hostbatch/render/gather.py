@@ -17,7 +17,7 @@ largest group first. stderr streams as ``HOST: LINE`` while the run goes on, unl
 from __future__ import annotations
 
 import codecs
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from hostbatch.engine.events import Event, HostExited, HostFailed, OutputLines
 from hostbatch.nodeset import fold_text
@@ -45,6 +45,15 @@ def header(group: Group, *, label: str = "", color: bool = False) -> bytes:
     if color:
         line = (_CYAN if not group.ending else _RED) + line + _RESET
     return line + b"\n"
+
+
+def write_text(stream: SafeStream, chunks: Iterable[bytes]) -> None:
+    """Write output chunks as UTF-8, invalid bytes as U+FFFD. The decoder is incremental, so a
+    character split between two chunks is not replaced."""
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")
+    for chunk in chunks:
+        stream.write(decoder.decode(chunk).encode())
+    stream.write(decoder.decode(b"", final=True).encode())
 
 
 class GroupedRenderer:
@@ -81,11 +90,7 @@ class GroupedRenderer:
         """Write every group of ``collector``: header, then its output."""
         for group in collector.groups():
             stream.write(header(group, label=label, color=color))
-            # Incremental, so a character split between two chunks is not replaced.
-            decoder = codecs.getincrementaldecoder("utf-8")("replace")
-            for chunk in collector.chunks(group):
-                stream.write(decoder.decode(chunk).encode())
-            stream.write(decoder.decode(b"", final=True).encode())
+            write_text(stream, collector.chunks(group))
 
     def close(self) -> None:
         """Print the groups (stdout's on stdout, stderr's on stderr), then free the spools."""
