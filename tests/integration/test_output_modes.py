@@ -28,6 +28,7 @@ from tests.integration.conftest import (
     assert_no_traceback,
     fleet_host,
     on_address,
+    wait_for_processes,
     write_inventory,
 )
 from tests.support.fleet import Fleet
@@ -292,3 +293,38 @@ def test_gather_memory_stays_bounded(cli: Cli, mixed_inventory: Path, tmp_path: 
     assert peak is not None, time_file.read_text()
     # Measured here: about 50 MB with -q, 70 MB with -b or --json (the workers' share).
     assert int(peak.group(1)) < 100 * 1024, f"peak RSS {int(peak.group(1)) // 1024} MB"
+
+
+def test_ctrl_c_leaves_complete_files_and_no_temporaries(cli: Cli, mixed_inventory: Path,
+                                                         tmp_path: Path) -> None:
+    """-f 2 on four hosts: two are running when Ctrl-C comes, two never start. Every host
+    still gets its files, with the reason in the status file, and no temporary file stays."""
+    outdir = tmp_path / "out"
+    proc = cli.popen("-i", mixed_inventory, "-g", "up", "-f", "2", "-o", outdir, "-cmd",
+                     "echo started; sleep 3301; echo never", start_new_session=True)
+    try:
+        assert proc.stdout is not None
+        seen = b""
+        deadline = time.monotonic() + 20
+        while seen.count(b": started\n") < 2 and time.monotonic() < deadline:
+            ready, _, _ = select.select([proc.stdout], [], [], 0.5)
+            if ready:
+                seen += os.read(proc.stdout.fileno(), 65536)
+        assert seen.count(b": started\n") == 2, seen
+        proc.send_signal(signal.SIGINT)
+        status = proc.wait(timeout=20)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+    assert status == 130
+    hosts = ("db01", "web01", "web02", "web03")
+    assert sorted(os.listdir(outdir)) == sorted([*hosts, *(f"{h}.status" for h in hosts)])
+    statuses = {h: (outdir / f"{h}.status").read_text() for h in hosts}
+    running = [h for h in hosts if statuses[h].startswith("error interrupted: ")]
+    skipped = [h for h in hosts if statuses[h].startswith("error skipped: ")]
+    assert len(running) == 2 and len(skipped) == 2, statuses
+    assert all((outdir / h).read_text() == "started\n" for h in running)
+    assert all((outdir / h).read_text() == "" for h in skipped)
+    leftover, _ = wait_for_processes("sleep 3301", 10.0, present=False)
+    assert leftover == [], leftover
