@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from hostbatch.cli.environment import Environment
 from hostbatch.engine.events import Event
@@ -19,6 +20,9 @@ from hostbatch.render.lines import LineRenderer
 from hostbatch.render.output import SafeStream, use_color
 from hostbatch.render.summary import write_summary
 from hostbatch.settings import RunSettings
+
+if TYPE_CHECKING:  # rich is imported only when a display is shown
+    from hostbatch.render.progress import RunProgressRenderer, TransferProgressRenderer
 
 
 def settings_from(args: argparse.Namespace) -> RunSettings:
@@ -55,6 +59,19 @@ def _file_renderer(args: argparse.Namespace, hosts: list[HostSpec],
                              warn=warn)
 
 
+def _progress_renderer(action: Action, env: Environment, hosts: int,
+                       color: bool) -> TransferProgressRenderer | RunProgressRenderer:
+    """The live display on stderr (a terminal): transfer bars for copies, else one line."""
+    from hostbatch.render.progress import RunProgressRenderer, TransferProgressRenderer
+
+    if isinstance(action, PutFiles):
+        total = sum(e.size for e in action.entries) * hosts
+        return TransferProgressRenderer(env.stderr, total_bytes=total, hosts=hosts, color=color)
+    if isinstance(action, GetFiles):
+        return TransferProgressRenderer(env.stderr, total_bytes=None, hosts=hosts, color=color)
+    return RunProgressRenderer(env.stderr, hosts=hosts, color=color)
+
+
 def make_renderers(args: argparse.Namespace, env: Environment, stdout: SafeStream,
                    stderr: SafeStream, action: Action, hosts: list[HostSpec],
                    warn: Callable[[str], None]) -> list[Renderer]:
@@ -73,20 +90,9 @@ def make_renderers(args: argparse.Namespace, env: Environment, stdout: SafeStrea
     copying = isinstance(action, PutFiles | GetFiles)
     json_to_terminal = args.json and env.stdout_isatty
     if env.stderr_isatty and not json_to_terminal and (copying or not _streams_lines(args)):
-        from hostbatch.render.progress import (
-            ConsoleStream,
-            RunProgressRenderer,
-            TransferProgressRenderer,
-        )
+        from hostbatch.render.progress import ConsoleStream
 
-        progress: TransferProgressRenderer | RunProgressRenderer
-        if isinstance(action, PutFiles | GetFiles):
-            total = (sum(e.size for e in action.entries) * len(hosts)
-                     if isinstance(action, PutFiles) else None)
-            progress = TransferProgressRenderer(env.stderr, total_bytes=total, hosts=len(hosts),
-                                                color=color_stderr)
-        else:
-            progress = RunProgressRenderer(env.stderr, hosts=len(hosts), color=color_stderr)
+        progress = _progress_renderer(action, env, len(hosts), color_stderr)
         stderr = SafeStream(ConsoleStream(progress.console))  # type: ignore[arg-type]
         if env.stdout_isatty:
             stdout = stderr
