@@ -256,3 +256,19 @@ def test_diff_refuses_outputs_too_big_to_hold(monkeypatch: pytest.MonkeyPatch) -
     assert stdout == ("---- h[1,3] (2) ----\nshort\n---- h2 (1) ----\n(too large to diff: 14 "
                       "bytes against the reference's 6; write the outputs with -o DIR and diff "
                       "the files)\n")
+
+
+def test_run_progress_counts_hosts() -> None:
+    from hostbatch.render.progress import RunProgressRenderer
+
+    terminal = io.BytesIO()
+    progress = RunProgressRenderer(terminal, hosts=4, color=False)  # type: ignore[arg-type]
+    events: list[Event] = [HostStarted("a", 0), HostStarted("b", 0), HostStarted("c", 0),
+                           HostExited("a", 0, 0.1), HostExited("b", 1, 0.1),
+                           refused("down1")]
+    for event in events:
+        progress.handle(event)
+    assert progress._describe() == "done 3 / running 1 / failed 2 / total 4"
+    progress.close()
+    drawn = terminal.getvalue().decode()
+    assert "total 4" in drawn and "\x1b[3" not in drawn  # drawn, without colour
