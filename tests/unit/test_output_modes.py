@@ -272,3 +272,12 @@ def test_run_progress_counts_hosts() -> None:
     progress.close()
     drawn = terminal.getvalue().decode()
     assert "total 4" in drawn and "\x1b[3" not in drawn  # drawn, without colour
+
+
+def test_failure_messages_never_show_a_secret() -> None:
+    from hostbatch.secrets import Secret
+
+    secret = Secret("pw-Zq81-unique")
+    event = HostFailed("h", FailureKind.AUTH, f"rejected {secret.reveal()}\nagain")
+    assert status_text(event) == "error auth: rejected *** again\n"
+    assert spool.ending_of(event) == "auth: rejected *** again"

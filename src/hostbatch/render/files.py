@@ -21,6 +21,7 @@ from typing import IO
 
 from hostbatch.engine.events import Event, HostExited, HostFailed, OutputLines
 from hostbatch.errors import UsageError
+from hostbatch.secrets import redact
 
 _SUFFIX = ".part"
 
@@ -45,7 +46,7 @@ def status_text(event: HostExited | HostFailed) -> str:
     """The content of ``HOST.status``: ``N`` or ``error KIND: MESSAGE``, on one line."""
     if isinstance(event, HostExited):
         return f"{event.exit_status}\n"
-    message = " ".join(event.message.splitlines())
+    message = " ".join(redact(event.message).splitlines())
     return f"error {event.kind.value}: {message}\n"
 
 

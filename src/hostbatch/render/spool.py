@@ -21,6 +21,7 @@ from typing import IO
 
 from hostbatch.engine.events import HostExited, HostFailed
 from hostbatch.nodeset import natural_key
+from hostbatch.secrets import redact
 
 #: Bytes of a running host's output held in memory before its spool moves to disk.
 SPOOL_LIMIT = 64 * 1024
@@ -66,7 +67,7 @@ def ending_of(event: HostExited | HostFailed, address: str | None = None) -> str
     failing for the same reason fall into one group."""
     if isinstance(event, HostExited):
         return "" if event.exit_status == 0 else f"exit status {event.exit_status}"
-    message = event.message
+    message = " ".join(redact(event.message).splitlines())
     if address:
         # Whole words only: a host called "a" must not rewrite every "a" in the message.
         message = re.sub(rf"(?<![\w.-]){re.escape(address)}(?![\w-]|\.\w)", "<host>", message)
