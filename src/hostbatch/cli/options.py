@@ -26,6 +26,15 @@ inventory: -i FILE, else $HOSTBATCH_INVENTORY, else ./hosts.ini, else
 ~/.config/hostbatch/hosts.ini.  NO_COLOR disables colour."""
 
 
+RUN_OUTPUT_HELP = """
+
+output modes: lines stream as HOST: LINE unless -b, --diff, -q or --json.
+-b/--diff group hosts by exact stdout bytes and by exit status; failed hosts
+are grouped by reason.  On a terminal, when lines are not streamed to it, a
+live progress line (done/running/failed/total, elapsed, ETA) is shown on
+stderr; never when stderr is piped."""
+
+
 class Parser(argparse.ArgumentParser):
     """argparse that raises :class:`UsageError` instead of printing usage and exiting."""
 
@@ -147,7 +156,7 @@ def build_run_parser(prog: str) -> Parser:
         allow_abbrev=False,
         description="Run a shell command on many hosts over SSH, in parallel, streaming each "
                     "line as HOST: LINE.",
-        epilog=EXIT_STATUS_HELP,
+        epilog=EXIT_STATUS_HELP + RUN_OUTPUT_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_common_options(parser)
