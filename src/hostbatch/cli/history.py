@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from hostbatch.cli.environment import Environment
-from hostbatch.cli.options import Parser, add_output_options
+from hostbatch.cli.options import Parser, add_output_options, check_output_options
 from hostbatch.engine.jobs import RunCommand
 from hostbatch.engine.outcome import ExitStatus
 from hostbatch.errors import HostbatchError, UsageError
@@ -117,7 +117,7 @@ def _list(argv: list[str], env: Environment, stdout: SafeStream, stderr: SafeStr
 def _show(argv: list[str], env: Environment, stdout: SafeStream, stderr: SafeStream,
           prog: str) -> int:
     from hostbatch.cli.execute import make_renderers
-    from hostbatch.history.replay import match_hosts, replay, replayed_result
+    from hostbatch.history.replay import host_specs, match_hosts, replay, replayed_result
     from hostbatch.render.summary import write_summary
 
     parser = _parser(prog, "Replay a recorded run's output as it was shown live, in any "
@@ -126,24 +126,35 @@ def _show(argv: list[str], env: Environment, stdout: SafeStream, stderr: SafeStr
                         help="the run (default: the last run that ended)")
     parser.add_argument("-h", "--hosts", action="append", default=[], metavar="HOSTS",
                         help="only these hosts of the run (names, globs, ranges)")
-    add_output_options(parser)
+    add_output_options(parser, gather=True)
     args = parser.parse_args(argv)
     if args.help:
         stdout.write(parser.format_help().encode())
         return ExitStatus.OK
+    check_output_options(args)
+
+    def warn(message: str) -> None:
+        stderr.write(f"hostbatch: {message}\n".encode())
+        stderr.flush()
+
     store = _open(env)
     try:
         run = store.run(args.run) if args.run is not None else store.last_run()
-        hosts = match_hosts(store, run, args.hosts)
-        renderers = make_renderers(args, env, stdout, stderr, RunCommand(run.command),
-                                   len(hosts))
-        for event in replay(store, run, hosts):
+        if run.action != "run" and (args.gather or args.diff or args.outdir or args.errdir):
+            raise UsageError(f"run {run.id} is a copy: -b, --diff, -o and -e replay "
+                             "commands only (as in batch_scp)")
+        hosts = host_specs(store, run, match_hosts(store, run, args.hosts))
+        renderers = make_renderers(args, env, stdout, stderr, RunCommand(run.command), hosts,
+                                   warn)
+        try:
+            for event in replay(store, run, {spec.name for spec in hosts}):
+                for renderer in renderers:
+                    renderer.handle(event)
+        finally:
             for renderer in renderers:
-                renderer.handle(event)
-        for renderer in renderers:
-            renderer.close()
-        write_summary(stderr, replayed_result(store, run, hosts), run.elapsed or 0.0,
-                      color=use_color(bool(env.stderr_isatty), env.environ))
+                renderer.close()
+        write_summary(stderr, replayed_result(store, run, [spec.name for spec in hosts]),
+                      run.elapsed or 0.0, color=use_color(bool(env.stderr_isatty), env.environ))
     finally:
         store.close()
     return ExitStatus.OK
