@@ -160,6 +160,45 @@ def test_show_replays_the_original_output(cli: Cli, main_fleet: Fleet, tmp_path:
     assert unknown.returncode == 2 and "web09" in unknown.stderr, unknown
 
 
+GATHER_COMMAND = ("echo same; " + on_address("{web03}", "echo other", "echo line") + "; "
+                  + on_address("{db01}", "exit 4"))
+
+
+@pytest.mark.parametrize("mode", [["-b"], ["-b", "--gather-stderr"], ["--diff"], ["-q"]])
+def test_show_in_gathered_modes_equals_the_live_run(cli: Cli, main_fleet: Fleet,
+                                                    tmp_path: Path, mode: list[str]) -> None:
+    inventory = with_down_host(main_fleet, tmp_path)
+    command = GATHER_COMMAND.format(web03=address(main_fleet, "web03"),
+                                    db01=address(main_fleet, "db01"))
+    live = cli.run("-i", inventory, "-g", "all", *mode, "-cmd", command)
+    assert live.returncode == 3, live
+    if mode[0] == "-b":
+        assert "---- web[01-02] (2) ----" in live.stdout, live
+    shown = history(cli, "show", str(last_id(cli)), *mode)
+    assert shown.returncode == 0, shown
+    assert (shown.stdout, shown.stderr) == (live.stdout, live.stderr)
+
+
+def test_show_of_a_streamed_run_gathered_and_into_files(cli: Cli, main_fleet: Fleet,
+                                                        main_inventory: Path,
+                                                        tmp_path: Path) -> None:
+    command = "echo same; " + on_address(address(main_fleet, "web03"), "echo other >&2")
+    live = cli.run("-i", main_inventory, "-g", "all", "-cmd", command)
+    assert live.returncode == 0, live
+    gathered = history(cli, "show", "-b")
+    assert gathered.returncode == 0, gathered
+    assert gathered.stdout.startswith("---- db01,web[01-03] (4) ----\nsame\n"), gathered
+    assert "web03: other" in gathered.stderr
+    outdir = tmp_path / "out"
+    files = history(cli, "show", "-q", "-o", str(outdir), "-e", str(tmp_path / "err"))
+    assert (files.returncode, files.stdout) == (0, ""), files
+    assert {path.name: path.read_text() for path in outdir.iterdir() if "." not in path.name} \
+        == {name: "same\n" for name in MAIN_NAMES}
+    assert (tmp_path / "err" / "web03").read_text() == "other\n"
+    conflicting = history(cli, "show", "-b", "--json")
+    assert conflicting.returncode == 2 and len(split_lines(conflicting.stderr)) == 1
+
+
 def test_show_of_a_copy_replays_file_lines(cli: Cli, main_inventory: Path) -> None:
     scp = Cli(cli.home, cli.cwd, command="scp")
     live = scp.run("-i", main_inventory, "-g", "all", "-action", "get", "-remote",

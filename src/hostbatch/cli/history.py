@@ -28,7 +28,7 @@ Every batch_run and batch_scp run is recorded in $XDG_STATE_HOME/hostbatch/histo
 
   hostbatch history [-n N] [--json]          the newest runs, newest first
   hostbatch history show [ID] [-h HOSTS]     replay a run's output (default: the last run),
-                                             in any output mode (--json, ...)
+                                             in any output mode (-b, --diff, -q, --json, ...)
   hostbatch history diff ID1 ID2 [--force]   per host, what changed between two runs
   hostbatch history prune --keep N           delete all but the newest N runs
 
