@@ -81,7 +81,8 @@ def _main(argv: Sequence[str], env: Environment, prog: str,
         if selection.is_empty():
             raise UsageError("no hosts selected: give -h HOSTS and/or -g GROUPS "
                              "(-g all for every host)")
-        inventory = load_inventory(locate_inventory(args.inventory, env.environ), warn=warn)
+        inventory = load_inventory(locate_inventory(args.inventory, env.environ), warn=warn,
+                                   inventory_format=args.inventory_format)
         hosts = select(inventory, selection, warn=warn)
         if args.list:
             stdout.write("".join(f"{spec.name}\n" for spec in hosts).encode())

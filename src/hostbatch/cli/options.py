@@ -10,6 +10,7 @@ import argparse
 from typing import NoReturn
 
 from hostbatch.errors import UsageError
+from hostbatch.inventory.loader import INVENTORY_FORMATS
 from hostbatch.settings import DEFAULT_FORKS, DEFAULT_RETRIES
 
 EXIT_STATUS_HELP = """\
@@ -62,11 +63,20 @@ def _seconds(text: str) -> float:
     return value
 
 
+def add_inventory_options(parser: argparse.ArgumentParser) -> None:
+    """``-i FILE`` and ``--inventory-format``: every command that reads an inventory has both."""
+    parser.add_argument("-i", "--inventory", metavar="FILE",
+                        help="inventory file: hostbatch INI or Ansible INI")
+    parser.add_argument("--inventory-format", choices=INVENTORY_FORMATS, default="auto",
+                        help="how to read the inventory (default auto: Ansible INI when the "
+                             "file looks like one, else hostbatch INI)")
+
+
 def add_common_options(parser: argparse.ArgumentParser) -> None:
     """Inventory, selection, limits and output options common to every run command."""
     parser.add_argument("--help", action="store_true", help="show this help and exit")
     parser.add_argument("--version", action="store_true", help="show the version and exit")
-    parser.add_argument("-i", "--inventory", metavar="FILE", help="inventory file (INI)")
+    add_inventory_options(parser)
     select = parser.add_argument_group("host selection (the union of -h and -g, minus -x)")
     select.add_argument("-h", "--hosts", action="append", default=[], metavar="HOSTS",
                         help="comma list of host names, globs (web*) or ranges (web[01-03])")

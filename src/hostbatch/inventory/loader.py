@@ -26,6 +26,8 @@ from hostbatch.secrets import Secret
 HOST_KEYS = ("hostname", "port", "user", "password", "identity_file", "connect_timeout",
              "known_hosts")
 GROUP_KEYS = ("hosts", "children")
+#: Values of ``--inventory-format``.
+INVENTORY_FORMATS = ("auto", "hostbatch", "ansible")
 _NAME = re.compile(r"^[A-Za-z0-9_.:@%+-]+$")
 _INLINE_HINT = " (comments after a value are not supported: put them on a line of their own)"
 
@@ -54,16 +56,10 @@ def _suggest(word: str, choices: list[str] | tuple[str, ...]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-def _read_parser(path: Path) -> configparser.RawConfigParser:
-    parser = configparser.RawConfigParser(
-        interpolation=None,
-        inline_comment_prefixes=None,
-        strict=True,
-        empty_lines_in_values=False,
-        default_section="\x00no-default-section",
-    )
+def read_inventory_text(path: Path) -> str:
+    """The file's text; a missing, unreadable or non-UTF-8 file raises InventoryError."""
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise InventoryError("inventory file not found", path=str(path)) from None
     except IsADirectoryError:
@@ -74,6 +70,17 @@ def _read_parser(path: Path) -> configparser.RawConfigParser:
     except UnicodeDecodeError as exc:
         raise InventoryError(f"inventory is not UTF-8 text ({exc.reason})",
                              path=str(path)) from None
+
+
+def _read_parser(path: Path) -> configparser.RawConfigParser:
+    parser = configparser.RawConfigParser(
+        interpolation=None,
+        inline_comment_prefixes=None,
+        strict=True,
+        empty_lines_in_values=False,
+        default_section="\x00no-default-section",
+    )
+    text = read_inventory_text(path)
     try:
         parser.read_string(text, source=str(path))
     except configparser.DuplicateSectionError as exc:
@@ -191,12 +198,25 @@ def _check_children(check: _Validator, groups: dict[str, Group]) -> None:
 
 
 def load_inventory(path: Path, *, warn: Callable[[str], None] | None = None,
-                   local_user: str | None = None) -> Inventory:
+                   local_user: str | None = None, inventory_format: str = "auto") -> Inventory:
     """Read and validate the inventory at ``path``.
 
     ``warn`` receives non-fatal findings (a password in a file others can read).
     ``local_user`` is the user name for hosts that set none (default: the local user, as ssh).
+    ``inventory_format`` is ``hostbatch``, ``ansible`` (an Ansible INI inventory) or ``auto``
+    (Ansible when the file looks like one: ``ansible.looks_like_ansible``).
     """
+    if inventory_format not in INVENTORY_FORMATS:
+        raise InventoryError(f"unknown inventory format {inventory_format!r} "
+                             f"(one of {', '.join(INVENTORY_FORMATS)})")
+    if inventory_format != "hostbatch":
+        from hostbatch.inventory import ansible
+
+        if inventory_format == "ansible" or ansible.looks_like_ansible(read_inventory_text(path)):
+            inventory = ansible.load_ansible_inventory(path, warn=warn, local_user=local_user)
+            if warn is not None:
+                _warn_if_readable(path, inventory.hosts, warn)
+            return inventory
     parser = _read_parser(path)
     check = _Validator(path)
     defaults: dict[str, Any] = {}
