@@ -252,9 +252,10 @@ class _Parser:
                                          f"{token!r}", number)
             variables[key] = parse_value(value)
         for host in expand_range(pattern):
+            if host not in self.host_vars and port is not None:
+                # As Ansible: a port in the host name counts only where the host first appears.
+                self.host_vars[host] = {"ansible_port": port}
             own = self.host_vars.setdefault(host, {})
-            if port is not None:
-                own["ansible_port"] = port
             own.update(variables)
             members = self.group(group).hosts
             if host not in members:

@@ -1,0 +1,208 @@
+"""Differential: hostbatch reads Ansible INI inventories exactly as ``ansible-inventory`` does.
+
+For each real-world-shaped inventory, the group tree (each group's direct hosts and children,
+and its full membership), and every host's ``ansible_host``/``ansible_port``/``ansible_user``
+as resolved by ``ansible-inventory -i FILE --list`` are compared with hostbatch's Inventory.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hostbatch.inventory.loader import load_inventory
+from hostbatch.inventory.model import Inventory
+
+ANSIBLE_INVENTORY = shutil.which("ansible-inventory", path=str(Path(sys.executable).parent))
+LOCAL_USER = "local-user-marker"
+
+INVENTORIES = {
+    "nested_children_and_vars": """
+# A datacenter layout: regions > roles, vars on every level.
+bastion.example.com ansible_user=jump
+
+[web_eu]
+web-eu-[01:04].example.com
+[web_us]
+web-us-[1:3].example.com ansible_port=2201
+[db_eu]
+db-eu-[a:c].example.com ansible_host=10.0.1.1
+[db_us]
+db-us-1.example.com:5522 ansible_user=postgres
+
+[eu:children]
+web_eu
+db_eu
+[us:children]
+web_us
+db_us
+[web:children]
+web_eu
+web_us
+[prod:children]
+eu
+us
+
+[prod:vars]
+ansible_user=deploy
+ansible_port=22
+[eu:vars]
+ansible_port=2222
+[web_eu:vars]
+ansible_user=www
+[all:vars]
+ansible_user=fallback
+ansible_python_interpreter=/usr/bin/python3
+""",
+    "hosts_in_many_groups": """
+[app]
+app1 ansible_host=192.0.2.10
+app2 ansible_host=192.0.2.11 ansible_user=ops
+shared
+[monitoring]
+shared ansible_port=9022
+app1
+[backup]
+shared ansible_host="192.0.2.99"  # quoted, with a comment
+app2:2022
+[edge]
+[edge:vars]
+ansible_user=edge
+""",
+    "ungrouped_and_explicit_groups": """
+solo1
+solo2:2200 ansible_host=198.51.100.2
+moved
+
+[ungrouped]
+explicit-ungrouped
+
+[all]
+in-all-only
+
+[later]
+moved ansible_user='later user'
+
+[later:vars]
+ansible_host=203.0.113.7
+""",
+    "ranges_and_strides": """
+[even]
+node[00:10:2]
+[odd]
+node[01:09:2].lab ansible_port=2000
+[letters]
+rack-[a:d]-[1:2]
+[mixed:children]
+even
+letters
+[mixed:vars]
+ansible_user=rackuser
+""",
+    "children_before_definition": """
+[top:children]
+middle
+[middle:children]
+leaf
+[leaf]
+l1
+l2 ansible_user=own
+[middle]
+m1
+[leaf:vars]
+ansible_port=7001
+[middle:vars]
+ansible_port=7000
+ansible_user=mid
+[top:vars]
+ansible_user=top
+""",
+}
+
+
+def _ansible_view(path: Path) -> dict[str, Any]:
+    assert ANSIBLE_INVENTORY is not None
+    proc = subprocess.run([ANSIBLE_INVENTORY, "-i", str(path), "--list"], capture_output=True,
+                          text=True, timeout=120, check=False, stdin=subprocess.DEVNULL,
+                          env={"PATH": "/usr/bin:/bin", "HOME": str(path.parent),
+                               "ANSIBLE_INVENTORY_ENABLED": "ini", "LC_ALL": "C.UTF-8"})
+    assert proc.returncode == 0, proc.stderr
+    data: dict[str, Any] = json.loads(proc.stdout)
+    return data
+
+
+def _groups_of(data: dict[str, Any]) -> dict[str, tuple[list[str], list[str]]]:
+    """Every group ansible lists: name -> (direct hosts, children); ``all`` excluded."""
+    names = {name for name in data if name not in ("_meta", "all")}
+    stack = list(data["all"].get("children", []))
+    while stack:
+        name = stack.pop()
+        if name not in names:
+            names.add(name)
+        stack.extend(c for c in data.get(name, {}).get("children", []) if c not in names)
+    return {name: (data.get(name, {}).get("hosts", []), data.get(name, {}).get("children", []))
+            for name in names}
+
+
+def _members(groups: dict[str, tuple[list[str], list[str]]], name: str) -> set[str]:
+    hosts, children = groups[name]
+    found = set(hosts)
+    for child in children:
+        found |= _members(groups, child)
+    return found
+
+
+@pytest.fixture(scope="module")
+def have_ansible() -> None:
+    if ANSIBLE_INVENTORY is None:
+        pytest.skip("ansible-inventory is not installed in this venv "
+                    "(pip install -e '.[test]' installs ansible-core)")
+
+
+@pytest.mark.parametrize("name", sorted(INVENTORIES))
+def test_hostbatch_resolves_what_ansible_resolves(name: str, tmp_path: Path,
+                                                  have_ansible: None) -> None:
+    path = tmp_path / f"{name}.ini"
+    path.write_text(INVENTORIES[name].lstrip("\n"))
+    path.chmod(0o600)
+    expected = _ansible_view(path)
+    ours: Inventory = load_inventory(path, local_user=LOCAL_USER)
+
+    hostvars: dict[str, dict[str, Any]] = expected["_meta"]["hostvars"]
+    groups = _groups_of(expected)
+    all_hosts = _members(groups, "ungrouped") | {h for g in groups for h in _members(groups, g)}
+    assert set(ours.hosts) == all_hosts
+    assert set(ours.group_members("all")) == all_hosts
+    for group, (hosts, children) in groups.items():
+        if group == "ungrouped" and not hosts:
+            assert "ungrouped" not in ours.groups
+            continue
+        assert group in ours.groups, group
+        assert list(ours.groups[group].hosts) == hosts, group
+        assert list(ours.groups[group].children) == children, group
+        assert set(ours.group_members(group)) == _members(groups, group), group
+    assert set(ours.groups) <= set(groups)
+    for host, spec in ours.hosts.items():
+        variables = hostvars.get(host, {})
+        assert spec.hostname == variables.get("ansible_host", host), host
+        assert spec.port == int(variables.get("ansible_port", 22)), host
+        assert spec.user == variables.get("ansible_user", LOCAL_USER), host
+
+
+def test_the_inventories_exercise_the_shapes(have_ansible: None, tmp_path: Path) -> None:
+    """Guard against the comparison becoming vacuous: ansible sees the shapes we meant."""
+    path = tmp_path / "inv.ini"
+    path.write_text(INVENTORIES["nested_children_and_vars"])
+    data = _ansible_view(path)
+    hostvars = data["_meta"]["hostvars"]
+    assert hostvars["web-eu-01.example.com"]["ansible_user"] == "www"
+    assert hostvars["web-eu-01.example.com"]["ansible_port"] == 2222
+    assert hostvars["db-us-1.example.com"]["ansible_port"] == 5522
+    assert data["ungrouped"]["hosts"] == ["bastion.example.com"]
+    assert set(data["prod"]["children"]) == {"eu", "us"}
