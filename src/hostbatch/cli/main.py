@@ -20,17 +20,24 @@ from hostbatch.engine.jobs import Action
 from hostbatch.engine.launcher import WorkerLauncher
 from hostbatch.engine.outcome import ExitStatus
 from hostbatch.errors import HostbatchError, UsageError
+from hostbatch.inventory.model import HostSpec
 from hostbatch.render.output import SafeStream
 
 #: Internal error (a bug), as sysexits.h's EX_SOFTWARE.
 EXIT_INTERNAL = 70
 
+#: Performs an action on the selected hosts and returns the exit status.
+Perform = Callable[[list[HostSpec], Action, argparse.Namespace, Environment, SafeStream,
+                    SafeStream, WorkerLauncher | None], int]
+
 HOSTBATCH_USAGE = """\
 usage: hostbatch COMMAND [OPTIONS]
 
 commands:
-  run     run a shell command on many hosts (same as batch_run)
-  scp     copy files to or from many hosts (same as batch_scp)
+  run        run a shell command on many hosts (same as batch_run)
+  scp        copy files to or from many hosts (same as batch_scp)
+  keyscan    fetch host keys, compare them with known_hosts, record new ones
+  inventory  inventory tools: lint, convert
 
 Run 'hostbatch COMMAND --help' for the options of a command.
 """
@@ -55,8 +62,12 @@ def _scp_checks(args: argparse.Namespace) -> Callable[[], Action]:
 def _main(argv: Sequence[str], env: Environment, prog: str,
           build_parser: Callable[[str], Parser],
           check: Callable[[argparse.Namespace], Callable[[], Action]],
-          launcher: WorkerLauncher | None) -> int:
-    """Shared flow: parse, check, load the inventory, select hosts, act, report."""
+          launcher: WorkerLauncher | None, act: Perform | None = None) -> int:
+    """Shared flow: parse, check, load the inventory, select hosts, act, report.
+
+    ``act`` performs the action on the selected hosts (default: run it with the renderers of
+    ``batch_run``/``batch_scp``) and returns the exit status.
+    """
     from hostbatch.cli.execute import execute
     from hostbatch.inventory.loader import load_inventory, locate_inventory
     from hostbatch.selection import Selection, select
@@ -87,7 +98,7 @@ def _main(argv: Sequence[str], env: Environment, prog: str,
         if args.list:
             stdout.write("".join(f"{spec.name}\n" for spec in hosts).encode())
             return ExitStatus.OK
-        return execute(hosts, make_action(), args, env, stdout, stderr, launcher)
+        return (act or execute)(hosts, make_action(), args, env, stdout, stderr, launcher)
     except HostbatchError as exc:
         stderr.write(f"{prog}: error: {exc}\n".encode())
         return ExitStatus.USAGE
@@ -117,6 +128,24 @@ def scp_main(argv: Sequence[str], env: Environment, prog: str = "batch_scp", *,
     return _main(argv, env, prog, build_scp_parser, _scp_checks, launcher)
 
 
+def keyscan_main(argv: Sequence[str], env: Environment, prog: str = "hostbatch keyscan", *,
+                 launcher: WorkerLauncher | None = None) -> int:
+    """``hostbatch keyscan``: fetch the selected hosts' keys and record the new ones."""
+    from hostbatch.cli import keyscan
+
+    return _main(argv, env, prog, keyscan.build_parser, keyscan.checks, launcher,
+                 keyscan.perform)
+
+
+def inventory_main(argv: Sequence[str], env: Environment, prog: str = "hostbatch inventory", *,
+                   launcher: WorkerLauncher | None = None) -> int:
+    """``hostbatch inventory SUBCOMMAND``: tools that read an inventory and never connect."""
+    from hostbatch.cli import inventory_cmd
+
+    status: int = inventory_cmd.main(argv, env, prog)
+    return status
+
+
 def hostbatch_main(argv: Sequence[str], env: Environment, *,
                    launcher: WorkerLauncher | None = None) -> int:
     """``hostbatch COMMAND ...``: dispatch to a subcommand."""
@@ -126,7 +155,8 @@ def hostbatch_main(argv: Sequence[str], env: Environment, *,
     if argv[0] == "--version":
         env.stdout.write(f"hostbatch {__version__}\n".encode())
         return ExitStatus.OK
-    commands = {"run": run_main, "scp": scp_main}
+    commands = {"run": run_main, "scp": scp_main, "keyscan": keyscan_main,
+                "inventory": inventory_main}
     command = commands.get(argv[0])
     if command is None:
         env.stderr.write(f"hostbatch: error: unknown command {argv[0]!r} "

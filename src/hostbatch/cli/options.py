@@ -72,8 +72,11 @@ def add_inventory_options(parser: argparse.ArgumentParser) -> None:
                              "file looks like one, else hostbatch INI)")
 
 
-def add_common_options(parser: argparse.ArgumentParser) -> None:
-    """Inventory, selection, limits and output options common to every run command."""
+def add_common_options(parser: argparse.ArgumentParser, *, accept_new: bool = True) -> None:
+    """Inventory, selection, limits and output options common to every run command.
+
+    ``accept_new=False`` leaves out ``--accept-new`` (keyscan records keys its own way).
+    """
     parser.add_argument("--help", action="store_true", help="show this help and exit")
     parser.add_argument("--version", action="store_true", help="show the version and exit")
     add_inventory_options(parser)
@@ -95,9 +98,10 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
     limits.add_argument("--retries", type=_count, default=DEFAULT_RETRIES, metavar="N",
                         help="retry a connection closed during the handshake N times "
                              f"(default {DEFAULT_RETRIES})")
-    limits.add_argument("--accept-new", action="store_true",
-                        help="accept and record unknown host keys (changed keys are always "
-                             "refused)")
+    if accept_new:
+        limits.add_argument("--accept-new", action="store_true",
+                            help="accept and record unknown host keys (changed keys are "
+                                 "always refused)")
     limits.add_argument("--workers", type=_positive_int, metavar="N", help=argparse.SUPPRESS)
     output = parser.add_argument_group("output")
     output.add_argument("--json", action="store_true",

@@ -20,7 +20,7 @@ from multiprocessing.connection import Connection, wait
 from types import FrameType
 from typing import Any
 
-from hostbatch.engine.events import Event, HostExited, HostFailed, HostStarted, TransferDone
+from hostbatch.engine.events import Event, HostFailed, HostStarted, TerminalEvent
 from hostbatch.engine.jobs import GetFiles, Job, PutFiles
 from hostbatch.engine.launcher import WorkerLauncher
 from hostbatch.engine.worker import WorkerConfig
@@ -115,7 +115,7 @@ class WorkerPool:
                 for event in batch:
                     if isinstance(event, HostStarted):
                         self._started.add(event.host)
-                    elif isinstance(event, HostExited | HostFailed | TransferDone):
+                    elif isinstance(event, TerminalEvent):
                         self._finished.add(event.host)
                     yield event
             if self._force or (self._deadline is not None and time.monotonic() > self._deadline):

@@ -26,13 +26,14 @@ from hostbatch.engine.events import (
     HostExited,
     HostFailed,
     HostKeyLearned,
+    HostKeyScanned,
     HostStarted,
     OutputLines,
     Stream,
     TransferDone,
     TransferProgress,
 )
-from hostbatch.engine.jobs import GetFiles, Job, PutFiles, RunCommand
+from hostbatch.engine.jobs import GetFiles, Job, PutFiles, RunCommand, ScanHostKey
 from hostbatch.errors import FailureKind
 from hostbatch.settings import RunSettings
 
@@ -175,8 +176,10 @@ class _JobRunner:
 
         terminal: Event
         try:
-            transport = self.connector.connect(job.host, learn)
-            if isinstance(job.action, RunCommand):
+            if isinstance(job.action, ScanHostKey):
+                terminal = self.scan(job, started)
+            elif isinstance(job.action, RunCommand):
+                transport = self.connector.connect(job.host, learn)
                 result = run_command(
                     transport, job.action.command, marker=self.config.marker,
                     timeout=self.config.settings.command_timeout, wake_fd=self.wake_fd,
@@ -185,6 +188,7 @@ class _JobRunner:
                 terminal = HostExited(host, result.exit_status, time.monotonic() - started,
                                       result.note)
             else:
+                transport = self.connector.connect(job.host, learn)
                 terminal = self.copy(job, transport, started)
         except HostFailure as failure:
             terminal = HostFailed(host, failure.kind, failure.message,
@@ -197,6 +201,16 @@ class _JobRunner:
             if transport is not None:
                 transport.close()
         self.emit(terminal)
+
+    def scan(self, job: Job, started: float) -> HostKeyScanned:
+        """Read the host's key; failures raise HostFailure, as connecting does."""
+        from hostbatch.known_hosts import host_entry_name
+        from hostbatch.ssh.keyscan import scan_host_key
+
+        key = scan_host_key(self.connector, job.host)
+        return HostKeyScanned(job.host.name, host_entry_name(job.host.hostname, job.host.port),
+                              key.key_type, key.key_b64, key.fingerprint,
+                              time.monotonic() - started)
 
     def copy(self, job: Job, transport: Transport, started: float) -> TransferDone:
         """Perform a put or get on an open connection; its failures raise HostFailure."""
