@@ -45,10 +45,11 @@ _KEY_VALUE = re.compile(r"^[^\s=:]+\s*=")
 def looks_like_ansible(text: str) -> bool:
     """True when ``text`` is an Ansible INI inventory rather than a hostbatch one.
 
-    hostbatch files only have ``[defaults]``, ``[host:NAME]`` and ``[group:NAME]`` sections
-    holding ``key = value`` lines. A file is Ansible when it has a line before any section,
-    or a section of another shape together with an Ansible sign: a ``:children``/``:vars``
-    section, a bare host line, or an ``ansible_`` variable.
+    A file with any hostbatch section (``[defaults]``, ``[host:NAME]``, ``[group:NAME]``, but
+    not Ansible's ``[host:vars]``-style ones) is hostbatch, so a typo in a hostbatch file gets
+    hostbatch's error messages. Otherwise it is Ansible when it has a line before any section,
+    or an Ansible sign: a ``:children``/``:vars`` section, a bare host line (not
+    ``key = value``), or an ``ansible_`` variable.
     """
     other_sections = False
     ansible_signs = False
@@ -61,15 +62,15 @@ def looks_like_ansible(text: str) -> bool:
         if section:
             seen_section = True
             name = section.group(1).strip()
-            if not _HOSTBATCH_SECTION.match(name):
-                other_sections = True
-                ansible_signs |= bool(_ANSIBLE_SECTION.match(name))
+            if _ANSIBLE_SECTION.match(name):
+                ansible_signs = True
+            elif _HOSTBATCH_SECTION.match(name):
+                return False
+            other_sections = True
             continue
-        if not seen_section:
-            return True
-        if not _KEY_VALUE.match(line) or "ansible_" in line:
+        if not seen_section or not _KEY_VALUE.match(line) or "ansible_" in line:
             ansible_signs = True
-    return other_sections and ansible_signs
+    return ansible_signs and (other_sections or not seen_section)
 
 
 def parse_file(path: Path) -> AnsibleInventory:

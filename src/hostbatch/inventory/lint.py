@@ -153,9 +153,12 @@ def lint_hostbatch(path: Path, text: str) -> tuple[LintReport, Inventory]:
                            section.name, key, section.lines[key])
                 del section.options[key]
         if kind == "group":
-            found = _check(report, section, "hosts", check.names,
-                           section.options.get("hosts", ""), section.name, "hosts", "host name")
-            hosts_list = [str(h) for h in found] if isinstance(found, list) else []
+            hosts_list: list[str] = []
+            for item in split_list(section.options.get("hosts", "")):
+                found = _check(report, section, "hosts", check.names, item, section.name,
+                               "hosts", "host name")
+                if isinstance(found, list):
+                    hosts_list.extend(str(h) for h in found)
             children = [c for c in split_list(section.options.get("children", ""))
                         if _check(report, section, "children", check.name, c, section.name,
                                   "children", "group name") is not None]
@@ -169,9 +172,9 @@ def lint_hostbatch(path: Path, text: str) -> tuple[LintReport, Inventory]:
             if converted is not None:
                 values[key] = converted
         if section.name == "defaults":
-            defaults = values
+            defaults.update(values)
         else:
-            hosts[name] = values
+            hosts.setdefault(name, {}).update(values)
     _check_groups(report, groups)
     inventory = _partial_inventory(path, defaults, hosts, groups, members)
     return report, inventory
@@ -271,4 +274,5 @@ def lint_inventory(path: Path, inventory_format: str = "auto") -> LintReport:
         return report
     report, inventory = lint_hostbatch(path, text)
     lint_model(report, inventory, path, lambda name: f"host:{name}")
+    report.problems.sort(key=lambda p: (p.line == 0, p.line))
     return report
