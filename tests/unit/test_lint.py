@@ -158,3 +158,10 @@ def test_ansible_syntax_error_is_one_problem(write_inventory: WriteInventory) ->
     report = lint_inventory(path)
     assert [p.severity for p in report.problems] == ["error"]
     assert "never defined" in report.problems[0].message
+
+
+def test_a_password_quoted_in_a_problem_is_masked(write_inventory: WriteInventory) -> None:
+    path = write_inventory("[host:a]\npassword = hunter2-secret\n[group:g]\nhosts = a\n"
+                           "[group:h]\nhunter2-secret\n")
+    lines = [p.format("inv") for p in lint_inventory(path).problems]
+    assert "inv: [group:h]: error: not a 'key = value' line: '***' (line 6)" in lines, lines

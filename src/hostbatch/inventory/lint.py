@@ -23,6 +23,7 @@ from hostbatch.errors import InventoryError
 from hostbatch.inventory import loader
 from hostbatch.inventory.model import DEFAULT_PORT, Inventory
 from hostbatch.inventory.ranges import split_list
+from hostbatch.secrets import redact
 
 _SECTION = re.compile(r"^\[(.*)\]\s*$")
 _OPTION = re.compile(r"^([^=:\s][^=:]*?)\s*[=:]\s?(.*)$")
@@ -43,7 +44,10 @@ class Problem:
         where = " ".join(p for p in (f"[{self.section}]" if self.section else "", self.key or "")
                          if p)
         line = f" (line {self.line})" if self.line else ""
-        return f"{path}: {where + ': ' if where else ''}{self.severity}: {self.message}{line}"
+        # Messages quote file text; a password read earlier in the file is masked wherever
+        # it turns up (every Secret registers its value).
+        return redact(f"{path}: {where + ': ' if where else ''}{self.severity}: "
+                      f"{self.message}{line}")
 
 
 @dataclass
