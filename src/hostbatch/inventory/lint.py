@@ -16,14 +16,14 @@ from __future__ import annotations
 import re
 import stat
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from hostbatch.errors import InventoryError
 from hostbatch.inventory import loader
 from hostbatch.inventory.model import DEFAULT_PORT, Inventory
 from hostbatch.inventory.ranges import split_list
-from hostbatch.secrets import redact
+from hostbatch.secrets import MASK
 
 _SECTION = re.compile(r"^\[(.*)\]\s*$")
 _OPTION = re.compile(r"^([^=:\s][^=:]*?)\s*[=:]\s?(.*)$")
@@ -44,10 +44,7 @@ class Problem:
         where = " ".join(p for p in (f"[{self.section}]" if self.section else "", self.key or "")
                          if p)
         line = f" (line {self.line})" if self.line else ""
-        # Messages quote file text; a password read earlier in the file is masked wherever
-        # it turns up (every Secret registers its value).
-        return redact(f"{path}: {where + ': ' if where else ''}{self.severity}: "
-                      f"{self.message}{line}")
+        return f"{path}: {where + ': ' if where else ''}{self.severity}: {self.message}{line}"
 
 
 @dataclass
@@ -257,6 +254,18 @@ def lint_model(report: LintReport, inventory: Inventory, path: Path,
                        f"others (mode {stat.S_IMODE(mode):04o}); run: chmod 600 {path}")
 
 
+def _mask_passwords(report: LintReport, inventory: Inventory) -> None:
+    """Messages quote file text: mask this file's passwords wherever they turn up."""
+    values = sorted({secret.reveal() for spec in inventory.hosts.values()
+                     for secret in (spec.password, spec.sudo_password)
+                     if secret is not None and secret.reveal()}, key=len, reverse=True)
+    for index, problem in enumerate(report.problems):
+        message = problem.message
+        for value in values:
+            message = message.replace(value, MASK)
+        report.problems[index] = replace(problem, message=message)
+
+
 def lint_inventory(path: Path, inventory_format: str = "auto") -> LintReport:
     """Lint the inventory at ``path``; an unreadable file raises InventoryError."""
     from hostbatch.inventory import ansible
@@ -275,8 +284,10 @@ def lint_inventory(path: Path, inventory_format: str = "auto") -> LintReport:
         for message in warnings:
             report.add("warning", message.removeprefix(prefix))
         lint_model(report, inventory, path, lambda name: name)
+        _mask_passwords(report, inventory)
         return report
     report, inventory = lint_hostbatch(path, text)
     lint_model(report, inventory, path, lambda name: f"host:{name}")
+    _mask_passwords(report, inventory)
     report.problems.sort(key=lambda p: (p.line == 0, p.line))
     return report
