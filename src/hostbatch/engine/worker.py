@@ -182,7 +182,8 @@ class _JobRunner:
         terminal: Event
         try:
             if isinstance(job.action, ScanHostKey):
-                terminal = self.scan(job, started)
+                transport = self.connector.connect(job.host, learn, key_only=True)
+                terminal = self.scan(job, transport, started)
             elif isinstance(job.action, RunCommand):
                 transport = self.connector.connect(job.host, learn)
                 result = run_command(
@@ -207,12 +208,12 @@ class _JobRunner:
                 transport.close()
         self.emit(terminal)
 
-    def scan(self, job: Job, started: float) -> HostKeyScanned:
-        """Read the host's key; failures raise HostFailure, as connecting does."""
+    def scan(self, job: Job, transport: Transport, started: float) -> HostKeyScanned:
+        """The key of a host connected with ``key_only`` (no check, no login)."""
         from hostbatch.known_hosts import host_entry_name
-        from hostbatch.ssh.keyscan import scan_host_key
+        from hostbatch.ssh.keyscan import read_host_key
 
-        key = scan_host_key(self.connector, job.host)
+        key = read_host_key(transport)
         return HostKeyScanned(job.host.name, host_entry_name(job.host.hostname, job.host.port),
                               key.key_type, key.key_b64, key.fingerprint,
                               time.monotonic() - started)

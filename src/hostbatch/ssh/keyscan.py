@@ -1,4 +1,8 @@
-"""Read a server's host key: the key exchange only, no host-key check, no authentication.
+"""Read a server's host key after the key exchange: for ``hostbatch keyscan``.
+
+The worker connects with ``Connector.connect(spec, learn, key_only=True)`` (key exchange only:
+no host-key check, no authentication; same deadlines, retries, cancellation and route as any
+connection) and closes the transport as it closes every other one.
 
 Like a first connection of hostbatch itself (and unlike ``ssh-keyscan``, which asks for every
 key type), one key is fetched per host: of the types already recorded for the host in
@@ -11,9 +15,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hostbatch.inventory.model import HostSpec
+import paramiko
+
 from hostbatch.known_hosts import fingerprint
-from hostbatch.ssh.session import Connector
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,19 +29,8 @@ class ScannedKey:
     fingerprint: str
 
 
-def _ignore_learned(path: str, line: str, print_fp: str) -> None:
-    """Keys are never learned during a scan: the parent decides what to record."""
-
-
-def scan_host_key(connector: Connector, spec: HostSpec) -> ScannedKey:
-    """Fetch ``spec``'s host key with the connector's deadlines, retries and cancellation.
-
-    Failures raise :class:`~hostbatch.ssh.errors.HostFailure`, as connecting does.
-    """
-    transport = connector.connect(spec, _ignore_learned, key_only=True)
-    try:
-        key = transport.get_remote_server_key()
-        key_b64 = key.get_base64()
-        return ScannedKey(key.get_name(), key_b64, fingerprint(key_b64))
-    finally:
-        transport.close()
+def read_host_key(transport: paramiko.Transport) -> ScannedKey:
+    """The key the server proved it holds during the key exchange on ``transport``."""
+    key = transport.get_remote_server_key()
+    key_b64 = key.get_base64()
+    return ScannedKey(key.get_name(), key_b64, fingerprint(key_b64))
