@@ -245,3 +245,17 @@ def test_format_can_be_forced(write_inventory: WriteInventory) -> None:
 def test_port_in_host_name_counts_where_the_host_first_appears() -> None:
     parsed = parse_ansible_ini("[a]\nh1\nh2:2200\n[b]\nh1:2022\nh2:2300\n")
     assert parsed.host_vars == {"h1": {}, "h2": {"ansible_port": 2200}}
+
+
+def test_yaml_inventory_gets_a_clear_error(write_inventory: WriteInventory) -> None:
+    with pytest.raises(InventoryError, match="looks like a YAML inventory"):
+        load(write_inventory("---\nall:\n  hosts:\n    web1:\n", name="hosts.yml"))
+
+
+def test_group_vars_directories_are_named(write_inventory: WriteInventory,
+                                          tmp_path: Path) -> None:
+    (tmp_path / "group_vars").mkdir()
+    warnings: list[str] = []
+    load(write_inventory("[web]\nweb1\n"), warnings)
+    assert warnings == [f"{tmp_path / 'hosts.ini'}: the group_vars/ directory beside it is "
+                        "not read (Ansible reads it)"]

@@ -40,6 +40,9 @@ _SECTION_LINE = re.compile(r"^\s*\[([^\]]*)\]")
 _HOSTBATCH_SECTION = re.compile(r"^(defaults|host:.+|group:.+)$")
 _ANSIBLE_SECTION = re.compile(r"^[^:\]\s]+:(children|vars)$")
 _KEY_VALUE = re.compile(r"^[^\s=:]+\s*=")
+_YAML_KEY = re.compile(r"^[\w.-]+:\s*(#.*)?$")
+#: Directories beside an inventory that Ansible reads and hostbatch does not.
+VARS_DIRECTORIES = ("group_vars", "host_vars")
 
 
 def looks_like_ansible(text: str) -> bool:
@@ -73,11 +76,23 @@ def looks_like_ansible(text: str) -> bool:
     return ansible_signs and (other_sections or not seen_section)
 
 
+def _looks_like_yaml(text: str) -> bool:
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line and not line.startswith("#"):
+            return line == "---" or _YAML_KEY.match(line) is not None
+    return False
+
+
 def parse_file(path: Path) -> AnsibleInventory:
     """Parse the Ansible inventory at ``path``; problems raise a one-line InventoryError."""
+    text = read_inventory_text(path)
     try:
-        return parse_ansible_ini(read_inventory_text(path))
+        return parse_ansible_ini(text)
     except AnsibleSyntaxError as exc:
+        if _looks_like_yaml(text):
+            raise InventoryError("this looks like a YAML inventory; hostbatch reads INI "
+                                 "inventories (Ansible's or its own)", path=str(path)) from None
         where = f"line {exc.line}: " if exc.line else ""
         raise InventoryError(f"{where}{exc} (read as an Ansible inventory)",
                              path=str(path)) from None
@@ -150,9 +165,15 @@ class _HostBuilder:
         self.unsupported: set[str] = set()
         self.playbook: set[str] = set()
 
-    def warning(self) -> str | None:
+    def warning(self, ignored_directories: list[str]) -> str | None:
         """One line naming every variable that was ignored (names only, never values)."""
         parts = []
+        if ignored_directories:
+            several = len(ignored_directories) > 1
+            parts.append(f"the {' and '.join(ignored_directories)} "
+                         f"{'directories' if several else 'directory'} beside it "
+                         f"{'are' if several else 'is'} not read (Ansible reads "
+                         f"{'them' if several else 'it'})")
         if self.unsupported:
             parts.append("Ansible variables not supported by hostbatch, ignored: "
                          + ", ".join(sorted(self.unsupported)))
@@ -243,7 +264,8 @@ def load_ansible_inventory(path: Path, *, warn: Callable[[str], None] | None = N
         if group.name == "all" or (group.name == "ungrouped" and not group.hosts):
             continue
         groups[group.name] = Group(group.name, tuple(group.hosts), tuple(group.children))
-    message = builder.warning()
+    message = builder.warning([f"{name}/" for name in VARS_DIRECTORIES
+                               if (path.parent / name).is_dir()])
     if message and warn is not None:
         warn(f"{path}: {message}")
     return Inventory(path=str(path), hosts=hosts, groups=groups)
