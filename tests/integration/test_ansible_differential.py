@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from hostbatch.errors import InventoryError
 from hostbatch.inventory.loader import load_inventory
 from hostbatch.inventory.model import Inventory
 
@@ -105,6 +106,26 @@ letters
 [mixed:vars]
 ansible_user=rackuser
 """,
+    "odd_syntax": """
+; semicolon comment
+# hash comment
+10.0.0.5 ansible_user="quoted user" ansible_port=2205
+[web]   # a comment after the header
+192.0.2.10:2210
+web-a ansible_host=web-a.internal  ansible_user='single'
+web-b ansible_host=web-b.internal#fragment
+
+[web:vars]
+ansible_user = spaced
+ansible_port='2299'
+
+[all]
+10.0.0.6
+
+[db]
+db1 ansible_port=5432 # a comment
+db1 ansible_user=second-line-wins
+""",
     "children_before_definition": """
 [top:children]
 middle
@@ -126,12 +147,17 @@ ansible_user=top
 }
 
 
-def _ansible_view(path: Path) -> dict[str, Any]:
+def _run_ansible(path: Path) -> subprocess.CompletedProcess[str]:
     assert ANSIBLE_INVENTORY is not None
-    proc = subprocess.run([ANSIBLE_INVENTORY, "-i", str(path), "--list"], capture_output=True,
+    return subprocess.run([ANSIBLE_INVENTORY, "-i", str(path), "--list"], capture_output=True,
                           text=True, timeout=120, check=False, stdin=subprocess.DEVNULL,
                           env={"PATH": "/usr/bin:/bin", "HOME": str(path.parent),
-                               "ANSIBLE_INVENTORY_ENABLED": "ini", "LC_ALL": "C.UTF-8"})
+                               "ANSIBLE_INVENTORY_ENABLED": "ini", "LC_ALL": "C.UTF-8",
+                               "ANSIBLE_INVENTORY_UNPARSED_FAILED": "true"})
+
+
+def _ansible_view(path: Path) -> dict[str, Any]:
+    proc = _run_ansible(path)
     assert proc.returncode == 0, proc.stderr
     data: dict[str, Any] = json.loads(proc.stdout)
     return data
@@ -193,6 +219,27 @@ def test_hostbatch_resolves_what_ansible_resolves(name: str, tmp_path: Path,
         assert spec.hostname == variables.get("ansible_host", host), host
         assert spec.port == int(variables.get("ansible_port", 22)), host
         assert spec.user == variables.get("ansible_user", LOCAL_USER), host
+
+
+BROKEN = {
+    "stray_token": "[web]\nweb-a ansible_user='x'   ; comment\n",
+    "undefined_child": "[p:children]\nmissing\n",
+    "vars_for_nothing": "[ghost:vars]\nx=1\n",
+    "unknown_section_type": "[web:hostz]\nweb1\n",
+    "uneven_padding": "[web]\nweb[01:3]\n",
+    "port_missing": "[web]\nweb1: x=1\n",
+    "unclosed_quote": "[web]\nweb1 x='open\n",
+}
+
+
+@pytest.mark.parametrize("name", sorted(BROKEN))
+def test_what_ansible_refuses_hostbatch_refuses(name: str, tmp_path: Path,
+                                                have_ansible: None) -> None:
+    path = tmp_path / f"{name}.ini"
+    path.write_text(BROKEN[name])
+    assert _run_ansible(path).returncode != 0
+    with pytest.raises(InventoryError, match="read as an Ansible inventory"):
+        load_inventory(path, local_user=LOCAL_USER, inventory_format="ansible")
 
 
 def test_the_inventories_exercise_the_shapes(have_ansible: None, tmp_path: Path) -> None:
