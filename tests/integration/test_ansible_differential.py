@@ -8,6 +8,8 @@ as resolved by ``ansible-inventory -i FILE --list`` are compared with hostbatch'
 from __future__ import annotations
 
 import json
+import os
+import random
 import shutil
 import subprocess
 import sys
@@ -165,13 +167,14 @@ def _ansible_view(path: Path) -> dict[str, Any]:
 
 def _groups_of(data: dict[str, Any]) -> dict[str, tuple[list[str], list[str]]]:
     """Every group ansible lists: name -> (direct hosts, children); ``all`` excluded."""
-    names = {name for name in data if name not in ("_meta", "all")}
-    stack = list(data["all"].get("children", []))
+    names: set[str] = set()
+    stack = [name for name in data if name not in ("_meta", "all")]
+    stack += data["all"].get("children", [])
     while stack:
         name = stack.pop()
         if name not in names:
             names.add(name)
-        stack.extend(c for c in data.get(name, {}).get("children", []) if c not in names)
+            stack.extend(data.get(name, {}).get("children", []))
     return {name: (data.get(name, {}).get("hosts", []), data.get(name, {}).get("children", []))
             for name in names}
 
@@ -253,3 +256,54 @@ def test_the_inventories_exercise_the_shapes(have_ansible: None, tmp_path: Path)
     assert hostvars["db-us-1.example.com"]["ansible_port"] == 5522
     assert data["ungrouped"]["hosts"] == ["bastion.example.com"]
     assert set(data["prod"]["children"]) == {"eu", "us"}
+
+
+def _random_inventory(seed: int) -> str:
+    """A random but valid inventory: a DAG of groups, hosts in several groups, conflicting
+    connection variables on every level (so precedence and tie-breaking by name matter)."""
+    rng = random.Random(seed)
+    groups = [f"g{n}" for n in range(rng.randint(3, 7))]
+    hosts = [f"h{n}" for n in range(rng.randint(3, 9))]
+    variables = ("ansible_host", "ansible_port", "ansible_user")
+
+    def value(name: str) -> str:
+        if name == "ansible_port":
+            return str(rng.randint(1, 65535))
+        return f"{name.split('_')[1]}{rng.randint(0, 99)}"
+
+    lines = [f"{h} {name}={value(name)}" for h in rng.sample(hosts, rng.randint(0, 2))
+             for name in rng.sample(variables, 1)]
+    sections = []
+    for group in groups:
+        members = rng.sample(hosts, rng.randint(0, 3))
+        body = []
+        for host in members:
+            extra = [f"{v}={value(v)}" for v in rng.sample(variables, rng.randint(0, 2))]
+            port = f":{rng.randint(1, 65535)}" if rng.random() < 0.2 else ""
+            body.append(" ".join([host + port, *extra]))
+        if rng.random() < 0.3:
+            body.append(f"r{group}[{rng.randint(0, 3):02d}:0{rng.randint(4, 9)}]")
+        sections.append((f"[{group}]", body))
+        later = groups[groups.index(group) + 1:]  # children only later: no cycles
+        if later and rng.random() < 0.6:
+            sections.append((f"[{group}:children]", rng.sample(later, rng.randint(1,
+                                                                         min(2, len(later))))))
+        if rng.random() < 0.7:
+            sections.append((f"[{group}:vars]", [f"{v}={value(v)}" for v in
+                                                 rng.sample(variables, rng.randint(1, 3))]))
+    if rng.random() < 0.5:
+        sections.append(("[all:vars]", [f"{v}={value(v)}" for v in variables]))
+    rng.shuffle(sections)
+    for header, body in sections:
+        lines += ["", header, *body]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("seed", range(int(os.environ.get("HB_SEEDS", "12"))))
+def test_random_inventories(seed: int, tmp_path: Path, have_ansible: None) -> None:
+    text = _random_inventory(seed)
+    INVENTORIES[f"random{seed}"] = text
+    try:
+        test_hostbatch_resolves_what_ansible_resolves(f"random{seed}", tmp_path, have_ansible)
+    finally:
+        del INVENTORIES[f"random{seed}"]

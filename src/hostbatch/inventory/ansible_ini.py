@@ -167,16 +167,27 @@ def split_host_port(token: str) -> tuple[str, int | None]:
     return token, None
 
 
+@dataclass
+class _Pending:
+    """A group named before it is defined: in ``[x:vars]`` or as a child in ``[y:children]``."""
+
+    line: int
+    state: str
+    parents: list[str] = field(default_factory=list)
+
+
 class _Parser:
-    """Line-by-line state machine of Ansible's INI plugin."""
+    """Line-by-line state machine of Ansible's INI plugin.
+
+    A child group named before its own section is linked to its parents when that section
+    comes (as Ansible does), so children keep Ansible's order.
+    """
 
     def __init__(self) -> None:
         self.groups: dict[str, AnsibleGroup] = {"all": AnsibleGroup("all"),
                                                 "ungrouped": AnsibleGroup("ungrouped")}
         self.host_vars: dict[str, dict[str, Any]] = {}
-        #: Groups named in [x:vars] or [x:children] but not yet defined: name -> first line.
-        self.pending: dict[str, tuple[int, str, str]] = {}
-        self.child_links: list[tuple[str, str, int]] = []
+        self.pending: dict[str, _Pending] = {}
 
     def group(self, name: str) -> AnsibleGroup:
         if name not in self.groups:
@@ -189,49 +200,65 @@ class _Parser:
             line = raw.strip()
             if not line or line[0] in "#;":
                 continue
-            section = _SECTION.match(line)
-            if section:
-                group, state = section.group(1), section.group(2) or "hosts"
-                if state not in ("hosts", "children", "vars"):
-                    raise AnsibleSyntaxError(f"section [{section.group(1)}:{state}] has unknown "
-                                             f"type {state!r} (hosts, children or vars)", number)
-                if group not in self.groups and state == "vars":
-                    self.pending.setdefault(group, (number, "vars", ""))
-                self.group(group)
-                if state != "vars":
-                    self.pending.pop(group, None)  # defined now: a [x:hosts] or [x:children]
-                continue
-            if line.startswith("[") and line.endswith("]"):
-                raise AnsibleSyntaxError(f"invalid section header {line!r} (no spaces allowed)",
-                                         number)
             try:
-                if state == "hosts":
+                section = _SECTION.match(line)
+                if section:
+                    group, state = section.group(1), section.group(2) or "hosts"
+                    self.section(group, state, number)
+                elif line.startswith("[") and line.endswith("]"):
+                    raise AnsibleSyntaxError(f"invalid section header {line!r} (no spaces "
+                                             "allowed)")
+                elif state == "hosts":
                     self.host_line(line, group, number)
                 elif state == "vars":
                     key, sep, value = line.partition("=")
                     if not sep:
-                        raise AnsibleSyntaxError(f"expected key=value, got {line!r}", number)
+                        raise AnsibleSyntaxError(f"expected key=value, got {line!r}")
                     self.groups[group].variables[key.strip()] = parse_value(value.strip())
                 else:
-                    match = _GROUP_NAME.match(line)
-                    if not match:
-                        raise AnsibleSyntaxError(f"expected a group name, got {line!r}", number)
-                    child = match.group(1)
-                    if child not in self.groups:
-                        self.pending.setdefault(child, (number, "children", group))
-                    self.child_links.append((group, child, number))
+                    self.child_line(line, group, number)
             except AnsibleSyntaxError as exc:
                 exc.line = exc.line or number
                 raise
-        for name, (number, kind, parent) in self.pending.items():
-            if kind == "vars":
+        for name, pending in self.pending.items():
+            if pending.state == "vars":
                 raise AnsibleSyntaxError(f"section [{name}:vars] is for group {name!r}, which "
-                                         "is never defined", number)
-            raise AnsibleSyntaxError(f"section [{parent}:children] names group {name!r}, "
-                                     "which is never defined", number)
-        for parent, child, number in self.child_links:
-            self.link(parent, child, number)
+                                         "is never defined", pending.line)
+            raise AnsibleSyntaxError(f"section [{pending.parents[-1]}:children] names group "
+                                     f"{name!r}, which is never defined", pending.line)
         return self.reconcile()
+
+    def section(self, group: str, state: str, number: int) -> None:
+        if state not in ("hosts", "children", "vars"):
+            raise AnsibleSyntaxError(f"section [{group}:{state}] has unknown type {state!r} "
+                                     "(hosts, children or vars)")
+        if group not in self.groups and state == "vars" and group not in self.pending:
+            self.pending[group] = _Pending(number, "vars")
+        self.group(group)
+        if state != "vars" and group in self.pending:
+            self.resolve_pending(group, number)
+
+    def resolve_pending(self, group: str, number: int) -> None:
+        """``group`` is defined now: link it to the parents that named it earlier."""
+        pending = self.pending.pop(group)
+        if pending.state != "children":
+            return
+        for parent in pending.parents:
+            self.link(parent, group, number)
+            if parent in self.pending and self.pending[parent].state == "children":
+                self.resolve_pending(parent, number)
+
+    def child_line(self, line: str, group: str, number: int) -> None:
+        match = _GROUP_NAME.match(line)
+        if not match:
+            raise AnsibleSyntaxError(f"expected a group name, got {line!r}")
+        child = match.group(1)
+        if child in self.groups:
+            self.link(group, child, number)
+        elif child in self.pending:
+            self.pending[child].parents.append(group)
+        else:
+            self.pending[child] = _Pending(number, "children", [group])
 
     def host_line(self, line: str, group: str, number: int) -> None:
         try:
