@@ -165,3 +165,9 @@ def test_a_password_quoted_in_a_problem_is_masked(write_inventory: WriteInventor
                            "[group:h]\nhunter2-secret\n")
     lines = [p.format("inv") for p in lint_inventory(path).problems]
     assert "inv: [group:h]: error: not a 'key = value' line: '***' (line 6)" in lines, lines
+
+
+def test_a_sudo_password_counts_as_a_password(write_inventory: WriteInventory) -> None:
+    path = write_inventory("[g]\nh ansible_become_password=x\n", mode=0o604)
+    assert [p.message for p in lint_inventory(path).errors] == [
+        f"holds passwords (h) and is readable by others (mode 0604); run: chmod 600 {path}"]

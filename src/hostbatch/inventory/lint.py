@@ -242,7 +242,8 @@ def lint_model(report: LintReport, inventory: Inventory, path: Path,
     for group in inventory.groups.values():
         if group.name != "ungrouped" and not inventory.group_members(group.name):
             report.add("warning", "group has no hosts", f"group:{group.name}")
-    secret_hosts = [s.name for s in inventory.hosts.values() if s.password is not None]
+    secret_hosts = [s.name for s in inventory.hosts.values()
+                    if s.password is not None or s.sudo_password is not None]
     if secret_hosts:
         try:
             mode = path.stat().st_mode
