@@ -70,3 +70,31 @@ def test_a_scan_counts_as_a_completed_host() -> None:
     result.record(HostKeyScanned("a", "a", "ssh-ed25519", key("a"), fingerprint(key("a")), 0.2))
     assert result.exit_status == 0 and [o.host for o in result.ok] == ["a"]
     assert HostKeyScanned("a", "a", "t", "k", "f", 0.25).to_json()["event"] == "hostkey"
+
+
+def _cli(args: list[str], tmp_path: Path) -> tuple[int, str, str]:
+    import io
+
+    from hostbatch.cli.environment import Environment
+    from hostbatch.cli.main import hostbatch_main
+
+    out, err = io.BytesIO(), io.BytesIO()
+    env = Environment(stdout=out, stderr=err, environ={"HOME": str(tmp_path)},
+                      stdout_isatty=False, stderr_isatty=False)
+    return hostbatch_main(args, env), out.getvalue().decode(), err.getvalue().decode()
+
+
+def test_keyscan_and_inventory_commands_are_dispatched(tmp_path: Path) -> None:
+    status, out, _ = _cli(["--help"], tmp_path)
+    assert status == 0 and "keyscan" in out and "inventory" in out
+    status, out, _ = _cli(["keyscan", "--help"], tmp_path)
+    assert status == 0 and "--yes" in out and "--accept-new" not in out
+    assert "1    new keys were left unrecorded" in out
+    status, _, err = _cli(["keyscan", "-i", str(tmp_path / "none.ini")], tmp_path)
+    assert status == 2 and "no hosts selected" in err
+    inventory = tmp_path / "hosts.ini"
+    inventory.write_text("[web]\nw1\nw2\n")
+    status, out, _ = _cli(["keyscan", "-i", str(inventory), "-g", "web", "--list"], tmp_path)
+    assert (status, out) == (0, "w1\nw2\n")
+    status, out, err = _cli(["inventory"], tmp_path)
+    assert status == 2 and "lint" in err and "convert" in err
