@@ -171,3 +171,13 @@ def test_a_sudo_password_counts_as_a_password(write_inventory: WriteInventory) -
     path = write_inventory("[g]\nh ansible_become_password=x\n", mode=0o604)
     assert [p.message for p in lint_inventory(path).errors] == [
         f"holds passwords (h) and is readable by others (mode 0604); run: chmod 600 {path}"]
+
+
+def test_ansible_comment_in_a_vars_value_is_flagged(write_inventory: WriteInventory) -> None:
+    path = write_inventory("[web]\nw1\n[web:vars]\nansible_user=deploy # the deploy user\n"
+                           "ansible_password='quoted # fine'\n")
+    problems = [p.format("a") for p in lint_inventory(path).problems]
+    assert [p for p in problems if "Ansible keeps that" in p] == [
+        "a: [web:vars] ansible_user: warning: the value goes on after whitespace and '#' or "
+        "';': Ansible keeps that as part of the value (quote the value, or put the comment on a "
+        "line of its own)"]

@@ -48,6 +48,8 @@ class AnsibleGroup:
     children: list[str] = field(default_factory=list)
     variables: dict[str, Any] = field(default_factory=dict)
     parents: list[str] = field(default_factory=list)
+    #: Variables whose value is not a Python literal, so it was kept as written.
+    unquoted: set[str] = field(default_factory=set)
 
 
 @dataclass
@@ -214,7 +216,7 @@ class _Parser:
                     key, sep, value = line.partition("=")
                     if not sep:
                         raise AnsibleSyntaxError(f"expected key=value, got {line!r}")
-                    self.groups[group].variables[key.strip()] = parse_value(value.strip())
+                    self.group_variable(group, key.strip(), value.strip())
                 else:
                     self.child_line(line, group, number)
             except AnsibleSyntaxError as exc:
@@ -227,6 +229,14 @@ class _Parser:
             raise AnsibleSyntaxError(f"section [{pending.parents[-1]}:children] names group "
                                      f"{name!r}, which is never defined", pending.line)
         return self.reconcile()
+
+    def group_variable(self, group: str, key: str, text: str) -> None:
+        value = parse_value(text)
+        self.groups[group].variables[key] = value
+        if value is text:
+            self.groups[group].unquoted.add(key)
+        else:
+            self.groups[group].unquoted.discard(key)
 
     def section(self, group: str, state: str, number: int) -> None:
         if state not in ("hosts", "children", "vars"):

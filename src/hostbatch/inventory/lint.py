@@ -8,7 +8,8 @@ what the loader (or a run) would refuse; warnings are legal but probably uninten
   (ports, timeouts, names, ranges), child groups that are not defined, cycles of groups,
   passwords in a file that group or others can read;
 * warnings: two hosts with one address and port, hosts in no group, groups with no hosts,
-  Ansible variables that hostbatch ignores.
+  Ansible variables that hostbatch ignores, a ``#`` comment after an unquoted ``[x:vars]``
+  value (Ansible keeps it as part of the value).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from hostbatch.secrets import MASK
 
 _SECTION = re.compile(r"^\[(.*)\]\s*$")
 _OPTION = re.compile(r"^([^=:\s][^=:]*?)\s*[=:]\s?(.*)$")
+_TRAILING_COMMENT = re.compile(r"\s[#;]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,6 +286,12 @@ def lint_inventory(path: Path, inventory_format: str = "auto") -> LintReport:
         prefix = f"{path}: "
         for message in warnings:
             report.add("warning", message.removeprefix(prefix))
+        for group in ansible.parse_file(path).groups.values():
+            for key, value in group.variables.items():
+                if key in group.unquoted and _TRAILING_COMMENT.search(value):
+                    report.add("warning", "the value goes on after whitespace and '#' or ';': "
+                               "Ansible keeps that as part of the value (quote the value, or put "
+                               "the comment on a line of its own)", f"{group.name}:vars", key)
         lint_model(report, inventory, path, lambda name: name)
         _mask_passwords(report, inventory)
         return report
