@@ -259,3 +259,19 @@ def test_group_vars_directories_are_named(write_inventory: WriteInventory,
     load(write_inventory("[web]\nweb1\n"), warnings)
     assert warnings == [f"{tmp_path / 'hosts.ini'}: the group_vars/ directory beside it is "
                         "not read (Ansible reads it)"]
+
+
+def test_large_ranges_stay_fast(write_inventory: WriteInventory) -> None:
+    """20,000 hosts under 20 nested groups: linear work (quadratic took about a minute)."""
+    import time
+
+    lines = ["[web]", "web[00001:20000] ansible_user=u"]
+    for n in range(20):
+        lines += [f"[g{n}]", f"web0000{n % 9 + 1}", f"[g{n}:children]",
+                  "web" if n == 0 else f"g{n - 1}", f"[g{n}:vars]", f"ansible_port={1000 + n}"]
+    started = time.monotonic()
+    inv = load(write_inventory("\n".join(lines) + "\n"))
+    assert len(inv.group_members("g19")) == 20000
+    assert inv.hosts["web00001"].port == 1000  # g0 is the deepest group holding it
+    assert inv.hosts["web20000"].port == 1000
+    assert time.monotonic() - started < 30

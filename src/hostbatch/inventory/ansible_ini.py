@@ -50,31 +50,48 @@ class AnsibleGroup:
     parents: list[str] = field(default_factory=list)
     #: Variables whose value is not a Python literal, so it was kept as written.
     unquoted: set[str] = field(default_factory=set)
+    #: ``hosts`` as a set, for the membership tests of parsing.
+    host_set: set[str] = field(default_factory=set, repr=False)
 
 
 @dataclass
 class AnsibleInventory:
     """The parsed file: groups (``all`` and ``ungrouped`` always exist) and each host's own
-    variables, hosts in order of first appearance."""
+    variables, hosts in order of first appearance.
+
+    Lookups are cached (a 20,000-host range must not cost a scan of every group per host);
+    the caches are valid once parsing is complete.
+    """
 
     groups: dict[str, AnsibleGroup]
     host_vars: dict[str, dict[str, Any]]
+    _direct: dict[str, list[str]] | None = field(default=None, init=False, repr=False)
+    _ancestors: dict[str, frozenset[str]] = field(default_factory=dict, init=False, repr=False)
+    _depth: dict[str, int] = field(default_factory=dict, init=False, repr=False)
 
-    def ancestors(self, group: str) -> set[str]:
+    def ancestors(self, group: str) -> frozenset[str]:
         """Every group ``group`` descends from (not itself)."""
-        found: set[str] = set()
-        stack = list(self.groups[group].parents)
-        while stack:
-            name = stack.pop()
-            if name not in found:
-                found.add(name)
-                stack.extend(self.groups[name].parents)
-        return found
+        cached = self._ancestors.get(group)
+        if cached is None:
+            found: set[str] = set()
+            stack = list(self.groups[group].parents)
+            while stack:
+                name = stack.pop()
+                if name not in found:
+                    found.add(name)
+                    stack.extend(self.groups[name].parents)
+            cached = self._ancestors[group] = frozenset(found)
+        return cached
 
     def host_groups(self, host: str) -> set[str]:
         """Every group holding ``host``, directly or through a child group (and ``all``)."""
-        direct = {g.name for g in self.groups.values() if host in g.hosts}
-        result = set(direct) | {"all"}
+        if self._direct is None:
+            self._direct = {}
+            for group in self.groups.values():
+                for member in group.hosts:
+                    self._direct.setdefault(member, []).append(group.name)
+        direct = self._direct.get(host, [])
+        result = {*direct, "all"}
         for name in direct:
             result |= self.ancestors(name)
         return result
@@ -83,8 +100,11 @@ class AnsibleInventory:
         """Ansible's group depth: ``all`` is 0, others one more than their deepest parent."""
         if group == "all":
             return 0
-        parents = self.groups[group].parents
-        return 1 + max((self.depth(p) for p in parents), default=0)
+        cached = self._depth.get(group)
+        if cached is None:
+            parents = self.groups[group].parents
+            cached = self._depth[group] = 1 + max((self.depth(p) for p in parents), default=0)
+        return cached
 
     def resolved_vars(self, host: str) -> dict[str, Any]:
         """The host's variables: group variables from the shallowest group to the deepest
@@ -95,6 +115,12 @@ class AnsibleInventory:
             merged.update(self.groups[name].variables)
         merged.update(self.host_vars[host])
         return merged
+
+    def forget_lookups(self) -> None:
+        """Drop the cached lookups after the groups changed."""
+        self._direct = None
+        self._ancestors.clear()
+        self._depth.clear()
 
 
 def parse_value(text: str) -> Any:
@@ -294,9 +320,10 @@ class _Parser:
                 self.host_vars[host] = {"ansible_port": port}
             own = self.host_vars.setdefault(host, {})
             own.update(variables)
-            members = self.group(group).hosts
-            if host not in members:
-                members.append(host)
+            target = self.group(group)
+            if host not in target.host_set:
+                target.host_set.add(host)
+                target.hosts.append(host)
 
     def link(self, parent: str, child: str, number: int) -> None:
         if child == parent or child in self.ancestors_of(parent):
@@ -324,12 +351,14 @@ class _Parser:
             if group.name != "all" and not group.parents:
                 self.link("all", group.name, 0)
         ungrouped = self.groups["ungrouped"]
-        for host in self.host_vars:
-            groups = result.host_groups(host) - {"all", "ungrouped"}
-            if groups and host in ungrouped.hosts:
-                ungrouped.hosts.remove(host)
-            elif not groups and host not in ungrouped.hosts:
-                ungrouped.hosts.append(host)
+        alone = {host for host in self.host_vars
+                 if not result.host_groups(host) - {"all", "ungrouped"}}
+        ungrouped.hosts = [
+            *(host for host in ungrouped.hosts if host in alone),
+            *(host for host in self.host_vars if host in alone and host not in ungrouped.host_set),
+        ]
+        ungrouped.host_set = set(ungrouped.hosts)
+        result.forget_lookups()
         return result
 
 
