@@ -108,3 +108,15 @@ def test_values_the_hostbatch_format_refuses_stop_the_conversion(
     assert "would not load: [host:h] user: invalid user 'two words'" in err
     status, _, err = run_cli(["inventory", "nope"], tmp_path)
     assert status == 2 and "unknown subcommand 'nope'" in err
+
+
+def test_numbered_runs_become_ranges() -> None:
+    from hostbatch.inventory.convert import compress
+    from hostbatch.inventory.ranges import expand
+
+    names = ["web01", "web02", "web03", "db", "n8", "n9", "n10", "n11", "x1", "x2",
+             "r1-a", "r2-a", "r3-a", "web05", "web04", "web06"]
+    compressed = compress(names)
+    assert compressed == ["web[01-03]", "db", "n[8-11]", "x1", "x2", "r[1-3]-a", "web05",
+                          "web04", "web06"]
+    assert [n for item in compressed for n in expand(item)] == names

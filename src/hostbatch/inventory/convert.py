@@ -9,18 +9,21 @@ converted file keeps meaning "the local user" instead of freezing the converter'
 from __future__ import annotations
 
 import os
+import re
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from hostbatch.errors import InventoryError
 from hostbatch.inventory import loader
 from hostbatch.inventory.model import DEFAULT_CONNECT_TIMEOUT, DEFAULT_PORT, HostSpec, Inventory
+from hostbatch.inventory.ranges import expand
 from hostbatch.secrets import Secret
 
 #: The user given to hosts that set none while converting: never a real user name.
 UNSET_USER = "\x00unset-user"
 
+_NUMBERED = re.compile(r"^(.*?)(\d+)(\D*)$")
 _BUILT_IN: dict[str, object] = {"port": DEFAULT_PORT, "connect_timeout": DEFAULT_CONNECT_TIMEOUT,
                                 "user": UNSET_USER}
 
@@ -43,6 +46,45 @@ def _ini_value(spec: HostSpec, key: str) -> str | None:
     if isinstance(value, float):
         return f"{value:g}"
     return str(value)
+
+
+def compress(names: Sequence[str]) -> list[str]:
+    """Runs of consecutive numbered names as hostbatch ranges, order kept exactly:
+    ``web01, web02, web03`` -> ``web[01-03]``. A run is only written as a range when the range
+    expands back to exactly that run."""
+    items: list[str] = []
+    run: list[str] = []
+
+    def flush() -> None:
+        if len(run) >= 3:
+            first, last = _NUMBERED.match(run[0]), _NUMBERED.match(run[-1])
+            assert first is not None and last is not None
+            candidate = f"{first.group(1)}[{first.group(2)}-{last.group(2)}]{first.group(3)}"
+            if "[" not in first.group(1) + first.group(3) and expand(candidate) == run:
+                items.append(candidate)
+                run.clear()
+                return
+        items.extend(run)
+        run.clear()
+
+    for name in names:
+        match = _NUMBERED.match(name)
+        if run and match:
+            previous = _NUMBERED.match(run[-1])
+            assert previous is not None
+            digits, before = match.group(2), previous.group(2)
+            same_width = len(digits) == len(before) or "0" not in (digits[0], before[0])
+            if (match.group(1), match.group(3)) == (previous.group(1), previous.group(3)) and \
+                    same_width and int(digits) == int(before) + 1:
+                run.append(name)
+                continue
+        flush()
+        if match:
+            run.append(name)
+        else:
+            items.append(name)
+    flush()
+    return items
 
 
 def _check_name(name: str, what: str) -> None:
@@ -83,7 +125,7 @@ def to_hostbatch_ini(inventory: Inventory, *, source: str = "",
         _check_name(group.name, "group name")
         lines.append(f"[group:{group.name}]")
         if group.hosts:
-            lines.append(f"hosts = {', '.join(group.hosts)}")
+            lines.append(f"hosts = {', '.join(compress(group.hosts))}")
         if group.children:
             lines.append(f"children = {', '.join(group.children)}")
         lines.append("")
