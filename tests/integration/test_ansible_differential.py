@@ -307,3 +307,18 @@ def test_random_inventories(seed: int, tmp_path: Path, have_ansible: None) -> No
         test_hostbatch_resolves_what_ansible_resolves(f"random{seed}", tmp_path, have_ansible)
     finally:
         del INVENTORIES[f"random{seed}"]
+
+
+@pytest.mark.parametrize("seed", range(int(os.environ.get("HB_SEEDS", "12"))))
+def test_random_inventories_convert_round_trip(seed: int, tmp_path: Path) -> None:
+    """``inventory convert`` of each random inventory loads back to the same hosts and groups."""
+    from hostbatch.inventory.convert import to_hostbatch_ini
+
+    source = tmp_path / "ansible.ini"
+    source.write_text(_random_inventory(seed))
+    original = load_inventory(source, local_user=LOCAL_USER)
+    converted = tmp_path / "hostbatch.ini"
+    converted.write_text(to_hostbatch_ini(original))
+    again = load_inventory(converted, local_user=LOCAL_USER, inventory_format="hostbatch")
+    assert again.hosts == original.hosts
+    assert again.groups == original.groups
