@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from hostbatch.cli.confirm import YES
 from hostbatch.cli.environment import Environment
 from hostbatch.cli.options import Parser, add_common_options
 from hostbatch.engine.events import Event, HostFailed, HostKeyScanned
@@ -41,9 +41,9 @@ keys for the host, a key of one of those types is asked for (so it is compared w
 type); otherwise the type the server prefers. Status: new, known, CHANGED (differs from
 known_hosts: never recorded), REVOKED (@revoked: never recorded), unreachable.
 
-New keys are recorded, after ONE confirmation on a terminal (or with --yes), in the
-inventory's known_hosts file if it sets one, else ~/.ssh/known_hosts, under a file lock.
-Without a terminal and without --yes nothing is written.
+New keys are recorded, after ONE confirmation on the terminal (question on stderr, answer on
+stdin, both terminals) or with --yes, in the inventory's known_hosts file if it sets one, else
+~/.ssh/known_hosts, under a file lock. Without a terminal and without --yes nothing is written.
 
 exit status:
   0    every host answered and every key is known or was recorded
@@ -152,19 +152,17 @@ def table(rows: Sequence[KeyRow]) -> str:
         for host, kind, fp, status in lines)
 
 
-def terminal_confirm() -> Confirm | None:
-    """A y/N question on the terminal (prompt on stderr, answer from stdin), or None."""
-    try:
-        if not sys.stdin.isatty():
-            return None
-    except (AttributeError, ValueError):
+def terminal_confirm(env: Environment) -> Confirm | None:
+    """A y/N question on the terminal (prompt on stderr, answer from stdin, both terminals,
+    as for ``--confirm-over``), or None when nobody can answer."""
+    if not (env.stdin_isatty and env.stderr_isatty):
         return None
 
     def ask(question: str) -> bool:
-        sys.stderr.write(f"{question} [y/N] ")
-        sys.stderr.flush()
-        answer = sys.stdin.readline()
-        return answer.strip().lower() in ("y", "yes")
+        env.stderr.write(f"{question} [y/N] ".encode())
+        env.stderr.flush()
+        answer = env.stdin.readline().decode("utf-8", "replace")
+        return answer.strip().lower() in YES
 
     return ask
 
@@ -242,7 +240,7 @@ def perform(hosts: list[HostSpec], action: Action, args: argparse.Namespace, env
     recorded = not new
     if new:
         files = ", ".join(dict.fromkeys(row.record_file for row in new))
-        ask = confirm or terminal_confirm()
+        ask = confirm or terminal_confirm(env)
         if args.yes:
             recorded = _record(new, stderr, prog)
         elif ask is None:

@@ -47,7 +47,7 @@ def _run_checks(args: argparse.Namespace) -> Callable[[], Action]:
     from hostbatch.cli import run
 
     if not args.list:
-        run.command_text(args)  # a missing command is reported before the inventory is read
+        run.check_arguments(args)  # a missing command is reported before the inventory is read
     return lambda: run.action_from(args)
 
 
@@ -59,16 +59,22 @@ def _scp_checks(args: argparse.Namespace) -> Callable[[], Action]:
     return lambda: scp.action_from(args)
 
 
+def _first_set(*values: int | None) -> int | None:
+    return next((value for value in values if value is not None), None)
+
+
 def _main(argv: Sequence[str], env: Environment, prog: str,
           build_parser: Callable[[str], Parser],
           check: Callable[[argparse.Namespace], Callable[[], Action]],
           launcher: WorkerLauncher | None, act: Perform | None = None) -> int:
     """Shared flow: parse, check, load the inventory, select hosts, act, report.
 
-    ``act`` performs the action on the selected hosts (default: run it with the renderers of
-    ``batch_run``/``batch_scp``) and returns the exit status.
+    ``act`` performs the action on the selected hosts instead of the run of
+    ``batch_run``/``batch_scp`` (confirmation, inputs, renderers) and returns the exit status.
     """
+    from hostbatch.cli.confirm import confirm
     from hostbatch.cli.execute import execute
+    from hostbatch.cli.inputs import prepare
     from hostbatch.inventory.loader import load_inventory, locate_inventory
     from hostbatch.selection import Selection, select
 
@@ -93,12 +99,18 @@ def _main(argv: Sequence[str], env: Environment, prog: str,
             raise UsageError("no hosts selected: give -h HOSTS and/or -g GROUPS "
                              "(-g all for every host)")
         inventory = load_inventory(locate_inventory(args.inventory, env.environ), warn=warn,
+                                   environ=env.environ,
                                    inventory_format=args.inventory_format)
         hosts = select(inventory, selection, warn=warn)
         if args.list:
             stdout.write("".join(f"{spec.name}\n" for spec in hosts).encode())
             return ExitStatus.OK
-        return (act or execute)(hosts, make_action(), args, env, stdout, stderr, launcher)
+        action = make_action()
+        if act is not None:
+            return act(hosts, action, args, env, stdout, stderr, launcher)
+        confirm(len(hosts), action, _first_set(args.confirm_over, inventory.confirm_over), env)
+        hosts, inputs = prepare(hosts, action, args, env)
+        return execute(hosts, action, args, env, stdout, stderr, launcher, inputs)
     except HostbatchError as exc:
         stderr.write(f"{prog}: error: {exc}\n".encode())
         return ExitStatus.USAGE

@@ -128,7 +128,10 @@ def _check(report: LintReport, section: _Section, key: str | None,
 
 
 def _convert_host_value(check: loader._Validator, section: str, key: str, value: str) -> object:
-    return loader._host_settings(check, section, {key: value})[key]
+    if key in loader.RUN_KEYS:
+        return check.count(value, section, key)
+    # The loader may store a key under another name (sudo_password_env -> sudo_password).
+    return next(iter(loader._host_settings(check, section, {key: value}).values()))
 
 
 def lint_hostbatch(path: Path, text: str) -> tuple[LintReport, Inventory]:
@@ -141,7 +144,9 @@ def lint_hostbatch(path: Path, text: str) -> tuple[LintReport, Inventory]:
     members: list[str] = []
     for section in _sections(text, report):
         kind, _, name = section.name.partition(":")
-        allowed = loader.GROUP_KEYS if kind == "group" else loader.HOST_KEYS
+        allowed = (loader.GROUP_KEYS if kind == "group" else
+                   loader.HOST_KEYS + loader.RUN_KEYS if section.name == "defaults" else
+                   loader.HOST_KEYS)
         if section.name != "defaults" and not (kind in ("host", "group") and name):
             known = ["defaults", "host:NAME", "group:NAME"]
             report.add("error", f"unknown section; sections are {', '.join(known)}"
@@ -174,6 +179,10 @@ def lint_hostbatch(path: Path, text: str) -> tuple[LintReport, Inventory]:
                                key, value)
             if converted is not None:
                 values[key] = converted
+        for key in loader.RUN_KEYS:
+            values.pop(key, None)
+        if "sudo_password_env" in values:
+            values["sudo_password"] = values.pop("sudo_password_env")
         if section.name == "defaults":
             defaults.update(values)
         else:

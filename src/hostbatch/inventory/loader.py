@@ -22,9 +22,13 @@ from hostbatch.inventory.model import Group, HostSpec, Inventory
 from hostbatch.inventory.ranges import RangeError, expand, split_list
 from hostbatch.secrets import Secret
 
-#: Keys of [defaults] and [host:NAME]; each is a HostSpec field of the same name.
+#: Keys of [defaults] and [host:NAME]; each is a HostSpec field of the same name, except
+#: sudo_password_env, which names an environment variable holding the sudo_password.
 HOST_KEYS = ("hostname", "port", "user", "password", "identity_file", "connect_timeout",
-             "known_hosts")
+             "known_hosts", "sudo_password", "sudo_password_env")
+#: Keys of [defaults] only: settings of the whole run rather than of a host.
+RUN_KEYS = ("confirm_over",)
+_SECRET_KEYS = ("password", "sudo_password")
 GROUP_KEYS = ("hosts", "children")
 #: Values of ``--inventory-format``.
 INVENTORY_FORMATS = ("auto", "hostbatch", "ansible")
@@ -140,6 +144,15 @@ class _Validator:
                             section, "connect_timeout")
         return seconds
 
+    def count(self, value: str, section: str, key: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            raise self.fail(f"{value!r} is not a whole number", section, key) from None
+        if number < 0:
+            raise self.fail(f"{value!r} must not be negative", section, key)
+        return number
+
     def non_empty(self, value: str, section: str, key: str) -> str:
         if not value:
             raise self.fail("empty value", section, key)
@@ -156,10 +169,24 @@ class _Validator:
         return names
 
 
+def _from_environment(check: _Validator, section: str, name: str,
+                      environ: Mapping[str, str]) -> Secret:
+    name = check.non_empty(name, section, "sudo_password_env")
+    if name not in environ:
+        raise check.fail(f"environment variable {name} is not set", section,
+                         "sudo_password_env")
+    return Secret(environ[name])
+
+
 def _host_settings(
-    check: _Validator, section: str, raw: Mapping[str, str]
+    check: _Validator, section: str, raw: Mapping[str, str],
+    environ: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Convert one section's host keys to typed values (only the keys present)."""
+    if "sudo_password" in raw and "sudo_password_env" in raw:
+        raise check.fail("give sudo_password or sudo_password_env, not both", section,
+                         "sudo_password_env")
+    environ = os.environ if environ is None else environ
     converters: dict[str, Callable[[str], object]] = {
         "hostname": lambda v: check.name(v, section, "hostname", "hostname"),
         "port": lambda v: check.port(v, section),
@@ -168,9 +195,14 @@ def _host_settings(
         "identity_file": lambda v: os.path.expanduser(check.non_empty(v, section, "identity_file")),
         "connect_timeout": lambda v: check.timeout(v, section),
         "known_hosts": lambda v: os.path.expanduser(check.non_empty(v, section, "known_hosts")),
+        "sudo_password": lambda v: Secret(v),
+        "sudo_password_env": lambda v: _from_environment(check, section, v, environ),
     }
-    return {key: converters[key](value.strip() if key != "password" else value)
-            for key, value in raw.items()}
+    settings = {key: converters[key](value if key in _SECRET_KEYS else value.strip())
+                for key, value in raw.items() if key in converters}
+    if "sudo_password_env" in settings:
+        settings["sudo_password"] = settings.pop("sudo_password_env")
+    return settings
 
 
 def _check_children(check: _Validator, groups: dict[str, Group]) -> None:
@@ -198,11 +230,14 @@ def _check_children(check: _Validator, groups: dict[str, Group]) -> None:
 
 
 def load_inventory(path: Path, *, warn: Callable[[str], None] | None = None,
-                   local_user: str | None = None, inventory_format: str = "auto") -> Inventory:
+                   local_user: str | None = None,
+                   environ: Mapping[str, str] | None = None,
+                   inventory_format: str = "auto") -> Inventory:
     """Read and validate the inventory at ``path``.
 
     ``warn`` receives non-fatal findings (a password in a file others can read).
     ``local_user`` is the user name for hosts that set none (default: the local user, as ssh).
+    ``environ`` supplies the variables named by ``sudo_password_env`` (default: os.environ).
     ``inventory_format`` is ``hostbatch``, ``ansible`` (an Ansible INI inventory) or ``auto``
     (Ansible when the file looks like one: ``ansible.looks_like_ansible``).
     """
@@ -214,9 +249,12 @@ def load_inventory(path: Path, *, warn: Callable[[str], None] | None = None,
 
         if inventory_format == "ansible" or ansible.looks_like_ansible(read_inventory_text(path)):
             inventory = ansible.load_ansible_inventory(path, warn=warn, local_user=local_user)
-            if warn is not None:
-                _warn_if_readable(path, inventory.hosts, warn)
+            if warn is not None and any(
+                    spec.password is not None or spec.sudo_password is not None
+                    for spec in inventory.hosts.values()):
+                _warn_if_readable(path, warn)
             return inventory
+    confirm_over: int | None = None
     parser = _read_parser(path)
     check = _Validator(path)
     defaults: dict[str, Any] = {}
@@ -233,14 +271,17 @@ def load_inventory(path: Path, *, warn: Callable[[str], None] | None = None,
         raw = {key: parser[section][key] for key in keys}
         kind, _, name = section.partition(":")
         if section == "defaults":
-            check.check_keys(section, keys, HOST_KEYS)
-            defaults = _host_settings(check, section, raw)
+            check.check_keys(section, keys, HOST_KEYS + RUN_KEYS)
+            if "confirm_over" in raw:
+                confirm_over = check.count(raw.pop("confirm_over").strip(), section,
+                                           "confirm_over")
+            defaults = _host_settings(check, section, raw, environ)
         elif kind == "host" and name:
             check.name(name, section, None, "host name")
             check.check_keys(section, keys, HOST_KEYS)
             if name not in order:
                 order.append(name)
-            host_sections[name] = _host_settings(check, section, raw)
+            host_sections[name] = _host_settings(check, section, raw, environ)
         elif kind == "group" and name:
             check.name(name, section, None, "group name")
             check.check_keys(section, keys, GROUP_KEYS)
@@ -262,15 +303,13 @@ def load_inventory(path: Path, *, warn: Callable[[str], None] | None = None,
                           **host_sections.get(name, {})})
         for name in order
     }
-    if warn is not None:
-        _warn_if_readable(path, hosts, warn)
-    return Inventory(path=str(path), hosts=hosts, groups=groups)
+    if warn is not None and any(key in parser[section] for section in parser.sections()
+                                for key in _SECRET_KEYS):
+        _warn_if_readable(path, warn)
+    return Inventory(path=str(path), hosts=hosts, groups=groups, confirm_over=confirm_over)
 
 
-def _warn_if_readable(path: Path, hosts: dict[str, HostSpec],
-                      warn: Callable[[str], None]) -> None:
-    if not any(spec.password is not None for spec in hosts.values()):
-        return
+def _warn_if_readable(path: Path, warn: Callable[[str], None]) -> None:
     try:
         mode = path.stat().st_mode
     except OSError:
