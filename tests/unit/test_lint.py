@@ -181,3 +181,12 @@ def test_ansible_comment_in_a_vars_value_is_flagged(write_inventory: WriteInvent
         "a: [web:vars] ansible_user: warning: the value goes on after whitespace and '#' or "
         "';': Ansible keeps that as part of the value (quote the value, or put the comment on a "
         "line of its own)"]
+
+
+def test_run_keys_and_sudo_password_env_are_known(write_inventory: WriteInventory,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HB_LINT_SUDO", "x")
+    path = write_inventory("[defaults]\nconfirm_over = 5\nsudo_password_env = HB_LINT_SUDO\n"
+                           "[host:a]\nconfirm_over = 5\n[group:g]\nhosts = a\n")
+    lines = [p.format("inv") for p in lint_inventory(path).problems]
+    assert lines == ["inv: [host:a] confirm_over: error: unknown key (line 5)"]
