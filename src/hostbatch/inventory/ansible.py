@@ -157,11 +157,14 @@ def _proxy_command_hop(command: str) -> str | None:
 
 
 class _HostBuilder:
-    """Turns one host's resolved variables into a HostSpec, noting what it cannot use."""
+    """Turns one host's resolved variables into hostbatch settings, noting what it cannot use.
 
-    def __init__(self, path: Path, local_user: str) -> None:
+    The settings are typed values under the keys of a hostbatch ``[host:NAME]`` section, only
+    those the variables set: each Ansible host is, in effect, a host section of its own.
+    """
+
+    def __init__(self, path: Path) -> None:
         self.path = path
-        self.local_user = local_user
         self.unsupported: set[str] = set()
         self.playbook: set[str] = set()
 
@@ -185,8 +188,8 @@ class _HostBuilder:
     def fail(self, host: str, variable: str, message: str) -> InventoryError:
         return InventoryError(f"{variable}: {message}", path=str(self.path), section=host)
 
-    def build(self, name: str, variables: Mapping[str, Any]) -> HostSpec:
-        values: dict[str, Any] = {"name": name, "hostname": name, "user": self.local_user}
+    def settings(self, name: str, variables: Mapping[str, Any]) -> dict[str, Any]:
+        values: dict[str, Any] = {}
         for field_name, names in FIELD_VARIABLES.items():
             present = [n for n in names if n in variables]
             if present:
@@ -203,7 +206,7 @@ class _HostBuilder:
             if variable not in known:
                 (self.unsupported if variable.startswith("ansible_") else self.playbook).add(
                     variable)
-        return HostSpec(**values)
+        return values
 
     def convert(self, host: str, field_name: str, variable: str, value: Any) -> Any:
         if field_name in ("password", "sudo_password"):
@@ -257,8 +260,12 @@ def load_ansible_inventory(path: Path, *, warn: Callable[[str], None] | None = N
     (parent < child, host variables last).
     """
     parsed = parse_file(path)
-    builder = _HostBuilder(path, local_user or getpass.getuser())
-    hosts = {name: builder.build(name, parsed.resolved_vars(name)) for name in parsed.host_vars}
+    builder = _HostBuilder(path)
+    sections = {name: builder.settings(name, parsed.resolved_vars(name))
+                for name in parsed.host_vars}
+    user = local_user or getpass.getuser()
+    hosts = {name: HostSpec(**{"name": name, "hostname": name, "user": user, **settings})
+             for name, settings in sections.items()}
     groups: dict[str, Group] = {}
     for group in parsed.groups.values():
         if group.name == "all" or (group.name == "ungrouped" and not group.hosts):
