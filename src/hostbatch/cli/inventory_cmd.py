@@ -1,6 +1,6 @@
 """``hostbatch inventory SUBCOMMAND``: tools that read an inventory and never connect.
 
-Each subcommand is a ``main(argv, env, prog) -> exit status`` function registered in
+Each subcommand is a ``main(argv, env) -> exit status`` function registered in
 :data:`SUBCOMMANDS`; adding one is one entry there and one line of :data:`USAGE`.
 """
 
@@ -20,7 +20,7 @@ from hostbatch.render.output import SafeStream
 #: Internal error (a bug), as in :mod:`hostbatch.cli.main`.
 EXIT_INTERNAL = 70
 
-Subcommand = Callable[[Sequence[str], Environment, str], int]
+Subcommand = Callable[[Sequence[str], Environment], int]
 
 USAGE = """\
 usage: hostbatch inventory SUBCOMMAND [OPTIONS]
@@ -69,7 +69,8 @@ def _inventory_path(args: argparse.Namespace, env: Environment) -> Path:
     return locate_inventory(args.file or args.inventory, env.environ)
 
 
-def lint_main(argv: Sequence[str], env: Environment, prog: str) -> int:
+def lint_main(argv: Sequence[str], env: Environment,
+              prog: str = "hostbatch inventory lint") -> int:
     """``hostbatch inventory lint [FILE]``."""
     from hostbatch.inventory.lint import lint_inventory
 
@@ -89,7 +90,8 @@ def lint_main(argv: Sequence[str], env: Environment, prog: str) -> int:
     return ExitStatus.COMMAND_FAILED if failed else ExitStatus.OK
 
 
-def convert_main(argv: Sequence[str], env: Environment, prog: str) -> int:
+def convert_main(argv: Sequence[str], env: Environment,
+                 prog: str = "hostbatch inventory convert") -> int:
     """``hostbatch inventory convert [FILE] [-o OUT]``."""
     from hostbatch.inventory.convert import (
         UNSET_USER,
@@ -145,7 +147,7 @@ def main(argv: Sequence[str], env: Environment, prog: str = "hostbatch inventory
                          f"{', '.join(SUBCOMMANDS)})\n".encode())
         return ExitStatus.USAGE
     try:
-        return command(argv[1:], env, name)
+        return command(argv[1:], env)
     except HostbatchError as exc:
         env.stderr.write(f"{name}: error: {exc}\n".encode())
         return ExitStatus.USAGE
