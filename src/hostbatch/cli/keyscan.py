@@ -235,23 +235,26 @@ def perform(hosts: list[HostSpec], action: Action, args: argparse.Namespace, env
     if result.interrupted:
         stderr.write(f"{prog}: interrupted: nothing recorded\n".encode())
         return ExitStatus.INTERRUPTED
-    bad = any(row.status in ("CHANGED", "REVOKED", "unreachable") for row in rows)
     new = [row for row in rows if row.status == "new"]
-    recorded = not new
-    if new:
-        files = ", ".join(dict.fromkeys(row.record_file for row in new))
-        ask = confirm or terminal_confirm(env)
-        if args.yes:
-            recorded = _record(new, stderr, prog)
-        elif ask is None:
-            stderr.write(f"{prog}: {len(new)} new host key(s) not recorded: no terminal to "
-                         "confirm on (rerun with --yes to record them)\n".encode())
-        else:
-            stderr.flush()
-            if ask(f"{prog}: record {len(new)} new host key(s) in {files}?"):
-                recorded = _record(new, stderr, prog)
-            else:
-                stderr.write(f"{prog}: nothing recorded\n".encode())
-    if bad:
+    recorded = not new or _ask_and_record(new, args.yes, confirm or terminal_confirm(env),
+                                          stderr, prog)
+    if any(row.status in ("CHANGED", "REVOKED", "unreachable") for row in rows):
         return ExitStatus.UNREACHABLE
     return ExitStatus.OK if recorded else ExitStatus.COMMAND_FAILED
+
+
+def _ask_and_record(new: Sequence[KeyRow], yes: bool, ask: Confirm | None,
+                    stderr: SafeStream, prog: str) -> bool:
+    """Record the new keys if ``--yes`` or the one question allows it; True if recorded."""
+    if yes:
+        return _record(new, stderr, prog)
+    if ask is None:
+        stderr.write(f"{prog}: {len(new)} new host key(s) not recorded: no terminal to "
+                     "confirm on (rerun with --yes to record them)\n".encode())
+        return False
+    stderr.flush()
+    files = ", ".join(dict.fromkeys(row.record_file for row in new))
+    if ask(f"{prog}: record {len(new)} new host key(s) in {files}?"):
+        return _record(new, stderr, prog)
+    stderr.write(f"{prog}: nothing recorded\n".encode())
+    return False
