@@ -190,3 +190,11 @@ def test_run_keys_and_sudo_password_env_are_known(write_inventory: WriteInventor
                            "[host:a]\nconfirm_over = 5\n[group:g]\nhosts = a\n")
     lines = [p.format("inv") for p in lint_inventory(path).problems]
     assert lines == ["inv: [host:a] confirm_over: error: unknown key (line 5)"]
+
+
+def test_group_member_close_to_a_defined_host(write_inventory: WriteInventory) -> None:
+    path = write_inventory("[host:web01]\nhostname = 192.0.2.1\n"
+                           "[group:web]\nhosts = web1, web01, db[1-2]\n")
+    lines = [p.format("inv") for p in lint_inventory(path).problems]
+    assert lines == ["inv: [group:web] hosts: warning: 'web1' has no [host:web1] section, so "
+                     "it is dialled as 'web1' (did you mean 'web01'?)"]

@@ -37,7 +37,8 @@ One problem a line on stdout: FILE: [SECTION] KEY: error|warning: MESSAGE (line 
 Errors: unreadable lines, unknown or repeated sections and keys, bad values, undefined or
 cyclic child groups, passwords in a file that group or others can read. Warnings: hosts
 sharing one address and port, hosts in no group, groups with no hosts, Ansible variables
-hostbatch ignores, a comment after an unquoted [x:vars] value (Ansible keeps it in the value).
+hostbatch ignores, a comment after an unquoted [x:vars] value (Ansible keeps it in the value),
+a group member with no [host:] section named like a host that has one (a typo?).
 
 exit status:
   0  no errors (warnings are allowed unless --strict)

@@ -9,11 +9,13 @@ what the loader (or a run) would refuse; warnings are legal but probably uninten
   passwords in a file that group or others can read;
 * warnings: two hosts with one address and port, hosts in no group, groups with no hosts,
   Ansible variables that hostbatch ignores, a ``#`` comment after an unquoted ``[x:vars]``
-  value (Ansible keeps it as part of the value).
+  value (Ansible keeps it as part of the value), a group member with no ``[host:]`` section
+  whose name is close to one that has a section (a typo dialled as a host name).
 """
 
 from __future__ import annotations
 
+import difflib
 import re
 import stat
 from collections.abc import Callable, Mapping
@@ -188,8 +190,24 @@ def lint_hostbatch(path: Path, text: str) -> tuple[LintReport, Inventory]:
         else:
             hosts.setdefault(name, {}).update(values)
     _check_groups(report, groups)
+    _check_members(report, groups, hosts)
     inventory = _partial_inventory(path, defaults, hosts, groups, members)
     return report, inventory
+
+
+def _check_members(report: LintReport, groups: Mapping[str, tuple[list[str], list[str]]],
+                   hosts: Mapping[str, object]) -> None:
+    """A group member without a ``[host:]`` section is dialled by its name: worth a warning
+    when the name is close to a host that has a section (a typo, most likely)."""
+    for name, (members, _) in groups.items():
+        for member in dict.fromkeys(members):
+            if member in hosts:
+                continue
+            close = difflib.get_close_matches(member, list(hosts), n=1, cutoff=0.8)
+            if close:
+                report.add("warning", f"{member!r} has no [host:{member}] section, so it is "
+                           f"dialled as {member!r} (did you mean {close[0]!r}?)",
+                           f"group:{name}", "hosts")
 
 
 def _check_groups(report: LintReport, groups: Mapping[str, tuple[list[str], list[str]]]) -> None:
