@@ -67,7 +67,9 @@ def read_inventory_text(path: Path) -> str:
     except FileNotFoundError:
         raise InventoryError("inventory file not found", path=str(path)) from None
     except IsADirectoryError:
-        raise InventoryError("inventory path is a directory, not a file", path=str(path)) from None
+        raise InventoryError("inventory path is a directory, not a file (for an Ansible "
+                             "inventory directory, give its INI file: -i DIR/hosts)",
+                             path=str(path)) from None
     except PermissionError:
         raise InventoryError("inventory file is not readable (permission denied)",
                              path=str(path)) from None
