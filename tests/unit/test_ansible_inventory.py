@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from hostbatch.errors import InventoryError
-from hostbatch.inventory.ansible import looks_like_ansible, ssh_options
+from hostbatch.inventory.ansible import ssh_options
 from hostbatch.inventory.ansible_ini import (
     AnsibleSyntaxError,
     expand_range,
@@ -15,6 +15,7 @@ from hostbatch.inventory.ansible_ini import (
     parse_value,
     split_host_port,
 )
+from hostbatch.inventory.detect import looks_like_ansible
 from hostbatch.inventory.loader import load_inventory
 from hostbatch.inventory.model import Inventory
 from hostbatch.secrets import Secret

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from hostbatch.errors import InventoryError
 from hostbatch.inventory import loader
+from hostbatch.inventory.detect import looks_like_ansible
 from hostbatch.inventory.model import DEFAULT_PORT, Inventory
 from hostbatch.inventory.ranges import split_list
 from hostbatch.secrets import MASK
@@ -302,7 +303,7 @@ def lint_inventory(path: Path, inventory_format: str = "auto") -> LintReport:
 
     text = loader.read_inventory_text(path)
     if inventory_format == "ansible" or (inventory_format == "auto"
-                                         and ansible.looks_like_ansible(text)):
+                                         and looks_like_ansible(text)):
         report = LintReport(str(path))
         warnings: list[str] = []
         try:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from hostbatch.errors import InventoryError
+from hostbatch.inventory.detect import looks_like_ansible
 from hostbatch.inventory.model import Group, HostSpec, Inventory
 from hostbatch.inventory.ranges import RangeError, expand, split_list
 from hostbatch.secrets import Secret
@@ -241,21 +242,20 @@ def load_inventory(path: Path, *, warn: Callable[[str], None] | None = None,
     ``local_user`` is the user name for hosts that set none (default: the local user, as ssh).
     ``environ`` supplies the variables named by ``sudo_password_env`` (default: os.environ).
     ``inventory_format`` is ``hostbatch``, ``ansible`` (an Ansible INI inventory) or ``auto``
-    (Ansible when the file looks like one: ``ansible.looks_like_ansible``).
+    (Ansible when the file looks like one: ``detect.looks_like_ansible``).
     """
     if inventory_format not in INVENTORY_FORMATS:
         raise InventoryError(f"unknown inventory format {inventory_format!r} "
                              f"(one of {', '.join(INVENTORY_FORMATS)})")
-    if inventory_format != "hostbatch":
+    if inventory_format == "ansible" or (inventory_format == "auto"
+                                         and looks_like_ansible(read_inventory_text(path))):
         from hostbatch.inventory import ansible
 
-        if inventory_format == "ansible" or ansible.looks_like_ansible(read_inventory_text(path)):
-            inventory = ansible.load_ansible_inventory(path, warn=warn, local_user=local_user)
-            if warn is not None and any(
-                    spec.password is not None or spec.sudo_password is not None
-                    for spec in inventory.hosts.values()):
-                _warn_if_readable(path, warn)
-            return inventory
+        inventory = ansible.load_ansible_inventory(path, warn=warn, local_user=local_user)
+        if warn is not None and any(spec.password is not None or spec.sudo_password is not None
+                                    for spec in inventory.hosts.values()):
+            _warn_if_readable(path, warn)
+        return inventory
     confirm_over: int | None = None
     parser = _read_parser(path)
     check = _Validator(path)
