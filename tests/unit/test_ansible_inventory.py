@@ -276,3 +276,19 @@ def test_large_ranges_stay_fast(write_inventory: WriteInventory) -> None:
     assert inv.hosts["web00001"].port == 1000  # g0 is the deepest group holding it
     assert inv.hosts["web20000"].port == 1000
     assert time.monotonic() - started < 30
+
+
+def test_a_hostbatch_inventory_does_not_import_the_ansible_parser(
+        write_inventory: WriteInventory) -> None:
+    """The fast path stays fast: detection is cheap, the parser is imported only when needed."""
+    import subprocess
+    import sys
+
+    path = write_inventory("[host:a]\nhostname = x\n[group:g]\nhosts = a\n")
+    code = ("import sys; from pathlib import Path; "
+            "from hostbatch.inventory.loader import load_inventory; "
+            f"load_inventory(Path({str(path)!r}), local_user='u'); "
+            "print(sorted(m for m in sys.modules if 'ansible' in m))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=60).stdout
+    assert out.strip() == "[]"
