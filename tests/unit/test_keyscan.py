@@ -88,7 +88,7 @@ def test_keyscan_and_inventory_commands_are_dispatched(tmp_path: Path) -> None:
     status, out, _ = _cli(["--help"], tmp_path)
     assert status == 0 and "keyscan" in out and "inventory" in out
     status, out, _ = _cli(["keyscan", "--help"], tmp_path)
-    assert status == 0 and "--yes" in out and "--accept-new" not in out
+    assert status == 0 and "--yes" in out and "--json" in out and "--accept-new" not in out
     assert "1    new keys were left unrecorded" in out
     status, _, err = _cli(["keyscan", "-i", str(tmp_path / "none.ini")], tmp_path)
     assert status == 2 and "no hosts selected" in err

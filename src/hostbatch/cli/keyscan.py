@@ -60,8 +60,14 @@ def build_parser(prog: str) -> Parser:
                                 "with known_hosts and record the new ones.",
                     epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_options(parser, accept_new=False)
-    parser.add_argument("-y", "--yes", action="store_true",
+    output = parser.add_argument_group("keys and output")
+    output.add_argument("-y", "--yes", action="store_true",
                         help="record new keys without asking")
+    output.add_argument("--json", action="store_true",
+                        help="JSON Lines on stdout: one object per host instead of the table")
+    output.add_argument("--debug", action="store_true",
+                        help="show a traceback for internal errors")
+    parser.set_defaults(quiet=False)  # the shared output checks ask; keyscan has one mode
     return parser
 
 
