@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from hostbatch import secrets
 from hostbatch.cli.environment import Environment
 from hostbatch.cli.main import hostbatch_main, run_main
 from hostbatch.cli.options import _size
@@ -30,6 +31,13 @@ INVENTORY = """
 [host:web03]
 [host:db01]
 """
+
+
+@pytest.fixture(autouse=True)
+def no_known_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Start each test with no secret registered: other tests of the session register values
+    (even one-letter ones) that would be masked in what these tests store."""
+    monkeypatch.setattr(secrets, "_known_values", set())
 
 
 def record(home: Path, command: str, events: list[Event], hosts: list[str]) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from hostbatch import secrets
 from hostbatch.engine.events import (
     Event,
     FileTransferred,
@@ -32,6 +33,13 @@ from hostbatch.render.output import SafeStream
 from hostbatch.secrets import Secret
 
 HOSTS = ["web01", "web02", "db01"]
+
+
+@pytest.fixture(autouse=True)
+def no_known_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Start each test with no secret registered: other tests of the session register values
+    (even one-letter ones) that would be masked in what these tests store."""
+    monkeypatch.setattr(secrets, "_known_values", set())
 
 
 def specs(names: list[str]) -> list[HostSpec]:

@@ -28,7 +28,7 @@ from hostbatch.engine.events import (
     OutputLines,
     TransferDone,
 )
-from hostbatch.engine.jobs import Action, PutFiles, RunCommand
+from hostbatch.engine.jobs import Action, GetFiles, PutFiles, RunCommand
 from hostbatch.errors import FailureKind, HostbatchError
 from hostbatch.history import DEFAULT_OUTPUT_CAP
 from hostbatch.history.store import BUSY_TIMEOUT, OK, HistoryStore, HostUpdate, NewRun
@@ -47,8 +47,8 @@ _STATES = {FailureKind.TRANSFER: "failed", FailureKind.INTERRUPTED: "interrupted
 
 
 def action_text(action: Action) -> tuple[str, str]:
-    """The action's kind (``run``, ``put``, ``get``) and its description: for a command, as a
-    shell would read it (``sudo K=V command``, ``script FILE ARGS``)."""
+    """The action's kind (``run``, ``put``, ``get``, ``keyscan``) and its description; a
+    command as a shell would read it (``sudo K=V command``, ``script FILE ARGS``)."""
     if isinstance(action, RunCommand):
         text = (action.command if action.script is None
                 else "script " + shlex.join([action.script, *action.script_args]))
@@ -57,7 +57,9 @@ def action_text(action: Action) -> tuple[str, str]:
         return "run", f"sudo {text}" if action.sudo else text
     if isinstance(action, PutFiles):
         return "put", f"{action.source} -> {action.remote}"
-    return "get", f"{action.remote} -> {action.local_dir}"
+    if isinstance(action, GetFiles):
+        return "get", f"{action.remote} -> {action.local_dir}"
+    return "keyscan", "keyscan"
 
 
 def cut_note(cap: int) -> bytes:
