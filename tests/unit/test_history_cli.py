@@ -166,3 +166,9 @@ def test_list_keeps_one_line_per_run(tmp_path: Path) -> None:
     status, out, _ = call(tmp_path, "history")
     assert status == 0 and len(out.splitlines()) == 2
     assert out.splitlines()[1].endswith("printf 'a\\tb'\\necho \\x1b[31mred")
+
+
+def test_keyscan_takes_shortcuts_too(home: Path, write_inventory: WriteInventory) -> None:
+    inventory = str(write_inventory(INVENTORY))
+    status, out, err = call(home, "keyscan", "-i", inventory, "-h", "@failed:1", "--list")
+    assert (status, out) == (0, "web02\ndb01\n"), err
