@@ -90,6 +90,9 @@ def test_missing_or_newer_database_is_an_error(tmp_path: Path) -> None:
     path = tmp_path / "history.db"
     with pytest.raises(HistoryError, match="no run history yet"):
         HistoryStore.open(path, create=False)
+    path.write_bytes(b"")  # created, but the schema never was
+    with pytest.raises(HistoryError, match="no run history yet"):
+        HistoryStore.open(path, create=False)
     HistoryStore.open(path, create=True).close()
     stored(path, f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     with pytest.raises(HistoryError, match="newer hostbatch"):

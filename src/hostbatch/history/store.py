@@ -224,6 +224,8 @@ class HistoryStore:
             if version > SCHEMA_VERSION:
                 raise HistoryError(f"{path} was written by a newer hostbatch "
                                    f"(schema {version}, this one reads {SCHEMA_VERSION})")
+            if not create and version == 0:
+                raise HistoryError(f"no run history yet ({path} holds no runs)")
             if create:
                 if connection.execute("PRAGMA journal_mode = WAL").fetchone()[0] != "wal":
                     raise sqlite3.OperationalError("the history database cannot use WAL mode")
