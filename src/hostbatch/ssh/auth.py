@@ -19,7 +19,6 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Mapping
 from pathlib import Path
 
 import paramiko
@@ -44,49 +43,26 @@ NO_METHOD = "no usable authentication method (no password, no key, no agent)"
 class KeyStore:
     """Per-worker private keys: each file loaded (and decrypted) once, shared by all threads.
 
-    ``passphrases`` and ``refused`` were decided by the parent for each encrypted identity
-    file: the passphrase the user typed, or why the key cannot be used (wrong passphrase, no
-    terminal to ask on).
+    A passphrase comes with the host (``HostSpec.identity_passphrase``): the parent asked
+    for it once per file and checked it.
     """
 
-    def __init__(self, home: str, passphrases: Mapping[str, Secret] | None = None,
-                 refused: Mapping[str, str] | None = None) -> None:
+    def __init__(self, home: str) -> None:
         self.home = Path(home)
-        self.passphrases = dict(passphrases or {})
-        self.refused = dict(refused or {})
         self._lock = threading.Lock()
-        self._keys: dict[str, paramiko.PKey | HostFailure] = {}
+        self._keys: dict[tuple[str, Secret | None], paramiko.PKey | HostFailure] = {}
 
-    def identity(self, path: str) -> paramiko.PKey:
+    def identity(self, path: str, passphrase: Secret | None = None) -> paramiko.PKey:
         """The key of ``path``, or a :class:`HostFailure` (AUTH) saying why it is unusable."""
         with self._lock:
-            cached = self._keys.get(path)
+            cached = self._keys.get((path, passphrase))
         if cached is None:
-            cached = self._load(path)
+            cached = _load(path, passphrase)
             with self._lock:
-                self._keys[path] = cached
+                self._keys[path, passphrase] = cached
         if isinstance(cached, HostFailure):
             raise cached
         return cached
-
-    def _load(self, path: str) -> paramiko.PKey | HostFailure:
-        if path in self.refused:
-            return HostFailure(FailureKind.AUTH, self.refused[path])
-        passphrase = self.passphrases.get(path)
-        try:
-            return load_private_key(path, passphrase.reveal() if passphrase else None)
-        except FileNotFoundError:
-            return HostFailure(FailureKind.AUTH, f"identity file {path} does not exist")
-        except PermissionError:
-            return HostFailure(FailureKind.AUTH, f"identity file {path} is not readable")
-        except PassphraseNeeded:
-            return HostFailure(FailureKind.AUTH, f"identity file {path} is encrypted and no "
-                               "agent holds it; load it with ssh-add")
-        except (PassphraseWrong, KeyFileError) as exc:
-            return HostFailure(FailureKind.AUTH, str(exc))
-        except OSError as exc:
-            return HostFailure(FailureKind.AUTH, f"cannot read identity file {path}: "
-                               f"{exc.strerror or exc}")
 
     def default_keys(self) -> list[tuple[str, paramiko.PKey]]:
         """The usable ``~/.ssh/id_*`` keys; ones that cannot be loaded are skipped, as ssh
@@ -100,6 +76,23 @@ class KeyStore:
                 except HostFailure:
                     continue
         return found
+
+
+def _load(path: str, passphrase: Secret | None) -> paramiko.PKey | HostFailure:
+    try:
+        return load_private_key(path, passphrase.reveal() if passphrase else None)
+    except FileNotFoundError:
+        return HostFailure(FailureKind.AUTH, f"identity file {path} does not exist")
+    except PermissionError:
+        return HostFailure(FailureKind.AUTH, f"identity file {path} is not readable")
+    except PassphraseNeeded:
+        return HostFailure(FailureKind.AUTH, f"encrypted key {path} needs a passphrase: none "
+                           "was given and no ssh-agent holds it (load it with ssh-add)")
+    except (PassphraseWrong, KeyFileError) as exc:
+        return HostFailure(FailureKind.AUTH, str(exc))
+    except OSError as exc:
+        return HostFailure(FailureKind.AUTH, f"cannot read identity file {path}: "
+                           f"{exc.strerror or exc}")
 
 
 class _Agent:
@@ -201,7 +194,7 @@ class _Attempt:
 
 def _try_identity(attempt: _Attempt, path: str, keys: KeyStore, agent: _Agent) -> bool:
     try:
-        key = keys.identity(path)
+        key = keys.identity(path, attempt.spec.identity_passphrase)
     except HostFailure as failure:
         copy = agent.copy_of(path)
         if copy is None:
