@@ -199,11 +199,16 @@ def test_exclude_matching_nothing_is_a_warning(cli: Cli, inventory_path: Path) -
     assert "warning" in result.stderr and "nosuch" in result.stderr
 
 
-def test_password_readable_warning_on_stderr(cli: Cli, write_inventory: WriteInventory) -> None:
+def test_readable_password_file_is_refused_unless_insecure(
+        cli: Cli, write_inventory: WriteInventory) -> None:
     path = write_inventory(INVENTORY, name="open.ini", mode=0o644)
     result = cli("-i", str(path), "-h", "h1", "--list")
+    assert result.status == ExitStatus.USAGE and result.stdout == ""
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert f"chmod 600 {path}" in result.stderr and "--insecure-inventory" in result.stderr
+    result = cli("-i", str(path), "-h", "h1", "--list", "--insecure-inventory")
     assert result.status == 0 and result.stdout == "h1\n"
-    assert "chmod 600" in result.stderr
+    assert "warning" in result.stderr and "chmod 600" in result.stderr
     assert "pw%#;secret" not in result.stderr + result.stdout
 
 

@@ -16,6 +16,7 @@ from hostbatch.render.jsonl import JsonRenderer
 from hostbatch.render.lines import LineRenderer
 from hostbatch.render.output import SafeStream, use_color
 from hostbatch.render.summary import write_summary
+from hostbatch.secrets import redact
 from hostbatch.settings import RunSettings
 
 
@@ -72,7 +73,7 @@ def execute(hosts: list[HostSpec], action: Action, args: argparse.Namespace, env
             renderer.handle(event)
 
     def warn(message: str) -> None:
-        stderr.write(f"hostbatch: {message}\n".encode())
+        stderr.write(redact(f"hostbatch: {message}\n").encode())
         stderr.flush()
 
     started = time.monotonic()

@@ -22,7 +22,12 @@ exit status:
   130  interrupted by Ctrl-C (wins over all others)
 
 inventory: -i FILE, else $HOSTBATCH_INVENTORY, else ./hosts.ini, else
-~/.config/hostbatch/hosts.ini.  NO_COLOR disables colour."""
+~/.config/hostbatch/hosts.ini.  NO_COLOR disables colour.
+
+authentication, per host: its identity_file (or the ssh-agent's copy), then
+its password; a host with neither tries the ssh-agent's keys, then ~/.ssh/id_*.
+Passwords: password, password_env = VAR, password_cmd = COMMAND, --ask-pass.
+An encrypted identity_file the agent lacks: its passphrase is asked once."""
 
 
 class Parser(argparse.ArgumentParser):
@@ -89,6 +94,13 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
                         help="accept and record unknown host keys (changed keys are always "
                              "refused)")
     limits.add_argument("--workers", type=_positive_int, metavar="N", help=argparse.SUPPRESS)
+    auth = parser.add_argument_group("authentication")
+    auth.add_argument("--ask-pass", action="store_true",
+                      help="ask one password (on the terminal, without echo) for every "
+                           "selected host whose inventory gives none")
+    auth.add_argument("--insecure-inventory", action="store_true",
+                      help="use an inventory holding passwords even though group or others "
+                           "can read it (default: refuse; fix: chmod 600 FILE)")
     output = parser.add_argument_group("output")
     output.add_argument("--json", action="store_true",
                         help="JSON Lines on stdout: one object per line and per host result")
