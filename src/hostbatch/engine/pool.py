@@ -25,6 +25,7 @@ from hostbatch.engine.jobs import GetFiles, Job, PutFiles
 from hostbatch.engine.launcher import WorkerLauncher
 from hostbatch.engine.worker import WorkerConfig
 from hostbatch.errors import FailureKind
+from hostbatch.secrets import known_secrets
 from hostbatch.settings import RunSettings
 
 #: After a cancel, how long workers get to kill remote commands and report before being killed.
@@ -85,7 +86,8 @@ class WorkerPool:
         workers = self._launcher.take(len(plan))
         for index, (threads, (process, config_writer, events_reader)) in enumerate(
                 zip(plan, workers, strict=True)):
-            config_writer.send(WorkerConfig(index, threads, self.settings, self.home, marker))
+            config_writer.send(WorkerConfig(index, threads, self.settings, self.home, marker,
+                                            known_secrets()))
             config_writer.close()
             self._processes.append((process, threads))
             self._connections.append(events_reader)

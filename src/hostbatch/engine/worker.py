@@ -35,7 +35,7 @@ from hostbatch.engine.events import (
 )
 from hostbatch.engine.jobs import GetFiles, Job, PutFiles, RunCommand
 from hostbatch.errors import FailureKind
-from hostbatch.secrets import redact, redact_bytes
+from hostbatch.secrets import Secret, redact, redact_bytes
 from hostbatch.settings import RunSettings
 
 if TYPE_CHECKING:
@@ -60,6 +60,8 @@ class WorkerConfig:
     settings: RunSettings
     home: str
     marker: str
+    #: Every secret of the run; unpickling them registers them with hostbatch.secrets.redact.
+    secrets: tuple[Secret, ...] = ()
 
 
 def _raise_fd_limit() -> None:
