@@ -368,3 +368,31 @@ def test_hostbatch_run_is_batch_run(cli: Cli, inventory_path: Path) -> None:
     assert (result.status, result.stdout) == (0, "h2\ndb1\n")
     bad = cli("run", "-i", str(inventory_path), "-h", "nope", "--list", main=hostbatch_main)
     assert bad.status == 2 and bad.stderr.startswith("hostbatch run: error:")
+
+
+# --------------------------------------------------------------------------- secrets in errors
+
+
+def test_internal_error_and_its_traceback_never_show_a_secret(
+        tmp_path: Path, write_inventory: WriteInventory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bug whose exception text holds a password: the one-line message and the --debug
+    traceback both come out masked."""
+    path = write_inventory(INVENTORY)
+
+    def buggy_execute(hosts: list[HostSpec], *rest: object) -> int:
+        password = hosts[0].password
+        assert password is not None
+        raise RuntimeError(f"bug while holding {password.reveal()}")
+
+    monkeypatch.setattr(cli_execute, "execute", buggy_execute)
+    monkeypatch.chdir(tmp_path)
+    for extra in ([], ["--debug"]):
+        err = io.BytesIO()
+        env = Environment(stdout=io.BytesIO(), stderr=err, environ={"HOME": str(tmp_path)},
+                          stdout_isatty=False, stderr_isatty=False)
+        status = run_main(["-i", str(path), "-h", "h1", "-cmd", "true", *extra], env)
+        text = err.getvalue().decode()
+        assert status == 70, text
+        assert "internal error: RuntimeError: bug while holding ***" in text
+        assert ("Traceback" in text) == bool(extra), text
+        assert "pw%#;secret" not in text
