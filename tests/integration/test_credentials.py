@@ -32,6 +32,7 @@ from tests.integration.conftest import (
     assert_no_traceback,
     keygen,
     terminals,
+    wait_for_processes,
     write_inventory,
 )
 from tests.support.fleet import Fleet
@@ -390,3 +391,36 @@ def test_no_secret_left_in_anything_a_run_leaves(cli: Cli, auth_fleet: AuthFleet
                 assert secret not in stream, (secret, result)
         for path, data in _files_under(cli.home, cli.cwd, kh.parent).items():
             assert secret.encode() not in data, (secret, path)
+
+
+def test_no_secret_on_any_command_line_while_running(cli: Cli, auth_fleet: AuthFleet,
+                                                     tmp_path: Path) -> None:
+    """While hosts run, no process on the machine (hostbatch, its workers, sshd and the remote
+    commands alike) carries a secret in its command line."""
+    tool = tmp_path / "tool.sh"
+    tool.write_text(f"#!/bin/sh\necho '{TEST_PASSWORD}'\n")
+    tool.chmod(0o755)
+    inventory = _inventory(tmp_path / "run.ini", {
+        "pwonly": auth_fleet.section("pwonly", password_cmd=str(tool)),
+        "k1": auth_fleet.section("k1", password=TEST_PASSWORD)})
+    marker = f"sleep 7.{os.getpid() % 1000:03d}"
+    proc = cli.popen("-i", str(inventory), "-g", "all", "-cmd", marker, start_new_session=True)
+    try:
+        found, _ = wait_for_processes(marker, 30, present=True)
+        assert len(found) >= 2, found
+        scanned = []
+        for pid in os.listdir("/proc"):
+            if pid.isdigit():
+                try:
+                    scanned.append(Path(f"/proc/{pid}/cmdline").read_bytes())
+                except OSError:
+                    continue
+        assert sum(marker.encode() in cmdline for cmdline in scanned) >= 2  # the scan sees them
+        for cmdline in scanned:
+            assert TEST_PASSWORD.encode() not in cmdline, cmdline
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, (stdout, stderr)
