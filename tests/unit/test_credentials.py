@@ -229,3 +229,14 @@ def test_empty_passphrase_gives_up(key_files: dict[str, Path],
     out, _ = _unlock(hosts(("a", {"identity_file": str(key_files["enc"])})), prompt,
                      monkeypatch)
     assert len(prompt.questions) == 1 and out[0].identity_passphrase is None
+
+
+def test_library_run_resolves_password_sources_before_connecting(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from hostbatch import api
+    from hostbatch.engine.jobs import RunCommand
+
+    monkeypatch.delenv("HB_UNIT_NO_SUCH_VAR", raising=False)
+    spec = HostSpec("a", "192.0.2.1", password_env="HB_UNIT_NO_SUCH_VAR")
+    with pytest.raises(InventoryError, match="HB_UNIT_NO_SUCH_VAR"):
+        api.run([spec], RunCommand("true"), handle_signals=False)
