@@ -4,8 +4,9 @@
 * ``password_cmd = COMMAND``: the first line of the command's output. The command is split
   into words like a shell would (``shlex``) but run without one, so nothing in it is expanded
   or globbed; a pipeline needs an explicit ``sh -c '...'``. Each distinct command runs once
-  per run, with the user's terminal as its stdin and stderr (a password manager may prompt
-  there) and its stdout captured. A failure never shows what the command printed.
+  per run, with the user's terminal as its stdin (``/dev/null`` if stdin is not a terminal:
+  that data is for the hosts) and stderr (a password manager may prompt there), and its
+  stdout captured. A failure never shows what the command printed.
 * ``--ask-pass``: one prompt, whose answer is the password of every selected host that has
   no password source of its own.
 * An encrypted ``identity_file`` that the ssh-agent does not hold: its passphrase is asked
@@ -17,6 +18,7 @@ Every value becomes a :class:`~hostbatch.secrets.Secret`.
 from __future__ import annotations
 
 import dataclasses
+import os
 import shlex
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
@@ -45,7 +47,10 @@ def run_password_cmd(command: str, *, timeout: float = PASSWORD_CMD_TIMEOUT) -> 
     (never including the output)."""
     argv = shlex.split(command)
     try:
-        proc = subprocess.run(argv, stdout=subprocess.PIPE, timeout=timeout, check=False)
+        # A stdin that is not a terminal holds data for the hosts: the command must not eat it.
+        stdin = None if os.isatty(0) else subprocess.DEVNULL
+        proc = subprocess.run(argv, stdin=stdin, stdout=subprocess.PIPE, timeout=timeout,
+                              check=False)
     except FileNotFoundError:
         raise ValueError(f"program {argv[0]!r} not found") from None
     except subprocess.TimeoutExpired:

@@ -42,7 +42,7 @@ def _run_checks(args: argparse.Namespace) -> Callable[[], Action]:
     from hostbatch.cli import run
 
     if not args.list:
-        run.command_text(args)  # a missing command is reported before the inventory is read
+        run.check_arguments(args)  # a missing command is reported before the inventory is read
     return lambda: run.action_from(args)
 
 
@@ -69,12 +69,18 @@ def _settle_credentials(hosts: list[HostSpec], args: argparse.Namespace, env: En
     return unlock_keys(hosts, prompt, warn)
 
 
+def _first_set(*values: int | None) -> int | None:
+    return next((value for value in values if value is not None), None)
+
+
 def _main(argv: Sequence[str], env: Environment, prog: str,
           build_parser: Callable[[str], Parser],
           check: Callable[[argparse.Namespace], Callable[[], Action]],
           launcher: WorkerLauncher | None) -> int:
     """Shared flow: parse, check, load the inventory, select hosts, act, report."""
+    from hostbatch.cli.confirm import confirm
     from hostbatch.cli.execute import execute
+    from hostbatch.cli.inputs import prepare
     from hostbatch.inventory.loader import load_inventory, locate_inventory
     from hostbatch.selection import Selection, select
 
@@ -99,14 +105,16 @@ def _main(argv: Sequence[str], env: Environment, prog: str,
             raise UsageError("no hosts selected: give -h HOSTS and/or -g GROUPS "
                              "(-g all for every host)")
         inventory = load_inventory(locate_inventory(args.inventory, env.environ), warn=warn,
-                                   insecure=args.insecure_inventory)
+                                   environ=env.environ, insecure=args.insecure_inventory)
         hosts = select(inventory, selection, warn=warn)
         if args.list:
             stdout.write("".join(f"{spec.name}\n" for spec in hosts).encode())
             return ExitStatus.OK
         action = make_action()
+        confirm(len(hosts), action, _first_set(args.confirm_over, inventory.confirm_over), env)
         hosts = _settle_credentials(hosts, args, env, inventory.path, warn)
-        return execute(hosts, action, args, env, stdout, stderr, launcher)
+        hosts, inputs = prepare(hosts, action, args, env)
+        return execute(hosts, action, args, env, stdout, stderr, launcher, inputs)
     except HostbatchError as exc:
         stderr.write(redact(f"{prog}: error: {exc}\n").encode())
         return ExitStatus.USAGE

@@ -23,14 +23,19 @@ from hostbatch.inventory.model import Group, HostSpec, Inventory
 from hostbatch.inventory.ranges import RangeError, expand, split_list
 from hostbatch.secrets import Secret
 
-#: Keys of [defaults] and [host:NAME]; each is a HostSpec field of the same name.
+#: Keys of [defaults] and [host:NAME]; each is a HostSpec field of the same name, except
+#: sudo_password_env, which names an environment variable holding the sudo_password.
 HOST_KEYS = ("hostname", "port", "user", "password", "password_env", "password_cmd",
-             "identity_file", "connect_timeout", "known_hosts")
+             "identity_file", "connect_timeout", "known_hosts", "sudo_password",
+             "sudo_password_env")
+#: Keys of [defaults] only: settings of the whole run rather than of a host.
+RUN_KEYS = ("confirm_over",)
 #: The password sources: a section sets at most one, and a [host:] section's replaces the
 #: [defaults] one.
 PASSWORD_KEYS = ("password", "password_env", "password_cmd")
-#: Keys whose value is a secret written in the file itself: such a file must be private.
-LITERAL_SECRET_KEYS = ("password", "sudo_password")
+#: Keys whose value is a secret written in the file itself: such a file must be private, and
+#: the value is kept exactly as written (not stripped).
+_SECRET_KEYS = ("password", "sudo_password")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 GROUP_KEYS = ("hosts", "children")
 _NAME = re.compile(r"^[A-Za-z0-9_.:@%+-]+$")
@@ -140,6 +145,15 @@ class _Validator:
                             section, "connect_timeout")
         return seconds
 
+    def count(self, value: str, section: str, key: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            raise self.fail(f"{value!r} is not a whole number", section, key) from None
+        if number < 0:
+            raise self.fail(f"{value!r} must not be negative", section, key)
+        return number
+
     def non_empty(self, value: str, section: str, key: str) -> str:
         if not value:
             raise self.fail("empty value", section, key)
@@ -178,10 +192,24 @@ class _Validator:
         return names
 
 
+def _from_environment(check: _Validator, section: str, name: str,
+                      environ: Mapping[str, str]) -> Secret:
+    name = check.non_empty(name, section, "sudo_password_env")
+    if name not in environ:
+        raise check.fail(f"environment variable {name} is not set", section,
+                         "sudo_password_env")
+    return Secret(environ[name])
+
+
 def _host_settings(
-    check: _Validator, section: str, raw: Mapping[str, str]
+    check: _Validator, section: str, raw: Mapping[str, str],
+    environ: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Convert one section's host keys to typed values (only the keys present)."""
+    if "sudo_password" in raw and "sudo_password_env" in raw:
+        raise check.fail("give sudo_password or sudo_password_env, not both", section,
+                         "sudo_password_env")
+    environ = os.environ if environ is None else environ
     converters: dict[str, Callable[[str], object]] = {
         "hostname": lambda v: check.name(v, section, "hostname", "hostname"),
         "port": lambda v: check.port(v, section),
@@ -192,9 +220,14 @@ def _host_settings(
         "identity_file": lambda v: os.path.expanduser(check.non_empty(v, section, "identity_file")),
         "connect_timeout": lambda v: check.timeout(v, section),
         "known_hosts": lambda v: os.path.expanduser(check.non_empty(v, section, "known_hosts")),
+        "sudo_password": lambda v: Secret(v),
+        "sudo_password_env": lambda v: _from_environment(check, section, v, environ),
     }
-    return {key: converters[key](value.strip() if key != "password" else value)
-            for key, value in raw.items()}
+    settings = {key: converters[key](value if key in _SECRET_KEYS else value.strip())
+                for key, value in raw.items() if key in converters}
+    if "sudo_password_env" in settings:
+        settings["sudo_password"] = settings.pop("sudo_password_env")
+    return settings
 
 
 def _check_children(check: _Validator, groups: dict[str, Group]) -> None:
@@ -222,14 +255,18 @@ def _check_children(check: _Validator, groups: dict[str, Group]) -> None:
 
 
 def load_inventory(path: Path, *, warn: Callable[[str], None] | None = None,
-                   local_user: str | None = None, insecure: bool = False) -> Inventory:
+                   local_user: str | None = None,
+                   environ: Mapping[str, str] | None = None,
+                   insecure: bool = False) -> Inventory:
     """Read and validate the inventory at ``path``.
 
     A file that holds a password (``password``, ``sudo_password``) and that group or others
     can read is refused, unless ``insecure`` (``--insecure-inventory``): then ``warn``
     receives a warning instead.
     ``local_user`` is the user name for hosts that set none (default: the local user, as ssh).
+    ``environ`` supplies the variables named by ``sudo_password_env`` (default: os.environ).
     """
+    confirm_over: int | None = None
     parser = _read_parser(path)
     check = _Validator(path)
     defaults: dict[str, Any] = {}
@@ -246,16 +283,19 @@ def load_inventory(path: Path, *, warn: Callable[[str], None] | None = None,
         raw = {key: parser[section][key] for key in keys}
         kind, _, name = section.partition(":")
         if section == "defaults":
-            check.check_keys(section, keys, HOST_KEYS)
+            check.check_keys(section, keys, HOST_KEYS + RUN_KEYS)
             check.password_sources(section, keys)
-            defaults = _host_settings(check, section, raw)
+            if "confirm_over" in raw:
+                confirm_over = check.count(raw.pop("confirm_over").strip(), section,
+                                           "confirm_over")
+            defaults = _host_settings(check, section, raw, environ)
         elif kind == "host" and name:
             check.name(name, section, None, "host name")
             check.check_keys(section, keys, HOST_KEYS)
             check.password_sources(section, keys)
             if name not in order:
                 order.append(name)
-            host_sections[name] = _host_settings(check, section, raw)
+            host_sections[name] = _host_settings(check, section, raw, environ)
         elif kind == "group" and name:
             check.name(name, section, None, "group name")
             check.check_keys(section, keys, GROUP_KEYS)
@@ -275,7 +315,7 @@ def load_inventory(path: Path, *, warn: Callable[[str], None] | None = None,
     hosts = {name: HostSpec(**_merge(name, base, defaults, host_sections.get(name, {})))
              for name in order}
     _check_private(path, parser, insecure, warn)
-    return Inventory(path=str(path), hosts=hosts, groups=groups)
+    return Inventory(path=str(path), hosts=hosts, groups=groups, confirm_over=confirm_over)
 
 
 def _merge(name: str, base: dict[str, Any], defaults: dict[str, Any],
@@ -291,7 +331,7 @@ def _check_private(path: Path, parser: configparser.RawConfigParser, insecure: b
                    warn: Callable[[str], None] | None) -> None:
     """Refuse (or, if ``insecure``, warn about) passwords in a file others can read."""
     if not any(parser.has_option(section, key) for section in parser.sections()
-               for key in LITERAL_SECRET_KEYS):
+               for key in _SECRET_KEYS):
         return
     try:
         mode = path.stat().st_mode

@@ -51,11 +51,15 @@ class Group:
 
 @dataclass(frozen=True)
 class Inventory:
-    """Hosts and groups in file order; ``path`` is where they were read from."""
+    """Hosts and groups in file order; ``path`` is where they were read from.
+
+    ``confirm_over`` is ``[defaults] confirm_over``: ask before running on more hosts.
+    """
 
     path: str
     hosts: dict[str, HostSpec] = field(default_factory=dict)
     groups: dict[str, Group] = field(default_factory=dict)
+    confirm_over: int | None = None
 
     def group_members(self, name: str) -> list[str]:
         """All host names in group ``name`` and its descendants, each once, in inventory order.
