@@ -388,8 +388,9 @@ def test_internal_error_and_its_traceback_never_show_a_secret(
     monkeypatch.chdir(tmp_path)
     for extra in ([], ["--debug"]):
         err = io.BytesIO()
-        env = Environment(stdout=io.BytesIO(), stderr=err, environ={"HOME": str(tmp_path)},
-                          stdout_isatty=False, stderr_isatty=False)
+        env = Environment(stdin=io.BytesIO(), stdout=io.BytesIO(), stderr=err,
+                          environ={"HOME": str(tmp_path)}, stdout_isatty=False,
+                          stderr_isatty=False)
         status = run_main(["-i", str(path), "-h", "h1", "-cmd", "true", *extra], env)
         text = err.getvalue().decode()
         assert status == 70, text
