@@ -30,14 +30,17 @@ from tests.integration.conftest import (
     Cli,
     Result,
     assert_no_traceback,
+    fleet_host,
     keygen,
     terminals,
     wait_for_processes,
     write_inventory,
 )
+from tests.integration.test_admin import SUDO_PASSWORD, sudo_user
 from tests.support.fleet import Fleet
 
 pytestmark = pytest.mark.integration
+__all__ = ["sudo_user"]  # a fixture of test_admin, used here too
 
 NAMES = ("k1", "k2", "keyonly", "pwonly")
 PASSPHRASE = "Pass phrase;#%9q"
@@ -428,3 +431,29 @@ def test_no_secret_on_any_command_line_while_running(cli: Cli, auth_fleet: AuthF
             proc.kill()
             proc.wait()
     assert proc.returncode == 0, (stdout, stderr)
+
+
+def test_sudo_password_never_left_anywhere(cli: Cli, main_fleet: Fleet, sudo_user: str,
+                                           tmp_path: Path) -> None:
+    """The sudo password (--sudo) is a secret like the others: grep everything after runs
+    that succeed, fail, use --json and --debug, and echo it on purpose."""
+    wrong = "Wrong-sudo;#%7"
+    inventory = write_inventory(tmp_path / "sudo.ini", {
+        "web01": fleet_host(main_fleet, "web01", sudo_password=SUDO_PASSWORD),
+        "web02": fleet_host(main_fleet, "web02", sudo_password=wrong)},
+        defaults={"user": sudo_user}, mode=0o644)
+    common = ["-i", str(inventory), "--insecure-inventory", "-g", "all", "--sudo"]
+    refused = cli.run("-i", str(inventory), "-g", "all", "--sudo", "-cmd", "id -u")
+    assert refused.returncode == 2 and "chmod 600" in refused.stderr, refused  # sudo_password
+    results = [refused]
+    for extra in ([], ["--json"], ["--debug"], ["--json", "--debug"]):
+        results.append(cli.run(*common, *extra, "-cmd", "id -u"))
+    quoted = SUDO_PASSWORD.replace("'", "'\\''")
+    results.append(cli.run(*common, "-cmd", f"printf '%s\\n' '{quoted}'"))
+    assert results[1].returncode == 3 and "web01: 0" in results[1].stdout, results[1]
+    assert "web01: ***" in results[-1].stdout, results[-1]
+    for secret in (SUDO_PASSWORD, wrong):
+        for result in results:
+            assert secret not in result.stdout + result.stderr, (secret, result)
+        for path, data in _files_under(cli.home, cli.cwd).items():
+            assert secret.encode() not in data, (secret, path)
