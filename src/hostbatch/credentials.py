@@ -150,11 +150,10 @@ def unlock_keys(hosts: Sequence[HostSpec], prompt: Prompt | None,
     ``prompt`` (no terminal), ``warn`` hears about each file once and its hosts go on with
     their other methods (their failure names the key).
     """
-    files = dict.fromkeys(spec.identity_file for spec in hosts
-                          if spec.identity_file and spec.identity_passphrase is None)
+    files = dict.fromkeys(path for spec in hosts for path in keys.identity_files(spec))
     passphrases: dict[str, Secret] = {}
     for path in files:
-        if path is None or not keys.is_encrypted(path) or keys.agent_holds(path):
+        if not keys.is_encrypted(path) or keys.agent_holds(path):
             continue
         if prompt is None:
             if warn is not None:
@@ -166,5 +165,10 @@ def unlock_keys(hosts: Sequence[HostSpec], prompt: Prompt | None,
             passphrases[path] = passphrase
     if not passphrases:
         return list(hosts)
-    return [dataclasses.replace(spec, identity_passphrase=passphrases[spec.identity_file])
-            if spec.identity_file in passphrases else spec for spec in hosts]
+    return [_with_passphrases(spec, passphrases) for spec in hosts]
+
+
+def _with_passphrases(spec: HostSpec, passphrases: Mapping[str, Secret]) -> HostSpec:
+    found = tuple((path, passphrases[path]) for path in keys.identity_files(spec)
+                  if path in passphrases)
+    return dataclasses.replace(spec, key_passphrases=found) if found else spec

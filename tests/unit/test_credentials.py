@@ -197,7 +197,7 @@ def test_passphrase_asked_once_per_key(key_files: dict[str, Path],
     out, warnings = _unlock(specs, prompt, monkeypatch)
     assert len(prompt.questions) == 2 and "Wrong passphrase" in prompt.questions[1]
     assert all(enc in q for q in prompt.questions)
-    assert [s.identity_passphrase for s in out] == [Secret(PASSPHRASE)] * 5 + [None, None]
+    assert [s.key_passphrases for s in out] == [((enc, Secret(PASSPHRASE)),)] * 5 + [(), ()]
     assert warnings == []
     assert redact(f"<<{PASSPHRASE}>>") == "<<***>>"
 
@@ -208,10 +208,10 @@ def test_passphrase_wrong_three_times_goes_to_the_workers(
     prompt = Answers("w1", "w2", "w3", "never asked")
     out, _ = _unlock(hosts(("a", {"identity_file": enc})), prompt, monkeypatch)
     assert len(prompt.questions) == 3
-    passphrase = out[0].identity_passphrase
-    assert passphrase is not None
+    passphrase = keys.passphrase_for(out[0], enc)
+    assert passphrase == "w3"
     with pytest.raises(keys.PassphraseWrong, match=f"passphrase for {enc} is wrong"):
-        keys.load_private_key(enc, passphrase.reveal())
+        keys.load_private_key(enc, passphrase)
 
 
 def test_no_terminal_warns_once_per_key(key_files: dict[str, Path],
@@ -219,7 +219,7 @@ def test_no_terminal_warns_once_per_key(key_files: dict[str, Path],
     enc = str(key_files["enc"])
     out, warnings = _unlock(hosts(("a", {"identity_file": enc}), ("b", {"identity_file": enc})),
                             None, monkeypatch)
-    assert [s.identity_passphrase for s in out] == [None, None]
+    assert [s.key_passphrases for s in out] == [(), ()]
     assert len(warnings) == 1 and enc in warnings[0] and "ssh-agent" in warnings[0]
 
 
@@ -228,7 +228,7 @@ def test_empty_passphrase_gives_up(key_files: dict[str, Path],
     prompt = Answers("")
     out, _ = _unlock(hosts(("a", {"identity_file": str(key_files["enc"])})), prompt,
                      monkeypatch)
-    assert len(prompt.questions) == 1 and out[0].identity_passphrase is None
+    assert len(prompt.questions) == 1 and out[0].key_passphrases == ()
 
 
 def test_library_run_resolves_password_sources_before_connecting(

@@ -22,7 +22,8 @@ class HostSpec:
     ``password_env`` / ``password_cmd`` name where the password comes from (an environment
     variable, a command's output); :func:`hostbatch.credentials.resolve_passwords` turns them
     into ``password`` before connecting. A host has at most one of the three.
-    ``identity_passphrase`` decrypts ``identity_file`` (asked by the parent, once per file).
+    ``key_passphrases`` holds ``(file, passphrase)`` for its encrypted identity files (asked
+    by the parent, once per file per run).
     """
 
     name: str
@@ -37,7 +38,7 @@ class HostSpec:
     sudo_password: Secret | None = None
     password_env: str | None = None
     password_cmd: str | None = None
-    identity_passphrase: Secret | None = None
+    key_passphrases: tuple[tuple[str, Secret], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,7 +31,9 @@ from hostbatch.ssh.keys import (
     KeyFileError,
     PassphraseNeeded,
     PassphraseWrong,
+    identity_files,
     load_private_key,
+    passphrase_for,
     public_blob,
 )
 
@@ -43,16 +45,16 @@ NO_METHOD = "no usable authentication method (no password, no key, no agent)"
 class KeyStore:
     """Per-worker private keys: each file loaded (and decrypted) once, shared by all threads.
 
-    A passphrase comes with the host (``HostSpec.identity_passphrase``): the parent asked
-    for it once per file and checked it.
+    A passphrase comes with the host (``HostSpec.key_passphrases``): the parent asked for
+    it once per file and checked it.
     """
 
     def __init__(self, home: str) -> None:
         self.home = Path(home)
         self._lock = threading.Lock()
-        self._keys: dict[tuple[str, Secret | None], paramiko.PKey | HostFailure] = {}
+        self._keys: dict[tuple[str, str | None], paramiko.PKey | HostFailure] = {}
 
-    def identity(self, path: str, passphrase: Secret | None = None) -> paramiko.PKey:
+    def identity(self, path: str, passphrase: str | None = None) -> paramiko.PKey:
         """The key of ``path``, or a :class:`HostFailure` (AUTH) saying why it is unusable."""
         with self._lock:
             cached = self._keys.get((path, passphrase))
@@ -78,9 +80,9 @@ class KeyStore:
         return found
 
 
-def _load(path: str, passphrase: Secret | None) -> paramiko.PKey | HostFailure:
+def _load(path: str, passphrase: str | None) -> paramiko.PKey | HostFailure:
     try:
-        return load_private_key(path, passphrase.reveal() if passphrase else None)
+        return load_private_key(path, passphrase)
     except FileNotFoundError:
         return HostFailure(FailureKind.AUTH, f"identity file {path} does not exist")
     except PermissionError:
@@ -194,7 +196,7 @@ class _Attempt:
 
 def _try_identity(attempt: _Attempt, path: str, keys: KeyStore, agent: _Agent) -> bool:
     try:
-        key = keys.identity(path, attempt.spec.identity_passphrase)
+        key = keys.identity(path, passphrase_for(attempt.spec, path))
     except HostFailure as failure:
         copy = agent.copy_of(path)
         if copy is None:
@@ -230,8 +232,9 @@ def authenticate(transport: paramiko.Transport, spec: HostSpec, deadline: float,
     attempt = _Attempt(transport, spec, deadline)
     agent = _Agent()
     try:
-        if spec.identity_file:
-            if _try_identity(attempt, spec.identity_file, keys, agent):
+        files = identity_files(spec)
+        if files:
+            if any(_try_identity(attempt, path, keys, agent) for path in files):
                 return
         elif spec.password is None and _try_agent_and_default_keys(attempt, keys, agent):
             return

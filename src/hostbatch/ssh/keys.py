@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import paramiko
 
+    from hostbatch.inventory.model import HostSpec
+
 _OPENSSH_BEGIN = "-----BEGIN OPENSSH PRIVATE KEY-----"
 _OPENSSH_END = "-----END OPENSSH PRIVATE KEY-----"
 _OPENSSH_MAGIC = b"openssh-key-v1\x00"
@@ -45,6 +47,17 @@ class PassphraseNeeded(KeyFileError):
 
 class PassphraseWrong(KeyFileError):
     """The passphrase given does not decrypt the key."""
+
+
+def identity_files(spec: HostSpec) -> tuple[str, ...]:
+    """The identity files a host offers, in order (the one place that knows where they are)."""
+    return (spec.identity_file,) if spec.identity_file else ()
+
+
+def passphrase_for(spec: HostSpec, path: str) -> str | None:
+    """The passphrase the parent got for ``path`` of this host, if any (for the SSH layer)."""
+    return next((secret.reveal() for file, secret in spec.key_passphrases if file == path),
+                None)
 
 
 def _read_head(path: str) -> str:
