@@ -240,3 +240,31 @@ def test_library_run_resolves_password_sources_before_connecting(
     spec = HostSpec("a", "192.0.2.1", password_env="HB_UNIT_NO_SUCH_VAR")
     with pytest.raises(InventoryError, match="HB_UNIT_NO_SUCH_VAR"):
         api.run([spec], RunCommand("true"), handle_signals=False)
+
+
+# --------------------------------------------------------------------------- order of methods
+
+
+@pytest.mark.parametrize(
+    ("options", "order"),
+    [
+        ({}, ["agent", "default_keys"]),
+        ({"password": Secret("Sekret-9")}, ["password"]),  # never the agent's or ~/.ssh keys first
+        ({"password_env": "V"}, ["password"]),
+        ({"password_cmd": "pass x"}, ["password"]),
+        ({"identity_file": "/k"}, ["identity_file"]),
+        ({"identity_file": "/k", "password": Secret("Sekret-9")}, ["identity_file", "password"]),
+    ],
+)
+def test_one_order_of_methods(options: dict[str, object], order: list[str]) -> None:
+    from hostbatch.ssh.methods import auth_order, describe_auth
+
+    (spec,) = hosts(("h", options))
+    assert [method.value for method, _ in auth_order(spec)] == order
+    described = describe_auth(spec)
+    assert len(described) == len(order)
+    assert "Sekret-9" not in " ".join(described)
+    if "password_env" in options:
+        assert described == ["password from $V"]
+    if "identity_file" in options:
+        assert described[0] == "identity file /k (or the ssh-agent's copy of it)"

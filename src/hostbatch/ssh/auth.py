@@ -1,15 +1,8 @@
-"""Authenticate one SSH connection, trying a host's methods in one documented order.
+"""Authenticate one SSH connection, following the host's order of methods.
 
-The order, for every host:
-
-1. its ``identity_file`` (or the ssh-agent's copy of it, matched through ``FILE.pub``);
-2. only if the host has neither an identity file nor a password: every ssh-agent key, then
-   ``~/.ssh/id_ed25519``, ``id_ecdsa``, ``id_rsa`` (as ssh does);
-3. its password.
-
-So a host with a password and no identity file gets the password alone: offering the agent's
-and every ``~/.ssh`` key first makes servers cut the connection with "Too many authentication
-failures". Each method that fails adds a reason ("key rejected: FILE", "wrong password",
+The order is decided in :func:`hostbatch.ssh.methods.auth_order` (identity files, then, for a
+host with neither a key nor a password, the agent's keys and ``~/.ssh/id_*``, then the
+password). Each method that fails adds a reason ("key rejected: FILE", "wrong password",
 "passphrase for FILE is wrong", "server allows only: publickey"), and a host whose methods all
 fail gets one AUTH failure listing them.
 """
@@ -31,14 +24,12 @@ from hostbatch.ssh.keys import (
     KeyFileError,
     PassphraseNeeded,
     PassphraseWrong,
-    identity_files,
     load_private_key,
     passphrase_for,
     public_blob,
 )
+from hostbatch.ssh.methods import DEFAULT_KEY_NAMES, Method, auth_order
 
-#: Private keys tried, in this order, when a host has no identity_file and no password.
-DEFAULT_KEY_NAMES = ("id_ed25519", "id_ecdsa", "id_rsa")
 NO_METHOD = "no usable authentication method (no password, no key, no agent)"
 
 
@@ -210,13 +201,17 @@ def _try_identity(attempt: _Attempt, path: str, keys: KeyStore, agent: _Agent) -
     return False
 
 
-def _try_agent_and_default_keys(attempt: _Attempt, keys: KeyStore, agent: _Agent) -> bool:
+def _try_agent(attempt: _Attempt, agent: _Agent) -> bool:
     agent_keys = agent.keys()
     for key in agent_keys:
         if attempt.key(key):
             return True
     if agent_keys and (attempt.allowed is None or "publickey" in attempt.allowed):
         attempt.reasons.append(f"ssh-agent keys rejected ({len(agent_keys)})")
+    return False
+
+
+def _try_default_keys(attempt: _Attempt, keys: KeyStore) -> bool:
     for path, key in keys.default_keys():
         if attempt.key(key):
             return True
@@ -232,14 +227,17 @@ def authenticate(transport: paramiko.Transport, spec: HostSpec, deadline: float,
     attempt = _Attempt(transport, spec, deadline)
     agent = _Agent()
     try:
-        files = identity_files(spec)
-        if files:
-            if any(_try_identity(attempt, path, keys, agent) for path in files):
+        for method, path in auth_order(spec):
+            if method is Method.IDENTITY_FILE and path is not None:
+                done = _try_identity(attempt, path, keys, agent)
+            elif method is Method.AGENT:
+                done = _try_agent(attempt, agent)
+            elif method is Method.DEFAULT_KEYS:
+                done = _try_default_keys(attempt, keys)
+            else:
+                done = spec.password is not None and attempt.password(spec.password)
+            if done:
                 return
-        elif spec.password is None and _try_agent_and_default_keys(attempt, keys, agent):
-            return
-        if spec.password is not None and attempt.password(spec.password):
-            return
     finally:
         agent.close()
     if not attempt.tried and not attempt.reasons:
