@@ -15,7 +15,12 @@ from collections.abc import Callable, Sequence
 
 from hostbatch import __version__
 from hostbatch.cli.environment import Environment
-from hostbatch.cli.options import Parser, build_run_parser, build_scp_parser
+from hostbatch.cli.options import (
+    Parser,
+    build_run_parser,
+    build_scp_parser,
+    check_output_options,
+)
 from hostbatch.engine.jobs import Action
 from hostbatch.engine.launcher import WorkerLauncher
 from hostbatch.engine.outcome import ExitStatus
@@ -99,6 +104,7 @@ def _main(argv: Sequence[str], env: Environment, prog: str,
         if args.version:
             stdout.write(f"hostbatch {__version__}\n".encode())
             return ExitStatus.OK
+        check_output_options(args)
         selection = Selection(args.hosts, args.groups, args.exclude)
         make_action = check(args)
         if selection.is_empty():
