@@ -457,3 +457,13 @@ def test_sudo_password_never_left_anywhere(cli: Cli, main_fleet: Fleet, sudo_use
             assert secret not in result.stdout + result.stderr, (secret, result)
         for path, data in _files_under(cli.home, cli.cwd).items():
             assert secret.encode() not in data, (secret, path)
+
+
+def test_ctrl_c_at_the_passphrase_prompt(cli: Cli, auth_fleet: AuthFleet,
+                                         tmp_path: Path) -> None:
+    key = str(auth_fleet.encrypted_key)
+    inventory = _inventory(tmp_path / "enc.ini", {"k1": auth_fleet.section("k1",
+                                                                           identity_file=key)})
+    run = run_on_terminal(cli, ["-i", str(inventory), "-h", "k1", "-cmd", "true"], ["\x03"])
+    assert run.prompts == 1 and run.status == 130, run
+    assert "Traceback" not in run.stderr + run.terminal and "interrupted" in run.stderr, run
