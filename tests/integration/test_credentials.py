@@ -467,3 +467,17 @@ def test_ctrl_c_at_the_passphrase_prompt(cli: Cli, auth_fleet: AuthFleet,
     run = run_on_terminal(cli, ["-i", str(inventory), "-h", "k1", "-cmd", "true"], ["\x03"])
     assert run.prompts == 1 and run.status == 130, run
     assert "Traceback" not in run.stderr + run.terminal and "interrupted" in run.stderr, run
+
+
+def test_batch_scp_uses_the_same_credentials(tmp_path: Path, auth_fleet: AuthFleet) -> None:
+    scp = Cli(tmp_path / "home", tmp_path / "cwd", command="scp")
+    inventory = _inventory(tmp_path / "scp.ini", {
+        "pwonly": auth_fleet.section("pwonly", password_env="HB_SCP_PW")})
+    args = ["-i", str(inventory), "-h", "pwonly", "-action", "get", "-remote", "/etc/hostname",
+            "-local", str(tmp_path / "got")]
+    result = scp.run(*args, env={"HB_SCP_PW": TEST_PASSWORD})
+    assert result.returncode == 0, result
+    assert (tmp_path / "got" / "pwonly" / "hostname").read_bytes() == Path(
+        "/etc/hostname").read_bytes()
+    missing = scp.run(*args)
+    assert missing.returncode == 2 and "HB_SCP_PW" in missing.stderr, missing
