@@ -13,6 +13,7 @@ from typing import NoReturn
 from hostbatch.engine.remote import is_identifier
 from hostbatch.engine.rollout import Amount
 from hostbatch.errors import UsageError
+from hostbatch.inventory.loader import INVENTORY_FORMATS
 from hostbatch.settings import DEFAULT_FORKS, DEFAULT_RETRIES
 
 EXIT_STATUS_HELP = """\
@@ -140,11 +141,23 @@ def add_remote_execution_options(parser: argparse.ArgumentParser) -> None:
                              "remove it")
 
 
-def add_common_options(parser: argparse.ArgumentParser) -> None:
-    """Inventory, selection and connection options common to every run command."""
+def add_inventory_options(parser: argparse.ArgumentParser) -> None:
+    """``-i FILE`` and ``--inventory-format``: every command that reads an inventory has both."""
+    parser.add_argument("-i", "--inventory", metavar="FILE",
+                        help="inventory file: hostbatch INI or Ansible INI")
+    parser.add_argument("--inventory-format", choices=INVENTORY_FORMATS, default="auto",
+                        help="how to read the inventory (default auto: Ansible INI when the "
+                             "file looks like one, else hostbatch INI)")
+
+
+def add_common_options(parser: argparse.ArgumentParser, *, accept_new: bool = True) -> None:
+    """Inventory, selection and connection options common to every run command.
+
+    ``accept_new=False`` leaves out ``--accept-new`` (keyscan records keys its own way).
+    """
     parser.add_argument("--help", action="store_true", help="show this help and exit")
     parser.add_argument("--version", action="store_true", help="show the version and exit")
-    parser.add_argument("-i", "--inventory", metavar="FILE", help="inventory file (INI)")
+    add_inventory_options(parser)
     select = parser.add_argument_group("host selection (the union of -h and -g, minus -x)")
     select.add_argument("-h", "--hosts", action="append", default=[], metavar="HOSTS",
                         help="comma list of host names, globs (web*) or ranges (web[01-03])")
@@ -163,9 +176,10 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
     limits.add_argument("--retries", type=_count, default=DEFAULT_RETRIES, metavar="N",
                         help="retry a connection closed during the handshake N times "
                              f"(default {DEFAULT_RETRIES})")
-    limits.add_argument("--accept-new", action="store_true",
-                        help="accept and record unknown host keys (changed keys are always "
-                             "refused)")
+    if accept_new:
+        limits.add_argument("--accept-new", action="store_true",
+                            help="accept and record unknown host keys (changed keys are "
+                                 "always refused)")
     limits.add_argument("--workers", type=_positive_int, metavar="N", help=argparse.SUPPRESS)
     auth = parser.add_argument_group("authentication")
     auth.add_argument("--ask-pass", action="store_true",

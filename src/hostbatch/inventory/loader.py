@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from hostbatch.errors import InventoryError
+from hostbatch.inventory.detect import looks_like_ansible
 from hostbatch.inventory.model import Group, HostSpec, Inventory
 from hostbatch.inventory.ranges import RangeError, expand, split_list
 from hostbatch.secrets import Secret
@@ -38,6 +39,8 @@ PASSWORD_KEYS = ("password", "password_env", "password_cmd")
 _SECRET_KEYS = ("password", "sudo_password")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 GROUP_KEYS = ("hosts", "children")
+#: Values of ``--inventory-format``.
+INVENTORY_FORMATS = ("auto", "hostbatch", "ansible")
 _NAME = re.compile(r"^[A-Za-z0-9_.:@%+-]+$")
 _INLINE_HINT = " (comments after a value are not supported: put them on a line of their own)"
 
@@ -66,6 +69,24 @@ def _suggest(word: str, choices: list[str] | tuple[str, ...]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
+def read_inventory_text(path: Path) -> str:
+    """The file's text; a missing, unreadable or non-UTF-8 file raises InventoryError."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InventoryError("inventory file not found", path=str(path)) from None
+    except IsADirectoryError:
+        raise InventoryError("inventory path is a directory, not a file (for an Ansible "
+                             "inventory directory, give its INI file: -i DIR/hosts)",
+                             path=str(path)) from None
+    except PermissionError:
+        raise InventoryError("inventory file is not readable (permission denied)",
+                             path=str(path)) from None
+    except UnicodeDecodeError as exc:
+        raise InventoryError(f"inventory is not UTF-8 text ({exc.reason})",
+                             path=str(path)) from None
+
+
 def _read_parser(path: Path) -> configparser.RawConfigParser:
     parser = configparser.RawConfigParser(
         interpolation=None,
@@ -74,18 +95,7 @@ def _read_parser(path: Path) -> configparser.RawConfigParser:
         empty_lines_in_values=False,
         default_section="\x00no-default-section",
     )
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InventoryError("inventory file not found", path=str(path)) from None
-    except IsADirectoryError:
-        raise InventoryError("inventory path is a directory, not a file", path=str(path)) from None
-    except PermissionError:
-        raise InventoryError("inventory file is not readable (permission denied)",
-                             path=str(path)) from None
-    except UnicodeDecodeError as exc:
-        raise InventoryError(f"inventory is not UTF-8 text ({exc.reason})",
-                             path=str(path)) from None
+    text = read_inventory_text(path)
     try:
         parser.read_string(text, source=str(path))
     except configparser.DuplicateSectionError as exc:
@@ -257,7 +267,7 @@ def _check_children(check: _Validator, groups: dict[str, Group]) -> None:
 def load_inventory(path: Path, *, warn: Callable[[str], None] | None = None,
                    local_user: str | None = None,
                    environ: Mapping[str, str] | None = None,
-                   insecure: bool = False) -> Inventory:
+                   inventory_format: str = "auto", insecure: bool = False) -> Inventory:
     """Read and validate the inventory at ``path``.
 
     A file that holds a password (``password``, ``sudo_password``) and that group or others
@@ -265,7 +275,20 @@ def load_inventory(path: Path, *, warn: Callable[[str], None] | None = None,
     receives a warning instead.
     ``local_user`` is the user name for hosts that set none (default: the local user, as ssh).
     ``environ`` supplies the variables named by ``sudo_password_env`` (default: os.environ).
+    ``inventory_format`` is ``hostbatch``, ``ansible`` (an Ansible INI inventory) or ``auto``
+    (Ansible when the file looks like one: ``detect.looks_like_ansible``).
     """
+    if inventory_format not in INVENTORY_FORMATS:
+        raise InventoryError(f"unknown inventory format {inventory_format!r} "
+                             f"(one of {', '.join(INVENTORY_FORMATS)})")
+    if inventory_format == "ansible" or (inventory_format == "auto"
+                                         and looks_like_ansible(read_inventory_text(path))):
+        from hostbatch.inventory import ansible
+
+        inventory = ansible.load_ansible_inventory(path, warn=warn, local_user=local_user)
+        _check_private(path, any(spec.password is not None or spec.sudo_password is not None
+                                 for spec in inventory.hosts.values()), insecure, warn)
+        return inventory
     confirm_over: int | None = None
     parser = _read_parser(path)
     check = _Validator(path)
@@ -314,7 +337,8 @@ def load_inventory(path: Path, *, warn: Callable[[str], None] | None = None,
     base = {"user": local_user or getpass.getuser()}
     hosts = {name: HostSpec(**_merge(name, base, defaults, host_sections.get(name, {})))
              for name in order}
-    _check_private(path, parser, insecure, warn)
+    _check_private(path, any(parser.has_option(section, key) for section in parser.sections()
+                             for key in _SECRET_KEYS), insecure, warn)
     return Inventory(path=str(path), hosts=hosts, groups=groups, confirm_over=confirm_over)
 
 
@@ -327,11 +351,10 @@ def _merge(name: str, base: dict[str, Any], defaults: dict[str, Any],
     return {"name": name, "hostname": name, **base, **defaults, **section}
 
 
-def _check_private(path: Path, parser: configparser.RawConfigParser, insecure: bool,
+def _check_private(path: Path, has_secrets: bool, insecure: bool,
                    warn: Callable[[str], None] | None) -> None:
     """Refuse (or, if ``insecure``, warn about) passwords in a file others can read."""
-    if not any(parser.has_option(section, key) for section in parser.sections()
-               for key in _SECRET_KEYS):
+    if not has_secrets:
         return
     try:
         mode = path.stat().st_mode
