@@ -373,29 +373,34 @@ def test_diff_shows_what_changed_per_host(cli: Cli, main_fleet: Fleet, main_inve
 
 def test_no_secret_reaches_the_history(cli: Cli, main_fleet: Fleet, tmp_path: Path) -> None:
     fake, sudo, from_env = "Fake-Secret-4711", "Sudo-Secret-2024", "Env-Sudo-Secret-77"
+    from_cmd = "Cmd-Secret-5150"
     web01 = {**fleet_host(main_fleet, "web01", password=TEST_PASSWORD), "sudo_password": sudo}
     web02 = {**fleet_host(main_fleet, "web02", password=fake),
              "sudo_password_env": "HB_TEST_SUDO"}
-    for section in (web01, web02):
+    web03 = {**fleet_host(main_fleet, "web03"), "password_cmd": f"echo {from_cmd}"}
+    for section in (web01, web02, web03):
         del section["identity_file"]  # password authentication
-    inventory = write_inventory(tmp_path / "hosts.ini", {"web01": web01, "web02": web02},
+    inventory = write_inventory(tmp_path / "hosts.ini",
+                                {"web01": web01, "web02": web02, "web03": web03},
                                 defaults={"user": TEST_USER})
-    command = f"echo 'pw is {TEST_PASSWORD}'; echo {fake} >&2; echo {sudo} {from_env}"
+    secrets = (TEST_PASSWORD, fake, sudo, from_env, from_cmd)
+    command = (f"echo 'pw is {TEST_PASSWORD}'; echo {fake} >&2; echo {sudo} {from_env}; "
+               f"echo {from_cmd}")
     result = cli.run("-i", inventory, "-g", "all", "-cmd", command,
                      env={"HB_TEST_SUDO": from_env})
-    assert result.returncode == 3, result  # web02's password is wrong
+    assert result.returncode == 3, result  # the passwords of web02 and web03 are wrong
     assert "web01: pw is" in result.stdout, result  # password authentication worked
     blobs = b"".join(path.read_bytes() for path in db_path(cli).parent.iterdir())
     assert b"pw is" in blobs  # the output was recorded ...
-    for secret in (TEST_PASSWORD, fake, sudo, from_env):
+    for secret in secrets:
         assert secret.encode() not in blobs  # ... but never a secret, in any file
     shown = history(cli, "show")
     (command_stored,) = query(cli, "SELECT command FROM runs")
-    assert command_stored[0] == "echo 'pw is ***'; echo *** >&2; echo *** ***"
+    assert command_stored[0] == "echo 'pw is ***'; echo *** >&2; echo *** ***; echo ***"
     assert "web01: pw is ***" in shown.stdout and "web01: ***" in shown.stderr, shown
     assert "web01: *** ***" in shown.stdout
     for text in (shown.stdout, shown.stderr, history(cli, "--json").stdout):
-        for secret in (TEST_PASSWORD, fake, sudo, from_env):
+        for secret in secrets:
             assert secret not in text
 
 
