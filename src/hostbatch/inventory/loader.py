@@ -17,14 +17,15 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from hostbatch.errors import InventoryError
+from hostbatch.errors import InventoryError, UsageError
 from hostbatch.inventory.model import Group, HostSpec, Inventory
 from hostbatch.inventory.ranges import RangeError, expand, split_list
+from hostbatch.inventory.resolve import Resolver, jump_list
 from hostbatch.secrets import Secret
 
 #: Keys of [defaults] and [host:NAME]; each is a HostSpec field of the same name.
-HOST_KEYS = ("hostname", "port", "user", "password", "identity_file", "connect_timeout",
-             "known_hosts")
+HOST_KEYS = ("hostname", "port", "user", "password", "identity_file", "identities_only",
+             "connect_timeout", "known_hosts", "proxy_jump")
 GROUP_KEYS = ("hosts", "children")
 _NAME = re.compile(r"^[A-Za-z0-9_.:@%+-]+$")
 _INLINE_HINT = " (comments after a value are not supported: put them on a line of their own)"
@@ -133,6 +134,18 @@ class _Validator:
                             section, "connect_timeout")
         return seconds
 
+    def boolean(self, value: str, section: str, key: str) -> bool:
+        lowered = value.lower()
+        if lowered not in ("yes", "no", "true", "false"):
+            raise self.fail(f"{value!r} is not yes or no", section, key)
+        return lowered in ("yes", "true")
+
+    def jumps(self, value: str, section: str) -> tuple[str, ...]:
+        try:
+            return jump_list(value)
+        except UsageError as exc:
+            raise self.fail(str(exc), section, "proxy_jump") from None
+
     def non_empty(self, value: str, section: str, key: str) -> str:
         if not value:
             raise self.fail("empty value", section, key)
@@ -161,6 +174,8 @@ def _host_settings(
         "identity_file": lambda v: os.path.expanduser(check.non_empty(v, section, "identity_file")),
         "connect_timeout": lambda v: check.timeout(v, section),
         "known_hosts": lambda v: os.path.expanduser(check.non_empty(v, section, "known_hosts")),
+        "identities_only": lambda v: check.boolean(v, section, "identities_only"),
+        "proxy_jump": lambda v: check.jumps(check.non_empty(v, section, "proxy_jump"), section),
     }
     return {key: converters[key](value.strip() if key != "password" else value)
             for key, value in raw.items()}
@@ -236,15 +251,16 @@ def load_inventory(path: Path, *, warn: Callable[[str], None] | None = None,
                              f"{_suggest(section, known)}", section)
     _check_children(check, groups)
 
-    base = {"user": local_user or getpass.getuser()}
-    hosts = {
-        name: HostSpec(**{"name": name, "hostname": name, **base, **defaults,
-                          **host_sections.get(name, {})})
-        for name in order
-    }
+    user = local_user or getpass.getuser()
+    resolver = Resolver(defaults=defaults, sections=host_sections, local_user=user)
+    try:
+        hosts = {name: resolver.resolve(name).spec for name in order}
+    except (UsageError, InventoryError) as exc:
+        raise InventoryError(str(exc), path=str(path)) from None
     if warn is not None:
         _warn_if_readable(path, hosts, warn)
-    return Inventory(path=str(path), hosts=hosts, groups=groups)
+    return Inventory(path=str(path), hosts=hosts, groups=groups, defaults=defaults,
+                     sections=host_sections, local_user=user)
 
 
 def _warn_if_readable(path: Path, hosts: dict[str, HostSpec],
