@@ -31,6 +31,8 @@ usage: hostbatch COMMAND [OPTIONS]
 commands:
   run     run a shell command on many hosts (same as batch_run)
   scp     copy files to or from many hosts (same as batch_scp)
+  inventory explain HOST
+          show a host's effective settings and where each came from
 
 Run 'hostbatch COMMAND --help' for the options of a command.
 """
@@ -58,6 +60,7 @@ def _main(argv: Sequence[str], env: Environment, prog: str,
           launcher: WorkerLauncher | None) -> int:
     """Shared flow: parse, check, load the inventory, select hosts, act, report."""
     from hostbatch.cli.execute import execute
+    from hostbatch.cli.hostsettings import resolve_selected
     from hostbatch.inventory.loader import load_inventory, locate_inventory
     from hostbatch.selection import Selection, select
 
@@ -86,6 +89,7 @@ def _main(argv: Sequence[str], env: Environment, prog: str,
         if args.list:
             stdout.write("".join(f"{spec.name}\n" for spec in hosts).encode())
             return ExitStatus.OK
+        hosts = resolve_selected(inventory, hosts, args, env, warn)
         return execute(hosts, make_action(), args, env, stdout, stderr, launcher)
     except HostbatchError as exc:
         stderr.write(f"{prog}: error: {exc}\n".encode())
@@ -125,6 +129,10 @@ def hostbatch_main(argv: Sequence[str], env: Environment, *,
     if argv[0] == "--version":
         env.stdout.write(f"hostbatch {__version__}\n".encode())
         return ExitStatus.OK
+    if argv[0] == "inventory":
+        from hostbatch.cli.explain import inventory_main
+
+        return inventory_main(argv[1:], env)
     commands = {"run": run_main, "scp": scp_main}
     command = commands.get(argv[0])
     if command is None:

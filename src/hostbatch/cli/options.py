@@ -62,11 +62,21 @@ def _seconds(text: str) -> float:
     return value
 
 
+def add_ssh_config_options(parser: argparse.ArgumentParser) -> None:
+    """``-F`` (which ssh_config) and ``-l`` (login user for every selected host)."""
+    parser.add_argument("-F", dest="ssh_config", metavar="FILE",
+                        help="OpenSSH client config to honour (default: ~/.ssh/config if it "
+                             "exists; -F none: no ssh_config)")
+    parser.add_argument("-l", "--user", metavar="USER",
+                        help="log in as USER on every selected host (not on jump hosts)")
+
+
 def add_common_options(parser: argparse.ArgumentParser) -> None:
     """Inventory, selection, limits and output options common to every run command."""
     parser.add_argument("--help", action="store_true", help="show this help and exit")
     parser.add_argument("--version", action="store_true", help="show the version and exit")
     parser.add_argument("-i", "--inventory", metavar="FILE", help="inventory file (INI)")
+    add_ssh_config_options(parser)
     select = parser.add_argument_group("host selection (the union of -h and -g, minus -x)")
     select.add_argument("-h", "--hosts", action="append", default=[], metavar="HOSTS",
                         help="comma list of host names, globs (web*) or ranges (web[01-03])")

@@ -195,7 +195,7 @@ class _JobRunner:
                                   time.monotonic() - started)
         finally:
             if transport is not None:
-                transport.close()
+                self.connector.close(transport)
         self.emit(terminal)
 
     def copy(self, job: Job, transport: Transport, started: float) -> TransferDone:

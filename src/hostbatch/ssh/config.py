@@ -160,4 +160,4 @@ def _expand(path: Path, home: str, depth: int, notes: list[str],
 
 def _is_header(line: str) -> bool:
     match = _LINE.match(line)
-    return bool(match) and match.group(1).lower() in ("host", "match")
+    return match is not None and match.group(1).lower() in ("host", "match")

@@ -1,8 +1,9 @@
 """Open one authenticated, host-key-verified SSH connection, with deadlines and retries.
 
 One :class:`Connector` lives in each worker process and is shared by its threads: it caches
-parsed known_hosts files and loaded private keys, and can abort every connection still being
-set up when the run is cancelled. All paramiko and socket exceptions become a
+parsed known_hosts files and loaded private keys, shares jump-host connections among the
+targets behind them (:mod:`.jump`), and can abort every connection still being set up when
+the run is cancelled. All paramiko and socket exceptions become a
 :class:`HostFailure` in :func:`classify`, the single mapping from SSH errors to failure kinds.
 """
 
@@ -24,6 +25,7 @@ from hostbatch.errors import FailureKind
 from hostbatch.inventory.model import HostSpec
 from hostbatch.known_hosts import KeyStatus, KnownHosts, fingerprint, host_entry_name
 from hostbatch.ssh.errors import HostFailure
+from hostbatch.ssh.jump import JumpRegistry, open_through
 
 PREFERRED_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
 
@@ -60,6 +62,8 @@ class Connector:
         self._known: dict[tuple[str, ...], KnownHosts] = {}
         self._keys: dict[str, paramiko.PKey | HostFailure] = {}
         self._connecting: set[paramiko.Transport] = set()
+        self._via: dict[paramiko.Transport, HostSpec] = {}
+        self.jumps = JumpRegistry(self.connect, self.close)
 
     # --- cancellation -------------------------------------------------------------------
     def cancel(self) -> None:
@@ -116,14 +120,39 @@ class Connector:
             if self.cancelled.wait(random.uniform(0.1, 0.5) * attempt):
                 raise HostFailure(FailureKind.INTERRUPTED, "interrupted while connecting")
 
+    def close(self, transport: paramiko.Transport) -> None:
+        """Close a transport from :meth:`connect`, releasing the jump host it went through."""
+        transport.close()
+        with self._lock:
+            hop = self._via.pop(transport, None)
+        if hop is not None:
+            self.jumps.release(hop)
+
+    def _open_sock(self, spec: HostSpec, deadline: float,
+                   learn: LearnKey) -> socket.socket | paramiko.Channel:
+        """A TCP socket to the host, or a channel to it through its last jump host."""
+        if not spec.jump_chain:
+            return _open_socket(spec, deadline)
+        hop = spec.jump_chain[-1]
+        via = self.jumps.acquire(hop, learn)
+        try:
+            return open_through(via, hop, spec, max(0.01, deadline - _now()))
+        except BaseException:
+            self.jumps.release(hop)
+            raise
+
     def _connect_once(self, spec: HostSpec, learn: LearnKey) -> paramiko.Transport:
         if self.cancelled.is_set():
             raise HostFailure(FailureKind.INTERRUPTED, "interrupted before connecting")
+        sock = self._open_sock(spec, _now() + spec.connect_timeout, learn)
+        # The deadline starts once the path is open: waiting for a shared jump host to
+        # connect is not this host's handshake time.
         deadline = _now() + spec.connect_timeout
-        sock = _open_socket(spec, deadline)
         transport = paramiko.Transport(sock, default_window_size=WINDOW_SIZE)
         with self._lock:
             self._connecting.add(transport)
+            if spec.jump_chain:
+                self._via[transport] = spec.jump_chain[-1]
         try:
             if self.cancelled.is_set():
                 raise HostFailure(FailureKind.INTERRUPTED, "interrupted while connecting")
@@ -132,10 +161,10 @@ class Connector:
             _authenticate(transport, spec, deadline, self)
             return transport
         except HostFailure:
-            transport.close()
+            self.close(transport)
             raise
         except Exception as exc:
-            transport.close()
+            self.close(transport)
             raise classify(exc, spec, deadline, self.cancelled.is_set()) from None
         finally:
             with self._lock:
@@ -276,16 +305,28 @@ def _agent_keys() -> list[paramiko.PKey]:
 
 
 def _candidate_keys(spec: HostSpec, connector: Connector) -> list[paramiko.PKey]:
-    """Keys to offer, in order: identity_file (or the agent's copy of it); else agent, defaults."""
-    if spec.identity_file:
-        try:
-            return [connector.load_key(spec.identity_file)]
-        except HostFailure as failure:
-            public = _public_blob(spec.identity_file + ".pub")
-            matching = [k for k in _agent_keys() if public and k.asbytes() == public]
-            if matching:
-                return matching
-            raise failure from None
+    """Keys to offer, in order: the identity files (each, or the agent's copy of it), then,
+    unless ``identities_only``, the agent's other keys; with no identity file, the agent's
+    keys and the default ``~/.ssh`` keys. An identity file that cannot be used is skipped
+    when another one can (as ssh does); if none can, the first one's reason is the failure."""
+    if spec.identity_files:
+        keys: list[paramiko.PKey] = []
+        failures: list[HostFailure] = []
+        for file in spec.identity_files:
+            try:
+                keys.append(connector.load_key(file))
+            except HostFailure as failure:
+                public = _public_blob(file + ".pub")
+                matching = [k for k in _agent_keys() if public and k.asbytes() == public]
+                keys.extend(matching)
+                if not matching:
+                    failures.append(failure)
+        if not spec.identities_only:
+            offered = {key.asbytes() for key in keys}
+            keys.extend(k for k in _agent_keys() if k.asbytes() not in offered)
+        if not keys and failures:
+            raise failures[0]
+        return keys
     keys = _agent_keys()
     for name in DEFAULT_KEY_NAMES:
         path = connector.home / ".ssh" / name
@@ -364,7 +405,8 @@ def _authenticate(transport: paramiko.Transport, spec: HostSpec, deadline: float
                                   f"({', '.join(remaining)}), which is not supported")
             break
         else:
-            what = spec.identity_file or f"{len(keys)} key(s) from the agent and ~/.ssh"
+            what = (", ".join(spec.identity_files) if spec.identity_files
+                    else f"{len(keys)} key(s) from the agent and ~/.ssh")
             raise HostFailure(FailureKind.AUTH,
                               f"public key rejected for user {spec.user} (offered {what})")
     if not transport.is_authenticated():

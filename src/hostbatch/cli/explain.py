@@ -1,0 +1,157 @@
+"""``hostbatch inventory explain HOST``: a host's effective settings and where each came from.
+
+One line per setting, ``KEY  VALUE  (SOURCE)``, sources being ``command line``, ``host
+section``, ``defaults``, ``ssh_config``, ``built-in`` (or ``proxy_jump of HOST`` for a jump
+host's ``user@``/``:port``). Authentication is shown as the methods that will be tried, in
+order; a password only ever as ``***``. Each jump host follows, with its own settings,
+prefixed ``jumpN.``. Nothing connects.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+from collections.abc import Sequence
+from pathlib import Path
+
+from hostbatch.cli.environment import Environment
+from hostbatch.cli.options import Parser, add_ssh_config_options
+from hostbatch.engine.outcome import ExitStatus
+from hostbatch.errors import HostbatchError, SelectionError, UsageError
+from hostbatch.inventory.resolve import BUILT_IN, Resolved, ssh_config_path
+from hostbatch.render.output import SafeStream
+
+INVENTORY_USAGE = """\
+usage: hostbatch inventory explain HOST [-i FILE] [-F FILE] [-l USER] [--connect-timeout S]
+
+subcommands:
+  explain HOST   print HOST's effective settings (address, port, user, authentication in
+                 the order tried, jump chain, known_hosts files, connect timeout) and where
+                 each came from: command line > host section > defaults > ssh_config > built-in
+"""
+
+#: Private keys tried when a host names no identity file (see ssh.session.DEFAULT_KEY_NAMES).
+_DEFAULT_KEYS = ("id_ed25519", "id_ecdsa", "id_rsa")
+
+
+def build_explain_parser() -> Parser:
+    """The parser of ``hostbatch inventory explain``."""
+    parser = Parser(prog="hostbatch inventory explain", add_help=False, allow_abbrev=False,
+                    description="Show a host's effective settings and where each came from.")
+    parser.add_argument("--help", action="store_true", help="show this help and exit")
+    parser.add_argument("-i", "--inventory", metavar="FILE", help="inventory file (INI)")
+    add_ssh_config_options(parser)
+    parser.add_argument("--connect-timeout", type=float, metavar="S",
+                        help="as for batch_run: overrides every other source")
+    parser.add_argument("host", metavar="HOST", help="an inventory host name")
+    return parser
+
+
+def auth_methods(resolved: Resolved, env: Environment) -> tuple[str, str]:
+    """The authentication methods in the order they will be tried, and their source."""
+    spec, sources = resolved.spec, resolved.sources
+    if spec.password is not None:
+        return "password ***", sources["password"]
+    agent = ["ssh-agent keys"] if env.environ.get("SSH_AUTH_SOCK") else []
+    if spec.identity_files:
+        methods = [f"publickey {path}" for path in spec.identity_files]
+        if not spec.identities_only:
+            methods += agent
+        return ", ".join(methods), sources["identity_files"]
+    home = Path(env.home) / ".ssh"
+    keys = [f"publickey {home / name}" for name in _DEFAULT_KEYS if (home / name).exists()]
+    methods = agent + keys
+    return ", ".join(methods) or "none (no identity file, no agent, no ~/.ssh/id_* key)", BUILT_IN
+
+
+def _hop_text(hop: Resolved) -> str:
+    spec = hop.spec
+    return f"{spec.user}@{spec.hostname}:{spec.port}"
+
+
+def setting_lines(resolved: Resolved, env: Environment, prefix: str = "") -> list[tuple[str, str,
+                                                                                         str]]:
+    """(key, value, source) rows describing one resolved host."""
+    spec, sources = resolved.spec, resolved.sources
+    user_file = str(Path(env.home) / ".ssh" / "known_hosts")
+    known = list(dict.fromkeys([*([spec.known_hosts] if spec.known_hosts else []), user_file]))
+    auth, auth_source = auth_methods(resolved, env)
+    rows = [
+        ("address", spec.hostname, sources["hostname"]),
+        ("port", str(spec.port), sources["port"]),
+        ("user", spec.user, sources["user"]),
+        ("auth", auth, auth_source),
+        ("identities_only", "yes" if spec.identities_only else "no",
+         sources["identities_only"]),
+        ("known_hosts", ", ".join(known), sources["known_hosts"]),
+        ("connect_timeout", f"{spec.connect_timeout:g}s", sources["connect_timeout"]),
+    ]
+    if not prefix:
+        chain = " -> ".join(f"{hop.spec.name} ({_hop_text(hop)})" for hop in resolved.hops)
+        rows.append(("jump", chain or "none (direct)", sources["proxy_jump"]))
+    return [(prefix + key, value, source) for key, value, source in rows]
+
+
+def explain(args: argparse.Namespace, env: Environment, out: SafeStream,
+            err: SafeStream) -> int:
+    """Resolve ``args.host`` with every layer and print its settings."""
+    from hostbatch.cli.hostsettings import resolver_for
+    from hostbatch.inventory.loader import load_inventory, locate_inventory
+
+    def warn(message: str) -> None:
+        err.write(f"hostbatch inventory explain: warning: {message}\n".encode())
+
+    inventory = load_inventory(locate_inventory(args.inventory, env.environ), warn=warn)
+    if args.host not in inventory.hosts:
+        close = difflib.get_close_matches(args.host, list(inventory.hosts), n=3)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise SelectionError(f"host {args.host!r} is not in {inventory.path}{hint}",
+                             [args.host])
+    resolved = resolver_for(inventory, args, env, warn).resolve(args.host)
+    config = ssh_config_path(args.ssh_config, env.home)
+    rows = [("host", args.host, inventory.path)]
+    rows += setting_lines(resolved, env)
+    for number, hop in enumerate(resolved.hops, 1):
+        rows += setting_lines(hop, env, f"jump{number}.")
+    rows.append(("ssh_config", str(config) if config else "none",
+                 "-F" if args.ssh_config else "default"))
+    width = max(len(key) for key, _, _ in rows) + 2
+    out.write("".join(f"{key:<{width}}{value}  ({source})\n"
+                      for key, value, source in rows).encode())
+    return ExitStatus.OK
+
+
+def inventory_main(argv: Sequence[str], env: Environment) -> int:
+    """``hostbatch inventory SUBCOMMAND``: only ``explain`` is handled here."""
+    out, err = SafeStream(env.stdout), SafeStream(env.stderr)
+    try:
+        if not argv or argv[0] in ("--help", "help"):
+            (out if argv else err).write(INVENTORY_USAGE.encode())
+            return ExitStatus.OK if argv else ExitStatus.USAGE
+        if argv[0] != "explain":
+            raise UsageError(f"unknown inventory command {argv[0]!r} "
+                             "(see hostbatch inventory --help)")
+        return explain_main(argv[1:], env)
+    except HostbatchError as exc:
+        err.write(f"hostbatch inventory: error: {exc}\n".encode())
+        return ExitStatus.USAGE
+    finally:
+        out.flush()
+        err.flush()
+
+
+def explain_main(argv: Sequence[str], env: Environment) -> int:
+    """``hostbatch inventory explain HOST``: exit 0, or 2 for a usage/inventory error."""
+    out, err = SafeStream(env.stdout), SafeStream(env.stderr)
+    try:
+        parser = build_explain_parser()
+        if "--help" in argv:
+            out.write(parser.format_help().encode())
+            return ExitStatus.OK
+        return explain(parser.parse_args(list(argv)), env, out, err)
+    except HostbatchError as exc:
+        err.write(f"hostbatch inventory explain: error: {exc}\n".encode())
+        return ExitStatus.USAGE
+    finally:
+        out.flush()
+        err.flush()

@@ -1,0 +1,111 @@
+"""Jump hosts: one authenticated connection per jump host and worker, shared by every target.
+
+Targets behind a jump host are reached through ``direct-tcpip`` channels of the jump host's
+transport (what ``ssh -J`` does, but with one connection for all targets instead of one per
+target). The registry below holds each jump host's transport while any target uses it, keyed
+by the hop's fully resolved HostSpec (which includes the hops before it), with a reference
+count: the transport is closed when its last user releases it.
+
+A jump host that cannot be reached is reported for every target behind it, naming the jump
+host; while targets are still waiting, the failure is shared rather than retried once per
+target (a timeout would otherwise be paid by each of them in turn).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import paramiko
+
+from hostbatch.errors import FailureKind
+from hostbatch.inventory.model import HostSpec
+from hostbatch.ssh.errors import HostFailure
+
+LearnKey = Callable[[str, str, str], None]
+Connect = Callable[[HostSpec, LearnKey], paramiko.Transport]
+Close = Callable[[paramiko.Transport], None]
+
+
+def describe(hop: HostSpec) -> str:
+    """How a jump host is named in messages: its name and the address dialled."""
+    where = f"{hop.hostname}:{hop.port}"
+    return f"jump host {hop.name}" + (f" ({where})" if hop.name != hop.hostname else f":{hop.port}")
+
+
+@dataclass
+class _Entry:
+    refs: int = 0
+    transport: paramiko.Transport | None = None
+    failure: HostFailure | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class JumpRegistry:
+    """Shared jump-host transports of one worker process (thread-safe)."""
+
+    def __init__(self, connect: Connect, close: Close) -> None:
+        self._connect = connect
+        self._close = close
+        self._lock = threading.Lock()
+        self._entries: dict[HostSpec, _Entry] = {}
+        #: Authenticated connections opened to jump hosts (for tests and benchmarks).
+        self.opened = 0
+
+    def acquire(self, hop: HostSpec, learn: LearnKey) -> paramiko.Transport:
+        """The live transport of ``hop``, connecting it if nobody has; pair with :meth:`release`."""
+        with self._lock:
+            entry = self._entries.setdefault(hop, _Entry())
+            entry.refs += 1
+        try:
+            with entry.lock:
+                if entry.failure is not None:
+                    raise entry.failure
+                if entry.transport is not None and not entry.transport.is_active():
+                    dead, entry.transport = entry.transport, None
+                    self._close(dead)
+                if entry.transport is None:
+                    try:
+                        entry.transport = self._connect(hop, learn)
+                    except HostFailure as failure:
+                        entry.failure = HostFailure(failure.kind,
+                                                    f"{describe(hop)}: {failure.message}")
+                        raise entry.failure from None
+                    with self._lock:
+                        self.opened += 1
+                return entry.transport
+        except BaseException:
+            self.release(hop)
+            raise
+
+    def release(self, hop: HostSpec) -> None:
+        """One user of ``hop`` is done; the last one closes its transport."""
+        with self._lock:
+            entry = self._entries[hop]
+            entry.refs -= 1
+            if entry.refs > 0:
+                return
+            del self._entries[hop]
+        if entry.transport is not None:
+            self._close(entry.transport)
+
+
+def open_through(via: paramiko.Transport, hop: HostSpec, spec: HostSpec,
+                 timeout: float) -> paramiko.Channel:
+    """A ``direct-tcpip`` channel from jump host ``hop`` to ``spec``'s address, used as the
+    socket of ``spec``'s own SSH transport."""
+    try:
+        return via.open_channel("direct-tcpip", (spec.hostname, spec.port), ("127.0.0.1", 0),
+                                timeout=timeout)
+    except paramiko.ChannelException as exc:
+        raise HostFailure(FailureKind.CONNECT, f"{describe(hop)} could not open a connection to "
+                          f"{spec.hostname} port {spec.port}: {exc.text}") from None
+    except (paramiko.SSHException, EOFError, OSError) as exc:
+        text = str(exc) or type(exc).__name__
+        if "timeout" in text.lower() or isinstance(exc, TimeoutError):
+            raise HostFailure(FailureKind.TIMEOUT, f"{describe(hop)} did not open a connection "
+                              f"to {spec.hostname} port {spec.port} within {timeout:g}s"
+                              ) from None
+        raise HostFailure(FailureKind.CONNECT, f"{describe(hop)} lost its connection while "
+                          f"opening one to {spec.hostname} port {spec.port}: {text}") from None
