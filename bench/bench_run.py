@@ -54,7 +54,6 @@ import re
 import secrets
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import threading
@@ -63,13 +62,26 @@ import tomllib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from bench.benchkit import (  # noqa: E402
+    Interrupted,
+    first_line,
+    fmt,
+    kill_group,
+    log,
+    machine_busy_seconds,
+    median,
+    raise_interrupted,
+    ratio,
+    read_bytes,
+    stat_fields,
+    tail,
+)
 from tests.support.fleet import Fleet, ensure_test_user  # noqa: E402
 
 ALL_TOOLS = ("hostbatch", "pssh", "clush", "pdsh")
@@ -81,7 +93,6 @@ DEFAULT_WORKDIR = REPO / "bench" / "work"
 BIG_COMMAND = "seq 1 160000"
 #: Key exchange the fleet's servers offer by default (see --kex).
 CURVE25519 = "curve25519-sha256,curve25519-sha256@libssh.org"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 MB = 1024 * 1024
 
@@ -122,29 +133,7 @@ def make_workload(key: str, command: str) -> Workload:
 # ------------------------------------------------------------------------- /proc helpers
 
 
-def _read(path: str) -> bytes | None:
-    try:
-        with open(path, "rb") as handle:
-            return handle.read()
-    except OSError:
-        return None
 
-
-def _stat_fields(pid: int) -> list[bytes] | None:
-    """Fields of /proc/PID/stat after the command name (field 3, state, is index 0)."""
-    data = _read(f"/proc/{pid}/stat")
-    if data is None:
-        return None
-    return data.rsplit(b")", 1)[-1].split()
-
-
-def machine_busy_seconds() -> float:
-    """Busy CPU time of the whole machine (all cores) since boot, from /proc/stat."""
-    data = _read("/proc/stat") or b"cpu 0 0 0 0"
-    values = [int(v) for v in data.split(b"\n", 1)[0].split()[1:]]
-    idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
-    busy = sum(values[:8]) - idle  # guest time is already inside user
-    return busy / CLK_TCK
 
 
 class CpuAccounting:
@@ -218,7 +207,7 @@ def children_of(parents: set[int]) -> list[int]:
     found = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
-            fields = _stat_fields(int(entry))
+            fields = stat_fields(int(entry))
             if fields is not None and len(fields) > 1 and int(fields[1]) in parents:
                 found.append(int(entry))
     return found
@@ -275,7 +264,7 @@ class TreeSampler:
         orphans: list[tuple[int, int]] = []
         for pid in sorted(live - self._seen):
             self._seen.add(pid)
-            fields = _stat_fields(pid)
+            fields = stat_fields(pid)
             if fields is None or len(fields) < 2:
                 continue
             ppid = int(fields[1])
@@ -295,13 +284,13 @@ class TreeSampler:
         self._update_members()
         rss = 0
         for pid in self._members:
-            statm = _read(f"/proc/{pid}/statm")
+            statm = read_bytes(f"/proc/{pid}/statm")
             if statm is not None:
                 rss += int(statm.split()[1]) * PAGE_SIZE
         if self.pss and (rss > self.peak_rss or self.samples % self.pss_every == 0):
             pss = 0
             for pid in self._members:
-                rollup = _read(f"/proc/{pid}/smaps_rollup") or b""
+                rollup = read_bytes(f"/proc/{pid}/smaps_rollup") or b""
                 match = re.search(rb"^Pss:\s+(\d+) kB", rollup, re.M)
                 pss += int(match.group(1)) * 1024 if match else 0
             self.peak_pss = max(self.peak_pss, pss)
@@ -360,7 +349,7 @@ class Tool:
 
     def verify(self, target: Target, workload: Workload, status: int) -> Verdict:
         if status != 0:
-            return Verdict(False, f"exit status {status}: {_tail(target.err)}")
+            return Verdict(False, f"exit status {status}: {tail(target.err)}")
         lines, content, stray = count_prefixed_lines(target.out, self.labels(target))
         problem = compare_counts(lines, content, stray, workload, exact_lines=True)
         if problem:
@@ -369,23 +358,9 @@ class Tool:
 
     def verify_stderr(self, target: Target) -> Verdict:
         text = target.err.read_bytes().strip()
-        return Verdict(not text, f"unexpected stderr: {_tail(target.err)}" if text else "")
+        return Verdict(not text, f"unexpected stderr: {tail(target.err)}" if text else "")
 
 
-def _tail(path: Path, limit: int = 300) -> str:
-    text = path.read_bytes()[-limit:].decode(errors="replace").strip()
-    return " | ".join(text.splitlines()[-4:]) or "(no stderr)"
-
-
-def _first_line(argv: Sequence[str], pattern: str = r"\S") -> str:
-    try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return "unknown"
-    for line in (proc.stdout + proc.stderr).splitlines():
-        if re.search(pattern, line):
-            return line.strip()
-    return "unknown"
 
 
 class Hostbatch(Tool):
@@ -409,14 +384,14 @@ class Hostbatch(Tool):
             paramiko = importlib.metadata.version("paramiko")
         except importlib.metadata.PackageNotFoundError:
             paramiko = "?"
-        return f"{_first_line([self.program, '--version'])} (paramiko {paramiko})"
+        return f"{first_line([self.program, '--version'])} (paramiko {paramiko})"
 
     def verify_stderr(self, target: Target) -> Verdict:
         text = target.err.read_bytes()
         match = self._summary.search(text)
         if not match or int(match.group(1)) != target.count or int(match.group(2)) != target.count:
             return Verdict(False, f"summary does not say all {target.count} ok: "
-                           f"{_tail(target.err)}")
+                           f"{tail(target.err)}")
         return Verdict(True)
 
 
@@ -429,13 +404,13 @@ class Pssh(Tool):
                 "-P", "-l", target.fleet.user, "-x", f"-F {target.fleet.ssh_config}", command]
 
     def version(self) -> str:
-        return "parallel-ssh " + _first_line(["parallel-ssh", "--version"])
+        return "parallel-ssh " + first_line(["parallel-ssh", "--version"])
 
     def verify(self, target: Target, workload: Workload, status: int) -> Verdict:
         """``-P`` writes ``HOST: `` + each chunk read (a newline added if the chunk did not end
         with one), so chunks may split lines: count bytes per host, not lines."""
         if status != 0:
-            return Verdict(False, f"exit status {status}: {_tail(target.err)}")
+            return Verdict(False, f"exit status {status}: {tail(target.err)}")
         labels = set(self.labels(target))
         content = dict.fromkeys(labels, 0)
         lines = dict.fromkeys(labels, 0)
@@ -479,7 +454,7 @@ class Clush(Tool):
                 "--hostfile", str(target.hostfile), command]
 
     def version(self) -> str:
-        return _first_line(["clush", "--version"])
+        return first_line(["clush", "--version"])
 
 
 class Pdsh(Tool):
@@ -493,7 +468,7 @@ class Pdsh(Tool):
         return {"PDSH_SSH_ARGS_APPEND": f"-F {target.fleet.ssh_config}"}
 
     def version(self) -> str:
-        return _first_line(["pdsh", "-V"], r"pdsh-")
+        return first_line(["pdsh", "-V"], r"pdsh-")
 
 
 def count_prefixed_lines(path: Path, labels: Sequence[bytes]
@@ -576,12 +551,7 @@ class RunResult:
         return max(0.0, self.machine_busy - self.cpu - self.server_cpu - self.sampler_cpu)
 
 
-class Interrupted(Exception):
-    """SIGTERM or SIGHUP: leave through the same clean-up path as Ctrl-C."""
 
-
-def _raise_interrupted(signum: int, frame: FrameType | None) -> None:
-    raise Interrupted(signal.Signals(signum).name)
 
 
 def wait_quiet(target: Target, limit: float = 15.0) -> None:
@@ -622,7 +592,7 @@ def run_once(tool: Tool, target: Target, workload: Workload, rep: int, *,
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env,
                                 start_new_session=True)
     sampler = TreeSampler(proc.pid, sample_interval, pss=pss).start()
-    timer = threading.Timer(timeout, _kill_group, args=(proc.pid,))
+    timer = threading.Timer(timeout, kill_group, args=(proc.pid,))
     timer.start()
     reaped = False
     try:
@@ -632,7 +602,7 @@ def run_once(tool: Tool, target: Target, workload: Workload, rep: int, *,
     finally:
         timer.cancel()
         sampler.stop()
-        _kill_group(proc.pid)  # leftovers (and the tool itself when interrupted)
+        kill_group(proc.pid)  # leftovers (and the tool itself when interrupted)
         if not reaped:
             with contextlib.suppress(ChildProcessError):
                 os.wait4(proc.pid, 0)
@@ -654,10 +624,6 @@ def run_once(tool: Tool, target: Target, workload: Workload, rep: int, *,
         sampler_cpu=sampler.cpu_seconds, nproc=os.cpu_count() or 1,
     )
 
-
-def _kill_group(pid: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGKILL)
 
 
 @contextlib.contextmanager
@@ -685,9 +651,6 @@ def started_fleet(count: int, workdir: Path, kex: str) -> Iterator[Target]:
 
 # ------------------------------------------------------------------------------ results
 
-
-def median(values: Sequence[float]) -> float:
-    return statistics.median(values) if values else float("nan")
 
 
 @dataclass
@@ -736,14 +699,6 @@ def summarize(results: Sequence[RunResult]) -> list[Cell]:
     return cells
 
 
-def _fmt(value: float, spec: str) -> str:
-    return "n/a" if value != value else format(value, spec)  # NaN check
-
-
-def _ratio(value: float, base: float | None) -> str:
-    if base is None or base != base or base == 0 or value != value:
-        return "n/a"
-    return f"{value / base:.2f}x"
 
 
 def best_peer(cells: Sequence[Cell], hosts: int, workload: str, attr: str) -> Cell | None:
@@ -816,7 +771,7 @@ class Meta:
 
 def source_revision() -> str:
     """The repository's commit, marked when ``src/`` has uncommitted changes."""
-    head = _first_line(["git", "-C", str(REPO), "log", "-1", "--format=%h %s"])
+    head = first_line(["git", "-C", str(REPO), "log", "-1", "--format=%h %s"])
     try:
         dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--", "src"],
                                capture_output=True, text=True, timeout=30, check=False).stdout
@@ -828,24 +783,24 @@ def source_revision() -> str:
 def collect_meta(args: argparse.Namespace, tools: Sequence[Tool],
                  workloads: dict[str, Workload]) -> Meta:
     cpu_model = "unknown CPU"
-    for line in (_read("/proc/cpuinfo") or b"").decode(errors="replace").splitlines():
+    for line in (read_bytes("/proc/cpuinfo") or b"").decode(errors="replace").splitlines():
         if line.startswith("model name"):
             cpu_model = line.split(":", 1)[1].strip()
             break
     mem_kb = 0
-    match = re.search(rb"MemTotal:\s+(\d+) kB", _read("/proc/meminfo") or b"")
+    match = re.search(rb"MemTotal:\s+(\d+) kB", read_bytes("/proc/meminfo") or b"")
     if match:
         mem_kb = int(match.group(1))
     machine = (f"nproc {os.cpu_count()} ({cpu_model}), {mem_kb / 1024 / 1024:.1f} GiB RAM, "
                f"Linux {platform.release()}, {platform.python_implementation()} "
                f"{platform.python_version()}")
     sshd = shutil.which("sshd", path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin") or "sshd"
-    software = [f"server: {_first_line([sshd, '-V'], 'OpenSSH')} (`sshd -D`, one per host)",
-                f"client ssh (used by pssh, clush, pdsh): {_first_line(['ssh', '-V'])}"]
+    software = [f"server: {first_line([sshd, '-V'], 'OpenSSH')} (`sshd -D`, one per host)",
+                f"client ssh (used by pssh, clush, pdsh): {first_line(['ssh', '-V'])}"]
     software += [f"{tool.name}: {tool.version()}" for tool in tools]
     source = f"hostbatch source: {source_revision()}"
     if getattr(args, "source_digest", None) and args.source == "head":
-        head = _first_line(["git", "-C", str(REPO), "log", "-1", "--format=%h %s"])
+        head = first_line(["git", "-C", str(REPO), "log", "-1", "--format=%h %s"])
         source = (f"hostbatch source: commit {head}, exactly (src/ from `git archive HEAD`, "
                   f"sha256 of its *.py: {args.source_digest})")
     elif getattr(args, "source_digest", None):
@@ -930,14 +885,14 @@ def render(results: Sequence[RunResult], meta: Meta, workloads: dict[str, Worklo
         name = f"**{c.tool}**" if c.tool == "hostbatch" else c.tool
         out.append(
             f"| {c.hosts} | {c.workload} | {name} "
-            f"| {_fmt(c.wall, '.2f')} | ({_fmt(c.wall_min, '.2f')}-{_fmt(c.wall_max, '.2f')}) "
-            f"| {_ratio(c.wall, wall_peer.wall if wall_peer else None)} | {_fmt(c.cpu, '.2f')} "
-            f"| {_fmt(c.cpu_ms_per_host, '.1f')} "
-            f"| {_ratio(c.cpu, cpu_peer.cpu if cpu_peer else None)} "
-            f"| {_fmt(c.peak_rss / MB, '.0f')} "
-            f"| {_fmt(c.peak_pss / MB, '.0f') if c.peak_pss else 'n/a'} "
-            f"| {_fmt(c.server_cpu, '.2f')} | {_fmt(c.machine_busy, '.2f')} "
-            f"| {_fmt(c.other_cpu, '.2f')} | {c.valid}/{c.runs}"
+            f"| {fmt(c.wall, '.2f')} | ({fmt(c.wall_min, '.2f')}-{fmt(c.wall_max, '.2f')}) "
+            f"| {ratio(c.wall, wall_peer.wall if wall_peer else None)} | {fmt(c.cpu, '.2f')} "
+            f"| {fmt(c.cpu_ms_per_host, '.1f')} "
+            f"| {ratio(c.cpu, cpu_peer.cpu if cpu_peer else None)} "
+            f"| {fmt(c.peak_rss / MB, '.0f')} "
+            f"| {fmt(c.peak_pss / MB, '.0f') if c.peak_pss else 'n/a'} "
+            f"| {fmt(c.server_cpu, '.2f')} | {fmt(c.machine_busy, '.2f')} "
+            f"| {fmt(c.other_cpu, '.2f')} | {c.valid}/{c.runs}"
             f"{f' ({c.noisy} noisy)' if c.noisy else ''} |")
     out += ["", "## Targets (issue 2), from this run", "",
             "| target | measured | verdict |", "|---|---|---|"]
@@ -1180,9 +1135,6 @@ def measure(tool: Tool, target: Target, workload: Workload, rep: int,
             return runs
 
 
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
@@ -1215,7 +1167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Ctrl-C even when started with SIGINT ignored (e.g. as a background job of a script).
     signal.signal(signal.SIGINT, signal.default_int_handler)
     for signum in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, _raise_interrupted)
+        signal.signal(signum, raise_interrupted)
     ensure_test_user(BENCH_USER, secrets.token_urlsafe(18))
     meta = collect_meta(args, tools, workloads)
     meta.notes += args.note

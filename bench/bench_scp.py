@@ -61,7 +61,6 @@ import secrets
 import shlex
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tarfile
@@ -72,13 +71,26 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from bench.benchkit import (  # noqa: E402
+    CLK_TCK,
+    Interrupted,
+    first_line,
+    fmt,
+    kill_group,
+    log,
+    machine_busy_seconds,
+    median,
+    raise_interrupted,
+    ratio,
+    stat_fields,
+    tail,
+)
 from tests.support.fleet import Fleet, ensure_test_user  # noqa: E402
 
 ALL_TOOLS = ("hostbatch", "pssh", "clush", "scp")
@@ -95,7 +107,6 @@ FIRST_ADDRESS = "127.0.3.10"
 CURVE25519 = "curve25519-sha256,curve25519-sha256@libssh.org"
 #: Marker in results-scp.md: everything after it is hand-written and kept when re-rendering.
 ANALYSIS_MARKER = "<!-- analysis: hand-written below, kept when this file is rewritten -->"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 MIB = 1024 * 1024
 #: Quiet runs here leave 0-8% of the machine's CPU to kernel threads (loopback networking,
 #: softirq) and the benchmark itself; above this share something else was running.
@@ -110,9 +121,6 @@ find . -type f | wc -l
 find . -type f -print0 | LC_ALL=C sort -z | xargs -0 -r cat | sha256sum | cut -d' ' -f1
 """
 
-
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 # -------------------------------------------------------------------------------- payloads
@@ -193,37 +201,22 @@ def make_tree_payload(root: Path, files: int, dirs: int) -> Payload:
 # ------------------------------------------------------------------------------ /proc helpers
 
 
-def _stat_fields(pid: int) -> list[bytes] | None:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            data = handle.read()
-    except OSError:
-        return None
-    return data.rsplit(b")", 1)[-1].split()
-
 
 def children_cpu_seconds(pids: Sequence[int]) -> float:
     """Sum of ``cutime + cstime`` (CPU of reaped children) of ``pids``, in seconds."""
     ticks = 0
     for pid in pids:
-        fields = _stat_fields(pid)
+        fields = stat_fields(pid)
         if fields is not None and len(fields) > 14:
             ticks += int(fields[13]) + int(fields[14])
     return ticks / CLK_TCK
 
 
-def machine_busy_seconds() -> float:
-    """Busy CPU time of the whole machine (all cores) since boot, from /proc/stat."""
-    with open("/proc/stat", "rb") as handle:
-        values = [int(v) for v in handle.readline().split()[1:]]
-    idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
-    return (sum(values[:8]) - idle) / CLK_TCK
-
 
 def has_children(parents: set[int]) -> bool:
     for entry in os.listdir("/proc"):
         if entry.isdigit():
-            fields = _stat_fields(int(entry))
+            fields = stat_fields(int(entry))
             if fields is not None and len(fields) > 1 and int(fields[1]) in parents:
                 return True
     return False
@@ -390,20 +383,6 @@ def verify_hosts(target: Target, scenario: Scenario) -> str:
 # ----------------------------------------------------------------------------------- tools
 
 
-def _tail(path: Path, limit: int = 400) -> str:
-    text = path.read_bytes()[-limit:].decode(errors="replace").strip()
-    return " | ".join(text.splitlines()[-4:]) or "(nothing on stderr)"
-
-
-def _first_line(argv: Sequence[str], pattern: str = r"\S") -> str:
-    try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return "unknown"
-    for line in (proc.stdout + proc.stderr).splitlines():
-        if re.search(pattern, line):
-            return line.strip()
-    return "unknown"
 
 
 def package_digest(package: Path) -> str:
@@ -494,7 +473,7 @@ class Tool:
     def check(self, target: Target, scenario: Scenario, status: int) -> str:
         """"" when the tool itself reports success on every host."""
         if status != 0:
-            return f"exit status {status}: {_tail(target.err)}"
+            return f"exit status {status}: {tail(target.err)}"
         return ""
 
 
@@ -535,7 +514,7 @@ class Hostbatch(Tool):
         except importlib.metadata.PackageNotFoundError:
             paramiko = cryptography = "?"
         where = f", {self.described}" if self.described else ""
-        return (f"{_first_line([self.program, '--version'])} (`batch_scp`{where}; paramiko "
+        return (f"{first_line([self.program, '--version'])} (`batch_scp`{where}; paramiko "
                 f"{paramiko}, cryptography {cryptography})")
 
     def check(self, target: Target, scenario: Scenario, status: int) -> str:
@@ -545,7 +524,7 @@ class Hostbatch(Tool):
         match = self._summary.search(target.err.read_bytes())
         if not match or int(match.group(1)) != scenario.hosts or int(match.group(2)) != \
                 scenario.hosts:
-            return f"summary does not say all {scenario.hosts} ok: {_tail(target.err)}"
+            return f"summary does not say all {scenario.hosts} ok: {tail(target.err)}"
         return ""
 
 
@@ -561,7 +540,7 @@ class Pssh(Tool):
         return [*argv, str(scenario.payload.source), target.dest + "/"]
 
     def version(self) -> str:
-        return ("parallel-scp " + _first_line(["parallel-scp", "--version"])
+        return ("parallel-scp " + first_line(["parallel-scp", "--version"])
                 + " (runs `scp -qC` per host)")
 
     def check(self, target: Target, scenario: Scenario, status: int) -> str:
@@ -587,7 +566,7 @@ class Clush(Tool):
                 "--copy", str(scenario.payload.source), "--dest", target.dest + "/"]
 
     def version(self) -> str:
-        return _first_line(["clush", "--version"]) + " (`clush --copy`, runs `scp` per host)"
+        return first_line(["clush", "--version"]) + " (`clush --copy`, runs `scp` per host)"
 
     def check(self, target: Target, scenario: Scenario, status: int) -> str:
         problem = super().check(target, scenario, status)
@@ -611,7 +590,7 @@ class Scp(Tool):
         return [*argv, str(scenario.payload.source), f"{scenario.names[0]}:{target.dest}/"]
 
     def version(self) -> str:
-        return _first_line(["ssh", "-V"]) + " (`scp`, SFTP protocol, default ciphers)"
+        return first_line(["ssh", "-V"]) + " (`scp`, SFTP protocol, default ciphers)"
 
 
 # ------------------------------------------------------------------------------------ runs
@@ -648,17 +627,7 @@ class RunResult:
         return (self.machine_busy - self.cpu - self.server_cpu) / capacity if capacity else 0.0
 
 
-class Interrupted(Exception):
-    """SIGTERM or SIGHUP: leave through the same clean-up path as Ctrl-C."""
 
-
-def _raise_interrupted(signum: int, frame: FrameType | None) -> None:
-    raise Interrupted(signal.Signals(signum).name)
-
-
-def _kill_group(pid: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGKILL)
 
 
 def wait_quiet(target: Target, limit: float = 15.0) -> None:
@@ -692,7 +661,7 @@ def run_once(tool: Tool, target: Target, scenario: Scenario, rep: int, *,
         started = time.perf_counter()
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env,
                                 start_new_session=True, preexec_fn=setup)
-    timer = threading.Timer(timeout, _kill_group, args=(proc.pid,))
+    timer = threading.Timer(timeout, kill_group, args=(proc.pid,))
     timer.start()
     reaped = False
     try:
@@ -701,7 +670,7 @@ def run_once(tool: Tool, target: Target, scenario: Scenario, rep: int, *,
         reaped = True
     finally:
         timer.cancel()
-        _kill_group(proc.pid)  # leftovers (and the tool itself when interrupted)
+        kill_group(proc.pid)  # leftovers (and the tool itself when interrupted)
         if not reaped:
             with contextlib.suppress(ChildProcessError):
                 os.wait4(proc.pid, 0)
@@ -770,9 +739,6 @@ def check_space(target: Target, payload: Payload) -> None:
 # --------------------------------------------------------------------------------- results
 
 
-def median(values: Sequence[float]) -> float:
-    return statistics.median(values) if values else float("nan")
-
 
 @dataclass
 class Cell:
@@ -839,14 +805,6 @@ def best_peer(cells: Sequence[Cell], scenario: str, hosts: int) -> Cell | None:
     return min(peers, key=lambda c: c.wall, default=None)
 
 
-def _fmt(value: float, spec: str) -> str:
-    return "n/a" if value != value else format(value, spec)  # NaN check
-
-
-def _ratio(value: float, base: float | None) -> str:
-    if base is None or base != base or base == 0 or value != value:
-        return "n/a"
-    return f"{value / base:.2f}x"
 
 
 def targets(cells: Sequence[Cell]) -> list[tuple[str, str, str]]:
@@ -892,7 +850,7 @@ class Meta:
 
 def _ssh_cipher() -> str:
     """The OpenSSH client's first cipher preference (what it negotiates with OpenSSH sshd)."""
-    line = _first_line(["ssh", "-G", "-F", "/dev/null", "localhost"], r"^ciphers ")
+    line = first_line(["ssh", "-G", "-F", "/dev/null", "localhost"], r"^ciphers ")
     return line.split()[1].split(",")[0] if line.startswith("ciphers ") else "unknown"
 
 
@@ -919,7 +877,7 @@ def collect_meta(args: argparse.Namespace, tools: Sequence[Tool],
                f"{platform.release()}, {platform.python_implementation()} "
                f"{platform.python_version()}; load average at start {load}")
     sshd = shutil.which("sshd", path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin") or "sshd"
-    software = [f"server: {_first_line([sshd, '-V'], 'OpenSSH')} (`sshd -D`, one per host, "
+    software = [f"server: {first_line([sshd, '-V'], 'OpenSSH')} (`sshd -D`, one per host, "
                 "`Subsystem sftp internal-sftp`)"]
     software += [f"{tool.name}: {tool.version()}" for tool in tools]
     kex = "OpenSSH defaults" if args.kex == "default" else args.kex
@@ -985,19 +943,19 @@ def render(results: Sequence[RunResult], meta: Meta, analysis: str = "") -> str:
         for c in mine:
             if scenario == "single":
                 base = find(cells, "single", 1, "scp")
-                ratio = _ratio(c.wall, base.wall if base else None)
+                shown_ratio = ratio(c.wall, base.wall if base else None)
             else:
                 peer = best_peer(cells, scenario, c.hosts)
-                ratio = _ratio(c.throughput, peer.throughput if peer else None)
+                shown_ratio = ratio(c.throughput, peer.throughput if peer else None)
             name = f"**{c.tool}**" if c.tool.startswith("hostbatch") else c.tool
             busy_share = c.machine_busy / (c.wall * (os.cpu_count() or 1)) \
                 if c.wall == c.wall and c.wall else float("nan")
             out.append(
-                f"| {c.hosts} | {name} | {_fmt(c.wall, '.2f')} "
-                f"| ({_fmt(c.wall_min, '.2f')}-{_fmt(c.wall_max, '.2f')}) "
-                f"| {_fmt(c.throughput, '.0f')} | {ratio} | {_fmt(c.cpu, '.2f')} "
-                f"| {_fmt(c.server_cpu, '.2f')} | {_fmt(c.unaccounted, '.2f')} "
-                f"| {_fmt(busy_share * 100, '.0f')}% | {c.valid}/{c.runs}"
+                f"| {c.hosts} | {name} | {fmt(c.wall, '.2f')} "
+                f"| ({fmt(c.wall_min, '.2f')}-{fmt(c.wall_max, '.2f')}) "
+                f"| {fmt(c.throughput, '.0f')} | {shown_ratio} | {fmt(c.cpu, '.2f')} "
+                f"| {fmt(c.server_cpu, '.2f')} | {fmt(c.unaccounted, '.2f')} "
+                f"| {fmt(busy_share * 100, '.0f')}% | {c.valid}/{c.runs}"
                 + (f" ({c.noisy} noisy)" if c.noisy else "") + " |")
         out.append("")
     out += ["## Targets (issue 3, Speed), from this run", "",
@@ -1039,8 +997,8 @@ def render(results: Sequence[RunResult], meta: Meta, analysis: str = "") -> str:
             f"| {r.scenario} | {r.hosts} | {r.rep + 1} | {r.tool} "
             f"| {'redone (noisy)' if r.redone else 'yes' if r.ok else 'NO'} "
             f"| {r.wall:.2f} | {r.total_bytes / MIB / r.wall:.0f} | {r.cpu_user:.2f} "
-            f"| {r.cpu_sys:.2f} | {_fmt(r.client_tree_cpu, '.2f')} | {r.server_cpu:.2f} "
-            f"| {r.machine_busy:.2f} | {r.noise:.0%} | {_fmt(r.load_before, '.2f')} |")
+            f"| {r.cpu_sys:.2f} | {fmt(r.client_tree_cpu, '.2f')} | {r.server_cpu:.2f} "
+            f"| {r.machine_busy:.2f} | {r.noise:.0%} | {fmt(r.load_before, '.2f')} |")
     out += ["", "</details>", "", ANALYSIS_MARKER, ""]
     text = "\n".join(out)
     return text + analysis.lstrip("\n") if analysis else text
@@ -1255,7 +1213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     tools = build_tools(args)
     for signum in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, _raise_interrupted)
+        signal.signal(signum, raise_interrupted)
     args.workdir.mkdir(parents=True, exist_ok=True)
     log("preparing payloads")
     payloads: dict[str, Payload] = {}

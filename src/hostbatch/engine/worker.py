@@ -14,6 +14,7 @@ import pickle
 import queue
 import resource
 import signal
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -81,6 +82,10 @@ def worker_main(config_in: Connection, jobs: Any, events_out: Connection, cancel
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _raise_fd_limit()
+    # paramiko.config imports invoke when installed (for ssh_config "Match exec"), which pulls
+    # in asyncio and unittest.mock: ~30 ms of CPU per worker. Workers never parse ssh_config
+    # (the parent does), so this process does without it.
+    sys.modules.setdefault("invoke", None)  # type: ignore[arg-type]
     from hostbatch.ssh import command, transfer  # noqa: F401 - import now, not on first use
     from hostbatch.ssh.session import Connector  # paramiko is imported only in workers
 
