@@ -4,12 +4,13 @@ hosts (``batch_run``, ``batch_scp``, ``hostbatch inventory explain``)."""
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable
 from typing import Any
 
 from hostbatch.cli.environment import Environment
 from hostbatch.inventory.model import HostSpec, Inventory
-from hostbatch.inventory.resolve import Resolver, ssh_config_lookup
+from hostbatch.inventory.resolve import Resolver, SshLookup, ssh_config_lookup
 
 
 def command_line_layer(args: argparse.Namespace) -> dict[str, Any]:
@@ -22,10 +23,18 @@ def command_line_layer(args: argparse.Namespace) -> dict[str, Any]:
     return layer
 
 
+def _lookup(args: argparse.Namespace, env: Environment,
+            warn: Callable[[str], None]) -> SshLookup | None:
+    # paramiko.config imports invoke when installed, only for "Match exec", which hostbatch
+    # never runs: the CLI process does without it (asyncio, unittest.mock: ~30 ms).
+    sys.modules.setdefault("invoke", None)  # type: ignore[arg-type]
+    return ssh_config_lookup(args.ssh_config, env.home, warn)
+
+
 def resolver_for(inventory: Inventory, args: argparse.Namespace, env: Environment,
                  warn: Callable[[str], None]) -> Resolver:
     """A resolver with every layer: command line, inventory, ssh_config, built-in."""
-    lookup = ssh_config_lookup(args.ssh_config, env.home, warn)
+    lookup = _lookup(args, env, warn)
     return Resolver.for_inventory(inventory, command_line=command_line_layer(args),
                                   ssh_lookup=lookup)
 
@@ -38,7 +47,7 @@ def resolve_selected(inventory: Inventory, hosts: list[HostSpec], args: argparse
     no ``-l``, that is the answer (``--connect-timeout`` is applied by the engine), so the
     common case does no more work than before.
     """
-    lookup = ssh_config_lookup(args.ssh_config, env.home, warn)
+    lookup = _lookup(args, env, warn)
     if lookup is None and not args.user:
         return hosts
     resolver = Resolver.for_inventory(inventory, command_line=command_line_layer(args),
