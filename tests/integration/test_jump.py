@@ -13,13 +13,20 @@ Addresses: jump hosts 127.0.23.1-3, targets 127.0.24.10-13.
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import Cli, write_inventory
+from tests.integration.conftest import (
+    Cli,
+    parse_jsonl,
+    terminals,
+    remote_processes,
+    write_inventory,
+)
 from tests.support.fleet import Fleet
 from tests.support.jumpnet import InetdJumpHost, NamespacedFleet, NetNamespace
 
@@ -187,3 +194,26 @@ def test_proxy_jump_from_ssh_config(jumpnet: JumpNet, cli: Cli, tmp_path: Path) 
     assert jumpnet.bastion.accepted() - before == 1
     ignored = cli.run("-i", inventory, "-F", "none", "-h", "t1", "--json", "-cmd", "true")
     assert ignored.returncode == 3, ignored
+
+
+def test_a_bastion_dying_mid_command_is_named_in_each_failure(jumpnet: JumpNet, cli: Cli,
+                                                               tmp_path: Path) -> None:
+    inventory = jumpnet.inventory(tmp_path / "hosts.ini")
+    proc = cli.popen("-i", inventory, "-h", "t1,t2", "--json", "-cmd", "sleep 9.317; echo done",
+                     start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while len(remote_processes("sleep 9.317")) < 2:  # both commands run
+            assert time.monotonic() < deadline and proc.poll() is None, "commands never started"
+            time.sleep(0.05)
+        jumpnet.bastion.kill_connections()
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 3, stderr
+    events = terminals(parse_jsonl(stdout.decode()), ["t1", "t2"])
+    for event in events.values():
+        assert event["kind"] == "disconnect", event
+        assert "jump host bastion" in event["error"], event

@@ -153,14 +153,18 @@ class InetdJumpHost:
             return 0
         return self.log.read_text(errors="replace").count("Accepted publickey")
 
-    def close(self) -> None:
-        self._closed.set()
-        self._sock.close()
-        self._thread.join(timeout=5)
+    def kill_connections(self) -> None:
+        """Kill every connection served so far (the jump host "dies"; it still accepts)."""
         with self._lock:
-            procs = list(self._procs)
+            procs, self._procs = list(self._procs), []
         for proc in procs:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, signal.SIGKILL)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=5)
+
+    def close(self) -> None:
+        self._closed.set()
+        self._sock.close()
+        self._thread.join(timeout=5)
+        self.kill_connections()

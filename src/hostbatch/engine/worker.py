@@ -192,6 +192,8 @@ class _JobRunner:
             else:
                 terminal = self.copy(job, transport, started)
         except HostFailure as failure:
+            if failure.kind is FailureKind.DISCONNECT and job.host.jump_chain:
+                failure = self.connector.jumps.blame(job.host, failure)
             terminal = HostFailed(host, failure.kind, failure.message,
                                   time.monotonic() - started)
         except Exception as exc:  # a bug must cost one host, never the whole run

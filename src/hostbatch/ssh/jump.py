@@ -79,6 +79,22 @@ class JumpRegistry:
             self.release(hop)
             raise
 
+    def transport_of(self, hop: HostSpec) -> paramiko.Transport | None:
+        """``hop``'s transport while someone holds it, else ``None``."""
+        with self._lock:
+            entry = self._entries.get(hop)
+            return entry.transport if entry is not None else None
+
+    def blame(self, spec: HostSpec, failure: HostFailure) -> HostFailure:
+        """``failure`` of a host behind jump hosts, naming the first hop whose connection died
+        (a target's channel ends when its jump host's connection does)."""
+        for hop in spec.jump_chain:
+            transport = self.transport_of(hop)
+            if transport is not None and not transport.is_active():
+                return HostFailure(failure.kind, f"{failure.message} ({describe(hop)} closed "
+                                   "its connection)", transient=failure.transient)
+        return failure
+
     def release(self, hop: HostSpec) -> None:
         """One user of ``hop`` is done; the last one closes its transport."""
         with self._lock:
