@@ -23,8 +23,8 @@ import pytest
 from tests.integration.conftest import (
     Cli,
     parse_jsonl,
-    terminals,
     remote_processes,
+    terminals,
     write_inventory,
 )
 from tests.support.fleet import Fleet
