@@ -30,6 +30,8 @@ from tests.integration.conftest import (
 from tests.support.fleet import Fleet
 from tests.support.jumpnet import InetdJumpHost, NamespacedFleet, NetNamespace
 
+pytestmark = pytest.mark.integration
+
 TARGETS = ("t1", "t2", "t3", "t4")
 LOGGING = "LogLevel VERBOSE\nAllowTcpForwarding yes"
 
