@@ -65,6 +65,8 @@ def run(
 def _record_key(event: HostKeyLearned, warn: Callable[[str], None]) -> None:
     try:
         if append_lines(event.path, [event.line]):
-            warn(f"{event.host}: recorded new host key {event.fingerprint} in {event.path}")
+            entry = event.line.split(" ", 1)[0]  # names a jump host's key as the jump host's
+            warn(f"{event.host}: recorded new host key {event.fingerprint} for {entry} in "
+                 f"{event.path}")
     except OSError as exc:
         warn(f"{event.host}: could not record its host key in {event.path}: {exc.strerror}")
