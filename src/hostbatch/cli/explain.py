@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from hostbatch.cli.environment import Environment
-from hostbatch.cli.options import Parser, add_ssh_config_options
+from hostbatch.cli.options import Parser, _seconds, add_ssh_config_options
 from hostbatch.engine.outcome import ExitStatus
 from hostbatch.errors import HostbatchError, SelectionError, UsageError
 from hostbatch.inventory.resolve import BUILT_IN, Resolved, ssh_config_path
@@ -41,7 +41,7 @@ def build_explain_parser() -> Parser:
     parser.add_argument("--help", action="store_true", help="show this help and exit")
     parser.add_argument("-i", "--inventory", metavar="FILE", help="inventory file (INI)")
     add_ssh_config_options(parser)
-    parser.add_argument("--connect-timeout", type=float, metavar="S",
+    parser.add_argument("--connect-timeout", type=_seconds, metavar="S",
                         help="as for batch_run: overrides every other source")
     parser.add_argument("host", metavar="HOST", help="an inventory host name")
     return parser
