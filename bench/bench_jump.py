@@ -7,6 +7,7 @@ every target through the bastion with each tool, interleaved and rotated per rep
 
 * hostbatch: ``batch_run -i hosts.ini -g all -f 64 -cmd true``; every target has
   ``proxy_jump = bastion`` in the inventory, so all share one bastion connection;
+* the same with ``--workers 2`` (hidden option): two processes, so two bastion connections;
 * pssh: ``parallel-ssh -p 64 -t 0 -x "-F ssh_config"`` and clush: ``clush -f 64 -o "-F
   ssh_config"``, where the generated ssh_config gives the targets ``ProxyJump`` (that is,
   ``ssh -J``: one ssh to the bastion per target).
@@ -92,6 +93,9 @@ def write_files(work: Path, bastion: Fleet, targets: Fleet) -> dict[str, Path]:
 def commands(files: dict[str, Path]) -> dict[str, list[str]]:
     tools = {"hostbatch": [str(BIN / "batch_run"), "-i", str(files["inventory"]), "-F", "none",
                            "-g", "targets", "-f", str(FORKS), "-cmd", "true"]}
+    # The same with two worker processes (the hidden --workers), hence two bastion connections:
+    # what one process per run costs, or saves.
+    tools["hostbatch --workers 2"] = [*tools["hostbatch"][:-2], "--workers", "2", "-cmd", "true"]
     if shutil.which("parallel-ssh"):
         tools["pssh"] = ["parallel-ssh", "-h", str(files["hostlist"]), "-p", str(FORKS), "-t",
                          "0", "-l", USER, "-x", f"-F {files['ssh_config']}", "true"]
@@ -160,12 +164,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         tools = commands(files)
         log = bastion.log_path("bastion")
         for name, argv_ in tools.items():  # warm-up, untimed: page cache, first connections
-            run_once(name, argv_, 0, log, work / f"{name}.out")
+            run_once(name, argv_, 0, log, work / f"{name.replace(' ', '_')}.out")
         for rep in range(1, args.repeat + 1):
             order = list(tools)
             order = order[rep % len(order):] + order[:rep % len(order)]
             for name in order:
-                run = run_once(name, tools[name], rep, log, work / f"{name}.out")
+                run = run_once(name, tools[name], rep, log, work / f"{name.replace(' ', '_')}.out")
                 print(f"rep {rep} {name}: {run.wall:.2f}s status {run.status} "
                       f"bastion auths {run.bastion_auths} load {run.load:.1f}", flush=True)
                 runs.append(run)
