@@ -2,8 +2,9 @@
 precedence: command line > host section > defaults > ssh_config > built-in, checked both in
 ``hostbatch inventory explain`` and in who a real connection logs in as.
 
-The main fleet authorizes its client key for both ``hbtest`` and ``root``, so ``whoami`` on
-the host tells which layer's ``User`` won.
+The main fleet authorizes its client key for every user, so ``whoami`` on the host tells which
+layer's ``User`` won: ``hbtest`` or a second plain user, ``hbconfig`` (not root: root's shell
+start-up on this machine is slow, and under load it outlasts the test's patience).
 """
 
 from __future__ import annotations
@@ -23,9 +24,17 @@ from tests.integration.conftest import (
     silent_listener,
     write_inventory,
 )
-from tests.support.fleet import Fleet
+from tests.support.fleet import Fleet, ensure_test_user
 
 pytestmark = pytest.mark.integration
+
+OTHER = "hbconfig"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def other_user(test_user: str) -> str:
+    ensure_test_user(OTHER, "hbconfig-unused-password")
+    return OTHER
 
 ROW = re.compile(r"^(?P<key>\S+)\s+(?P<value>.*?)  \((?P<source>[^()]*)\)$")
 
@@ -84,15 +93,15 @@ def test_an_inventory_host_without_hostname_is_an_ssh_config_alias(
 
 
 def test_wildcards_and_include(cli: Cli, main_fleet: Fleet, tmp_path: Path) -> None:
-    # Host patterns: web* log in as hbtest, db* as root; the web block comes from an Include
+    # Host patterns: web* log in as hbtest, db* as hbconfig; the web block comes from an Include
     # (relative to ~/.ssh, with a glob), the defaults for everything from "Host *".
     ssh_config(cli, "Host web*\n    User " + TEST_USER + "\n", "conf.d/web.conf")
-    ssh_config(cli, "Include conf.d/*.conf\nHost db*\n    User root\nHost *\n"
+    ssh_config(cli, f"Include conf.d/*.conf\nHost db*\n    User {OTHER}\nHost *\n"
                + key_options(main_fleet) + f"    Port {main_fleet.port}\n")
     inventory = write_inventory(tmp_path / "hosts.ini", {
         name: {"hostname": main_fleet.host(name).address} for name in ("web01", "db01")})
     assert whoami(cli, inventory, "web01,db01") == {"web01": f"{TEST_USER}@127.0.10.10",
-                                                    "db01": "root@127.0.10.13"}
+                                                    "db01": f"{OTHER}@127.0.10.13"}
 
 
 def test_explicit_file_with_F_and_F_none(cli: Cli, main_fleet: Fleet, tmp_path: Path) -> None:
@@ -114,17 +123,17 @@ def test_explicit_file_with_F_and_F_none(cli: Cli, main_fleet: Fleet, tmp_path: 
 def test_precedence_each_layer_overrides_the_next(cli: Cli, main_fleet: Fleet,
                                                    tmp_path: Path) -> None:
     web = main_fleet.host("web01")
-    ssh_config(cli, f"Host web01 solo\n    HostName {web.address}\n    User root\n"
+    ssh_config(cli, f"Host web01 solo\n    HostName {web.address}\n    User {OTHER}\n"
                f"    Port {web.port}\n    ConnectTimeout 7\n" + key_options(main_fleet))
     plain = write_inventory(tmp_path / "plain.ini", {"web01": {}})
     with_defaults = write_inventory(tmp_path / "defaults.ini", {"web01": {}},
                                     defaults={"user": TEST_USER, "connect_timeout": "9"})
-    with_section = write_inventory(tmp_path / "section.ini", {"web01": {"user": "root"}},
+    with_section = write_inventory(tmp_path / "section.ini", {"web01": {"user": OTHER}},
                                    defaults={"user": TEST_USER, "connect_timeout": "9"})
 
     # ssh_config > built-in
-    assert explain(cli, "-i", plain, "web01")["user"] == ("root", "ssh_config")
-    assert whoami(cli, plain, "web01") == {"web01": "root@127.0.10.10"}
+    assert explain(cli, "-i", plain, "web01")["user"] == (OTHER, "ssh_config")
+    assert whoami(cli, plain, "web01") == {"web01": f"{OTHER}@127.0.10.10"}
     # defaults > ssh_config
     rows = explain(cli, "-i", with_defaults, "web01")
     assert rows["user"] == (TEST_USER, "defaults")
@@ -133,8 +142,8 @@ def test_precedence_each_layer_overrides_the_next(cli: Cli, main_fleet: Fleet,
     assert rows["identities_only"] == ("yes", "built-in")
     assert whoami(cli, with_defaults, "web01") == {"web01": f"{TEST_USER}@127.0.10.10"}
     # host section > defaults
-    assert explain(cli, "-i", with_section, "web01")["user"] == ("root", "host section")
-    assert whoami(cli, with_section, "web01") == {"web01": "root@127.0.10.10"}
+    assert explain(cli, "-i", with_section, "web01")["user"] == (OTHER, "host section")
+    assert whoami(cli, with_section, "web01") == {"web01": f"{OTHER}@127.0.10.10"}
     # command line > host section
     rows = explain(cli, "-i", with_section, "-l", TEST_USER, "--connect-timeout", "4", "web01")
     assert rows["user"] == (TEST_USER, "command line")
@@ -177,7 +186,7 @@ def test_connect_timeout_from_ssh_config(cli: Cli, tmp_path: Path, main_fleet: F
 
 def test_match_exec_is_never_run(cli: Cli, main_fleet: Fleet, tmp_path: Path) -> None:
     marker = tmp_path / "exec-ran"
-    ssh_config(cli, f'Match exec "touch {marker}"\n    User root\n'
+    ssh_config(cli, f'Match exec "touch {marker}"\n    User {OTHER}\n'
                + host_block(main_fleet, "web01", "web01", User=TEST_USER)
                + key_options(main_fleet))
     inventory = write_inventory(tmp_path / "hosts.ini", {"web01": {}})
