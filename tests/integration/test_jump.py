@@ -7,7 +7,7 @@ accepts only inside A and connects out of B. So a run that reaches a target went
 ``bastion``, and one that reaches it via ``outer, inner`` went through both, in that order.
 Every jump host logs at VERBOSE, so the tests count its authenticated connections.
 
-Addresses: jump hosts 127.0.23.1-3, targets 127.0.24.10-13.
+Addresses: jump hosts 127.0.23.1-3, targets 127.0.24.10-17.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from tests.support.jumpnet import InetdJumpHost, NamespacedFleet, NetNamespace
 
 pytestmark = pytest.mark.integration
 
-TARGETS = ("t1", "t2", "t3", "t4")
+TARGETS = ("t1", "t2", "t3", "t4", "t5", "t6", "t7", "t8")
 LOGGING = "LogLevel VERBOSE\nAllowTcpForwarding yes"
 
 
@@ -219,3 +219,17 @@ def test_a_bastion_dying_mid_command_is_named_in_each_failure(jumpnet: JumpNet, 
     for event in events.values():
         assert event["kind"] == "disconnect", event
         assert "jump host bastion" in event["error"], event
+
+
+def test_closing_targets_never_drops_the_shared_bastion(jumpnet: JumpNet, cli: Cli,
+                                                        tmp_path: Path) -> None:
+    # Data sent on a channel after its close makes OpenSSH drop the whole jump-host connection
+    # ("data packet referred to nonexistent channel"), and with it every other target.
+    inventory = jumpnet.inventory(tmp_path / "hosts.ini")
+    for _ in range(4):
+        before = jumpnet.bastion.accepted()
+        result = cli.run("-i", inventory, "-g", "targets", "--json", "-cmd", "echo x")
+        assert result.returncode == 0, result
+        assert all(e["event"] == "exit" for e in result.terminals(TARGETS).values())
+        assert jumpnet.bastion.accepted() - before == 1
+    assert "nonexistent channel" not in jumpnet.bastion.log.read_text()

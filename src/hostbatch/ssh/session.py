@@ -25,7 +25,7 @@ from hostbatch.errors import FailureKind
 from hostbatch.inventory.model import HostSpec
 from hostbatch.known_hosts import KeyStatus, KnownHosts, fingerprint, host_entry_name
 from hostbatch.ssh.errors import HostFailure
-from hostbatch.ssh.jump import JumpRegistry, open_through
+from hostbatch.ssh.jump import ChannelSocket, JumpRegistry, open_through
 
 PREFERRED_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
 
@@ -129,7 +129,7 @@ class Connector:
             self.jumps.release(hop)
 
     def _open_sock(self, spec: HostSpec, deadline: float,
-                   learn: LearnKey) -> socket.socket | paramiko.Channel:
+                   learn: LearnKey) -> socket.socket | ChannelSocket:
         """A TCP socket to the host, or a channel to it through its last jump host."""
         if not spec.jump_chain:
             return _open_socket(spec, deadline)
@@ -148,7 +148,9 @@ class Connector:
         # The deadline starts once the path is open: waiting for a shared jump host to
         # connect is not this host's handshake time.
         deadline = _now() + spec.connect_timeout
-        transport = paramiko.Transport(sock, default_window_size=WINDOW_SIZE)
+        # paramiko takes any socket-like object (send, recv, settimeout, close).
+        transport = paramiko.Transport(sock,  # type: ignore[arg-type]
+                                       default_window_size=WINDOW_SIZE)
         with self._lock:
             self._connecting.add(transport)
             if spec.jump_chain:
