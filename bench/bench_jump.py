@@ -169,7 +169,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             order = list(tools)
             order = order[rep % len(order):] + order[:rep % len(order)]
             for name in order:
-                run = run_once(name, tools[name], rep, log, work / f"{name.replace(' ', '_')}.out")
+                out = work / f"{name.replace(' ', '_')}-{rep}.out"
+                run = run_once(name, tools[name], rep, log, out)
                 print(f"rep {rep} {name}: {run.wall:.2f}s status {run.status} "
                       f"bastion auths {run.bastion_auths} load {run.load:.1f}", flush=True)
                 runs.append(run)
