@@ -202,3 +202,11 @@ def test_ssh_config_errors_are_one_line_usage_errors(tmp_path: Path) -> None:
     loop = write(tmp_path / "loop", f"Include {tmp_path}/loop\n")
     with pytest.raises(UsageError, match="nested"):
         SshConfig.load(loop, str(tmp_path))
+
+
+def test_a_host_is_never_its_own_jump_host() -> None:
+    r = resolver(defaults={"proxy_jump": ("bastion", "inner")},
+                 sections={"bastion": {"hostname": "10.0.0.1"}})
+    assert r.resolve("bastion").spec.jump_chain == ()
+    assert [hop.name for hop in r.resolve("inner").spec.jump_chain] == ["bastion"]
+    assert [hop.name for hop in r.resolve("web").spec.jump_chain] == ["bastion", "inner"]

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hostbatch.errors import InventoryError, UsageError
+from hostbatch.errors import UsageError
 from hostbatch.inventory.model import DEFAULT_CONNECT_TIMEOUT, DEFAULT_PORT, HostSpec, Inventory
 
 COMMAND_LINE = "command line"
@@ -156,7 +156,7 @@ class Resolver:
         for hop in chain:
             user, host, port = parse_jump(hop)
             if host == target:
-                raise InventoryError(f"host {target!r} names itself as its jump host")
+                break  # a host is never its own jump host (think [defaults] proxy_jump)
             given = {key: value for key, value in (("user", user), ("port", port))
                      if value is not None}
             values, sources = self._merge(host, {**outer, **given},
