@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from hostbatch.engine.events import Event, HostKeyLearned
-from hostbatch.engine.jobs import Action, plan
+from hostbatch.engine.jobs import Action, RunInput, plan
 from hostbatch.engine.launcher import WorkerLauncher
 from hostbatch.engine.outcome import BatchResult
 from hostbatch.engine.pool import WorkerPool, interrupt_handlers
@@ -29,6 +29,7 @@ def run(
     home: str | None = None,
     handle_signals: bool = True,
     launcher: WorkerLauncher | None = None,
+    inputs: RunInput | None = None,
 ) -> BatchResult:
     """Perform ``action`` on every host in parallel and return every host's outcome.
 
@@ -37,13 +38,15 @@ def run(
     and SIGTERM cancel the run: running commands are killed, the result is marked interrupted.
     Keys learned under ``accept_new`` are appended to known_hosts here, in the parent, under a
     file lock. ``launcher`` may hold workers started earlier, to overlap their start-up.
+    ``inputs`` holds the stdin every host receives and a ``RunCommand.script``'s content.
     """
     settings = settings or RunSettings()
     warn = warn or (lambda message: print(f"hostbatch: warning: {message}", file=sys.stderr))
     home = home or os.environ.get("HOME") or str(Path.home())
     specs = resolve_hosts(hosts, settings)
     result = BatchResult([spec.name for spec in specs])
-    pool = WorkerPool(plan(specs, action), settings, home=home, launcher=launcher)
+    pool = WorkerPool(plan(specs, action), settings, home=home, launcher=launcher,
+                      inputs=inputs)
 
     def consume() -> None:
         for event in pool.events():
@@ -59,6 +62,7 @@ def run(
     else:
         consume()
     result.interrupted = pool.cancelled_by is not None
+    result.stop_reason = pool.stop_reason
     return result
 
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from hostbatch.engine.rollout import RolloutPolicy
 from hostbatch.inventory.model import HostSpec
 from hostbatch.inventory.resolve import apply_overrides
 
@@ -17,7 +18,8 @@ class RunSettings:
     """How to run, for every host: limits, host-key policy, and the command deadline.
 
     ``connect_timeout`` here is the command-line override (``None``: each host keeps its
-    inventory value). ``command_timeout`` of ``None`` means no deadline.
+    inventory value). ``command_timeout`` of ``None`` means no deadline. ``rollout`` holds
+    ``--canary``/``--batch``/``--max-fail`` (by default every host starts at once).
     """
 
     forks: int = DEFAULT_FORKS
@@ -26,6 +28,7 @@ class RunSettings:
     command_timeout: float | None = None
     accept_new: bool = False
     workers: int | None = None
+    rollout: RolloutPolicy = field(default_factory=RolloutPolicy)
 
 
 def resolve_hosts(hosts: Sequence[HostSpec], settings: RunSettings) -> list[HostSpec]:

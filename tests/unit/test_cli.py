@@ -93,7 +93,7 @@ def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     def run(*argv: str, environ: dict[str, str] | None = None,
             main: Callable[[list[str], Environment], int] = run_main) -> CliResult:
         out, err = io.BytesIO(), io.BytesIO()
-        env = Environment(stdout=out, stderr=err,
+        env = Environment(stdin=io.BytesIO(), stdout=out, stderr=err,
                           environ={"HOME": str(home), **(environ or {})},
                           stdout_isatty=False, stderr_isatty=False)
         status = main(list(argv), env)

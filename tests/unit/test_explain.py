@@ -127,7 +127,8 @@ def test_run_applies_ssh_config_and_minus_l(home: Path, write_inventory: WriteIn
     inventory = write_inventory(INVENTORY)
     (home / ".ssh" / "config").write_text("Host alias\n    HostName 203.0.113.5\n"
                                           "    IdentityFile ~/.ssh/k1\n    IdentityFile /k2\n")
-    status, _, err = run(home, "-i", inventory, "-h", "alias,web1", "-l", "ops", "-cmd", "true",
+    status, _, err = run(home, "-i", inventory, "-h", "alias,web1", "-l", "ops", "--no-stdin",
+                         "-cmd", "true",
                          main=run_main)
     assert status == 0, err
     by_name = {spec.name: spec for spec in seen}
@@ -136,6 +137,7 @@ def test_run_applies_ssh_config_and_minus_l(home: Path, write_inventory: WriteIn
     assert alias.identity_files == (f"{home}/.ssh/k1", "/k2")
     assert [hop.user for hop in web1.jump_chain] == ["deploy", "admin"]
     seen.clear()
-    status, _, err = run(home, "-i", inventory, "-h", "alias", "-F", home / "missing", "-cmd",
+    status, _, err = run(home, "-i", inventory, "-h", "alias", "-F", home / "missing",
+                         "--no-stdin", "-cmd",
                          "true", main=run_main)
     assert status == ExitStatus.USAGE and "does not exist" in err and not seen

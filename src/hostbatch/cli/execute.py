@@ -7,9 +7,10 @@ import time
 
 from hostbatch.cli.environment import Environment
 from hostbatch.engine.events import Event
-from hostbatch.engine.jobs import Action, GetFiles, PutFiles
+from hostbatch.engine.jobs import Action, GetFiles, PutFiles, RunInput
 from hostbatch.engine.launcher import WorkerLauncher
 from hostbatch.engine.outcome import ExitStatus
+from hostbatch.engine.rollout import RolloutPolicy
 from hostbatch.inventory.model import HostSpec
 from hostbatch.render import Renderer
 from hostbatch.render.jsonl import JsonRenderer
@@ -28,7 +29,13 @@ def settings_from(args: argparse.Namespace) -> RunSettings:
         command_timeout=args.timeout,
         accept_new=args.accept_new,
         workers=args.workers,
+        rollout=rollout_from(args),
     )
+
+
+def rollout_from(args: argparse.Namespace) -> RolloutPolicy:
+    """The ``--canary``/``--batch``/``--max-fail`` rules."""
+    return RolloutPolicy(canary=args.canary or 0, batch=args.batch, max_fail=args.max_fail)
 
 
 def make_renderers(args: argparse.Namespace, env: Environment, stdout: SafeStream,
@@ -61,7 +68,8 @@ def make_renderers(args: argparse.Namespace, env: Environment, stdout: SafeStrea
 
 def execute(hosts: list[HostSpec], action: Action, args: argparse.Namespace, env: Environment,
             stdout: SafeStream, stderr: SafeStream,
-            launcher: WorkerLauncher | None = None) -> ExitStatus:
+            launcher: WorkerLauncher | None = None,
+            inputs: RunInput | None = None) -> ExitStatus:
     """Perform ``action`` on ``hosts``, render every event, print the summary."""
     from hostbatch import api
 
@@ -77,7 +85,7 @@ def execute(hosts: list[HostSpec], action: Action, args: argparse.Namespace, env
 
     started = time.monotonic()
     result = api.run(hosts, action, settings_from(args), on_event=on_event, warn=warn,
-                     home=env.home, launcher=launcher)
+                     home=env.home, launcher=launcher, inputs=inputs)
     for renderer in renderers:
         renderer.close()
     write_summary(stderr, result, time.monotonic() - started,

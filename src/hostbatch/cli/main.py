@@ -42,7 +42,7 @@ def _run_checks(args: argparse.Namespace) -> Callable[[], Action]:
     from hostbatch.cli import run
 
     if not args.list:
-        run.command_text(args)  # a missing command is reported before the inventory is read
+        run.check_arguments(args)  # a missing command is reported before the inventory is read
     return lambda: run.action_from(args)
 
 
@@ -54,13 +54,19 @@ def _scp_checks(args: argparse.Namespace) -> Callable[[], Action]:
     return lambda: scp.action_from(args)
 
 
+def _first_set(*values: int | None) -> int | None:
+    return next((value for value in values if value is not None), None)
+
+
 def _main(argv: Sequence[str], env: Environment, prog: str,
           build_parser: Callable[[str], Parser],
           check: Callable[[argparse.Namespace], Callable[[], Action]],
           launcher: WorkerLauncher | None) -> int:
     """Shared flow: parse, check, load the inventory, select hosts, act, report."""
+    from hostbatch.cli.confirm import confirm
     from hostbatch.cli.execute import execute
     from hostbatch.cli.hostsettings import resolve_selected
+    from hostbatch.cli.inputs import prepare
     from hostbatch.inventory.loader import load_inventory, locate_inventory
     from hostbatch.selection import Selection, select
 
@@ -84,13 +90,17 @@ def _main(argv: Sequence[str], env: Environment, prog: str,
         if selection.is_empty():
             raise UsageError("no hosts selected: give -h HOSTS and/or -g GROUPS "
                              "(-g all for every host)")
-        inventory = load_inventory(locate_inventory(args.inventory, env.environ), warn=warn)
+        inventory = load_inventory(locate_inventory(args.inventory, env.environ), warn=warn,
+                                   environ=env.environ)
         hosts = select(inventory, selection, warn=warn)
         if args.list:
             stdout.write("".join(f"{spec.name}\n" for spec in hosts).encode())
             return ExitStatus.OK
         hosts = resolve_selected(inventory, hosts, args, env, warn)
-        return execute(hosts, make_action(), args, env, stdout, stderr, launcher)
+        action = make_action()
+        confirm(len(hosts), action, _first_set(args.confirm_over, inventory.confirm_over), env)
+        hosts, inputs = prepare(hosts, action, args, env)
+        return execute(hosts, action, args, env, stdout, stderr, launcher, inputs)
     except HostbatchError as exc:
         stderr.write(f"{prog}: error: {exc}\n".encode())
         return ExitStatus.USAGE

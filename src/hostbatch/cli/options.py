@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 from typing import NoReturn
 
+from hostbatch.engine.remote import is_identifier
+from hostbatch.engine.rollout import Amount
 from hostbatch.errors import UsageError
 from hostbatch.settings import DEFAULT_FORKS, DEFAULT_RETRIES
 
@@ -20,6 +22,8 @@ exit status:
   3    some host was unreachable, refused, failed authentication or host-key
        checking, timed out, or lost its connection (wins over 1)
   130  interrupted by Ctrl-C (wins over all others)
+  A host skipped because a rollout stopped (--canary, --max-fail) makes the
+  status at least 1.
 
 inventory: -i FILE, else $HOSTBATCH_INVENTORY, else ./hosts.ini, else
 ~/.config/hostbatch/hosts.ini.  NO_COLOR disables colour."""
@@ -71,6 +75,65 @@ def add_ssh_config_options(parser: argparse.ArgumentParser) -> None:
                         help="log in as USER on every selected host (not on jump hosts)")
 
 
+def _amount(text: str) -> Amount:
+    try:
+        return Amount.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _env_pair(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"{text!r} is not NAME=VALUE")
+    if not is_identifier(name):
+        raise argparse.ArgumentTypeError(
+            f"{name!r} is not a shell variable name (letters, digits, _; not starting with a "
+            "digit)")
+    return name, value
+
+
+def add_rollout_options(parser: argparse.ArgumentParser) -> None:
+    """``--canary``, ``--batch``, ``--max-fail`` and ``--confirm-over``."""
+    rollout = parser.add_argument_group(
+        "rollout (hosts in selection order; hosts never started are reported as skipped)")
+    rollout.add_argument("--canary", type=_positive_int, metavar="N",
+                         help="run on the first N hosts alone first; stop there if any fails")
+    rollout.add_argument("--batch", type=_amount, metavar="N|P%",
+                         help="run the other hosts in waves of N hosts (or P%% of the hosts); "
+                              "a wave starts when the previous one has ended")
+    rollout.add_argument("--max-fail", type=_amount, metavar="N|P%",
+                         help="start no new host once N hosts (or P%% of the hosts) have "
+                              "failed (non-zero exit or error)")
+    rollout.add_argument("--confirm-over", type=_count, metavar="N",
+                         help="ask once before running on more than N hosts; refuse without "
+                              "a terminal (default: inventory [defaults] confirm_over, else "
+                              "never ask)")
+
+
+def add_remote_execution_options(parser: argparse.ArgumentParser) -> None:
+    """``--sudo``, ``--ask-sudo-pass``, ``--env``, ``--no-stdin`` and ``--script``."""
+    remote = parser.add_argument_group("remote execution")
+    remote.add_argument("--sudo", action="store_true",
+                        help="run the command as root through sudo; the password (inventory "
+                             "sudo_password or sudo_password_env, or --ask-sudo-pass) is "
+                             "sent only when sudo asks for it")
+    remote.add_argument("--ask-sudo-pass", action="store_true",
+                        help="with --sudo: prompt once (no echo) for the sudo password of "
+                             "hosts whose inventory sets none")
+    remote.add_argument("--env", action="append", type=_env_pair, default=[],
+                        metavar="NAME=VALUE",
+                        help="export NAME=VALUE in the remote shell (repeatable; values are "
+                             "not secret: they appear in the remote command line)")
+    remote.add_argument("--no-stdin", action="store_true",
+                        help="do not send local stdin to the hosts (default: when stdin is "
+                             "not a terminal, all of it is read first and sent to every host)")
+    remote.add_argument("--script", metavar="FILE",
+                        help="copy the local script FILE to each host (private temporary "
+                             "file), run it with the words after the options as arguments, "
+                             "remove it")
+
+
 def add_common_options(parser: argparse.ArgumentParser) -> None:
     """Inventory, selection, limits and output options common to every run command."""
     parser.add_argument("--help", action="store_true", help="show this help and exit")
@@ -118,6 +181,8 @@ def build_run_parser(prog: str) -> Parser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_common_options(parser)
+    add_rollout_options(parser)
+    add_remote_execution_options(parser)
     parser.add_argument("-cmd", "--cmd", dest="command", metavar="COMMAND",
                         help="the command, run by each remote user's shell")
     parser.add_argument("--timeout", type=_seconds, metavar="S",
@@ -141,6 +206,7 @@ def build_scp_parser(prog: str) -> Parser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_common_options(parser)
+    add_rollout_options(parser)
     copy = parser.add_argument_group("copy")
     copy.add_argument("-action", "--action", choices=("put", "get"),
                       help="put: local -> hosts; get: hosts -> LOCAL/HOST/")

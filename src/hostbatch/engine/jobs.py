@@ -11,9 +11,28 @@ from hostbatch.inventory.model import HostSpec
 
 @dataclass(frozen=True, slots=True)
 class RunCommand:
-    """Run ``command`` through the remote user's login shell, as ``ssh host command`` does."""
+    """Run ``command`` through the remote user's login shell, as ``ssh host command`` does.
+
+    ``env`` is exported in the remote shell first. With ``sudo``, the command runs as root
+    through ``sudo -S`` (the host's ``sudo_password`` answers its prompt). With ``script``
+    (the local file's name, for messages), the script travelling in :class:`RunInput` is
+    uploaded, run with ``script_args`` and removed; ``command`` is then ignored.
+    """
 
     command: str
+    env: tuple[tuple[str, str], ...] = ()
+    sudo: bool = False
+    script: str | None = None
+    script_args: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RunInput:
+    """Bytes every host gets the same: the local stdin to broadcast (``None``: none, as
+    ``ssh -n``) and a script's content. They travel once per worker process, not per job."""
+
+    stdin: bytes | None = None
+    script: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)

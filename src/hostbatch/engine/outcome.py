@@ -46,12 +46,16 @@ class HostOutcome:
 
 @dataclass
 class BatchResult:
-    """Every host's outcome, in selection order once complete, plus the run's exit status."""
+    """Every host's outcome, in selection order once complete, plus the run's exit status.
+
+    ``stop_reason`` says why a rollout (``--canary``, ``--max-fail``) stopped starting hosts.
+    """
 
     hosts: list[str]
     outcomes: dict[str, HostOutcome] = field(default_factory=dict)
     started: set[str] = field(default_factory=set)
     interrupted: bool = False
+    stop_reason: str | None = None
 
     def record(self, event: Event) -> None:
         """Fold one event in; events other than start and terminal ones are ignored."""

@@ -21,8 +21,9 @@ from types import FrameType
 from typing import Any
 
 from hostbatch.engine.events import Event, HostExited, HostFailed, HostStarted, TransferDone
-from hostbatch.engine.jobs import GetFiles, Job, PutFiles
+from hostbatch.engine.jobs import GetFiles, Job, PutFiles, RunInput
 from hostbatch.engine.launcher import WorkerLauncher
+from hostbatch.engine.rollout import Rollout
 from hostbatch.engine.worker import WorkerConfig
 from hostbatch.errors import FailureKind
 from hostbatch.settings import RunSettings
@@ -52,11 +53,16 @@ def plan_workers(job_count: int, settings: RunSettings, *,
 
 
 class WorkerPool:
-    """Runs ``jobs`` on worker processes; iterate :meth:`events` to drive and observe the run."""
+    """Runs ``jobs`` on worker processes; iterate :meth:`events` to drive and observe the run.
+
+    ``inputs`` (stdin to broadcast, a script) go to each worker once with its configuration,
+    not with every job.
+    """
 
     def __init__(self, jobs: Sequence[Job], settings: RunSettings, *, home: str,
-                 launcher: WorkerLauncher | None = None) -> None:
+                 launcher: WorkerLauncher | None = None, inputs: RunInput | None = None) -> None:
         self.jobs = list(jobs)
+        self.inputs = inputs or RunInput()
         self.settings = settings
         self.home = home
         self.cancelled_by: int | None = None
@@ -67,6 +73,15 @@ class WorkerPool:
         self._connections: list[Connection] = []
         self._started: set[str] = set()
         self._finished: set[str] = set()
+        self._rollout: Rollout | None = None
+        self._index: dict[str, int] = {}
+        self._job_queue: Any = None
+        self._sentinels_sent = False
+
+    @property
+    def stop_reason(self) -> str | None:
+        """Why a rollout stopped starting hosts (``--canary``, ``--max-fail``), if it did."""
+        return None if self._rollout is None else self._rollout.stop_reason
 
     def cancel(self, signum: int = signal.SIGINT) -> None:
         """Stop starting hosts and kill running commands; a second call kills the workers."""
@@ -88,21 +103,68 @@ class WorkerPool:
         workers = self._launcher.take(len(plan))
         for index, (threads, (process, config_writer, events_reader)) in enumerate(
                 zip(plan, workers, strict=True)):
-            config_writer.send(WorkerConfig(index, threads, self.settings, self.home, marker))
+            config_writer.send(WorkerConfig(index, threads, self.settings, self.home, marker,
+                                            self.inputs))
             config_writer.close()
             self._processes.append((process, threads))
             self._connections.append(events_reader)
-        for job in self.jobs:
-            job_queue.put(job)
-        for _ in range(sum(threads for _, threads in self._processes)):
-            job_queue.put(None)
+        self._job_queue = job_queue
+        if self.settings.rollout.active:
+            # Gated feeding: at most one job per thread in flight, so a job on the queue is a
+            # host being started, and a stop leaves nothing queued behind it.
+            slots = sum(threads for _, threads in self._processes)
+            self._rollout = Rollout(len(self.jobs), self.settings.rollout, slots)
+            self._index = {job.host.name: n for n, job in enumerate(self.jobs)}
+            first = self._feed()
+        else:
+            for job in self.jobs:
+                job_queue.put(job)
+            self._send_sentinels()
+            first = []
         try:
+            yield from first
             yield from self._receive()
         finally:
             job_queue.cancel_join_thread()
             job_queue.close()
             self._stop_workers()
         yield from self._synthesize_missing()
+
+    def _send_sentinels(self) -> None:
+        if not self._sentinels_sent:
+            self._sentinels_sent = True
+            for _ in range(sum(threads for _, threads in self._processes)):
+                self._job_queue.put(None)
+
+    def _feed(self) -> list[Event]:
+        """Start what the rollout allows; once it is done, let the workers finish and return
+        the skipped events of the hosts it will never start."""
+        rollout = self._rollout
+        if rollout is None or self._sentinels_sent:
+            return []
+        if self.cancelled_by is None:
+            for index in rollout.next_starts():
+                self._job_queue.put(self.jobs[index])
+        if not rollout.done and self.cancelled_by is None:
+            return []
+        self._send_sentinels()
+        if rollout.stop_reason is None or self.cancelled_by is not None:
+            return []  # an interruption's never-started hosts are reported at the end
+        skipped: list[Event] = []
+        for index in rollout.never_started():
+            host = self.jobs[index].host.name
+            self._finished.add(host)
+            skipped.append(HostFailed(host, FailureKind.SKIPPED,
+                                      f"not started: {rollout.stop_reason}"))
+        return skipped
+
+    def _on_terminal(self, event: HostExited | HostFailed | TransferDone) -> list[Event]:
+        if self._rollout is None:
+            return []
+        failed = isinstance(event, HostFailed) or (isinstance(event, HostExited)
+                                                   and event.exit_status != 0)
+        self._rollout.finished(self._index[event.host], failed)
+        return self._feed()
 
     def _receive(self) -> Iterator[Event]:
         open_connections = list(self._connections)
@@ -116,11 +178,16 @@ class WorkerPool:
                     open_connections.remove(connection)
                     continue
                 for event in batch:
+                    follow: list[Event] = []
                     if isinstance(event, HostStarted):
                         self._started.add(event.host)
                     elif isinstance(event, HostExited | HostFailed | TransferDone):
                         self._finished.add(event.host)
+                        follow = self._on_terminal(event)
                     yield event
+                    yield from follow
+            if self.cancelled_by is not None:
+                self._feed()
             if self._force or (self._deadline is not None and time.monotonic() > self._deadline):
                 return
 

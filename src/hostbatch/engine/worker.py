@@ -17,7 +17,7 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
@@ -33,11 +33,12 @@ from hostbatch.engine.events import (
     TransferDone,
     TransferProgress,
 )
-from hostbatch.engine.jobs import GetFiles, Job, PutFiles, RunCommand
+from hostbatch.engine.jobs import GetFiles, Job, PutFiles, RunCommand, RunInput
 from hostbatch.errors import FailureKind
 from hostbatch.settings import RunSettings
 
 if TYPE_CHECKING:
+    from hostbatch.ssh.command import CommandResult
     from hostbatch.ssh.session import Connector, Transport
 
 #: Events per message to the parent; batching keeps pickling and pipe overhead off chatty hosts.
@@ -59,6 +60,7 @@ class WorkerConfig:
     settings: RunSettings
     home: str
     marker: str
+    inputs: RunInput = field(default_factory=RunInput)
 
 
 def _raise_fd_limit() -> None:
@@ -86,7 +88,7 @@ def worker_main(config_in: Connection, jobs: Any, events_out: Connection, cancel
     # in asyncio and unittest.mock: ~30 ms of CPU per worker. Workers never parse ssh_config
     # (the parent does), so this process does without it.
     sys.modules.setdefault("invoke", None)  # type: ignore[arg-type]
-    from hostbatch.ssh import command, transfer  # noqa: F401 - import now, not on first use
+    from hostbatch.ssh import command, script, transfer  # noqa: F401 - import now, not later
     from hostbatch.ssh.session import Connector  # paramiko is imported only in workers
 
     try:
@@ -164,7 +166,6 @@ class _JobRunner:
             self.perform(job)
 
     def perform(self, job: Job) -> None:
-        from hostbatch.ssh.command import run_command
         from hostbatch.ssh.errors import HostFailure
 
         host = job.host.name
@@ -182,11 +183,7 @@ class _JobRunner:
         try:
             transport = self.connector.connect(job.host, learn)
             if isinstance(job.action, RunCommand):
-                result = run_command(
-                    transport, job.action.command, marker=self.config.marker,
-                    timeout=self.config.settings.command_timeout, wake_fd=self.wake_fd,
-                    is_cancelled=self.connector.cancelled.is_set, on_lines=on_lines,
-                )
+                result = self.run(job, transport, on_lines)
                 terminal = HostExited(host, result.exit_status, time.monotonic() - started,
                                       result.note)
             else:
@@ -204,6 +201,37 @@ class _JobRunner:
             if transport is not None:
                 self.connector.close(transport)
         self.emit(terminal)
+
+    def run(self, job: Job, transport: Transport, on_lines: Any) -> CommandResult:
+        """Run a command (or upload, run and remove a script) on an open connection."""
+        from hostbatch.engine.remote import SudoMarkers, build_command, script_invocation
+        from hostbatch.ssh import script
+        from hostbatch.ssh.command import run_command
+        from hostbatch.ssh.sudo import SudoAuth
+
+        action = job.action
+        assert isinstance(action, RunCommand)
+        inputs = self.config.inputs
+        sudo = None
+        if action.sudo:
+            sudo = SudoAuth(SudoMarkers.from_nonce(self.config.marker.rsplit("-", 1)[-1]),
+                            job.host.sudo_password)
+        remote_script = None
+        if action.script is not None:
+            remote_script = script.upload(transport, inputs.script or b"", action.script)
+        try:
+            body = (action.command if remote_script is None
+                    else script_invocation(remote_script, action.script_args))
+            return run_command(
+                transport, build_command(body, action.env,
+                                         sudo=None if sudo is None else sudo.markers),
+                marker=self.config.marker, timeout=self.config.settings.command_timeout,
+                wake_fd=self.wake_fd, is_cancelled=self.connector.cancelled.is_set,
+                on_lines=on_lines, stdin=inputs.stdin, sudo=sudo,
+            )
+        finally:
+            if remote_script is not None:
+                script.remove(transport, remote_script)
 
     def copy(self, job: Job, transport: Transport, started: float) -> TransferDone:
         """Perform a put or get on an open connection; its failures raise HostFailure."""

@@ -18,14 +18,19 @@ from pathlib import Path
 from typing import Any
 
 from hostbatch.errors import InventoryError, UsageError
-from hostbatch.inventory.model import Group, HostSpec, Inventory
+from hostbatch.inventory.model import Group, Inventory
 from hostbatch.inventory.ranges import RangeError, expand, split_list
 from hostbatch.inventory.resolve import Resolver, jump_list
 from hostbatch.secrets import Secret
 
-#: Keys of [defaults] and [host:NAME]; each is a HostSpec field of the same name.
+#: Keys of [defaults] and [host:NAME]; each is a HostSpec field of the same name, except
+#: sudo_password_env, which names an environment variable holding the sudo_password.
 HOST_KEYS = ("hostname", "port", "user", "password", "identity_file", "identities_only",
-             "connect_timeout", "known_hosts", "proxy_jump")
+             "connect_timeout", "known_hosts", "proxy_jump", "sudo_password",
+             "sudo_password_env")
+#: Keys of [defaults] only: settings of the whole run rather than of a host.
+RUN_KEYS = ("confirm_over",)
+_SECRET_KEYS = ("password", "sudo_password")
 GROUP_KEYS = ("hosts", "children")
 _NAME = re.compile(r"^[A-Za-z0-9_.:@%+-]+$")
 _INLINE_HINT = " (comments after a value are not supported: put them on a line of their own)"
@@ -146,6 +151,15 @@ class _Validator:
         except UsageError as exc:
             raise self.fail(str(exc), section, "proxy_jump") from None
 
+    def count(self, value: str, section: str, key: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            raise self.fail(f"{value!r} is not a whole number", section, key) from None
+        if number < 0:
+            raise self.fail(f"{value!r} must not be negative", section, key)
+        return number
+
     def non_empty(self, value: str, section: str, key: str) -> str:
         if not value:
             raise self.fail("empty value", section, key)
@@ -162,10 +176,24 @@ class _Validator:
         return names
 
 
+def _from_environment(check: _Validator, section: str, name: str,
+                      environ: Mapping[str, str]) -> Secret:
+    name = check.non_empty(name, section, "sudo_password_env")
+    if name not in environ:
+        raise check.fail(f"environment variable {name} is not set", section,
+                         "sudo_password_env")
+    return Secret(environ[name])
+
+
 def _host_settings(
-    check: _Validator, section: str, raw: Mapping[str, str]
+    check: _Validator, section: str, raw: Mapping[str, str],
+    environ: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Convert one section's host keys to typed values (only the keys present)."""
+    if "sudo_password" in raw and "sudo_password_env" in raw:
+        raise check.fail("give sudo_password or sudo_password_env, not both", section,
+                         "sudo_password_env")
+    environ = os.environ if environ is None else environ
     converters: dict[str, Callable[[str], object]] = {
         "hostname": lambda v: check.name(v, section, "hostname", "hostname"),
         "port": lambda v: check.port(v, section),
@@ -176,9 +204,14 @@ def _host_settings(
         "known_hosts": lambda v: os.path.expanduser(check.non_empty(v, section, "known_hosts")),
         "identities_only": lambda v: check.boolean(v, section, "identities_only"),
         "proxy_jump": lambda v: check.jumps(check.non_empty(v, section, "proxy_jump"), section),
+        "sudo_password": lambda v: Secret(v),
+        "sudo_password_env": lambda v: _from_environment(check, section, v, environ),
     }
-    return {key: converters[key](value.strip() if key != "password" else value)
-            for key, value in raw.items()}
+    settings = {key: converters[key](value if key in _SECRET_KEYS else value.strip())
+                for key, value in raw.items() if key in converters}
+    if "sudo_password_env" in settings:
+        settings["sudo_password"] = settings.pop("sudo_password_env")
+    return settings
 
 
 def _check_children(check: _Validator, groups: dict[str, Group]) -> None:
@@ -206,12 +239,15 @@ def _check_children(check: _Validator, groups: dict[str, Group]) -> None:
 
 
 def load_inventory(path: Path, *, warn: Callable[[str], None] | None = None,
-                   local_user: str | None = None) -> Inventory:
+                   local_user: str | None = None,
+                   environ: Mapping[str, str] | None = None) -> Inventory:
     """Read and validate the inventory at ``path``.
 
     ``warn`` receives non-fatal findings (a password in a file others can read).
     ``local_user`` is the user name for hosts that set none (default: the local user, as ssh).
+    ``environ`` supplies the variables named by ``sudo_password_env`` (default: os.environ).
     """
+    confirm_over: int | None = None
     parser = _read_parser(path)
     check = _Validator(path)
     defaults: dict[str, Any] = {}
@@ -228,14 +264,17 @@ def load_inventory(path: Path, *, warn: Callable[[str], None] | None = None,
         raw = {key: parser[section][key] for key in keys}
         kind, _, name = section.partition(":")
         if section == "defaults":
-            check.check_keys(section, keys, HOST_KEYS)
-            defaults = _host_settings(check, section, raw)
+            check.check_keys(section, keys, HOST_KEYS + RUN_KEYS)
+            if "confirm_over" in raw:
+                confirm_over = check.count(raw.pop("confirm_over").strip(), section,
+                                           "confirm_over")
+            defaults = _host_settings(check, section, raw, environ)
         elif kind == "host" and name:
             check.name(name, section, None, "host name")
             check.check_keys(section, keys, HOST_KEYS)
             if name not in order:
                 order.append(name)
-            host_sections[name] = _host_settings(check, section, raw)
+            host_sections[name] = _host_settings(check, section, raw, environ)
         elif kind == "group" and name:
             check.name(name, section, None, "group name")
             check.check_keys(section, keys, GROUP_KEYS)
@@ -257,16 +296,14 @@ def load_inventory(path: Path, *, warn: Callable[[str], None] | None = None,
         hosts = {name: resolver.resolve(name).spec for name in order}
     except (UsageError, InventoryError) as exc:
         raise InventoryError(str(exc), path=str(path)) from None
-    if warn is not None:
-        _warn_if_readable(path, hosts, warn)
-    return Inventory(path=str(path), hosts=hosts, groups=groups, defaults=defaults,
-                     sections=host_sections, local_user=user)
+    if warn is not None and any(key in parser[section] for section in parser.sections()
+                                for key in _SECRET_KEYS):
+        _warn_if_readable(path, warn)
+    return Inventory(path=str(path), hosts=hosts, groups=groups, confirm_over=confirm_over,
+                     defaults=defaults, sections=host_sections, local_user=user)
 
 
-def _warn_if_readable(path: Path, hosts: dict[str, HostSpec],
-                      warn: Callable[[str], None]) -> None:
-    if not any(spec.password is not None for spec in hosts.values()):
-        return
+def _warn_if_readable(path: Path, warn: Callable[[str], None]) -> None:
     try:
         mode = path.stat().st_mode
     except OSError:

@@ -64,6 +64,7 @@ class Inventory:
     ``defaults`` and ``sections`` keep the typed values of ``[defaults]`` and of each
     ``[host:NAME]`` as written (only the keys present), so settings can be resolved again with
     more layers (command line, ssh_config) and each value's source can be shown.
+    ``confirm_over`` is ``[defaults] confirm_over``: ask before running on more hosts.
     """
 
     path: str
@@ -72,6 +73,7 @@ class Inventory:
     defaults: dict[str, Any] = field(default_factory=dict)
     sections: dict[str, dict[str, Any]] = field(default_factory=dict)
     local_user: str = "root"
+    confirm_over: int | None = None
 
     def group_members(self, name: str) -> list[str]:
         """All host names in group ``name`` and its descendants, each once, in inventory order.

@@ -51,7 +51,8 @@ def built_in(name: str, local_user: str) -> dict[str, Any]:
     """The built-in defaults of host ``name``: what applies when no layer sets a key."""
     return {"hostname": name, "port": DEFAULT_PORT, "user": local_user, "password": None,
             "identity_files": (), "identities_only": True,
-            "connect_timeout": DEFAULT_CONNECT_TIMEOUT, "known_hosts": None, "proxy_jump": ()}
+            "connect_timeout": DEFAULT_CONNECT_TIMEOUT, "known_hosts": None, "proxy_jump": (),
+            "sudo_password": None}
 
 
 def normalize(raw: Mapping[str, Any]) -> dict[str, Any]:

@@ -58,6 +58,10 @@ def format_summary(result: BatchResult, elapsed: float, *, color: bool) -> str:
     total = len(result.hosts)
     lines = [f"hostbatch: {total} host{'s' if total != 1 else ''} in {elapsed:.2f}s: "
              + ", ".join(parts)]
+    if result.stop_reason is not None:
+        never = sum(1 for o in problems if o.failure is FailureKind.SKIPPED)
+        lines.append(f"  rollout stopped: {result.stop_reason}; {never} host"
+                     f"{'s' if never != 1 else ''} not started")
     width = max((len(o.host) for o in problems), default=0)
     for outcome in problems:
         lines.append(f"  {_label(outcome):<11} {outcome.host:<{width}}  {_reason(outcome)}")

@@ -15,6 +15,7 @@ children. To stop it (timeout, Ctrl-C), a second channel on the same connection 
 
 from __future__ import annotations
 
+import contextlib
 import re
 import select
 import time
@@ -24,14 +25,20 @@ from dataclasses import dataclass
 import paramiko
 
 from hostbatch.engine.events import Stream
+from hostbatch.engine.remote import sudo_kill
 from hostbatch.errors import FailureKind
 from hostbatch.ssh.errors import HostFailure
+from hostbatch.ssh.sudo import SudoAuth
 
 #: A line longer than this is passed on in pieces, so memory per host stays bounded.
 MAX_LINE = 1024 * 1024
 #: How many leading stdout lines may precede the marker (e.g. printed by a shell rc file).
 MARKER_SEARCH_LINES = 64
 KILL_GRACE = 1.0
+#: Bytes of stdin offered per send; paramiko sends at most one packet (32 KiB) at a time.
+STDIN_CHUNK = 64 * 1024
+#: Sleep while stdin waits for window space: paramiko has no descriptor for writability.
+STDIN_POLL = 0.01
 #: Longest sleep in the output loop between checks of the channel's own state.
 SELECT_CAP = 0.5
 
@@ -122,20 +129,38 @@ def run_command(
     wake_fd: int,
     is_cancelled: Callable[[], bool],
     on_lines: OnLines,
+    stdin: bytes | None = None,
+    sudo: SudoAuth | None = None,
 ) -> CommandResult:
     """Run ``command`` and stream its output; raise :class:`HostFailure` unless it ended.
 
     ``wake_fd`` becomes readable when the run is cancelled, waking the loop at once.
+    ``stdin`` is sent to the command, then EOF (``None``: EOF at once, as ``ssh -n``). With
+    ``sudo``, ``command`` is a sudo invocation (:func:`hostbatch.engine.remote.sudo_wrap`):
+    its password prompt is answered once, and stdin waits until the command has started.
     """
     deadline = None if timeout is None else time.monotonic() + timeout
     try:
         channel = transport.open_session(timeout=30)
         channel.exec_command(wrap_command(command, marker))
-        channel.shutdown_write()  # stdin is empty, as with ssh -n
+        if stdin is None and sudo is None:
+            channel.shutdown_write()  # stdin is empty, as with ssh -n
     except (paramiko.SSHException, OSError, EOFError) as exc:
         raise HostFailure(FailureKind.DISCONNECT, f"could not start the command: {exc}") from None
     markers = _MarkerFilter(marker)
     out, err = LineSplitter(), LineSplitter()
+    feeder = _StdinFeeder(channel, stdin or b"", open_=stdin is not None or sudo is not None)
+    watch = sudo.watch() if sudo is not None else None
+
+    def on_stderr(data: bytes) -> bytes:
+        if watch is None:
+            return data
+        data, send_password = watch.feed(data)
+        if send_password and sudo is not None:
+            feeder.send_now(sudo.answer())
+        if watch.failure is not None:
+            feeder.close()  # EOF: sudo gives up at once instead of waiting for a password
+        return data
 
     def drain() -> None:
         while channel.recv_ready():
@@ -143,12 +168,14 @@ def run_command(
             if block:
                 on_lines("stdout", block)
         while channel.recv_stderr_ready():
-            block = err.feed(channel.recv_stderr(65536))
+            block = err.feed(on_stderr(channel.recv_stderr(65536)))
             if block:
                 on_lines("stderr", block)
+        if watch is None or watch.started:
+            feeder.pump()
 
     def stop(kind: FailureKind, message: str) -> HostFailure:
-        killed = _kill(transport, channel, markers.pgid, drain)
+        killed = _kill(transport, channel, markers.pgid, drain, sudo)
         _flush(out, err, markers, on_lines)
         channel.close()
         return HostFailure(kind, f"{message}; {killed}")
@@ -163,6 +190,8 @@ def run_command(
             # paramiko sets and clears the one pipe behind fileno() for both streams from two
             # threads without a lock, so a wake-up can be lost: never sleep unbounded on it.
             wait = SELECT_CAP if left is None else min(left, SELECT_CAP)
+            if feeder.waiting and (watch is None or watch.started):
+                wait = min(wait, STDIN_POLL)
             readable, _, _ = select.select([fd, wake_fd], [], [], wait)
             if wake_fd in readable:
                 raise stop(FailureKind.INTERRUPTED, "interrupted")
@@ -184,6 +213,8 @@ def run_command(
     status = channel.exit_status if channel.exit_status_ready() else -1
     lost = not channel.eof_received or not transport.is_active()
     channel.close()
+    if watch is not None and not watch.started and not lost:
+        raise HostFailure(FailureKind.AUTH, watch.refusal())
     if status >= 0:
         return CommandResult(status)
     if lost:
@@ -200,31 +231,95 @@ def _flush(out: LineSplitter, err: LineSplitter, markers: _MarkerFilter, on_line
         on_lines("stderr", rest)
 
 
-def _run_quietly(transport: paramiko.Transport, command: str, wait: float) -> None:
-    """Run a short helper command on a second channel, waiting at most ``wait`` seconds."""
+class _StdinFeeder:
+    """Sends a command's stdin as the channel's window allows, never blocking the output loop
+    (a command that writes before it reads would otherwise deadlock with us), then EOF."""
+
+    def __init__(self, channel: paramiko.Channel, data: bytes, *, open_: bool) -> None:
+        self.channel = channel
+        self.data = data
+        self.sent = 0
+        self.open = open_
+
+    @property
+    def waiting(self) -> bool:
+        """Stdin bytes remain to be sent."""
+        return self.open and self.sent < len(self.data)
+
+    def send_now(self, data: bytes) -> None:
+        """Send a few bytes ahead of the rest (sudo's password line)."""
+        if self.open:
+            try:
+                self.channel.sendall(data)
+            except (OSError, EOFError, paramiko.SSHException):
+                self.open = False
+
+    def pump(self) -> None:
+        """Send what the window takes; at the end, send EOF."""
+        try:
+            while self.waiting and self.channel.send_ready():
+                self.sent += self.channel.send(self.data[self.sent:self.sent + STDIN_CHUNK])
+        except (OSError, EOFError, paramiko.SSHException):
+            self.open = False  # the command closed its stdin or ended: the rest is unwanted
+        if self.open and self.sent >= len(self.data):
+            self.close()
+
+    def close(self) -> None:
+        """Send EOF (once)."""
+        if self.open:
+            self.open = False
+            with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
+                self.channel.shutdown_write()
+
+
+def _run_quietly(transport: paramiko.Transport, command: str, wait: float,
+                 sudo: SudoAuth | None = None) -> None:
+    """Run a short helper command on a second channel, waiting at most ``wait`` seconds;
+    with ``sudo``, answer its password prompt."""
     channel = transport.open_session(timeout=wait)
     try:
         channel.exec_command(command)
-        channel.shutdown_write()
-        channel.status_event.wait(wait)
+        if sudo is None or sudo.password is None:
+            channel.shutdown_write()
+            channel.status_event.wait(wait)
+            return
+        watch = sudo.watch()
+        end = time.monotonic() + wait
+        while not channel.status_event.is_set() and time.monotonic() < end:
+            while channel.recv_stderr_ready():
+                _, send_password = watch.feed(channel.recv_stderr(4096))
+                if send_password:
+                    channel.sendall(sudo.answer())
+                    channel.shutdown_write()
+            channel.status_event.wait(0.02)
     finally:
         channel.close()
 
 
 def _kill(transport: paramiko.Transport, channel: paramiko.Channel, pgid: int | None,
-          drain: Callable[[], None]) -> str:
-    """Make the remote command and its children die; return what was done, for the message."""
+          drain: Callable[[], None], sudo: SudoAuth | None = None) -> str:
+    """Make the remote command and its children die; return what was done, for the message.
+
+    A ``--sudo`` command's processes belong to root, so they are signalled through sudo.
+    """
     if pgid is None or not transport.is_active():
         return "no remote process id known, channel closed"
+
+    def signal_group(name: str) -> None:
+        if sudo is None:
+            _run_quietly(transport, f"sh -c 'kill -s {name} -- -{pgid}' >/dev/null 2>&1", 2.0)
+        else:
+            _run_quietly(transport, sudo_kill(name, pgid, sudo.markers), 5.0, sudo)
+
     try:
-        _run_quietly(transport, f"sh -c 'kill -s TERM -- -{pgid}' >/dev/null 2>&1", 2.0)
+        signal_group("TERM")
         end = time.monotonic() + KILL_GRACE
         while not channel.closed and not channel.exit_status_ready() and time.monotonic() < end:
             drain()
             channel.status_event.wait(0.05)
         if channel.closed or channel.exit_status_ready():
             return "remote process group terminated"
-        _run_quietly(transport, f"sh -c 'kill -s KILL -- -{pgid}' >/dev/null 2>&1", 2.0)
+        signal_group("KILL")
         return "remote process group killed"
     except (paramiko.SSHException, OSError, EOFError) as exc:
         return f"could not kill the remote process ({exc})"
