@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 import textwrap
 from pathlib import Path
@@ -210,3 +211,13 @@ def test_a_host_is_never_its_own_jump_host() -> None:
     assert r.resolve("bastion").spec.jump_chain == ()
     assert [hop.name for hop in r.resolve("inner").spec.jump_chain] == ["bastion"]
     assert [hop.name for hop in r.resolve("web").spec.jump_chain] == ["bastion", "inner"]
+
+
+def test_a_run_with_jump_hosts_uses_one_worker_process() -> None:
+    from hostbatch.engine.pool import plan_workers
+
+    settings = RunSettings(forks=64)
+    assert len(plan_workers(500, settings)) > 1 or (os.cpu_count() or 1) == 1
+    assert plan_workers(500, settings, jumping=True) == [64]
+    assert plan_workers(3, settings, jumping=True) == [3]
+    assert len(plan_workers(500, RunSettings(forks=64, workers=2), jumping=True)) == 2
