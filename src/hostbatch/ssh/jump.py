@@ -50,8 +50,6 @@ class JumpRegistry:
         self._close = close
         self._lock = threading.Lock()
         self._entries: dict[HostSpec, _Entry] = {}
-        #: Authenticated connections opened to jump hosts (for tests and benchmarks).
-        self.opened = 0
 
     def acquire(self, hop: HostSpec, learn: LearnKey) -> paramiko.Transport:
         """The live transport of ``hop``, connecting it if nobody has; pair with :meth:`release`."""
@@ -72,8 +70,6 @@ class JumpRegistry:
                         entry.failure = HostFailure(failure.kind,
                                                     f"{describe(hop)}: {failure.message}")
                         raise entry.failure from None
-                    with self._lock:
-                        self.opened += 1
                 return entry.transport
         except BaseException:
             self.release(hop)
