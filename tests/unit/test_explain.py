@@ -101,7 +101,7 @@ def test_explain_command_line_layer_and_auth_order(home: Path,
 @pytest.mark.parametrize(("argv", "message"), [
     (["inventory", "explain", "nosuch"], "not in"),
     (["inventory", "explain", "-F", "/nonexistent/config", "web1"], "does not exist"),
-    (["inventory", "frobnicate"], "unknown inventory command"),
+    (["inventory", "frobnicate"], "unknown subcommand"),
     (["inventory"], "usage"),
 ])
 def test_explain_errors_are_one_line_exit_2(home: Path, write_inventory: WriteInventory,

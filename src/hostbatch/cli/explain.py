@@ -15,20 +15,16 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from hostbatch.cli.environment import Environment
-from hostbatch.cli.options import Parser, _seconds, add_ssh_config_options
+from hostbatch.cli.options import (
+    Parser,
+    _seconds,
+    add_inventory_options,
+    add_ssh_config_options,
+)
 from hostbatch.engine.outcome import ExitStatus
-from hostbatch.errors import HostbatchError, SelectionError, UsageError
+from hostbatch.errors import HostbatchError, SelectionError
 from hostbatch.inventory.resolve import BUILT_IN, Resolved, ssh_config_path
 from hostbatch.render.output import SafeStream
-
-INVENTORY_USAGE = """\
-usage: hostbatch inventory explain HOST [-i FILE] [-F FILE] [-l USER] [--connect-timeout S]
-
-subcommands:
-  explain HOST   print HOST's effective settings (address, port, user, authentication in
-                 the order tried, jump chain, known_hosts files, connect timeout) and where
-                 each came from: command line > host section > defaults > ssh_config > built-in
-"""
 
 #: Private keys tried when a host names no identity file (see ssh.session.DEFAULT_KEY_NAMES).
 _DEFAULT_KEYS = ("id_ed25519", "id_ecdsa", "id_rsa")
@@ -39,7 +35,7 @@ def build_explain_parser() -> Parser:
     parser = Parser(prog="hostbatch inventory explain", add_help=False, allow_abbrev=False,
                     description="Show a host's effective settings and where each came from.")
     parser.add_argument("--help", action="store_true", help="show this help and exit")
-    parser.add_argument("-i", "--inventory", metavar="FILE", help="inventory file (INI)")
+    add_inventory_options(parser)
     add_ssh_config_options(parser)
     parser.add_argument("--connect-timeout", type=_seconds, metavar="S",
                         help="as for batch_run: overrides every other source")
@@ -101,7 +97,8 @@ def explain(args: argparse.Namespace, env: Environment, out: SafeStream,
     def warn(message: str) -> None:
         err.write(f"hostbatch inventory explain: warning: {message}\n".encode())
 
-    inventory = load_inventory(locate_inventory(args.inventory, env.environ), warn=warn)
+    inventory = load_inventory(locate_inventory(args.inventory, env.environ), warn=warn,
+                               environ=env.environ, inventory_format=args.inventory_format)
     if args.host not in inventory.hosts:
         close = difflib.get_close_matches(args.host, list(inventory.hosts), n=3)
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
@@ -119,25 +116,6 @@ def explain(args: argparse.Namespace, env: Environment, out: SafeStream,
     out.write("".join(f"{key:<{width}}{value}  ({source})\n"
                       for key, value, source in rows).encode())
     return ExitStatus.OK
-
-
-def inventory_main(argv: Sequence[str], env: Environment) -> int:
-    """``hostbatch inventory SUBCOMMAND``: only ``explain`` is handled here."""
-    out, err = SafeStream(env.stdout), SafeStream(env.stderr)
-    try:
-        if not argv or argv[0] in ("--help", "help"):
-            (out if argv else err).write(INVENTORY_USAGE.encode())
-            return ExitStatus.OK if argv else ExitStatus.USAGE
-        if argv[0] != "explain":
-            raise UsageError(f"unknown inventory command {argv[0]!r} "
-                             "(see hostbatch inventory --help)")
-        return explain_main(argv[1:], env)
-    except HostbatchError as exc:
-        err.write(f"hostbatch inventory: error: {exc}\n".encode())
-        return ExitStatus.USAGE
-    finally:
-        out.flush()
-        err.flush()
 
 
 def explain_main(argv: Sequence[str], env: Environment) -> int:
