@@ -141,3 +141,18 @@ def test_run_applies_ssh_config_and_minus_l(home: Path, write_inventory: WriteIn
                          "--no-stdin", "-cmd",
                          "true", main=run_main)
     assert status == ExitStatus.USAGE and "does not exist" in err and not seen
+
+
+def test_explain_an_ansible_inventory_host_with_a_jump(home: Path,
+                                                       write_inventory: WriteInventory) -> None:
+    jump = "ansible_ssh_common_args='-o ProxyJump=ops@bastion:2222'"
+    inventory = write_inventory(f"""
+        [web]
+        web1 ansible_host=10.0.0.5 ansible_user=deploy {jump}
+        """, name="ansible.ini")
+    status, out, err = run(home, "inventory", "explain", "-i", inventory, "web1")
+    assert status == 0, err
+    table = rows(out)
+    assert table["address"] == ("10.0.0.5", "host section")
+    assert table["jump"] == ("bastion (ops@bastion:2222)", "host section")
+    assert table["jump1.user"] == ("ops", "proxy_jump of web1")
