@@ -125,8 +125,9 @@ def render(runs: Sequence[Run], hosts: int, repeat: int) -> str:
         f"{hosts} target sshd hosts behind one bastion sshd, `-cmd true`, fan-out {FORKS}, "
         f"{repeat} repetitions (tool order rotated), {os.cpu_count()} cores, measured {stamp} "
         "by `bench/bench_jump.py`. \"bastion auths\" counts the bastion's `Accepted publickey` "
-        "log lines per run. Load is the 1-minute load average before each run (the machine "
-        "is shared with other work).", "",
+        "log lines per run. Load is the 1-minute load average before each run: the machine "
+        "is shared with other work, and the average also counts the benchmark's own earlier runs "
+        "(pssh and clush start 200 ssh processes each).", "",
         "| tool | wall median (s) | wall per run (s) | bastion auths per run | all exit 0 "
         "| load before runs |",
         "|---|---|---|---|---|---|",
