@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pickle
 import textwrap
@@ -65,6 +66,10 @@ def test_identity_file_becomes_identity_files_and_both_views_agree() -> None:
     spec = resolver(ssh={"web": {"identity_files": ("/a", "/b")}}).resolve("web").spec
     assert spec.identity_file == "/a" and spec.identity_files == ("/a", "/b")
     assert HostSpec("h", "h", identity_file="/x").identity_files == ("/x",)
+    several = HostSpec("h", "h", identity_files=("/a", "/b"))
+    assert dataclasses.replace(several, port=2).identity_files == ("/a", "/b")
+    replaced = dataclasses.replace(several, identity_file="/k")
+    assert (replaced.identity_file, replaced.identity_files) == ("/k", ("/k",))
 
 
 def test_jump_chain_is_resolved_hop_by_hop() -> None:

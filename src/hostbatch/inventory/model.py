@@ -22,7 +22,7 @@ class HostSpec:
     inventory host name or ``[user@]host[:port]``, as written; ``jump_chain`` holds the same
     hops fully resolved (hop N's own ``jump_chain`` is hops 1..N-1), which is what the SSH layer
     dials. ``identity_files`` are the keys to offer, in order (``identity_file`` is the first
-    of them, kept for callers that set or read one key); ``identities_only`` offers only those
+    of them, for callers that read or set one key: setting it means that key alone); ``identities_only`` offers only those
     (no ssh-agent keys after them). ``sudo_password`` feeds ``--sudo``.
     """
 
@@ -41,10 +41,11 @@ class HostSpec:
     jump_chain: tuple[HostSpec, ...] = ()
 
     def __post_init__(self) -> None:
-        # Keep the one-key and the many-keys views of the identity files in step.
-        if self.identity_file and not self.identity_files:
+        # Keep the one-key and the many-keys views in step. An identity_file that is not the
+        # first of identity_files means "this key" (dataclasses.replace(spec, identity_file=K)).
+        if self.identity_file and self.identity_files[:1] != (self.identity_file,):
             object.__setattr__(self, "identity_files", (self.identity_file,))
-        elif self.identity_files and self.identity_file != self.identity_files[0]:
+        elif self.identity_files and not self.identity_file:
             object.__setattr__(self, "identity_file", self.identity_files[0])
 
 
