@@ -88,7 +88,8 @@ def test_an_inventory_host_without_hostname_is_an_ssh_config_alias(
     rows = explain(cli, "-i", inventory, "myweb")
     assert rows["address"] == ("127.0.10.11", "ssh_config")
     assert rows["user"] == (TEST_USER, "ssh_config")
-    assert rows["auth"] == (f"publickey {main_fleet.client_key}", "ssh_config")
+    assert rows["auth"] == (f"identity file {main_fleet.client_key} (or the ssh-agent's copy of "
+                            "it)", "ssh_config")
     assert rows["known_hosts"][1] == "ssh_config"
 
 
@@ -166,7 +167,8 @@ def test_identities_only(cli: Cli, main_fleet: Fleet, tmp_path: Path,
     assert only.terminals(["web01"])["web01"]["kind"] == "auth"
     ssh_config(cli, block + "    IdentitiesOnly no\n")
     rows = explain(cli, "-i", inventory, "web01")
-    assert rows["auth"] == (f"publickey {wrong}", "ssh_config")  # no SSH_AUTH_SOCK here
+    assert rows["auth"] == (f"identity file {wrong} (or the ssh-agent's copy of it), the "
+                            "ssh-agent's keys", "ssh_config")
     also_agent = cli.run("-i", inventory, "-h", "web01", "-cmd", "echo in", env=agent.env)
     assert also_agent.returncode == 0, also_agent
     assert also_agent.stdout == "web01: in\n"

@@ -26,9 +26,6 @@ from hostbatch.errors import HostbatchError, SelectionError
 from hostbatch.inventory.resolve import BUILT_IN, Resolved, ssh_config_path
 from hostbatch.render.output import SafeStream
 
-#: Private keys tried when a host names no identity file (see ssh.session.DEFAULT_KEY_NAMES).
-_DEFAULT_KEYS = ("id_ed25519", "id_ecdsa", "id_rsa")
-
 
 def build_explain_parser() -> Parser:
     """The parser of ``hostbatch inventory explain``."""
@@ -43,21 +40,16 @@ def build_explain_parser() -> Parser:
     return parser
 
 
-def auth_methods(resolved: Resolved, env: Environment) -> tuple[str, str]:
-    """The authentication methods in the order they will be tried, and their source."""
+def auth_methods(resolved: Resolved) -> tuple[str, str]:
+    """The authentication methods in the order they will be tried (the SSH layer's own order,
+    :func:`hostbatch.ssh.methods.auth_order`), and the source that decided them."""
+    from hostbatch.ssh.methods import describe_auth
+
     spec, sources = resolved.spec, resolved.sources
-    if spec.password is not None:
-        return "password ***", sources["password"]
-    agent = ["ssh-agent keys"] if env.environ.get("SSH_AUTH_SOCK") else []
-    if spec.identity_files:
-        methods = [f"publickey {path}" for path in spec.identity_files]
-        if not spec.identities_only:
-            methods += agent
-        return ", ".join(methods), sources["identity_files"]
-    home = Path(env.home) / ".ssh"
-    keys = [f"publickey {home / name}" for name in _DEFAULT_KEYS if (home / name).exists()]
-    methods = agent + keys
-    return ", ".join(methods) or "none (no identity file, no agent, no ~/.ssh/id_* key)", BUILT_IN
+    decided_by = [key for key in ("identity_files", "password", "password_env", "password_cmd")
+                  if sources.get(key) not in (None, BUILT_IN)]
+    source = sources[decided_by[0]] if decided_by else BUILT_IN
+    return ", ".join(describe_auth(spec)) or "none", source
 
 
 def _hop_text(hop: Resolved) -> str:
@@ -71,7 +63,7 @@ def setting_lines(resolved: Resolved, env: Environment, prefix: str = "") -> lis
     spec, sources = resolved.spec, resolved.sources
     user_file = str(Path(env.home) / ".ssh" / "known_hosts")
     known = list(dict.fromkeys([*([spec.known_hosts] if spec.known_hosts else []), user_file]))
-    auth, auth_source = auth_methods(resolved, env)
+    auth, auth_source = auth_methods(resolved)
     rows = [
         ("address", spec.hostname, sources["hostname"]),
         ("port", str(spec.port), sources["port"]),

@@ -22,8 +22,14 @@ class HostSpec:
     inventory host name or ``[user@]host[:port]``, as written; ``jump_chain`` holds the same
     hops fully resolved (hop N's own ``jump_chain`` is hops 1..N-1), which is what the SSH layer
     dials. ``identity_files`` are the keys to offer, in order (``identity_file`` is the first
-    of them, for callers that read or set one key: setting it means that key alone); ``identities_only`` offers only those
-    (no ssh-agent keys after them). ``sudo_password`` feeds ``--sudo``.
+    of them, for callers that read or set one key: setting it means that key alone);
+    ``identities_only`` offers only those (no ssh-agent keys after them).
+    ``sudo_password`` feeds ``--sudo``.
+    ``password_env`` / ``password_cmd`` name where the password comes from (an environment
+    variable, a command's output); :func:`hostbatch.credentials.resolve_passwords` turns them
+    into ``password`` before connecting. A host has at most one of the three.
+    ``key_passphrases`` holds ``(file, passphrase)`` for its encrypted identity files (asked
+    by the parent, once per file per run).
     """
 
     name: str
@@ -36,6 +42,9 @@ class HostSpec:
     known_hosts: str | None = None
     proxy_jump: tuple[str, ...] = ()
     sudo_password: Secret | None = None
+    password_env: str | None = None
+    password_cmd: str | None = None
+    key_passphrases: tuple[tuple[str, Secret], ...] = ()
     identity_files: tuple[str, ...] = ()
     identities_only: bool = True
     jump_chain: tuple[HostSpec, ...] = ()

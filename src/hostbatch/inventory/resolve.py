@@ -34,6 +34,8 @@ LAYER_ORDER = (COMMAND_LINE, HOST_SECTION, DEFAULTS, SSH_CONFIG, BUILT_IN)
 SshLookup = Callable[[str], Mapping[str, Any]]
 
 _FIELDS = frozenset(f.name for f in dataclasses.fields(HostSpec)) - {"name", "jump_chain"}
+#: Where a password comes from; a host has at most one, so a section's replaces the defaults'.
+PASSWORD_KEYS = ("password", "password_env", "password_cmd")
 _HOP = re.compile(r"^(?:(?P<user>[^@\s]+)@)?(?P<host>\[[^\]\s]+\]|[^:@\s]+)(?::(?P<port>\d+))?$")
 
 
@@ -128,6 +130,8 @@ class Resolver:
 
     def _merge(self, name: str, command_line: Mapping[str, Any],
                section: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+        if any(key in section for key in PASSWORD_KEYS):
+            section = {**dict.fromkeys(PASSWORD_KEYS), **section}  # masks the defaults' source
         if self.ssh_lookup is not None:
             return merge_layers([(COMMAND_LINE, command_line), (HOST_SECTION, section),
                                  (DEFAULTS, self.defaults), (SSH_CONFIG, self.ssh_lookup(name)),
