@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.conftest import (
+    TEST_PASSWORD,
     Cli,
     parse_jsonl,
     remote_processes,
@@ -233,3 +234,23 @@ def test_closing_targets_never_drops_the_shared_bastion(jumpnet: JumpNet, cli: C
         assert all(e["event"] == "exit" for e in result.terminals(TARGETS).values())
         assert jumpnet.bastion.accepted() - before == 1
     assert "nonexistent channel" not in jumpnet.bastion.log.read_text()
+
+
+def test_a_jump_host_password_from_the_environment(jumpnet: JumpNet, cli: Cli,
+                                                   tmp_path: Path) -> None:
+    # The bastion has no key here, only password_env: its password is resolved in the parent
+    # like a target's, and never printed.
+    key = {"identity_file": str(jumpnet.client_key)}
+    hosts = {name: jumpnet.section(name, proxy_jump="bastion", **key) for name in ("t1", "t2")}
+    hosts["bastion"] = {**jumpnet.jump_section(jumpnet.bastion), "password_env": "HB_JUMP_PW"}
+    inventory = write_inventory(tmp_path / "hosts.ini", hosts, defaults={
+        "user": jumpnet.user, "known_hosts": str(jumpnet.known_hosts)})
+    missing = cli.run("-i", inventory, "-h", "t1,t2", "-cmd", "true")
+    assert missing.returncode == 2 and "HB_JUMP_PW" in missing.stderr, missing
+    before = jumpnet.bastion.accepted_passwords()
+    result = cli.run("-i", inventory, "-h", "t1,t2", "-cmd", "echo ok",
+                     env={"HB_JUMP_PW": TEST_PASSWORD})
+    assert result.returncode == 0, result
+    assert sorted(result.stdout.splitlines()) == ["t1: ok", "t2: ok"]
+    assert jumpnet.bastion.accepted_passwords() - before == 1
+    assert TEST_PASSWORD not in result.stdout + result.stderr

@@ -153,6 +153,12 @@ class InetdJumpHost:
             return 0
         return self.log.read_text(errors="replace").count("Accepted publickey")
 
+    def accepted_passwords(self) -> int:
+        """Connections authenticated with a password so far."""
+        if not self.log.exists():
+            return 0
+        return self.log.read_text(errors="replace").count("Accepted password")
+
     def kill_connections(self) -> None:
         """Kill every connection served so far (the jump host "dies"; it still accepts)."""
         with self._lock:
