@@ -206,7 +206,7 @@ def test_a_bastion_dying_mid_command_is_named_in_each_failure(jumpnet: JumpNet, 
                      start_new_session=True)
     try:
         deadline = time.monotonic() + 30
-        while len(remote_processes("sleep 9.317")) < 2:  # both commands run
+        while len(remote_processes("^sleep 9.317$")) < 2:  # both commands run
             assert time.monotonic() < deadline and proc.poll() is None, "commands never started"
             time.sleep(0.05)
         jumpnet.bastion.kill_connections()

@@ -197,7 +197,7 @@ class _JobRunner:
             else:
                 terminal = self.copy(job, transport, started)
         except HostFailure as failure:
-            if failure.kind is FailureKind.DISCONNECT and job.host.jump_chain:
+            if job.host.jump_chain:
                 failure = self.connector.jumps.blame(job.host, failure)
             terminal = HostFailed(host, failure.kind, redact(failure.message),
                                   time.monotonic() - started)

@@ -83,12 +83,16 @@ class JumpRegistry:
 
     def blame(self, spec: HostSpec, failure: HostFailure) -> HostFailure:
         """``failure`` of a host behind jump hosts, naming the first hop whose connection died
-        (a target's channel ends when its jump host's connection does)."""
+        (a target's channel ends when its jump host's connection does, whatever the target
+        was doing: a target still logging in then fails as ``connect``, not ``auth``)."""
         for hop in spec.jump_chain:
             transport = self.transport_of(hop)
             if transport is not None and not transport.is_active():
-                return HostFailure(failure.kind, f"{failure.message} ({describe(hop)} closed "
-                                   "its connection)", transient=failure.transient)
+                kind = (failure.kind if failure.kind in (FailureKind.DISCONNECT,
+                                                         FailureKind.INTERRUPTED)
+                        else FailureKind.CONNECT)
+                return HostFailure(kind, f"{failure.message} ({describe(hop)} closed its "
+                                   "connection)", transient=failure.transient)
         return failure
 
     def release(self, hop: HostSpec) -> None:
