@@ -117,6 +117,26 @@ def wait_for_processes(pattern: str, timeout: float, *, present: bool,
         time.sleep(0.05)
 
 
+#: pyenv's rehash lock. Root's ~/.bashrc on the development machine runs ``pyenv rehash``
+#: at every login; a test that kills a root session while that runs (a timeout or Ctrl-C
+#: under load) leaves the lock behind, and every later root login then waits 60 s for it.
+PYENV_REHASH_LOCK = Path("/root/.pyenv/shims/.pyenv-shim")
+
+
+@pytest.fixture(autouse=True)
+def _no_stale_pyenv_lock() -> Iterator[None]:
+    """Remove a rehash lock left by a killed root login (older than any live rehash)."""
+
+    def clear() -> None:
+        with contextlib.suppress(OSError):
+            if time.time() - PYENV_REHASH_LOCK.stat().st_mtime > 2:
+                PYENV_REHASH_LOCK.unlink()
+
+    clear()
+    yield
+    clear()
+
+
 # ------------------------------------------------------------------ the CLI runner
 
 
