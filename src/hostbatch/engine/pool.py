@@ -173,6 +173,11 @@ class WorkerPool:
                     batch: list[Event] = pickle.loads(connection.recv_bytes())
                 except (EOFError, OSError):
                     open_connections.remove(connection)
+                    if self._rollout is not None:
+                        # A worker died: its hosts will never end, so a rollout waiting for
+                        # them would wait forever. Start nothing more; the hosts left get
+                        # "worker process ended unexpectedly" at the end.
+                        self._send_sentinels()
                     continue
                 for event in batch:
                     follow: list[Event] = []
