@@ -11,6 +11,7 @@ import hashlib
 import os
 import pty
 import select
+import signal
 import subprocess
 import time
 from collections.abc import Mapping
@@ -215,6 +216,29 @@ def test_sudo_password_never_on_a_command_line_and_timeout_kills_root_tree(
     leftover = wait_for_root_commands(pattern, 5.0, present=False)
     assert leftover == [], f"root processes survived --timeout under sudo: {leftover}"
     assert_no_password(result)
+
+
+def test_sudo_ctrl_c_kills_root_tree(cli: Cli, sudo_user: str, main_fleet: Fleet,
+                                     tmp_path: Path) -> None:
+    inventory = sudo_inventory(main_fleet, tmp_path / "hosts.ini",
+                               sudo_password=SUDO_PASSWORD)
+    pattern = "sleep 450[12]"
+    assert root_commands(pattern) == []
+    proc = cli.popen("-i", inventory, "-h", "web02", "--sudo", "--json", "-cmd",
+                     "sh -c 'sleep 4501 & sleep 4502 & wait'", start_new_session=True)
+    try:
+        assert len(wait_for_root_commands(pattern, 20.0, present=True)) == 2
+        os.killpg(proc.pid, signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 130, stderr
+    result = Result([], proc.returncode, stdout.decode(), stderr.decode(), 0.0)
+    assert terminals(result.events(), ["web02"])["web02"]["kind"] == "interrupted"
+    leftover = wait_for_root_commands(pattern, 5.0, present=False)
+    assert leftover == [], f"root processes survived Ctrl-C under sudo: {leftover}"
 
 
 def test_sudo_with_stdin_and_env(cli: Cli, sudo_user: str, main_fleet: Fleet,
