@@ -11,6 +11,12 @@ session's shell with ``setsid()``, so ``$$`` is the process group of the command
 children. To stop it (timeout, Ctrl-C), a second channel on the same connection runs
 ``kill -s TERM -- -PGID``, then ``KILL`` if it has not ended a second later. The marker line
 (with a per-run random nonce) is removed from the output.
+
+Stdin: empty (EOF at once, as ``ssh -n``) unless the run broadcasts one; then it is sent as
+the channel's window allows from the same loop, so a command that writes before it reads
+cannot deadlock with us. ``--sudo``: sudo's password prompt on stderr is answered there
+(:mod:`hostbatch.ssh.sudo`), and the kill goes through ``sudo kill``, since the processes
+belong to root.
 """
 
 from __future__ import annotations
@@ -264,6 +270,8 @@ class _StdinFeeder:
 
     def pump(self) -> None:
         """Send what the window takes; at the end, send EOF."""
+        if not self.open:
+            return
         before = self.sent
         try:
             while self.waiting and self.channel.send_ready():
