@@ -39,6 +39,17 @@ def host_entry_name(hostname: str, port: int) -> str:
     return hostname if port == 22 else f"[{hostname}]:{port}"
 
 
+def checked_files(inventory_file: str | None, home: str) -> tuple[str, ...]:
+    """Files a host's key is checked against: the inventory's known_hosts, then the user's."""
+    user_file = str(Path(home) / ".ssh" / "known_hosts")
+    return tuple(dict.fromkeys([*([inventory_file] if inventory_file else []), user_file]))
+
+
+def record_file(inventory_file: str | None, home: str) -> str:
+    """Where new keys are recorded: the inventory's known_hosts if set, else the user's."""
+    return inventory_file or str(Path(home) / ".ssh" / "known_hosts")
+
+
 def fingerprint(key_b64: str) -> str:
     """OpenSSH's ``SHA256:...`` fingerprint of a base64 public key blob."""
     digest = hashlib.sha256(base64.b64decode(key_b64)).digest()

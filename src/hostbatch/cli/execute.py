@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from hostbatch.cli.environment import Environment
 from hostbatch.engine.events import Event
@@ -11,6 +13,7 @@ from hostbatch.engine.jobs import Action, GetFiles, PutFiles, RunInput
 from hostbatch.engine.launcher import WorkerLauncher
 from hostbatch.engine.outcome import ExitStatus
 from hostbatch.engine.rollout import RolloutPolicy
+from hostbatch.errors import UsageError
 from hostbatch.inventory.model import HostSpec
 from hostbatch.render import Renderer
 from hostbatch.render.jsonl import JsonRenderer
@@ -18,6 +21,9 @@ from hostbatch.render.lines import LineRenderer
 from hostbatch.render.output import SafeStream, use_color
 from hostbatch.render.summary import write_summary
 from hostbatch.settings import RunSettings
+
+if TYPE_CHECKING:  # rich is imported only when a display is shown
+    from hostbatch.render.progress import RunProgressRenderer, TransferProgressRenderer
 
 
 def settings_from(args: argparse.Namespace) -> RunSettings:
@@ -38,31 +44,80 @@ def rollout_from(args: argparse.Namespace) -> RolloutPolicy:
     return RolloutPolicy(canary=args.canary or 0, batch=args.batch, max_fail=args.max_fail)
 
 
+def _streams_lines(args: argparse.Namespace) -> bool:
+    """True when output lines go to the terminal as they arrive (the default line mode)."""
+    return not (args.quiet or getattr(args, "gather", False) or getattr(args, "diff", False)
+                or args.json)
+
+
+def _file_renderer(args: argparse.Namespace, hosts: list[HostSpec],
+                   warn: Callable[[str], None]) -> Renderer | None:
+    """``-o``/``-e``: directories made (or refused, exit 2) here, before anything connects."""
+    outdir, errdir = getattr(args, "outdir", None), getattr(args, "errdir", None)
+    if outdir is None and errdir is None:
+        return None
+    from hostbatch.render.files import HostFilesRenderer, prepare_dir
+
+    bad = [spec.name for spec in hosts if spec.name in (".", "..")]
+    if bad:
+        raise UsageError(f"host name {bad[0]!r} cannot be a file name for -o/-e")
+    return HostFilesRenderer(prepare_dir(outdir, "-o") if outdir is not None else None,
+                             prepare_dir(errdir, "-e") if errdir is not None else None,
+                             warn=warn)
+
+
+def _progress_renderer(action: Action, env: Environment, hosts: int,
+                       color: bool) -> TransferProgressRenderer | RunProgressRenderer:
+    """The live display on stderr (a terminal): transfer bars for copies, else one line."""
+    from hostbatch.render.progress import RunProgressRenderer, TransferProgressRenderer
+
+    if isinstance(action, PutFiles):
+        total = sum(e.size for e in action.entries) * hosts
+        return TransferProgressRenderer(env.stderr, total_bytes=total, hosts=hosts, color=color)
+    if isinstance(action, GetFiles):
+        return TransferProgressRenderer(env.stderr, total_bytes=None, hosts=hosts, color=color)
+    return RunProgressRenderer(env.stderr, hosts=hosts, color=color)
+
+
 def make_renderers(args: argparse.Namespace, env: Environment, stdout: SafeStream,
-                   stderr: SafeStream, action: Action, host_count: int) -> list[Renderer]:
+                   stderr: SafeStream, action: Action, hosts: list[HostSpec],
+                   warn: Callable[[str], None]) -> list[Renderer]:
     """The renderers for this run's output mode.
 
-    A copy on a terminal also gets a live progress display on stderr; lines bound for the same
-    terminal are then printed through it, so they scroll above the bars instead of through them.
+    On a terminal, a copy gets a live transfer display on stderr, and a command whose lines
+    are not streamed (gather, diff, quiet, JSON into a file) a live progress line. Lines bound
+    for that terminal are then printed through the display, so they scroll above it.
     """
-    if args.json:
-        return [JsonRenderer(stdout)]
     color_stdout = use_color(bool(env.stdout_isatty), env.environ)
     color_stderr = use_color(bool(env.stderr_isatty), env.environ)
     renderers: list[Renderer] = []
-    if isinstance(action, PutFiles | GetFiles) and env.stderr_isatty:
-        from hostbatch.render.progress import ConsoleStream, TransferProgressRenderer
+    files = _file_renderer(args, hosts, warn)
+    if files is not None:
+        renderers.append(files)
+    copying = isinstance(action, PutFiles | GetFiles)
+    json_to_terminal = args.json and env.stdout_isatty
+    if env.stderr_isatty and not json_to_terminal and (copying or not _streams_lines(args)):
+        from hostbatch.render.progress import ConsoleStream
 
-        total = (sum(e.size for e in action.entries) * host_count
-                 if isinstance(action, PutFiles) else None)
-        progress = TransferProgressRenderer(env.stderr, total_bytes=total, hosts=host_count,
-                                            color=color_stderr)
+        progress = _progress_renderer(action, env, len(hosts), color_stderr)
         stderr = SafeStream(ConsoleStream(progress.console))  # type: ignore[arg-type]
         if env.stdout_isatty:
             stdout = stderr
-        renderers.append(progress)
-    renderers.insert(0, LineRenderer(stdout, stderr, color_stdout=color_stdout,
-                                     color_stderr=color_stderr))
+        # First, so it is stopped before a gathered report is printed.
+        renderers.insert(0, progress)
+    if args.json:
+        renderers.append(JsonRenderer(stdout))
+    elif getattr(args, "gather", False) or getattr(args, "diff", False):
+        from hostbatch.render.diff import DiffRenderer
+        from hostbatch.render.gather import GroupedRenderer
+
+        kind = DiffRenderer if args.diff else GroupedRenderer
+        renderers.append(kind(stdout, stderr, gather_stderr=args.gather_stderr,
+                              color_stdout=color_stdout, color_stderr=color_stderr,
+                              addresses={spec.name: spec.hostname for spec in hosts}))
+    elif not args.quiet:
+        renderers.append(LineRenderer(stdout, stderr, color_stdout=color_stdout,
+                                      color_stderr=color_stderr))
     return renderers
 
 
@@ -73,21 +128,23 @@ def execute(hosts: list[HostSpec], action: Action, args: argparse.Namespace, env
     """Perform ``action`` on ``hosts``, render every event, print the summary."""
     from hostbatch import api
 
-    renderers = make_renderers(args, env, stdout, stderr, action, len(hosts))
+    def warn(message: str) -> None:
+        stderr.write(f"hostbatch: {message}\n".encode())
+        stderr.flush()
+
+    renderers = make_renderers(args, env, stdout, stderr, action, hosts, warn)
 
     def on_event(event: Event) -> None:
         for renderer in renderers:
             renderer.handle(event)
 
-    def warn(message: str) -> None:
-        stderr.write(f"hostbatch: {message}\n".encode())
-        stderr.flush()
-
     started = time.monotonic()
-    result = api.run(hosts, action, settings_from(args), on_event=on_event, warn=warn,
-                     home=env.home, launcher=launcher, inputs=inputs)
-    for renderer in renderers:
-        renderer.close()
+    try:
+        result = api.run(hosts, action, settings_from(args), on_event=on_event, warn=warn,
+                         home=env.home, launcher=launcher, inputs=inputs)
+    finally:
+        for renderer in renderers:
+            renderer.close()
     write_summary(stderr, result, time.monotonic() - started,
                   color=use_color(bool(env.stderr_isatty), env.environ))
     return result.exit_status

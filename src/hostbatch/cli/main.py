@@ -15,22 +15,34 @@ from collections.abc import Callable, Sequence
 
 from hostbatch import __version__
 from hostbatch.cli.environment import Environment
-from hostbatch.cli.options import Parser, build_run_parser, build_scp_parser
+from hostbatch.cli.options import (
+    Parser,
+    build_run_parser,
+    build_scp_parser,
+    check_output_options,
+)
 from hostbatch.engine.jobs import Action
 from hostbatch.engine.launcher import WorkerLauncher
 from hostbatch.engine.outcome import ExitStatus
 from hostbatch.errors import HostbatchError, UsageError
+from hostbatch.inventory.model import HostSpec
 from hostbatch.render.output import SafeStream
 
 #: Internal error (a bug), as sysexits.h's EX_SOFTWARE.
 EXIT_INTERNAL = 70
 
+#: Performs an action on the selected hosts and returns the exit status.
+Perform = Callable[[list[HostSpec], Action, argparse.Namespace, Environment, SafeStream,
+                    SafeStream, WorkerLauncher | None], int]
+
 HOSTBATCH_USAGE = """\
 usage: hostbatch COMMAND [OPTIONS]
 
 commands:
-  run     run a shell command on many hosts (same as batch_run)
-  scp     copy files to or from many hosts (same as batch_scp)
+  run        run a shell command on many hosts (same as batch_run)
+  scp        copy files to or from many hosts (same as batch_scp)
+  keyscan    fetch host keys, compare them with known_hosts, record new ones
+  inventory  inventory tools: lint, convert
 
 Run 'hostbatch COMMAND --help' for the options of a command.
 """
@@ -59,8 +71,12 @@ def _first_set(*values: int | None) -> int | None:
 def _main(argv: Sequence[str], env: Environment, prog: str,
           build_parser: Callable[[str], Parser],
           check: Callable[[argparse.Namespace], Callable[[], Action]],
-          launcher: WorkerLauncher | None) -> int:
-    """Shared flow: parse, check, load the inventory, select hosts, act, report."""
+          launcher: WorkerLauncher | None, act: Perform | None = None) -> int:
+    """Shared flow: parse, check, load the inventory, select hosts, act, report.
+
+    ``act`` performs the action on the selected hosts instead of the run of
+    ``batch_run``/``batch_scp`` (confirmation, inputs, renderers) and returns the exit status.
+    """
     from hostbatch.cli.confirm import confirm
     from hostbatch.cli.execute import execute
     from hostbatch.cli.inputs import prepare
@@ -82,18 +98,22 @@ def _main(argv: Sequence[str], env: Environment, prog: str,
         if args.version:
             stdout.write(f"hostbatch {__version__}\n".encode())
             return ExitStatus.OK
+        check_output_options(args)
         selection = Selection(args.hosts, args.groups, args.exclude)
         make_action = check(args)
         if selection.is_empty():
             raise UsageError("no hosts selected: give -h HOSTS and/or -g GROUPS "
                              "(-g all for every host)")
         inventory = load_inventory(locate_inventory(args.inventory, env.environ), warn=warn,
-                                   environ=env.environ)
+                                   environ=env.environ,
+                                   inventory_format=args.inventory_format)
         hosts = select(inventory, selection, warn=warn)
         if args.list:
             stdout.write("".join(f"{spec.name}\n" for spec in hosts).encode())
             return ExitStatus.OK
         action = make_action()
+        if act is not None:
+            return act(hosts, action, args, env, stdout, stderr, launcher)
         confirm(len(hosts), action, _first_set(args.confirm_over, inventory.confirm_over), env)
         hosts, inputs = prepare(hosts, action, args, env)
         return execute(hosts, action, args, env, stdout, stderr, launcher, inputs)
@@ -126,6 +146,24 @@ def scp_main(argv: Sequence[str], env: Environment, prog: str = "batch_scp", *,
     return _main(argv, env, prog, build_scp_parser, _scp_checks, launcher)
 
 
+def keyscan_main(argv: Sequence[str], env: Environment, prog: str = "hostbatch keyscan", *,
+                 launcher: WorkerLauncher | None = None) -> int:
+    """``hostbatch keyscan``: fetch the selected hosts' keys and record the new ones."""
+    from hostbatch.cli import keyscan
+
+    return _main(argv, env, prog, keyscan.build_parser, keyscan.checks, launcher,
+                 keyscan.perform)
+
+
+def inventory_main(argv: Sequence[str], env: Environment, prog: str = "hostbatch inventory", *,
+                   launcher: WorkerLauncher | None = None) -> int:
+    """``hostbatch inventory SUBCOMMAND``: tools that read an inventory and never connect."""
+    from hostbatch.cli import inventory_cmd
+
+    status: int = inventory_cmd.main(argv, env, prog)
+    return status
+
+
 def hostbatch_main(argv: Sequence[str], env: Environment, *,
                    launcher: WorkerLauncher | None = None) -> int:
     """``hostbatch COMMAND ...``: dispatch to a subcommand."""
@@ -135,7 +173,8 @@ def hostbatch_main(argv: Sequence[str], env: Environment, *,
     if argv[0] == "--version":
         env.stdout.write(f"hostbatch {__version__}\n".encode())
         return ExitStatus.OK
-    commands = {"run": run_main, "scp": scp_main}
+    commands = {"run": run_main, "scp": scp_main, "keyscan": keyscan_main,
+                "inventory": inventory_main}
     command = commands.get(argv[0])
     if command is None:
         env.stderr.write(f"hostbatch: error: unknown command {argv[0]!r} "

@@ -7,11 +7,13 @@ forms (``-cmd``) are kept because that is the documented seed syntax.
 from __future__ import annotations
 
 import argparse
+import os
 from typing import NoReturn
 
 from hostbatch.engine.remote import is_identifier
 from hostbatch.engine.rollout import Amount
 from hostbatch.errors import UsageError
+from hostbatch.inventory.loader import INVENTORY_FORMATS
 from hostbatch.settings import DEFAULT_FORKS, DEFAULT_RETRIES
 
 EXIT_STATUS_HELP = """\
@@ -27,6 +29,15 @@ exit status:
 
 inventory: -i FILE, else $HOSTBATCH_INVENTORY, else ./hosts.ini, else
 ~/.config/hostbatch/hosts.ini.  NO_COLOR disables colour."""
+
+
+RUN_OUTPUT_HELP = """
+
+output modes: lines stream as HOST: LINE unless -b, --diff, -q or --json.
+-b/--diff group hosts by exact stdout bytes and by exit status; failed hosts
+are grouped by reason.  On a terminal, when lines are not streamed to it, a
+live progress line (done/running/failed/total, elapsed, ETA) is shown on
+stderr; never when stderr is piped."""
 
 
 class Parser(argparse.ArgumentParser):
@@ -125,11 +136,23 @@ def add_remote_execution_options(parser: argparse.ArgumentParser) -> None:
                              "remove it")
 
 
-def add_common_options(parser: argparse.ArgumentParser) -> None:
-    """Inventory, selection, limits and output options common to every run command."""
+def add_inventory_options(parser: argparse.ArgumentParser) -> None:
+    """``-i FILE`` and ``--inventory-format``: every command that reads an inventory has both."""
+    parser.add_argument("-i", "--inventory", metavar="FILE",
+                        help="inventory file: hostbatch INI or Ansible INI")
+    parser.add_argument("--inventory-format", choices=INVENTORY_FORMATS, default="auto",
+                        help="how to read the inventory (default auto: Ansible INI when the "
+                             "file looks like one, else hostbatch INI)")
+
+
+def add_common_options(parser: argparse.ArgumentParser, *, accept_new: bool = True) -> None:
+    """Inventory, selection and connection options common to every run command.
+
+    ``accept_new=False`` leaves out ``--accept-new`` (keyscan records keys its own way).
+    """
     parser.add_argument("--help", action="store_true", help="show this help and exit")
     parser.add_argument("--version", action="store_true", help="show the version and exit")
-    parser.add_argument("-i", "--inventory", metavar="FILE", help="inventory file (INI)")
+    add_inventory_options(parser)
     select = parser.add_argument_group("host selection (the union of -h and -g, minus -x)")
     select.add_argument("-h", "--hosts", action="append", default=[], metavar="HOSTS",
                         help="comma list of host names, globs (web*) or ranges (web[01-03])")
@@ -148,15 +171,58 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
     limits.add_argument("--retries", type=_count, default=DEFAULT_RETRIES, metavar="N",
                         help="retry a connection closed during the handshake N times "
                              f"(default {DEFAULT_RETRIES})")
-    limits.add_argument("--accept-new", action="store_true",
-                        help="accept and record unknown host keys (changed keys are always "
-                             "refused)")
+    if accept_new:
+        limits.add_argument("--accept-new", action="store_true",
+                            help="accept and record unknown host keys (changed keys are "
+                                 "always refused)")
     limits.add_argument("--workers", type=_positive_int, metavar="N", help=argparse.SUPPRESS)
+
+
+def add_output_options(parser: argparse.ArgumentParser, *, gather: bool) -> None:
+    """Output modes. ``gather``: also the modes that need a command's output (``-b``,
+    ``--diff``, ``-o``, ``-e``), which ``batch_run`` has and ``batch_scp`` does not."""
     output = parser.add_argument_group("output")
     output.add_argument("--json", action="store_true",
                         help="JSON Lines on stdout: one object per line and per host result")
+    output.add_argument("-q", "--quiet", action="store_true",
+                        help="print only the end-of-run summary (on stderr)")
+    if gather:
+        output.add_argument("-b", "--gather", action="store_true",
+                            help="when all hosts are done, print each distinct output once "
+                                 "under the folded list of its hosts, largest group first")
+        output.add_argument("--diff", action="store_true",
+                            help="print the most common output once, then every other as a "
+                                 "unified diff against it")
+        output.add_argument("--gather-stderr", action="store_true",
+                            help="with -b/--diff: gather stderr too (printed to stderr after "
+                                 "the run) instead of streaming it as HOST: LINE")
+        output.add_argument("-o", "--outdir", metavar="DIR",
+                            help="write each host's stdout to DIR/HOST and its result to "
+                                 "DIR/HOST.status (created if missing)")
+        output.add_argument("-e", "--errdir", metavar="DIR",
+                            help="write each host's stderr to DIR/HOST and its result to "
+                                 "DIR/HOST.status (created if missing)")
     output.add_argument("--debug", action="store_true",
                         help="show a traceback for internal errors")
+
+
+def check_output_options(args: argparse.Namespace) -> None:
+    """Refuse contradictory output modes (before the inventory is read)."""
+    gather, diff = getattr(args, "gather", False), getattr(args, "diff", False)
+    if gather and diff:
+        raise UsageError("-b/--gather and --diff are two views of the same output: give one")
+    if args.json and (gather or diff or args.quiet):
+        flag = "-q/--quiet" if args.quiet else "--diff" if diff else "-b/--gather"
+        raise UsageError(f"--json and {flag} are different output modes: give one")
+    if args.quiet and (gather or diff):
+        raise UsageError(f"-q/--quiet prints only the summary; it cannot be combined with "
+                         f"{'--diff' if diff else '-b/--gather'}")
+    if getattr(args, "gather_stderr", False) and not (gather or diff):
+        raise UsageError("--gather-stderr needs -b/--gather or --diff")
+    outdir, errdir = getattr(args, "outdir", None), getattr(args, "errdir", None)
+    if outdir is not None and errdir is not None and (
+            os.path.abspath(outdir) == os.path.abspath(errdir)):
+        raise UsageError("-o and -e must name different directories (both write DIR/HOST)")
 
 
 def build_run_parser(prog: str) -> Parser:
@@ -167,10 +233,11 @@ def build_run_parser(prog: str) -> Parser:
         allow_abbrev=False,
         description="Run a shell command on many hosts over SSH, in parallel, streaming each "
                     "line as HOST: LINE.",
-        epilog=EXIT_STATUS_HELP,
+        epilog=EXIT_STATUS_HELP + RUN_OUTPUT_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_common_options(parser)
+    add_output_options(parser, gather=True)
     add_rollout_options(parser)
     add_remote_execution_options(parser)
     parser.add_argument("-cmd", "--cmd", dest="command", metavar="COMMAND",
@@ -196,6 +263,7 @@ def build_scp_parser(prog: str) -> Parser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_common_options(parser)
+    add_output_options(parser, gather=False)
     add_rollout_options(parser)
     copy = parser.add_argument_group("copy")
     copy.add_argument("-action", "--action", choices=("put", "get"),

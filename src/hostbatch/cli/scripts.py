@@ -41,7 +41,8 @@ def batch_scp() -> None:
 def hostbatch() -> None:
     """Console script ``hostbatch``."""
     argv = sys.argv[1:]
-    launcher = _early_launcher(argv[1:]) if argv[:1] in (["run"], ["scp"]) else None
+    connects = argv[:1] in (["run"], ["scp"], ["keyscan"])
+    launcher = _early_launcher(argv[1:]) if connects else None
     from hostbatch.cli.environment import Environment
     from hostbatch.cli.main import hostbatch_main
 

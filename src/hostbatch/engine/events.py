@@ -3,8 +3,8 @@
 Every event is a frozen dataclass of plain data, so it pickles cheaply across the process
 boundary. For each host the engine guarantees: at most one :class:`HostStarted`, any number of
 :class:`OutputLines` (commands) or :class:`TransferProgress` and :class:`FileTransferred`
-(copies), and exactly one terminal event: :class:`HostExited`, :class:`TransferDone` or
-:class:`HostFailed`.
+(copies), and exactly one terminal event: :class:`HostExited`, :class:`TransferDone`,
+:class:`HostKeyScanned` (key scans) or :class:`HostFailed`.
 """
 
 from __future__ import annotations
@@ -134,6 +134,27 @@ class HostFailed:
 
 
 @dataclass(frozen=True, slots=True)
+class HostKeyScanned:
+    """``keyscan`` read the host's key: the terminal event of a successful scan.
+
+    ``entry`` is the known_hosts name it belongs under (``host`` or ``[host]:port``).
+    """
+
+    host: str
+    entry: str
+    key_type: str
+    key_b64: str
+    fingerprint: str
+    duration: float
+
+    def to_json(self) -> dict[str, Any]:
+        """The terminal ``hostkey`` event of ``keyscan --json`` (before comparing)."""
+        return {"host": self.host, "event": "hostkey", "entry": self.entry,
+                "key_type": self.key_type, "key": self.key_b64,
+                "fingerprint": self.fingerprint, "duration": round(self.duration, 3)}
+
+
+@dataclass(frozen=True, slots=True)
 class HostKeyLearned:
     """``--accept-new`` met an unknown host key; the parent records ``line`` in ``path``."""
 
@@ -144,5 +165,5 @@ class HostKeyLearned:
 
 
 Event = (HostStarted | OutputLines | HostExited | HostFailed | HostKeyLearned | TransferProgress
-         | FileTransferred | TransferDone)
-TerminalEvent = HostExited | HostFailed | TransferDone
+         | FileTransferred | TransferDone | HostKeyScanned)
+TerminalEvent = HostExited | HostFailed | TransferDone | HostKeyScanned

@@ -80,7 +80,12 @@ class GetFiles:
     verify: bool = False
 
 
-Action = RunCommand | PutFiles | GetFiles
+@dataclass(frozen=True, slots=True)
+class ScanHostKey:
+    """Fetch each host's SSH host key (key exchange only, no authentication): ``keyscan``."""
+
+
+Action = RunCommand | PutFiles | GetFiles | ScanHostKey
 
 
 @dataclass(frozen=True, slots=True)

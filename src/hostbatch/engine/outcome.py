@@ -5,7 +5,14 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-from hostbatch.engine.events import Event, HostExited, HostFailed, HostStarted, TransferDone
+from hostbatch.engine.events import (
+    Event,
+    HostExited,
+    HostFailed,
+    HostKeyScanned,
+    HostStarted,
+    TransferDone,
+)
 from hostbatch.errors import FailureKind
 
 
@@ -71,6 +78,8 @@ class BatchResult:
         elif isinstance(event, HostFailed):
             self.outcomes[event.host] = HostOutcome(event.host, event.duration,
                                                     failure=event.kind, message=event.message)
+        elif isinstance(event, HostKeyScanned):
+            self.outcomes[event.host] = HostOutcome(event.host, event.duration, exit_status=0)
 
     def missing(self) -> list[str]:
         """Hosts with no terminal event yet, in selection order."""

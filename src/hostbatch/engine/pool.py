@@ -25,7 +25,7 @@ from multiprocessing.connection import Connection, wait
 from types import FrameType
 from typing import Any
 
-from hostbatch.engine.events import Event, HostExited, HostFailed, HostStarted, TransferDone
+from hostbatch.engine.events import Event, HostExited, HostFailed, HostStarted, TerminalEvent
 from hostbatch.engine.jobs import GetFiles, Job, PutFiles, RunInput
 from hostbatch.engine.launcher import WorkerLauncher
 from hostbatch.engine.rollout import Rollout
@@ -160,7 +160,7 @@ class WorkerPool:
                                       f"not started: {rollout.stop_reason}"))
         return skipped
 
-    def _on_terminal(self, event: HostExited | HostFailed | TransferDone) -> list[Event]:
+    def _on_terminal(self, event: TerminalEvent) -> list[Event]:
         if self._rollout is None:
             return []
         failed = isinstance(event, HostFailed) or (isinstance(event, HostExited)
@@ -188,7 +188,7 @@ class WorkerPool:
                     follow: list[Event] = []
                     if isinstance(event, HostStarted):
                         self._started.add(event.host)
-                    elif isinstance(event, HostExited | HostFailed | TransferDone):
+                    elif isinstance(event, TerminalEvent):
                         self._finished.add(event.host)
                         follow = self._on_terminal(event)
                     yield event

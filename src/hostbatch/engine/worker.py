@@ -27,13 +27,14 @@ from hostbatch.engine.events import (
     HostExited,
     HostFailed,
     HostKeyLearned,
+    HostKeyScanned,
     HostStarted,
     OutputLines,
     Stream,
     TransferDone,
     TransferProgress,
 )
-from hostbatch.engine.jobs import GetFiles, Job, PutFiles, RunCommand, RunInput
+from hostbatch.engine.jobs import GetFiles, Job, PutFiles, RunCommand, RunInput, ScanHostKey
 from hostbatch.errors import FailureKind
 from hostbatch.settings import RunSettings
 
@@ -181,8 +182,11 @@ class _JobRunner:
 
         terminal: Event
         try:
-            transport = self.connector.connect(job.host, learn)
-            if isinstance(job.action, RunCommand):
+            scan = isinstance(job.action, ScanHostKey)
+            transport = self.connector.connect(job.host, learn, key_only=scan)
+            if scan:
+                terminal = self.scan(job, transport, started)
+            elif isinstance(job.action, RunCommand):
                 result = self.run(job, transport, on_lines)
                 terminal = HostExited(host, result.exit_status, time.monotonic() - started,
                                       result.note)
@@ -199,6 +203,16 @@ class _JobRunner:
             if transport is not None:
                 transport.close()
         self.emit(terminal)
+
+    def scan(self, job: Job, transport: Transport, started: float) -> HostKeyScanned:
+        """The key of a host connected with ``key_only`` (no check, no login)."""
+        from hostbatch.known_hosts import host_entry_name
+        from hostbatch.ssh.keyscan import read_host_key
+
+        key = read_host_key(transport)
+        return HostKeyScanned(job.host.name, host_entry_name(job.host.hostname, job.host.port),
+                              key.key_type, key.key_b64, key.fingerprint,
+                              time.monotonic() - started)
 
     def run(self, job: Job, transport: Transport, on_lines: Any) -> CommandResult:
         """Run a command (or upload, run and remove a script) on an open connection."""

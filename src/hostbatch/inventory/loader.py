@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from hostbatch.errors import InventoryError
+from hostbatch.inventory.detect import looks_like_ansible
 from hostbatch.inventory.model import Group, HostSpec, Inventory
 from hostbatch.inventory.ranges import RangeError, expand, split_list
 from hostbatch.secrets import Secret
@@ -30,6 +31,8 @@ HOST_KEYS = ("hostname", "port", "user", "password", "identity_file", "connect_t
 RUN_KEYS = ("confirm_over",)
 _SECRET_KEYS = ("password", "sudo_password")
 GROUP_KEYS = ("hosts", "children")
+#: Values of ``--inventory-format``.
+INVENTORY_FORMATS = ("auto", "hostbatch", "ansible")
 _NAME = re.compile(r"^[A-Za-z0-9_.:@%+-]+$")
 _INLINE_HINT = " (comments after a value are not supported: put them on a line of their own)"
 
@@ -58,6 +61,24 @@ def _suggest(word: str, choices: list[str] | tuple[str, ...]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
+def read_inventory_text(path: Path) -> str:
+    """The file's text; a missing, unreadable or non-UTF-8 file raises InventoryError."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InventoryError("inventory file not found", path=str(path)) from None
+    except IsADirectoryError:
+        raise InventoryError("inventory path is a directory, not a file (for an Ansible "
+                             "inventory directory, give its INI file: -i DIR/hosts)",
+                             path=str(path)) from None
+    except PermissionError:
+        raise InventoryError("inventory file is not readable (permission denied)",
+                             path=str(path)) from None
+    except UnicodeDecodeError as exc:
+        raise InventoryError(f"inventory is not UTF-8 text ({exc.reason})",
+                             path=str(path)) from None
+
+
 def _read_parser(path: Path) -> configparser.RawConfigParser:
     parser = configparser.RawConfigParser(
         interpolation=None,
@@ -66,18 +87,7 @@ def _read_parser(path: Path) -> configparser.RawConfigParser:
         empty_lines_in_values=False,
         default_section="\x00no-default-section",
     )
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InventoryError("inventory file not found", path=str(path)) from None
-    except IsADirectoryError:
-        raise InventoryError("inventory path is a directory, not a file", path=str(path)) from None
-    except PermissionError:
-        raise InventoryError("inventory file is not readable (permission denied)",
-                             path=str(path)) from None
-    except UnicodeDecodeError as exc:
-        raise InventoryError(f"inventory is not UTF-8 text ({exc.reason})",
-                             path=str(path)) from None
+    text = read_inventory_text(path)
     try:
         parser.read_string(text, source=str(path))
     except configparser.DuplicateSectionError as exc:
@@ -224,13 +234,28 @@ def _check_children(check: _Validator, groups: dict[str, Group]) -> None:
 
 def load_inventory(path: Path, *, warn: Callable[[str], None] | None = None,
                    local_user: str | None = None,
-                   environ: Mapping[str, str] | None = None) -> Inventory:
+                   environ: Mapping[str, str] | None = None,
+                   inventory_format: str = "auto") -> Inventory:
     """Read and validate the inventory at ``path``.
 
     ``warn`` receives non-fatal findings (a password in a file others can read).
     ``local_user`` is the user name for hosts that set none (default: the local user, as ssh).
     ``environ`` supplies the variables named by ``sudo_password_env`` (default: os.environ).
+    ``inventory_format`` is ``hostbatch``, ``ansible`` (an Ansible INI inventory) or ``auto``
+    (Ansible when the file looks like one: ``detect.looks_like_ansible``).
     """
+    if inventory_format not in INVENTORY_FORMATS:
+        raise InventoryError(f"unknown inventory format {inventory_format!r} "
+                             f"(one of {', '.join(INVENTORY_FORMATS)})")
+    if inventory_format == "ansible" or (inventory_format == "auto"
+                                         and looks_like_ansible(read_inventory_text(path))):
+        from hostbatch.inventory import ansible
+
+        inventory = ansible.load_ansible_inventory(path, warn=warn, local_user=local_user)
+        if warn is not None and any(spec.password is not None or spec.sudo_password is not None
+                                    for spec in inventory.hosts.values()):
+            _warn_if_readable(path, warn)
+        return inventory
     confirm_over: int | None = None
     parser = _read_parser(path)
     check = _Validator(path)

@@ -1,7 +1,12 @@
-"""A live progress display for copies on a terminal: bytes, rate and ETA per host and in total.
+"""Live progress displays on a terminal, drawn with rich on stderr.
 
-Drawn with rich on stderr, and only when stderr is a terminal: piped or redirected output never
-sees it. Only hosts with a file in flight get a row, so 500 hosts never mean 500 rows.
+* Copies: bytes, rate and ETA per host with a file in flight and in total (500 hosts never
+  mean 500 rows).
+* Commands whose lines are not streamed to the terminal (``-b``, ``--diff``, ``-q``, ``--json``
+  into a file): one line of done / running / failed / total hosts, elapsed time and ETA.
+
+The CLI creates them only when stderr is a terminal: piped or redirected output never sees
+them. They are transient: when the run ends they vanish, leaving only what was printed.
 """
 
 from __future__ import annotations
@@ -12,9 +17,11 @@ from rich.console import Console
 from rich.progress import (
     BarColumn,
     DownloadColumn,
+    MofNCompleteColumn,
     Progress,
     TaskID,
     TextColumn,
+    TimeElapsedColumn,
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
@@ -22,10 +29,21 @@ from rich.progress import (
 from hostbatch.engine.events import (
     Event,
     FileTransferred,
+    HostExited,
     HostFailed,
+    HostStarted,
     TransferDone,
     TransferProgress,
 )
+
+
+def terminal_console(stderr: BinaryIO, *, color: bool) -> Console:
+    """A rich console drawing on ``stderr`` (known to be a terminal), colour as decided."""
+    import io
+
+    text = io.TextIOWrapper(stderr, encoding="utf-8", errors="replace",
+                            line_buffering=True, write_through=True)
+    return Console(file=text, force_terminal=True, no_color=not color, highlight=False)
 
 
 class ConsoleStream:
@@ -54,12 +72,7 @@ class TransferProgressRenderer:
 
     def __init__(self, stderr: BinaryIO, *, total_bytes: int | None, hosts: int,
                  color: bool) -> None:
-        import io
-
-        text = io.TextIOWrapper(stderr, encoding="utf-8", errors="replace",
-                                line_buffering=True, write_through=True)
-        self.console = Console(file=text, force_terminal=True, no_color=not color,
-                               highlight=False)
+        self.console = terminal_console(stderr, color=color)
         self.progress = Progress(
             TextColumn("{task.description}", markup=False),
             BarColumn(bar_width=24),
@@ -106,4 +119,51 @@ class TransferProgressRenderer:
 
     def close(self) -> None:
         """Remove the display (it is transient), leaving only the printed lines."""
+        self.progress.stop()
+
+
+class RunProgressRenderer:
+    """One line for a command run: ``done D / running R / failed F / total T``, a bar,
+    elapsed time and an ETA (from the rate at which hosts finish)."""
+
+    def __init__(self, stderr: BinaryIO, *, hosts: int, color: bool) -> None:
+        self.console = terminal_console(stderr, color=color)
+        self.progress = Progress(
+            TextColumn("{task.description}", markup=False),
+            BarColumn(bar_width=24),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=True,
+            refresh_per_second=4,
+        )
+        self.hosts = hosts
+        self.running: set[str] = set()
+        self.done = 0
+        self.failed = 0
+        self.task = self.progress.add_task(self._describe(), total=hosts)
+        self.progress.start()
+
+    def _describe(self) -> str:
+        return (f"done {self.done} / running {len(self.running)} / failed {self.failed} / "
+                f"total {self.hosts}")
+
+    def handle(self, event: Event) -> None:
+        """Count hosts starting and ending."""
+        if isinstance(event, HostStarted):
+            self.running.add(event.host)
+        elif isinstance(event, HostExited | HostFailed | TransferDone):
+            self.running.discard(event.host)
+            self.done += 1
+            if not ((isinstance(event, HostExited) and event.exit_status == 0)
+                    or isinstance(event, TransferDone)):
+                self.failed += 1
+        else:
+            return
+        self.progress.update(self.task, completed=self.done, description=self._describe())
+
+    def close(self) -> None:
+        """Remove the line (it is transient)."""
         self.progress.stop()

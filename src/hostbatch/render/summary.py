@@ -23,9 +23,11 @@ def _label(outcome: HostOutcome) -> str:
 
 
 def _reason(outcome: HostOutcome) -> str:
+    """The reason on one line (a multi-line message would break the column layout)."""
+    message = " ".join(outcome.message.split("\n"))
     if outcome.failure is not None:
-        return f"{outcome.failure.value}: {outcome.message}"
-    note = f" ({outcome.message})" if outcome.message else ""
+        return f"{outcome.failure.value}: {message}"
+    note = f" ({message})" if message else ""
     return f"exit status {outcome.exit_status}{note}"
 
 

@@ -22,7 +22,14 @@ import paramiko
 
 from hostbatch.errors import FailureKind
 from hostbatch.inventory.model import HostSpec
-from hostbatch.known_hosts import KeyStatus, KnownHosts, fingerprint, host_entry_name
+from hostbatch.known_hosts import (
+    KeyStatus,
+    KnownHosts,
+    checked_files,
+    fingerprint,
+    host_entry_name,
+    record_file,
+)
 from hostbatch.ssh.errors import HostFailure
 
 PREFERRED_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
@@ -73,13 +80,11 @@ class Connector:
     # --- caches ---------------------------------------------------------------------------
     def known_hosts_files(self, spec: HostSpec) -> tuple[str, ...]:
         """Files checked for this host: the inventory's known_hosts, then the user's."""
-        user_file = str(self.home / ".ssh" / "known_hosts")
-        files = [spec.known_hosts] if spec.known_hosts else []
-        return tuple(dict.fromkeys([*files, user_file]))
+        return checked_files(spec.known_hosts, str(self.home))
 
     def record_file(self, spec: HostSpec) -> str:
         """Where ``--accept-new`` records this host's key."""
-        return spec.known_hosts or str(self.home / ".ssh" / "known_hosts")
+        return record_file(spec.known_hosts, str(self.home))
 
     def _known_hosts(self, spec: HostSpec) -> KnownHosts:
         paths = self.known_hosts_files(spec)
@@ -102,12 +107,17 @@ class Connector:
         return cached
 
     # --- connecting -------------------------------------------------------------------------
-    def connect(self, spec: HostSpec, learn: LearnKey) -> paramiko.Transport:
-        """Connect, verify the host key and authenticate, retrying transient failures."""
+    def connect(self, spec: HostSpec, learn: LearnKey, *,
+                key_only: bool = False) -> paramiko.Transport:
+        """Connect, verify the host key and authenticate, retrying transient failures.
+
+        With ``key_only`` the connection stops after the key exchange (no host-key check, no
+        authentication): what ``hostbatch keyscan`` needs to read the server's key.
+        """
         attempt = 0
         while True:
             try:
-                return self._connect_once(spec, learn)
+                return self._connect_once(spec, learn, key_only)
             except HostFailure as failure:
                 if not failure.transient or attempt >= self.retries or self.cancelled.is_set():
                     raise
@@ -116,7 +126,8 @@ class Connector:
             if self.cancelled.wait(random.uniform(0.1, 0.5) * attempt):
                 raise HostFailure(FailureKind.INTERRUPTED, "interrupted while connecting")
 
-    def _connect_once(self, spec: HostSpec, learn: LearnKey) -> paramiko.Transport:
+    def _connect_once(self, spec: HostSpec, learn: LearnKey,
+                      key_only: bool = False) -> paramiko.Transport:
         if self.cancelled.is_set():
             raise HostFailure(FailureKind.INTERRUPTED, "interrupted before connecting")
         deadline = _now() + spec.connect_timeout
@@ -128,8 +139,9 @@ class Connector:
             if self.cancelled.is_set():
                 raise HostFailure(FailureKind.INTERRUPTED, "interrupted while connecting")
             self._handshake(transport, spec, deadline)
-            self._verify_host_key(transport, spec, learn)
-            _authenticate(transport, spec, deadline, self)
+            if not key_only:
+                self._verify_host_key(transport, spec, learn)
+                _authenticate(transport, spec, deadline, self)
             return transport
         except HostFailure:
             transport.close()
