@@ -39,11 +39,18 @@ def run(
     Keys learned under ``accept_new`` are appended to known_hosts here, in the parent, under a
     file lock. ``launcher`` may hold workers started earlier, to overlap their start-up.
     ``inputs`` holds the stdin every host receives and a ``RunCommand.script``'s content.
+    Password sources still unresolved (``password_env``, ``password_cmd``) are resolved here
+    (an :class:`InventoryError` if one fails); prompting (``--ask-pass``, key passphrases) is
+    the caller's choice, through :mod:`hostbatch.credentials`.
     """
     settings = settings or RunSettings()
     warn = warn or (lambda message: print(f"hostbatch: warning: {message}", file=sys.stderr))
     home = home or os.environ.get("HOME") or str(Path.home())
     specs = resolve_hosts(hosts, settings)
+    if any(spec.password_env or spec.password_cmd for spec in specs):
+        from hostbatch.credentials import resolve_passwords
+
+        specs = resolve_passwords(specs, os.environ)
     result = BatchResult([spec.name for spec in specs])
     pool = WorkerPool(plan(specs, action), settings, home=home, launcher=launcher,
                       inputs=inputs)

@@ -50,6 +50,15 @@ class Secret:
         return (Secret, (self._value,))
 
 
+def known_secrets() -> tuple[Secret, ...]:
+    """Every secret value made in this process, each as a :class:`Secret`.
+
+    The parent hands them to its workers, so each worker masks all of the run's secrets, not
+    only those of the hosts it happened to run.
+    """
+    return tuple(Secret(value) for value in sorted(_known_values))
+
+
 def redact(text: str) -> str:
     """``text`` with the value of every :class:`Secret` made in this process replaced by ``***``.
 

@@ -111,12 +111,18 @@ def test_wrong_password_is_auth_failure_and_never_printed(cli: Cli, main_fleet: 
     assert_no_traceback(lines_mode)
 
 
-def test_world_readable_inventory_with_password_warns(cli: Cli, main_fleet: Fleet,
-                                                      tmp_path: Path) -> None:
+def test_world_readable_inventory_with_password_is_refused(cli: Cli, main_fleet: Fleet,
+                                                           tmp_path: Path) -> None:
+    """Refused (exit 2, nothing runs) unless --insecure-inventory; then only a warning.
+    (More cases in test_credentials.py.)"""
     inventory = write_inventory(
         tmp_path / "open.ini", {"web01": _password_host(main_fleet, "web01", TEST_PASSWORD)},
         defaults={"user": TEST_USER}, mode=0o644)
-    result = cli.run("-i", str(inventory), "-h", "web01", "-cmd", "echo fine")
+    refused = cli.run("-i", str(inventory), "-h", "web01", "-cmd", "echo fine")
+    assert refused.returncode == 2 and refused.stdout == "", refused
+    assert f"chmod 600 {inventory}" in refused.stderr, refused
+    result = cli.run("-i", str(inventory), "--insecure-inventory", "-h", "web01", "-cmd",
+                     "echo fine")
     assert result.returncode == 0, result  # a warning, not an error
     assert result.stdout == "web01: fine\n"
     warning = [line for line in result.stderr.splitlines() if "chmod 600" in line]
@@ -201,11 +207,13 @@ def test_password_never_left_anywhere(cli: Cli, main_fleet: Fleet, tmp_path: Pat
                                 {"both": ["web01", "web02"]}, defaults={"user": TEST_USER},
                                 mode=0o644)
     runs: list[Result] = []
+    insecure = ["-i", str(inventory), "--insecure-inventory"]
     for extra in (["--accept-new"], ["--json"], ["--debug"], ["--json", "--debug"]):
-        runs.append(cli.run("-i", str(inventory), *extra, "-g", "both", "-cmd",
+        runs.append(cli.run(*insecure, *extra, "-g", "both", "-cmd",
                             "echo $USER", env=hostile_agent.env))
-    runs.append(cli.run("-i", str(inventory), "--list", "-g", "both"))
-    runs.append(cli.run("-i", str(inventory), "-g", "both", "-x", "nothing*", "-cmd", "true"))
+    runs.append(cli.run(*insecure, "--list", "-g", "both"))
+    runs.append(cli.run(*insecure, "-g", "both", "-x", "nothing*", "-cmd", "true"))
+    runs.append(cli.run("-i", str(inventory), "-g", "both", "-cmd", "true"))  # refused
     first = runs[0]
     assert first.returncode == 3, first  # web01 works, web02 fails authentication
     assert "web01: hbtest" in first.stdout, first

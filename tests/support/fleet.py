@@ -91,7 +91,8 @@ DEFAULT_BASE_PORT = 22000
 MARKER_VAR = "HOSTBATCH_FLEET_ID"
 #: Keys hostbatch accepts in ``[defaults]`` and ``[host:NAME]`` sections.
 HOST_KEYS = frozenset(
-    {"hostname", "port", "user", "password", "identity_file", "connect_timeout", "known_hosts"}
+    {"hostname", "port", "user", "password", "password_env", "password_cmd", "identity_file",
+     "connect_timeout", "known_hosts"}
 )
 #: Keys hostbatch accepts in ``[group:NAME]`` sections.
 GROUP_KEYS = frozenset({"hosts", "children"})

@@ -209,9 +209,12 @@ def test_syntax_error_is_one_line_with_line_number(write_inventory: WriteInvento
         load(write_inventory("[g]\nh\n[p:children]\nnope\n"))
 
 
-def test_readable_file_with_password_warns(write_inventory: WriteInventory) -> None:
+def test_readable_file_with_password_is_refused(write_inventory: WriteInventory) -> None:
+    path = write_inventory("[g]\nh ansible_password=x\n", mode=0o644)
+    with pytest.raises(InventoryError, match="chmod 600"):
+        load(path)
     warnings: list[str] = []
-    load(write_inventory("[g]\nh ansible_password=x\n", mode=0o644), warnings)
+    load_inventory(path, warn=warnings.append, local_user="me", insecure=True)
     assert any("chmod 600" in w for w in warnings), warnings
 
 

@@ -199,11 +199,16 @@ def test_exclude_matching_nothing_is_a_warning(cli: Cli, inventory_path: Path) -
     assert "warning" in result.stderr and "nosuch" in result.stderr
 
 
-def test_password_readable_warning_on_stderr(cli: Cli, write_inventory: WriteInventory) -> None:
+def test_readable_password_file_is_refused_unless_insecure(
+        cli: Cli, write_inventory: WriteInventory) -> None:
     path = write_inventory(INVENTORY, name="open.ini", mode=0o644)
     result = cli("-i", str(path), "-h", "h1", "--list")
+    assert result.status == ExitStatus.USAGE and result.stdout == ""
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert f"chmod 600 {path}" in result.stderr and "--insecure-inventory" in result.stderr
+    result = cli("-i", str(path), "-h", "h1", "--list", "--insecure-inventory")
     assert result.status == 0 and result.stdout == "h1\n"
-    assert "chmod 600" in result.stderr
+    assert "warning" in result.stderr and "chmod 600" in result.stderr
     assert "pw%#;secret" not in result.stderr + result.stdout
 
 
@@ -363,3 +368,32 @@ def test_hostbatch_run_is_batch_run(cli: Cli, inventory_path: Path) -> None:
     assert (result.status, result.stdout) == (0, "h2\ndb1\n")
     bad = cli("run", "-i", str(inventory_path), "-h", "nope", "--list", main=hostbatch_main)
     assert bad.status == 2 and bad.stderr.startswith("hostbatch run: error:")
+
+
+# --------------------------------------------------------------------------- secrets in errors
+
+
+def test_internal_error_and_its_traceback_never_show_a_secret(
+        tmp_path: Path, write_inventory: WriteInventory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bug whose exception text holds a password: the one-line message and the --debug
+    traceback both come out masked."""
+    path = write_inventory(INVENTORY)
+
+    def buggy_execute(hosts: list[HostSpec], *rest: object) -> int:
+        password = hosts[0].password
+        assert password is not None
+        raise RuntimeError(f"bug while holding {password.reveal()}")
+
+    monkeypatch.setattr(cli_execute, "execute", buggy_execute)
+    monkeypatch.chdir(tmp_path)
+    for extra in ([], ["--debug"]):
+        err = io.BytesIO()
+        env = Environment(stdin=io.BytesIO(), stdout=io.BytesIO(), stderr=err,
+                          environ={"HOME": str(tmp_path)}, stdout_isatty=False,
+                          stderr_isatty=False)
+        status = run_main(["-i", str(path), "-h", "h1", "-cmd", "true", *extra], env)
+        text = err.getvalue().decode()
+        assert status == 70, text
+        assert "internal error: RuntimeError: bug while holding ***" in text
+        assert ("Traceback" in text) == bool(extra), text
+        assert "pw%#;secret" not in text

@@ -66,6 +66,7 @@ def test_round_trip(text: str, write_inventory: WriteInventory, tmp_path: Path) 
     source = load_inventory(write_inventory(text, name="ansible.ini"), local_user="me")
     converted = tmp_path / "converted.ini"
     converted.write_text(to_hostbatch_ini(source, source="ansible.ini"))
+    converted.chmod(0o600)  # it holds passwords
     same(source, load_inventory(converted, local_user="me", inventory_format="hostbatch"))
 
 
@@ -120,3 +121,15 @@ def test_numbered_runs_become_ranges() -> None:
     assert compressed == ["web[01-03]", "db", "n[8-11]", "x1", "x2", "r[1-3]-a", "web05",
                           "web04", "web06"]
     assert [n for item in compressed for n in expand(item)] == names
+
+
+def test_convert_fixes_a_readable_file_with_a_warning(write_inventory: WriteInventory,
+                                                      tmp_path: Path) -> None:
+    """Other commands refuse a readable file with passwords; convert, the way to fix it,
+    only warns."""
+    source = write_inventory(ANSIBLE, name="ansible.ini", mode=0o644)
+    target = tmp_path / "fixed.ini"
+    status, _, err = run_cli(["inventory", "convert", str(source), "-o", str(target)], tmp_path)
+    assert status == 0, err
+    assert "chmod 600" in err and "p%w#;d" not in err
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600

@@ -403,44 +403,95 @@ def test_secret_never_in_validation_errors(write_inventory: WriteInventory) -> N
     assert "hunter2" not in str(caught.value)
 
 
-# --------------------------------------------------------------------------- password warning
+# --------------------------------------------------------------------------- readable passwords
 
 
 @pytest.mark.parametrize(
-    ("mode", "has_password", "warns"),
+    ("mode", "text", "refused"),
     [
-        (0o644, True, True),
-        (0o640, True, True),
-        (0o604, True, True),
-        (0o600, True, False),
-        (0o400, True, False),
-        (0o644, False, False),
+        (0o644, "password = pw%#;\n", True),
+        (0o640, "password = pw%#;\n", True),
+        (0o604, "password = pw%#;\n", True),
+        (0o600, "password = pw%#;\n", False),
+        (0o400, "password = pw%#;\n", False),
+        (0o644, "", False),
+        (0o644, "password_env = OPS_PW\n", False),
+        (0o644, "password_cmd = pass show ops/web\n", False),
     ],
 )
-def test_readable_password_file_warns(
-    write_inventory: WriteInventory, warnings_seen: list[str], mode: int, has_password: bool,
-    warns: bool,
+def test_readable_file_with_a_literal_password_is_refused(
+    write_inventory: WriteInventory, warnings_seen: list[str], mode: int, text: str,
+    refused: bool,
 ) -> None:
-    text = "[host:h]\nuser = u\n" + ("password = pw%#;\n" if has_password else "")
-    path = write_inventory(text, mode=mode)
-    load(path, warn=warnings_seen.append)
-    if warns:
-        assert len(warnings_seen) == 1
-        message = warnings_seen[0]
-        assert f"chmod 600 {path}" in message
-        assert f"{mode:04o}" in message
-        assert "pw%#;" not in message
-    else:
+    path = write_inventory("[host:h]\nuser = u\n" + text, mode=mode)
+    if not refused:
+        load(path, warn=warnings_seen.append)
         assert warnings_seen == []
+        return
+    with pytest.raises(InventoryError) as caught:
+        load(path, warn=warnings_seen.append)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert f"chmod 600 {path}" in message and "--insecure-inventory" in message
+    assert f"{mode:04o}" in message
+    assert "pw%#;" not in message
+    inv = load_inventory(path, warn=warnings_seen.append, local_user="me", insecure=True)
+    assert inv.hosts["h"].password == Secret("pw%#;")
+    assert len(warnings_seen) == 1 and f"chmod 600 {path}" in warnings_seen[0]
+    assert "pw%#;" not in warnings_seen[0]
 
 
-def test_password_in_defaults_also_warns(
-    write_inventory: WriteInventory, warnings_seen: list[str],
-) -> None:
+def test_password_in_readable_defaults_is_refused_too(write_inventory: WriteInventory) -> None:
     path = write_inventory("[defaults]\npassword = x\n[group:g]\nhosts = a[1-3]\n", mode=0o644)
-    inv = load(path, warn=warnings_seen.append)
+    with pytest.raises(InventoryError, match="chmod 600"):
+        load(path)
+    inv = load_inventory(path, local_user="me", insecure=True)
     assert all(spec.password == Secret("x") for spec in inv.hosts.values())
-    assert len(warnings_seen) == 1 and "chmod 600" in warnings_seen[0]
+
+
+# --------------------------------------------------------------------------- password sources
+
+
+def test_password_sources_are_kept_for_later(write_inventory: WriteInventory) -> None:
+    path = write_inventory("""
+        [defaults]
+        password_cmd = pass show 'ops/web 1'
+        [host:a]
+        [host:b]
+        password_env = B_PW
+        [host:c]
+        password = lit
+        [host:d]
+        password_env = D_PW
+        identity_file = /k
+        """)
+    hosts = load(path).hosts
+    assert (hosts["a"].password_cmd, hosts["a"].password_env, hosts["a"].password) == (
+        "pass show 'ops/web 1'", None, None)
+    # A [host:] password source replaces the [defaults] one entirely.
+    assert (hosts["b"].password_cmd, hosts["b"].password_env) == (None, "B_PW")
+    assert (hosts["c"].password_cmd, hosts["c"].password) == (None, Secret("lit"))
+    assert hosts["d"].identity_file == "/k" and hosts["d"].password_env == "D_PW"
+
+
+@pytest.mark.parametrize(
+    ("body", "key", "fragment"),
+    [
+        ("password = a\npassword_env = B\n", "password_env", "set only one of"),
+        ("password_cmd = x\npassword_env = B\n", "password_cmd", "set only one of"),
+        ("password_env = 1BAD\n", "password_env", "not an environment variable name"),
+        ("password_env = A B\n", "password_env", "not an environment variable name"),
+        ("password_cmd = pass show 'unclosed\n", "password_cmd", "cannot split"),
+        ("password_cmd =\n", "password_cmd", "empty"),
+    ],
+)
+def test_bad_password_sources(write_inventory: WriteInventory, body: str, key: str,
+                              fragment: str) -> None:
+    path = write_inventory("[host:h]\n" + body)
+    with pytest.raises(InventoryError) as caught:
+        load(path)
+    assert caught.value.section == "host:h" and caught.value.key == key
+    assert fragment in str(caught.value)
 
 
 # --------------------------------------------------------------------------- location

@@ -20,6 +20,7 @@ from hostbatch.render.jsonl import JsonRenderer
 from hostbatch.render.lines import LineRenderer
 from hostbatch.render.output import SafeStream, use_color
 from hostbatch.render.summary import write_summary
+from hostbatch.secrets import redact
 from hostbatch.settings import RunSettings
 
 if TYPE_CHECKING:  # rich is imported only when a display is shown
@@ -129,7 +130,7 @@ def execute(hosts: list[HostSpec], action: Action, args: argparse.Namespace, env
     from hostbatch import api
 
     def warn(message: str) -> None:
-        stderr.write(f"hostbatch: {message}\n".encode())
+        stderr.write(redact(f"hostbatch: {message}\n").encode())
         stderr.flush()
 
     renderers = make_renderers(args, env, stdout, stderr, action, hosts, warn)

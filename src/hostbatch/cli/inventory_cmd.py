@@ -116,7 +116,8 @@ def convert_main(argv: Sequence[str], env: Environment,
 
     path = _inventory_path(args, env)
     inventory = load_inventory(path, warn=warn, local_user=UNSET_USER,
-                               inventory_format=args.inventory_format)
+                               inventory_format=args.inventory_format,
+                               insecure=True)  # converting is how a readable file gets fixed
     text = to_hostbatch_ini(inventory, source=str(path), warn=warn)
     verify(text)
     if args.output:

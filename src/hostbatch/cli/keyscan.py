@@ -59,7 +59,7 @@ def build_parser(prog: str) -> Parser:
                     description="Fetch the SSH host key of every selected host, compare it "
                                 "with known_hosts and record the new ones.",
                     epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_common_options(parser, accept_new=False)
+    add_common_options(parser, accept_new=False, log_in=False)
     output = parser.add_argument_group("keys and output")
     output.add_argument("-y", "--yes", action="store_true",
                         help="record new keys without asking")

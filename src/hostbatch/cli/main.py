@@ -27,6 +27,7 @@ from hostbatch.engine.outcome import ExitStatus
 from hostbatch.errors import HostbatchError, UsageError
 from hostbatch.inventory.model import HostSpec
 from hostbatch.render.output import SafeStream
+from hostbatch.secrets import redact
 
 #: Internal error (a bug), as sysexits.h's EX_SOFTWARE.
 EXIT_INTERNAL = 70
@@ -64,6 +65,21 @@ def _scp_checks(args: argparse.Namespace) -> Callable[[], Action]:
     return lambda: scp.action_from(args)
 
 
+def _settle_credentials(hosts: list[HostSpec], args: argparse.Namespace, env: Environment,
+                        inventory: str, warn: Callable[[str], None]) -> list[HostSpec]:
+    """Turn password sources into passwords and ask what must be asked, before connecting."""
+    from hostbatch.credentials import resolve_passwords, unlock_keys
+
+    prompt = None
+    if args.ask_pass or any(spec.identity_file for spec in hosts):
+        from hostbatch.cli.prompt import terminal_prompt
+
+        prompt = terminal_prompt()
+    hosts = resolve_passwords(hosts, env.environ, ask_pass=args.ask_pass, prompt=prompt,
+                              inventory=inventory)
+    return unlock_keys(hosts, prompt, warn)
+
+
 def _first_set(*values: int | None) -> int | None:
     return next((value for value in values if value is not None), None)
 
@@ -86,7 +102,7 @@ def _main(argv: Sequence[str], env: Environment, prog: str,
     stdout, stderr = SafeStream(env.stdout), SafeStream(env.stderr)
 
     def warn(message: str) -> None:
-        stderr.write(f"{prog}: warning: {message}\n".encode())
+        stderr.write(redact(f"{prog}: warning: {message}\n").encode())
         stderr.flush()
 
     try:
@@ -106,7 +122,8 @@ def _main(argv: Sequence[str], env: Environment, prog: str,
                              "(-g all for every host)")
         inventory = load_inventory(locate_inventory(args.inventory, env.environ), warn=warn,
                                    environ=env.environ,
-                                   inventory_format=args.inventory_format)
+                                   inventory_format=args.inventory_format,
+                                   insecure=args.insecure_inventory)
         hosts = select(inventory, selection, warn=warn)
         if args.list:
             stdout.write("".join(f"{spec.name}\n" for spec in hosts).encode())
@@ -115,19 +132,20 @@ def _main(argv: Sequence[str], env: Environment, prog: str,
         if act is not None:
             return act(hosts, action, args, env, stdout, stderr, launcher)
         confirm(len(hosts), action, _first_set(args.confirm_over, inventory.confirm_over), env)
+        hosts = _settle_credentials(hosts, args, env, inventory.path, warn)
         hosts, inputs = prepare(hosts, action, args, env)
         return execute(hosts, action, args, env, stdout, stderr, launcher, inputs)
     except HostbatchError as exc:
-        stderr.write(f"{prog}: error: {exc}\n".encode())
+        stderr.write(redact(f"{prog}: error: {exc}\n").encode())
         return ExitStatus.USAGE
     except KeyboardInterrupt:
         stderr.write(f"{prog}: interrupted\n".encode())
         return ExitStatus.INTERRUPTED
     except Exception as exc:  # a bug: one line, the traceback only on request
         if "--debug" in argv:
-            stderr.write(traceback.format_exc().encode())
-        stderr.write(f"{prog}: internal error: {type(exc).__name__}: {exc} "
-                     "(rerun with --debug for a traceback)\n".encode())
+            stderr.write(redact(traceback.format_exc()).encode())
+        stderr.write(redact(f"{prog}: internal error: {type(exc).__name__}: {exc} "
+                            "(rerun with --debug for a traceback)\n").encode())
         return EXIT_INTERNAL
     finally:
         stdout.flush()

@@ -28,7 +28,12 @@ exit status:
   status at least 1.
 
 inventory: -i FILE, else $HOSTBATCH_INVENTORY, else ./hosts.ini, else
-~/.config/hostbatch/hosts.ini.  NO_COLOR disables colour."""
+~/.config/hostbatch/hosts.ini.  NO_COLOR disables colour.
+
+authentication, per host: its identity_file (or the ssh-agent's copy), then
+its password; a host with neither tries the ssh-agent's keys, then ~/.ssh/id_*.
+Passwords: password, password_env = VAR, password_cmd = COMMAND, --ask-pass.
+An encrypted identity_file the agent lacks: its passphrase is asked once."""
 
 
 RUN_OUTPUT_HELP = """
@@ -145,10 +150,12 @@ def add_inventory_options(parser: argparse.ArgumentParser) -> None:
                              "file looks like one, else hostbatch INI)")
 
 
-def add_common_options(parser: argparse.ArgumentParser, *, accept_new: bool = True) -> None:
+def add_common_options(parser: argparse.ArgumentParser, *, accept_new: bool = True,
+                       log_in: bool = True) -> None:
     """Inventory, selection and connection options common to every run command.
 
-    ``accept_new=False`` leaves out ``--accept-new`` (keyscan records keys its own way).
+    ``accept_new=False`` leaves out ``--accept-new`` (keyscan records keys its own way);
+    ``log_in=False`` leaves out ``--ask-pass`` (keyscan never authenticates).
     """
     parser.add_argument("--help", action="store_true", help="show this help and exit")
     parser.add_argument("--version", action="store_true", help="show the version and exit")
@@ -176,6 +183,14 @@ def add_common_options(parser: argparse.ArgumentParser, *, accept_new: bool = Tr
                             help="accept and record unknown host keys (changed keys are "
                                  "always refused)")
     limits.add_argument("--workers", type=_positive_int, metavar="N", help=argparse.SUPPRESS)
+    auth = parser.add_argument_group("authentication")
+    if log_in:
+        auth.add_argument("--ask-pass", action="store_true",
+                          help="ask one password (on the terminal, without echo) for every "
+                               "selected host whose inventory gives none")
+    auth.add_argument("--insecure-inventory", action="store_true",
+                      help="use an inventory holding passwords even though group or others "
+                           "can read it (default: refuse; fix: chmod 600 FILE)")
 
 
 def add_output_options(parser: argparse.ArgumentParser, *, gather: bool) -> None:

@@ -31,6 +31,7 @@ from hostbatch.engine.launcher import WorkerLauncher
 from hostbatch.engine.rollout import Rollout
 from hostbatch.engine.worker import WorkerConfig
 from hostbatch.errors import FailureKind
+from hostbatch.secrets import known_secrets
 from hostbatch.settings import RunSettings
 
 #: After a cancel, how long workers get to kill remote commands and report before being killed.
@@ -106,7 +107,7 @@ class WorkerPool:
         for index, (threads, (process, config_writer, events_reader)) in enumerate(
                 zip(plan, workers, strict=True)):
             config_writer.send(WorkerConfig(index, threads, self.settings, self.home, marker,
-                                            self.inputs))
+                                            self.inputs, known_secrets()))
             config_writer.close()
             self._processes.append((process, threads))
             self._connections.append(events_reader)

@@ -1,7 +1,8 @@
 """The worker process: runs many jobs at once on threads and sends their events to the parent.
 
 A worker never touches the terminal or shared files (the parent alone writes stdout, stderr and
-known_hosts), ignores SIGINT (Ctrl-C belongs to the parent, which cancels through
+known_hosts), masks every secret it knows (its hosts' passwords and passphrases) in output
+and failure messages, ignores SIGINT (Ctrl-C belongs to the parent, which cancels through
 ``cancel_event``), and turns every exception into a :class:`HostFailed` event, so the parent
 always hears exactly one terminal event per started host.
 """
@@ -36,6 +37,7 @@ from hostbatch.engine.events import (
 )
 from hostbatch.engine.jobs import GetFiles, Job, PutFiles, RunCommand, RunInput, ScanHostKey
 from hostbatch.errors import FailureKind
+from hostbatch.secrets import Secret, redact, redact_bytes
 from hostbatch.settings import RunSettings
 
 if TYPE_CHECKING:
@@ -62,6 +64,8 @@ class WorkerConfig:
     home: str
     marker: str
     inputs: RunInput = field(default_factory=RunInput)
+    #: Every secret of the run; unpickling them registers them with hostbatch.secrets.redact.
+    secrets: tuple[Secret, ...] = ()
 
 
 def _raise_fd_limit() -> None:
@@ -178,7 +182,7 @@ class _JobRunner:
             self.emit(HostKeyLearned(host, path, line, fingerprint))
 
         def on_lines(stream: Stream, block: bytes) -> None:
-            self.emit(OutputLines(host, stream, block))
+            self.emit(OutputLines(host, stream, redact_bytes(block)))
 
         terminal: Event
         try:
@@ -193,11 +197,11 @@ class _JobRunner:
             else:
                 terminal = self.copy(job, transport, started)
         except HostFailure as failure:
-            terminal = HostFailed(host, failure.kind, failure.message,
+            terminal = HostFailed(host, failure.kind, redact(failure.message),
                                   time.monotonic() - started)
         except Exception as exc:  # a bug must cost one host, never the whole run
             terminal = HostFailed(host, FailureKind.INTERNAL,
-                                  f"internal error: {type(exc).__name__}: {exc}",
+                                  redact(f"internal error: {type(exc).__name__}: {exc}"),
                                   time.monotonic() - started)
         finally:
             if transport is not None:

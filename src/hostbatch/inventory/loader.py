@@ -12,6 +12,7 @@ import difflib
 import getpass
 import os
 import re
+import shlex
 import stat
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -25,11 +26,18 @@ from hostbatch.secrets import Secret
 
 #: Keys of [defaults] and [host:NAME]; each is a HostSpec field of the same name, except
 #: sudo_password_env, which names an environment variable holding the sudo_password.
-HOST_KEYS = ("hostname", "port", "user", "password", "identity_file", "connect_timeout",
-             "known_hosts", "sudo_password", "sudo_password_env")
+HOST_KEYS = ("hostname", "port", "user", "password", "password_env", "password_cmd",
+             "identity_file", "connect_timeout", "known_hosts", "sudo_password",
+             "sudo_password_env")
 #: Keys of [defaults] only: settings of the whole run rather than of a host.
 RUN_KEYS = ("confirm_over",)
+#: The password sources: a section sets at most one, and a [host:] section's replaces the
+#: [defaults] one.
+PASSWORD_KEYS = ("password", "password_env", "password_cmd")
+#: Keys whose value is a secret written in the file itself: such a file must be private, and
+#: the value is kept exactly as written (not stripped).
 _SECRET_KEYS = ("password", "sudo_password")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 GROUP_KEYS = ("hosts", "children")
 #: Values of ``--inventory-format``.
 INVENTORY_FORMATS = ("auto", "hostbatch", "ansible")
@@ -161,6 +169,28 @@ class _Validator:
             raise self.fail("empty value", section, key)
         return value
 
+    def env_name(self, value: str, section: str) -> str:
+        if not _ENV_NAME.match(value):
+            raise self.fail(f"{value!r} is not an environment variable name", section,
+                            "password_env")
+        return value
+
+    def command(self, value: str, section: str) -> str:
+        try:
+            words = shlex.split(value)
+        except ValueError as exc:
+            raise self.fail(f"cannot split the command into words: {exc}", section,
+                            "password_cmd") from None
+        if not words:
+            raise self.fail("empty value", section, "password_cmd")
+        return value
+
+    def password_sources(self, section: str, keys: list[str]) -> None:
+        given = [key for key in PASSWORD_KEYS if key in keys]
+        if len(given) > 1:
+            raise self.fail(f"set only one of {', '.join(PASSWORD_KEYS)} (found "
+                            f"{' and '.join(given)})", section, given[1])
+
     def names(self, value: str, section: str, key: str, what: str) -> list[str]:
         names: list[str] = []
         for item in split_list(value):
@@ -195,6 +225,8 @@ def _host_settings(
         "port": lambda v: check.port(v, section),
         "user": lambda v: check.name(check.non_empty(v, section, "user"), section, "user", "user"),
         "password": lambda v: Secret(v),
+        "password_env": lambda v: check.env_name(v, section),
+        "password_cmd": lambda v: check.command(v, section),
         "identity_file": lambda v: os.path.expanduser(check.non_empty(v, section, "identity_file")),
         "connect_timeout": lambda v: check.timeout(v, section),
         "known_hosts": lambda v: os.path.expanduser(check.non_empty(v, section, "known_hosts")),
@@ -235,10 +267,12 @@ def _check_children(check: _Validator, groups: dict[str, Group]) -> None:
 def load_inventory(path: Path, *, warn: Callable[[str], None] | None = None,
                    local_user: str | None = None,
                    environ: Mapping[str, str] | None = None,
-                   inventory_format: str = "auto") -> Inventory:
+                   inventory_format: str = "auto", insecure: bool = False) -> Inventory:
     """Read and validate the inventory at ``path``.
 
-    ``warn`` receives non-fatal findings (a password in a file others can read).
+    A file that holds a password (``password``, ``sudo_password``) and that group or others
+    can read is refused, unless ``insecure`` (``--insecure-inventory``): then ``warn``
+    receives a warning instead.
     ``local_user`` is the user name for hosts that set none (default: the local user, as ssh).
     ``environ`` supplies the variables named by ``sudo_password_env`` (default: os.environ).
     ``inventory_format`` is ``hostbatch``, ``ansible`` (an Ansible INI inventory) or ``auto``
@@ -252,9 +286,8 @@ def load_inventory(path: Path, *, warn: Callable[[str], None] | None = None,
         from hostbatch.inventory import ansible
 
         inventory = ansible.load_ansible_inventory(path, warn=warn, local_user=local_user)
-        if warn is not None and any(spec.password is not None or spec.sudo_password is not None
-                                    for spec in inventory.hosts.values()):
-            _warn_if_readable(path, warn)
+        _check_private(path, any(spec.password is not None or spec.sudo_password is not None
+                                 for spec in inventory.hosts.values()), insecure, warn)
         return inventory
     confirm_over: int | None = None
     parser = _read_parser(path)
@@ -274,6 +307,7 @@ def load_inventory(path: Path, *, warn: Callable[[str], None] | None = None,
         kind, _, name = section.partition(":")
         if section == "defaults":
             check.check_keys(section, keys, HOST_KEYS + RUN_KEYS)
+            check.password_sources(section, keys)
             if "confirm_over" in raw:
                 confirm_over = check.count(raw.pop("confirm_over").strip(), section,
                                            "confirm_over")
@@ -281,6 +315,7 @@ def load_inventory(path: Path, *, warn: Callable[[str], None] | None = None,
         elif kind == "host" and name:
             check.name(name, section, None, "host name")
             check.check_keys(section, keys, HOST_KEYS)
+            check.password_sources(section, keys)
             if name not in order:
                 order.append(name)
             host_sections[name] = _host_settings(check, section, raw, environ)
@@ -300,22 +335,36 @@ def load_inventory(path: Path, *, warn: Callable[[str], None] | None = None,
     _check_children(check, groups)
 
     base = {"user": local_user or getpass.getuser()}
-    hosts = {
-        name: HostSpec(**{"name": name, "hostname": name, **base, **defaults,
-                          **host_sections.get(name, {})})
-        for name in order
-    }
-    if warn is not None and any(key in parser[section] for section in parser.sections()
-                                for key in _SECRET_KEYS):
-        _warn_if_readable(path, warn)
+    hosts = {name: HostSpec(**_merge(name, base, defaults, host_sections.get(name, {})))
+             for name in order}
+    _check_private(path, any(parser.has_option(section, key) for section in parser.sections()
+                             for key in _SECRET_KEYS), insecure, warn)
     return Inventory(path=str(path), hosts=hosts, groups=groups, confirm_over=confirm_over)
 
 
-def _warn_if_readable(path: Path, warn: Callable[[str], None]) -> None:
+def _merge(name: str, base: dict[str, Any], defaults: dict[str, Any],
+           section: dict[str, Any]) -> dict[str, Any]:
+    """One host's settings: built-in < [defaults] < [host:NAME]; a password source in the
+    host's section replaces whichever one [defaults] has."""
+    if any(key in section for key in PASSWORD_KEYS):
+        defaults = {k: v for k, v in defaults.items() if k not in PASSWORD_KEYS}
+    return {"name": name, "hostname": name, **base, **defaults, **section}
+
+
+def _check_private(path: Path, has_secrets: bool, insecure: bool,
+                   warn: Callable[[str], None] | None) -> None:
+    """Refuse (or, if ``insecure``, warn about) passwords in a file others can read."""
+    if not has_secrets:
+        return
     try:
         mode = path.stat().st_mode
     except OSError:
         return
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        warn(f"{path} holds passwords and is readable by others (mode {stat.S_IMODE(mode):04o}); "
-             f"run: chmod 600 {path}")
+    if not mode & (stat.S_IRWXG | stat.S_IRWXO):
+        return
+    problem = (f"{path} holds passwords and group or others can read it (mode "
+               f"{stat.S_IMODE(mode):04o}); run: chmod 600 {path}")
+    if not insecure:
+        raise InventoryError(f"{problem} (or accept the risk with --insecure-inventory)")
+    if warn is not None:
+        warn(problem)

@@ -19,6 +19,11 @@ class HostSpec:
     addition to ``~/.ssh/known_hosts`` and is where ``--accept-new`` records keys).
     ``proxy_jump`` is the chain of jump hosts to go through, first hop first, each as an
     inventory host name or ``[user@]host[:port]``. ``sudo_password`` feeds ``--sudo``.
+    ``password_env`` / ``password_cmd`` name where the password comes from (an environment
+    variable, a command's output); :func:`hostbatch.credentials.resolve_passwords` turns them
+    into ``password`` before connecting. A host has at most one of the three.
+    ``key_passphrases`` holds ``(file, passphrase)`` for its encrypted identity files (asked
+    by the parent, once per file per run).
     """
 
     name: str
@@ -31,6 +36,9 @@ class HostSpec:
     known_hosts: str | None = None
     proxy_jump: tuple[str, ...] = ()
     sudo_password: Secret | None = None
+    password_env: str | None = None
+    password_cmd: str | None = None
+    key_passphrases: tuple[tuple[str, Secret], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

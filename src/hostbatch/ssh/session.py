@@ -1,16 +1,15 @@
 """Open one authenticated, host-key-verified SSH connection, with deadlines and retries.
 
 One :class:`Connector` lives in each worker process and is shared by its threads: it caches
-parsed known_hosts files and loaded private keys, and can abort every connection still being
-set up when the run is cancelled. All paramiko and socket exceptions become a
-:class:`HostFailure` in :func:`classify`, the single mapping from SSH errors to failure kinds.
+parsed known_hosts files and (through :class:`~hostbatch.ssh.auth.KeyStore`, where
+authentication lives) loaded private keys, and can abort every connection still being set up
+when the run is cancelled. All paramiko and socket exceptions become a :class:`HostFailure` in
+:func:`classify`, the single mapping from SSH errors to failure kinds.
 """
 
 from __future__ import annotations
 
-import base64
 import errno
-import os
 import random
 import socket
 import threading
@@ -30,12 +29,10 @@ from hostbatch.known_hosts import (
     host_entry_name,
     record_file,
 )
+from hostbatch.ssh.auth import KeyStore, authenticate
 from hostbatch.ssh.errors import HostFailure
 
 PREFERRED_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
-
-#: Private keys tried, in this order, when a host names no identity_file (as ssh does).
-DEFAULT_KEY_NAMES = ("id_ed25519", "id_ecdsa", "id_rsa")
 
 #: Host key algorithms paramiko may negotiate for each key type found in known_hosts.
 _ALGORITHMS_FOR_TYPE = {
@@ -58,14 +55,15 @@ def _now() -> float:
 class Connector:
     """Per-worker connection factory: caches, cancellation, and the connect procedure."""
 
-    def __init__(self, *, home: str, accept_new: bool, retries: int) -> None:
+    def __init__(self, *, home: str, accept_new: bool, retries: int,
+                 keys: KeyStore | None = None) -> None:
         self.home = Path(home)
         self.accept_new = accept_new
         self.retries = retries
+        self.keys = keys or KeyStore(home)
         self.cancelled = threading.Event()
         self._lock = threading.Lock()
         self._known: dict[tuple[str, ...], KnownHosts] = {}
-        self._keys: dict[str, paramiko.PKey | HostFailure] = {}
         self._connecting: set[paramiko.Transport] = set()
 
     # --- cancellation -------------------------------------------------------------------
@@ -93,18 +91,6 @@ class Connector:
             if known is None:
                 known = self._known[paths] = KnownHosts.load(paths)
             return known
-
-    def load_key(self, path: str) -> paramiko.PKey:
-        """A private key from ``path``, loaded once per worker process."""
-        with self._lock:
-            cached = self._keys.get(path)
-        if cached is None:
-            cached = _load_key(path)
-            with self._lock:
-                self._keys[path] = cached
-        if isinstance(cached, HostFailure):
-            raise cached
-        return cached
 
     # --- connecting -------------------------------------------------------------------------
     def connect(self, spec: HostSpec, learn: LearnKey, *,
@@ -141,7 +127,7 @@ class Connector:
             self._handshake(transport, spec, deadline)
             if not key_only:
                 self._verify_host_key(transport, spec, learn)
-                _authenticate(transport, spec, deadline, self)
+                authenticate(transport, spec, deadline, self.keys)
             return transport
         except HostFailure:
             transport.close()
@@ -261,123 +247,3 @@ def classify(exc: BaseException, spec: HostSpec, deadline: float, cancelled: boo
         return HostFailure(FailureKind.CONNECT, f"connection failed: {exc.strerror or text}",
                            transient=True)
     return HostFailure(FailureKind.PROTOCOL, f"SSH negotiation failed: {text}")
-
-
-def _load_key(path: str) -> paramiko.PKey | HostFailure:
-    """Load a private key file, or the failure that explains why it cannot be used."""
-    try:
-        return paramiko.PKey.from_path(path)
-    except FileNotFoundError:
-        return HostFailure(FailureKind.AUTH, f"identity file {path} does not exist")
-    except PermissionError:
-        return HostFailure(FailureKind.AUTH, f"identity file {path} is not readable")
-    except paramiko.PasswordRequiredException:
-        return HostFailure(FailureKind.AUTH, f"identity file {path} is encrypted and no agent "
-                           "holds it; load it with ssh-add")
-    except (paramiko.SSHException, ValueError, OSError) as exc:
-        return HostFailure(FailureKind.AUTH, f"cannot use identity file {path}: {exc}")
-
-
-def _agent_keys() -> list[paramiko.PKey]:
-    if not os.environ.get("SSH_AUTH_SOCK"):
-        return []
-    try:
-        return list(paramiko.Agent().get_keys())
-    except (paramiko.SSHException, OSError):
-        return []
-
-
-def _candidate_keys(spec: HostSpec, connector: Connector) -> list[paramiko.PKey]:
-    """Keys to offer, in order: identity_file (or the agent's copy of it); else agent, defaults."""
-    if spec.identity_file:
-        try:
-            return [connector.load_key(spec.identity_file)]
-        except HostFailure as failure:
-            public = _public_blob(spec.identity_file + ".pub")
-            matching = [k for k in _agent_keys() if public and k.asbytes() == public]
-            if matching:
-                return matching
-            raise failure from None
-    keys = _agent_keys()
-    for name in DEFAULT_KEY_NAMES:
-        path = connector.home / ".ssh" / name
-        if path.exists():
-            try:
-                keys.append(connector.load_key(str(path)))
-            except HostFailure:
-                continue  # ssh also skips default keys it cannot use
-    return keys
-
-
-def _public_blob(path: str) -> bytes | None:
-    try:
-        fields = Path(path).read_text().split()
-        return base64.b64decode(fields[1])
-    except (OSError, IndexError, ValueError):
-        return None
-
-
-def _is_timeout(exc: BaseException) -> bool:
-    return "timeout" in str(exc).lower()
-
-
-def _auth_failure(exc: BaseException, spec: HostSpec, rejected: str) -> HostFailure:
-    """A failed authentication step: the server said no, or never answered in time."""
-    if _is_timeout(exc):
-        return HostFailure(FailureKind.TIMEOUT, f"authentication got no answer within "
-                           f"{spec.connect_timeout:g}s")
-    return HostFailure(FailureKind.AUTH, f"{rejected} for user {spec.user}")
-
-
-def _auth_closed(spec: HostSpec) -> HostFailure:
-    return HostFailure(FailureKind.AUTH, f"the server closed the connection during "
-                       f"authentication of user {spec.user} (too many authentication "
-                       "failures?)")
-
-
-def _authenticate(transport: paramiko.Transport, spec: HostSpec, deadline: float,
-                  connector: Connector) -> None:
-    """Authenticate with the host's password if it has one, else with keys.
-
-    A host with a password gets only the password: offering every agent and ~/.ssh key first
-    makes servers cut the connection with "Too many authentication failures".
-    """
-    transport.auth_timeout = max(0.01, deadline - _now())
-    if spec.password is not None:
-        try:
-            transport.auth_password(spec.user, spec.password.reveal())
-        except paramiko.BadAuthenticationType as exc:
-            raise HostFailure(FailureKind.AUTH, f"server does not accept password "
-                              f"authentication (it allows: {', '.join(exc.allowed_types)})"
-                              ) from None
-        except paramiko.AuthenticationException as exc:
-            raise _auth_failure(exc, spec, "password rejected") from None
-        except paramiko.SSHException:
-            raise _auth_closed(spec) from None
-    else:
-        keys = _candidate_keys(spec, connector)
-        if not keys:
-            raise HostFailure(FailureKind.AUTH, "no key to offer: no identity_file, no ssh-agent "
-                              "keys and no ~/.ssh/id_* key (or set a password)")
-        for key in keys:
-            try:
-                remaining = transport.auth_publickey(spec.user, key)
-            except paramiko.BadAuthenticationType as exc:
-                raise HostFailure(FailureKind.AUTH, f"server does not accept public keys "
-                                  f"(it allows: {', '.join(exc.allowed_types)})") from None
-            except paramiko.AuthenticationException as exc:
-                if _is_timeout(exc):
-                    raise _auth_failure(exc, spec, "") from None
-                continue
-            except paramiko.SSHException:
-                raise _auth_closed(spec) from None
-            if remaining:
-                raise HostFailure(FailureKind.AUTH, f"server requires further authentication "
-                                  f"({', '.join(remaining)}), which is not supported")
-            break
-        else:
-            what = spec.identity_file or f"{len(keys)} key(s) from the agent and ~/.ssh"
-            raise HostFailure(FailureKind.AUTH,
-                              f"public key rejected for user {spec.user} (offered {what})")
-    if not transport.is_authenticated():
-        raise HostFailure(FailureKind.AUTH, f"authentication failed for user {spec.user}")

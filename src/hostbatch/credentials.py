@@ -1,0 +1,174 @@
+"""Passwords and key passphrases, settled in the parent before anything connects.
+
+* ``password_env = VAR``: the variable's value (missing or empty: a one-line error).
+* ``password_cmd = COMMAND``: the first line of the command's output. The command is split
+  into words like a shell would (``shlex``) but run without one, so nothing in it is expanded
+  or globbed; a pipeline needs an explicit ``sh -c '...'``. Each distinct command runs once
+  per run, with the user's terminal as its stdin (``/dev/null`` if stdin is not a terminal:
+  that data is for the hosts) and stderr (a password manager may prompt there), and its
+  stdout captured. A failure never shows what the command printed.
+* ``--ask-pass``: one prompt, whose answer is the password of every selected host that has
+  no password source of its own.
+* An encrypted ``identity_file`` that the ssh-agent does not hold: its passphrase is asked
+  once per file, checked here (three tries), and handed to the workers with the hosts.
+
+Every value becomes a :class:`~hostbatch.secrets.Secret`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shlex
+import subprocess
+from collections.abc import Callable, Mapping, Sequence
+
+from hostbatch.errors import InventoryError, UsageError
+from hostbatch.inventory.model import HostSpec
+from hostbatch.secrets import Secret
+from hostbatch.ssh import keys
+
+#: Seconds a password_cmd may take; generous, since a password manager may prompt the user.
+PASSWORD_CMD_TIMEOUT = 120.0
+#: Passphrase prompts per encrypted key before its hosts go on without it.
+PASSPHRASE_TRIES = 3
+
+#: Shows its argument on the terminal and returns what the user typed (without echo).
+Prompt = Callable[[str], str]
+Warn = Callable[[str], None]
+
+
+def _fail(message: str, spec: HostSpec, key: str, inventory: str | None) -> InventoryError:
+    return InventoryError(message, path=inventory, section=f"host:{spec.name}", key=key)
+
+
+def run_password_cmd(command: str, *, timeout: float = PASSWORD_CMD_TIMEOUT) -> str:
+    """The first line of what ``command`` prints; raises ``ValueError`` saying what went wrong
+    (never including the output)."""
+    argv = shlex.split(command)
+    try:
+        # A stdin that is not a terminal holds data for the hosts: the command must not eat it.
+        stdin = None if os.isatty(0) else subprocess.DEVNULL
+        proc = subprocess.run(argv, stdin=stdin, stdout=subprocess.PIPE, timeout=timeout,
+                              check=False)
+    except FileNotFoundError:
+        raise ValueError(f"program {argv[0]!r} not found") from None
+    except subprocess.TimeoutExpired:
+        raise ValueError(f"did not finish within {timeout:g}s") from None
+    except OSError as exc:
+        raise ValueError(f"cannot run {argv[0]!r}: {exc.strerror or exc}") from None
+    if proc.returncode != 0:
+        raise ValueError(f"exited with status {proc.returncode} (its output is not shown)")
+    first = proc.stdout.split(b"\n", 1)[0].removesuffix(b"\r")
+    try:
+        password = first.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError("printed a first line that is not UTF-8 text") from None
+    if not password:
+        raise ValueError("printed an empty first line")
+    return password
+
+
+def _password_of(spec: HostSpec, environ: Mapping[str, str], commands: dict[str, Secret],
+                 inventory: str | None, timeout: float) -> Secret | None:
+    if spec.password_env is not None:
+        value = environ.get(spec.password_env)
+        if not value:
+            raise _fail(f"environment variable {spec.password_env} is not set or is empty",
+                        spec, "password_env", inventory)
+        return Secret(value)
+    if spec.password_cmd is not None:
+        secret = commands.get(spec.password_cmd)
+        if secret is None:
+            try:
+                secret = Secret(run_password_cmd(spec.password_cmd, timeout=timeout))
+            except ValueError as exc:
+                raise _fail(f"command {spec.password_cmd!r} {exc}", spec, "password_cmd",
+                            inventory) from None
+            commands[spec.password_cmd] = secret
+        return secret
+    return spec.password
+
+
+def resolve_passwords(hosts: Sequence[HostSpec], environ: Mapping[str, str], *,
+                      ask_pass: bool = False, prompt: Prompt | None = None,
+                      inventory: str | None = None,
+                      timeout: float = PASSWORD_CMD_TIMEOUT) -> list[HostSpec]:
+    """``hosts`` with every password source turned into ``password``.
+
+    With ``ask_pass``, ``prompt`` asks one password for the hosts that have none (no prompt
+    if every host has one). Errors are one-line :class:`InventoryError` / :class:`UsageError`.
+    """
+    commands: dict[str, Secret] = {}
+    resolved: list[HostSpec] = []
+    for spec in hosts:
+        if spec.password_env is None and spec.password_cmd is None:
+            resolved.append(spec)
+            continue
+        password = _password_of(spec, environ, commands, inventory, timeout)
+        resolved.append(dataclasses.replace(spec, password=password, password_env=None,
+                                            password_cmd=None))
+    if ask_pass and any(spec.password is None for spec in resolved):
+        if prompt is None:
+            raise UsageError("--ask-pass needs a terminal to ask on (or set password_env or "
+                             "password_cmd in the inventory)")
+        try:
+            typed = prompt("Password for hosts without one: ")
+        except EOFError:
+            raise UsageError("--ask-pass: no password given") from None
+        if not typed:
+            raise UsageError("--ask-pass: no password given")
+        asked = Secret(typed)
+        resolved = [spec if spec.password is not None
+                    else dataclasses.replace(spec, password=asked) for spec in resolved]
+    return resolved
+
+
+def _ask_passphrase(path: str, prompt: Prompt) -> Secret | None:
+    """The passphrase of ``path`` after at most three tries; a wrong one after the last try
+    (the workers then report "passphrase for FILE is wrong"); None if the user gave none."""
+    typed: Secret | None = None
+    for attempt in range(PASSPHRASE_TRIES):
+        again = "" if attempt == 0 else "Wrong passphrase. "
+        try:
+            text = prompt(f"{again}Enter passphrase for key {path}: ")
+        except EOFError:
+            return None
+        if not text:
+            return None
+        typed = Secret(text)
+        if keys.check_passphrase(path, text) is not keys.PassphraseCheck.WRONG:
+            return typed  # right, or unusable for a reason the workers will report
+    return typed
+
+
+def unlock_keys(hosts: Sequence[HostSpec], prompt: Prompt | None,
+                warn: Warn | None = None) -> list[HostSpec]:
+    """``hosts`` with the passphrase of each encrypted ``identity_file`` the agent lacks.
+
+    Each such file is asked for once, whatever the number of hosts using it. Without a
+    ``prompt`` (no terminal), ``warn`` hears about each file once and its hosts go on with
+    their other methods (their failure names the key).
+    """
+    files = dict.fromkeys(path for spec in hosts for path in keys.identity_files(spec))
+    passphrases: dict[str, Secret] = {}
+    for path in files:
+        if not keys.is_encrypted(path) or keys.agent_holds(path):
+            continue
+        if prompt is None:
+            if warn is not None:
+                warn(f"encrypted key {path} needs a passphrase and there is no terminal to "
+                     "ask on (load it into ssh-agent); its hosts try their other methods")
+            continue
+        passphrase = _ask_passphrase(path, prompt)
+        if passphrase is not None:
+            passphrases[path] = passphrase
+    if not passphrases:
+        return list(hosts)
+    return [_with_passphrases(spec, passphrases) for spec in hosts]
+
+
+def _with_passphrases(spec: HostSpec, passphrases: Mapping[str, Secret]) -> HostSpec:
+    found = tuple((path, passphrases[path]) for path in keys.identity_files(spec)
+                  if path in passphrases)
+    return dataclasses.replace(spec, key_passphrases=found) if found else spec
