@@ -6,6 +6,11 @@ forks cap is the total number of threads, so at most ``forks`` hosts are in flig
 
 Workers are started by :class:`~hostbatch.engine.launcher.WorkerLauncher` (the one place
 that chooses the start method), possibly before the run is known.
+
+Feeding: by default every job goes on the shared queue at once (the fastest path). A rollout
+(``--canary``/``--batch``/``--max-fail``) feeds gated instead: a job is queued only when a
+thread is free and :class:`~hostbatch.engine.rollout.Rollout` allows it, so when the rollout
+stops, nothing is left queued, and the hosts it never started get a ``skipped`` event.
 """
 
 from __future__ import annotations
@@ -177,6 +182,11 @@ class WorkerPool:
                     batch: list[Event] = pickle.loads(connection.recv_bytes())
                 except (EOFError, OSError):
                     open_connections.remove(connection)
+                    if self._rollout is not None:
+                        # A worker died: its hosts will never end, so a rollout waiting for
+                        # them would wait forever. Start nothing more; the hosts left get
+                        # "worker process ended unexpectedly" at the end.
+                        self._send_sentinels()
                     continue
                 for event in batch:
                     follow: list[Event] = []
