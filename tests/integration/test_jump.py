@@ -12,6 +12,7 @@ Addresses: jump hosts 127.0.23.1-3, targets 127.0.24.10-17.
 
 from __future__ import annotations
 
+import secrets
 import shutil
 import time
 from collections.abc import Iterator
@@ -202,11 +203,13 @@ def test_proxy_jump_from_ssh_config(jumpnet: JumpNet, cli: Cli, tmp_path: Path) 
 def test_a_bastion_dying_mid_command_is_named_in_each_failure(jumpnet: JumpNet, cli: Cli,
                                                                tmp_path: Path) -> None:
     inventory = jumpnet.inventory(tmp_path / "hosts.ini")
-    proc = cli.popen("-i", inventory, "-h", "t1,t2", "--json", "-cmd", "sleep 9.317; echo done",
+    # A sleep of its own, so concurrent runs of the suite on this machine never see it.
+    sleep = f"sleep 9.{secrets.randbelow(10**6):06d}"
+    proc = cli.popen("-i", inventory, "-h", "t1,t2", "--json", "-cmd", f"{sleep}; echo done",
                      start_new_session=True)
     try:
         deadline = time.monotonic() + 30
-        while len(remote_processes("^sleep 9.317$")) < 2:  # both commands run
+        while len(remote_processes(f"^{sleep}$")) < 2:  # both commands run
             assert time.monotonic() < deadline and proc.poll() is None, "commands never started"
             time.sleep(0.05)
         jumpnet.bastion.kill_connections()
