@@ -20,6 +20,10 @@ python3 -c 'import venv, ensurepip' 2>/dev/null || packages+=(python3-venv)
 command -v ssh >/dev/null || packages+=(openssh-client)
 command -v unshare >/dev/null || packages+=(util-linux)
 command -v pgrep >/dev/null || packages+=(procps)
+if [ "$want_test" = 1 ]; then
+  command -v sudo >/dev/null || packages+=(sudo)   # --sudo tests: a test user with a sudo rule
+  command -v ip >/dev/null || packages+=(iproute2)   # jump-host tests: loopback up in a namespace
+fi
 if [ "$want_bench" = 1 ]; then
   command -v parallel-ssh >/dev/null || packages+=(pssh)
   command -v clush >/dev/null || packages+=(clustershell)

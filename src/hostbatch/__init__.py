@@ -12,12 +12,15 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 __all__ = [
+    "Amount",
     "BatchResult",
     "FailureKind",
     "HostSpec",
     "HostbatchError",
     "Inventory",
+    "RolloutPolicy",
     "RunCommand",
+    "RunInput",
     "RunSettings",
     "Selection",
     "load_inventory",
@@ -26,12 +29,15 @@ __all__ = [
 ]
 
 _LAZY = {
+    "Amount": "hostbatch.engine.rollout",
     "BatchResult": "hostbatch.engine.outcome",
     "FailureKind": "hostbatch.errors",
     "HostbatchError": "hostbatch.errors",
     "HostSpec": "hostbatch.inventory.model",
     "Inventory": "hostbatch.inventory.model",
+    "RolloutPolicy": "hostbatch.engine.rollout",
     "RunCommand": "hostbatch.engine.jobs",
+    "RunInput": "hostbatch.engine.jobs",
     "RunSettings": "hostbatch.settings",
     "Selection": "hostbatch.selection",
     "load_inventory": "hostbatch.inventory.loader",
@@ -41,8 +47,9 @@ _LAZY = {
 
 if TYPE_CHECKING:
     from hostbatch.api import run
-    from hostbatch.engine.jobs import RunCommand
+    from hostbatch.engine.jobs import RunCommand, RunInput
     from hostbatch.engine.outcome import BatchResult
+    from hostbatch.engine.rollout import Amount, RolloutPolicy
     from hostbatch.errors import FailureKind, HostbatchError
     from hostbatch.inventory.loader import load_inventory
     from hostbatch.inventory.model import HostSpec, Inventory

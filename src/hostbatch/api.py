@@ -47,7 +47,8 @@ def run(
     warn = warn or (lambda message: print(f"hostbatch: warning: {message}", file=sys.stderr))
     home = home or os.environ.get("HOME") or str(Path.home())
     specs = resolve_hosts(hosts, settings)
-    if any(spec.password_env or spec.password_cmd for spec in specs):
+    if any(one.password_env or one.password_cmd for spec in specs
+           for one in (*spec.jump_chain, spec)):
         from hostbatch.credentials import resolve_passwords
 
         specs = resolve_passwords(specs, os.environ)
@@ -76,6 +77,8 @@ def run(
 def _record_key(event: HostKeyLearned, warn: Callable[[str], None]) -> None:
     try:
         if append_lines(event.path, [event.line]):
-            warn(f"{event.host}: recorded new host key {event.fingerprint} in {event.path}")
+            entry = event.line.split(" ", 1)[0]  # names a jump host's key as the jump host's
+            warn(f"{event.host}: recorded new host key {event.fingerprint} for {entry} in "
+                 f"{event.path}")
     except OSError as exc:
         warn(f"{event.host}: could not record its host key in {event.path}: {exc.strerror}")

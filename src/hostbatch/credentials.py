@@ -100,15 +100,16 @@ def resolve_passwords(hosts: Sequence[HostSpec], environ: Mapping[str, str], *,
     if every host has one). Errors are one-line :class:`InventoryError` / :class:`UsageError`.
     """
     commands: dict[str, Secret] = {}
-    resolved: list[HostSpec] = []
-    for spec in hosts:
+
+    def settle(spec: HostSpec) -> HostSpec:
         if spec.password_env is None and spec.password_cmd is None:
-            resolved.append(spec)
-            continue
+            return spec
         password = _password_of(spec, environ, commands, inventory, timeout)
-        resolved.append(dataclasses.replace(spec, password=password, password_env=None,
-                                            password_cmd=None))
-    if ask_pass and any(spec.password is None for spec in resolved):
+        return dataclasses.replace(spec, password=password, password_env=None,
+                                   password_cmd=None)
+
+    resolved = [with_hops(spec, settle) for spec in hosts]
+    if ask_pass and any(spec.password is None for spec in every_spec(resolved)):
         if prompt is None:
             raise UsageError("--ask-pass needs a terminal to ask on (or set password_env or "
                              "password_cmd in the inventory)")
@@ -119,9 +120,25 @@ def resolve_passwords(hosts: Sequence[HostSpec], environ: Mapping[str, str], *,
         if not typed:
             raise UsageError("--ask-pass: no password given")
         asked = Secret(typed)
-        resolved = [spec if spec.password is not None
-                    else dataclasses.replace(spec, password=asked) for spec in resolved]
+        resolved = [with_hops(spec, lambda one: one if one.password is not None
+                              else dataclasses.replace(one, password=asked))
+                    for spec in resolved]
     return resolved
+
+
+def every_spec(hosts: Sequence[HostSpec]) -> list[HostSpec]:
+    """``hosts`` and the jump hosts they go through (which need credentials too)."""
+    return [spec for host in hosts for spec in (*host.jump_chain, host)]
+
+
+def with_hops(spec: HostSpec, settle: Callable[[HostSpec], HostSpec]) -> HostSpec:
+    """``settle`` applied to ``spec`` and to each of its jump hosts, by the same rules (equal
+    jump hosts stay equal, so targets behind one still share its connection)."""
+    settled = settle(spec)
+    if not spec.jump_chain:
+        return settled
+    return dataclasses.replace(settled, jump_chain=tuple(with_hops(hop, settle)
+                                                         for hop in spec.jump_chain))
 
 
 def _ask_passphrase(path: str, prompt: Prompt) -> Secret | None:
@@ -150,7 +167,8 @@ def unlock_keys(hosts: Sequence[HostSpec], prompt: Prompt | None,
     ``prompt`` (no terminal), ``warn`` hears about each file once and its hosts go on with
     their other methods (their failure names the key).
     """
-    files = dict.fromkeys(path for spec in hosts for path in keys.identity_files(spec))
+    files = dict.fromkeys(path for spec in every_spec(hosts)
+                          for path in keys.identity_files(spec))
     passphrases: dict[str, Secret] = {}
     for path in files:
         if not keys.is_encrypted(path) or keys.agent_holds(path):
@@ -165,7 +183,7 @@ def unlock_keys(hosts: Sequence[HostSpec], prompt: Prompt | None,
             passphrases[path] = passphrase
     if not passphrases:
         return list(hosts)
-    return [_with_passphrases(spec, passphrases) for spec in hosts]
+    return [with_hops(spec, lambda one: _with_passphrases(one, passphrases)) for spec in hosts]
 
 
 def _with_passphrases(spec: HostSpec, passphrases: Mapping[str, Secret]) -> HostSpec:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from hostbatch.engine.rollout import RolloutPolicy
 from hostbatch.inventory.model import HostSpec
+from hostbatch.inventory.resolve import apply_overrides
 
 DEFAULT_FORKS = 64
 DEFAULT_RETRIES = 2
@@ -32,10 +32,6 @@ class RunSettings:
 
 
 def resolve_hosts(hosts: Sequence[HostSpec], settings: RunSettings) -> list[HostSpec]:
-    """Apply command-line overrides to each host: command line > [host:] > [defaults] > built-in.
-
-    The inventory loader already merged the last three; only flags remain to apply here.
-    """
-    if settings.connect_timeout is None:
-        return list(hosts)
-    return [dataclasses.replace(spec, connect_timeout=settings.connect_timeout) for spec in hosts]
+    """Apply ``settings.connect_timeout`` (the command-line layer) to hosts a library caller
+    resolved without it; the full order lives in :mod:`hostbatch.inventory.resolve`."""
+    return apply_overrides(hosts, settings.connect_timeout)

@@ -20,6 +20,8 @@ Address plan (each fleet its own range, so fleets never collide):
 * 127.0.13.x  FaultServer instances (per test)
 * 127.0.14.x  plain listening sockets that must never see a connection
 * 127.0.15.x  the outage fleet: ok1 down1 frozen1 (down1 is stopped for good) (session)
+* 127.0.23.x  jump hosts of test_jump (module), silent listeners of test_ssh_config
+* 127.0.24.x  test_jump's targets, inside a network namespace only jump hosts reach
 
 All hosts run on this machine, so "pgrep on the host" is a pgrep on this machine that keeps
 only processes of fleet sessions (sshd's ``SetEnv`` marker): the local hostbatch processes

@@ -10,7 +10,10 @@ import glob
 import hashlib
 import os
 import pty
+import re
+import secrets
 import select
+import signal
 import subprocess
 import time
 from collections.abc import Mapping
@@ -48,7 +51,9 @@ def sudo_user(test_user: str) -> str:
     """The user ``hbsudo`` with a password and a password-requiring sudo rule (idempotent)."""
     ensure_test_user(SUDO_USER, SUDO_PASSWORD)
     if not SUDOERS.exists() or SUDOERS.read_text() != SUDOERS_TEXT:
-        candidate = SUDOERS.with_name(".hostbatch-test.new")
+        # sudo skips names with a dot, so the candidate is never read half-written; the pid
+        # keeps suites running at the same time from writing the same candidate.
+        candidate = SUDOERS.with_name(f".hostbatch-test.{os.getpid()}")
         candidate.write_text(SUDOERS_TEXT)
         candidate.chmod(0o440)
         check = subprocess.run(["visudo", "-cf", str(candidate)], capture_output=True,
@@ -56,6 +61,21 @@ def sudo_user(test_user: str) -> str:
         assert check.returncode == 0, check.stdout + check.stderr
         candidate.rename(SUDOERS)
     return SUDO_USER
+
+
+def unique() -> str:
+    """A token unique to this test run: other suites on this machine may run these very
+    tests at the same time, with the same hosts' home directories and process table."""
+    return secrets.token_hex(4)
+
+
+def sleeps(*bases: int) -> tuple[list[str], str]:
+    """``sleep`` commands with durations unique to this run, and a ``pgrep -x`` pattern
+    matching exactly them."""
+    token = secrets.randbelow(10**6)
+    commands = [f"sleep {base}.{token:06d}" for base in bases]
+    pattern = "(" + "|".join(re.escape(command) for command in commands) + ")"
+    return commands, pattern
 
 
 def sudo_inventory(fleet: Fleet, path: Path, **defaults: str) -> Path:
@@ -190,10 +210,10 @@ def test_sudo_password_never_on_a_command_line_and_timeout_kills_root_tree(
         cli: Cli, sudo_user: str, main_fleet: Fleet, tmp_path: Path) -> None:
     inventory = sudo_inventory(main_fleet, tmp_path / "hosts.ini",
                                sudo_password=SUDO_PASSWORD)
-    pattern = "sleep 430[12]"
+    (first, second), pattern = sleeps(4301, 4302)
     assert root_commands(pattern) == []
     proc = cli.popen("-i", inventory, "-h", "web01", "--sudo", "--timeout", "4", "--json",
-                     "-cmd", "echo up; sh -c 'sleep 4301 & sleep 4302 & wait'",
+                     "-cmd", f"echo up; sh -c '{first} & {second} & wait'",
                      start_new_session=True)
     try:
         seen = wait_for_root_commands(pattern, 20.0, present=True)
@@ -215,6 +235,29 @@ def test_sudo_password_never_on_a_command_line_and_timeout_kills_root_tree(
     leftover = wait_for_root_commands(pattern, 5.0, present=False)
     assert leftover == [], f"root processes survived --timeout under sudo: {leftover}"
     assert_no_password(result)
+
+
+def test_sudo_ctrl_c_kills_root_tree(cli: Cli, sudo_user: str, main_fleet: Fleet,
+                                     tmp_path: Path) -> None:
+    inventory = sudo_inventory(main_fleet, tmp_path / "hosts.ini",
+                               sudo_password=SUDO_PASSWORD)
+    (first, second), pattern = sleeps(4501, 4502)
+    assert root_commands(pattern) == []
+    proc = cli.popen("-i", inventory, "-h", "web02", "--sudo", "--json", "-cmd",
+                     f"sh -c '{first} & {second} & wait'", start_new_session=True)
+    try:
+        assert len(wait_for_root_commands(pattern, 20.0, present=True)) == 2
+        os.killpg(proc.pid, signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 130, stderr
+    result = Result([], proc.returncode, stdout.decode(), stderr.decode(), 0.0)
+    assert terminals(result.events(), ["web02"])["web02"]["kind"] == "interrupted"
+    leftover = wait_for_root_commands(pattern, 5.0, present=False)
+    assert leftover == [], f"root processes survived Ctrl-C under sudo: {leftover}"
 
 
 def test_sudo_with_stdin_and_env(cli: Cli, sudo_user: str, main_fleet: Fleet,
@@ -352,19 +395,19 @@ def test_stdin_not_read_by_a_command_that_exits(cli: Cli, main_inventory: Path) 
 # ------------------------------------------------------------------ --script
 
 
-def _leftover_scripts() -> list[str]:
-    home = Path(f"/home/{TEST_USER}")
-    return sorted(str(p) for p in home.glob(".hostbatch-script-*"))
+def _leftover_scripts(label: str, user: str = TEST_USER) -> list[str]:
+    """This test's uploaded scripts still in the user's home (named after ``label``)."""
+    return sorted(str(p) for p in Path(f"/home/{user}").glob(f".hostbatch-script-*-{label}"))
 
 
 def test_script_runs_with_shebang_and_args_and_is_removed(cli: Cli, main_inventory: Path,
                                                           tmp_path: Path) -> None:
-    script = tmp_path / "check disk.py"
+    label = f"check_disk-{unique()}.py"
+    script = tmp_path / label.replace("_", " ")
     script.write_text("#!/usr/bin/env python3\nimport os, sys\n"
                       "print('args', sys.argv[1:])\n"
                       "print('mode', oct(os.stat(sys.argv[0]).st_mode & 0o777))\n"
                       "sys.exit(3 if 'fail' in sys.argv else 0)\n")
-    before = _leftover_scripts()
     result = cli.run("-i", main_inventory, "-h", "web01,web02", "--script", script, "--",
                      "a b", "it's")
     assert result.returncode == 0, result
@@ -373,32 +416,34 @@ def test_script_runs_with_shebang_and_args_and_is_removed(cli: Cli, main_invento
         assert out[host] == ["args ['a b', \"it's\"]", "mode 0o700"], result
     failed = cli.run("-i", main_inventory, "-h", "web01", "--script", script, "fail")
     assert failed.returncode == 1, failed
-    assert _leftover_scripts() == before
+    assert _leftover_scripts(label) == []
 
 
 def test_script_removed_after_timeout(cli: Cli, main_inventory: Path, tmp_path: Path) -> None:
-    script = tmp_path / "slow.sh"
-    script.write_text("#!/bin/sh\necho started\nsleep 4401\n")
-    before = _leftover_scripts()
+    label = f"slow-{unique()}.sh"
+    script = tmp_path / label
+    (command,), pattern = sleeps(4401)
+    script.write_text(f"#!/bin/sh\necho started\n{command}\n")
     result = cli.run("-i", main_inventory, "-h", "web03", "--timeout", "2", "--json",
                      "--script", script)
     assert result.returncode == 3, result
     end = terminals(result.events(), ["web03"])["web03"]
     assert end["kind"] == "timeout", end
     assert json_lines(result.events(), "web03", "stdout") == ["started"]
-    assert _leftover_scripts() == before
-    leftover, _ = wait_for_processes("sleep 4401", 3.0, present=False)
+    assert _leftover_scripts(label) == []
+    leftover, _ = wait_for_processes(pattern, 3.0, present=False)
     assert leftover == []
 
 
 def test_script_with_sudo(cli: Cli, sudo_user: str, main_fleet: Fleet, tmp_path: Path) -> None:
     inventory = sudo_inventory(main_fleet, tmp_path / "hosts.ini",
                                sudo_password=SUDO_PASSWORD)
-    script = tmp_path / "whoami.sh"
+    label = f"whoami-{unique()}.sh"
+    script = tmp_path / label
     script.write_text("#!/bin/sh\nid -u\n")
     result = cli.run("-i", inventory, "-h", "web01", "--sudo", "--script", script)
     assert result.returncode == 0 and result.stdout == "web01: 0\n", result
-    assert sorted(Path(f"/home/{SUDO_USER}").glob(".hostbatch-script-*")) == []
+    assert _leftover_scripts(label, SUDO_USER) == []
 
 
 def test_script_errors_before_connecting(cli: Cli, main_inventory: Path,

@@ -13,6 +13,7 @@ import pty
 import select
 import shutil
 import signal
+import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
@@ -308,3 +309,32 @@ def test_batch_scp_takes_the_rollout_flags(main_inventory: Path, tmp_path: Path)
     assert ends["web01"]["kind"] == "transfer", ends
     for host in MAIN_NAMES[1:]:
         assert ends[host]["kind"] == "skipped", ends
+
+
+def test_a_dead_worker_does_not_hang_a_rollout(cli: Cli, main_inventory: Path) -> None:
+    """Two workers of one thread each run the first wave; one is killed. Its host never ends,
+    so the wave never would: the run must still end, reporting what it could not run."""
+    proc = cli.popen("-i", main_inventory, "-g", "all", "--workers", "2", "-f", "2",
+                     "--batch", "2", "--json", "-cmd", "echo started; sleep 2",
+                     start_new_session=True)
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        assert b'"started"' in first, first
+        children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True,
+                                  text=True, check=False).stdout.split()
+        assert len(children) == 2, children
+        os.kill(int(children[0]), signal.SIGKILL)
+        rest, stderr = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 3, stderr
+    ends = terminals(parse_jsonl(first.decode() + rest.decode()), MAIN_NAMES)
+    kinds = sorted(end.get("kind", "exit") for end in ends.values())
+    assert kinds in (["exit", "internal", "internal", "internal"],
+                     ["internal"] * 4), ends
+    for host in ("web03", "db01"):  # the second wave never started
+        assert ends[host]["kind"] == "internal", ends
+    assert b"Traceback" not in stderr

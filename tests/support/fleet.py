@@ -92,7 +92,7 @@ MARKER_VAR = "HOSTBATCH_FLEET_ID"
 #: Keys hostbatch accepts in ``[defaults]`` and ``[host:NAME]`` sections.
 HOST_KEYS = frozenset(
     {"hostname", "port", "user", "password", "password_env", "password_cmd", "identity_file",
-     "connect_timeout", "known_hosts"}
+     "connect_timeout", "known_hosts", "proxy_jump", "identities_only"}
 )
 #: Keys hostbatch accepts in ``[group:NAME]`` sections.
 GROUP_KEYS = frozenset({"hosts", "children"})

@@ -260,6 +260,18 @@ def test_summary_interrupted_lists_hosts_that_did_not_finish() -> None:
     assert not any(" a " in line for line in lines[1:])
 
 
+def test_summary_names_a_stopped_rollout() -> None:
+    result = BatchResult(["a", "b", "c"])
+    result.record(HostExited("a", 1, 0.1))
+    for host in ("b", "c"):
+        result.record(HostFailed(host, FailureKind.SKIPPED, "not started: --max-fail 1 reached"))
+    result.stop_reason = "--max-fail 1 reached"
+    lines = format_summary(result, 1.0, color=False).splitlines()
+    assert "2 skipped" in lines[0] and "1 failed" in lines[0]
+    assert "  rollout stopped: --max-fail 1 reached; 2 hosts not started" in lines
+    assert result.exit_status == 1
+
+
 def test_summary_color() -> None:
     text = format_summary(summary_result(), 1.0, color=True)
     assert "\x1b[" in text

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from hostbatch.cli.environment import Environment
+from hostbatch.cli.explain import explain_main
 from hostbatch.cli.options import Parser, add_inventory_options
 from hostbatch.engine.outcome import ExitStatus
 from hostbatch.errors import HostbatchError
@@ -28,6 +29,7 @@ usage: hostbatch inventory SUBCOMMAND [OPTIONS]
 subcommands:
   lint     check the whole inventory and list every problem
   convert  write the inventory (e.g. an Ansible INI file) as a hostbatch INI inventory
+  explain  show one host's effective settings and where each came from
 
 Run 'hostbatch inventory SUBCOMMAND --help' for its options.
 """
@@ -134,7 +136,8 @@ def convert_main(argv: Sequence[str], env: Environment,
 
 
 #: ``hostbatch inventory`` subcommands by name.
-SUBCOMMANDS: dict[str, Subcommand] = {"lint": lint_main, "convert": convert_main}
+SUBCOMMANDS: dict[str, Subcommand] = {"lint": lint_main, "convert": convert_main,
+                                      "explain": explain_main}
 
 
 def main(argv: Sequence[str], env: Environment, prog: str = "hostbatch inventory") -> int:

@@ -48,7 +48,7 @@ commands:
   run        run a shell command on many hosts (same as batch_run)
   scp        copy files to or from many hosts (same as batch_scp)
   keyscan    fetch host keys, compare them with known_hosts, record new ones
-  inventory  inventory tools: lint, convert
+  inventory  inventory tools: lint, convert, explain
   history    list, replay (show) and compare (diff) recorded runs
 
 Run 'hostbatch COMMAND --help' for the options of a command.
@@ -84,10 +84,10 @@ def history_selection(selection: Selection, inventory: Inventory, env: Environme
 def _settle_credentials(hosts: list[HostSpec], args: argparse.Namespace, env: Environment,
                         inventory: str, warn: Callable[[str], None]) -> list[HostSpec]:
     """Turn password sources into passwords and ask what must be asked, before connecting."""
-    from hostbatch.credentials import resolve_passwords, unlock_keys
+    from hostbatch.credentials import every_spec, resolve_passwords, unlock_keys
 
     prompt = None
-    if args.ask_pass or any(spec.identity_file for spec in hosts):
+    if args.ask_pass or any(spec.identity_file for spec in every_spec(hosts)):
         from hostbatch.cli.prompt import terminal_prompt
 
         prompt = terminal_prompt()
@@ -111,6 +111,7 @@ def _main(argv: Sequence[str], env: Environment, prog: str,
     """
     from hostbatch.cli.confirm import confirm
     from hostbatch.cli.execute import execute
+    from hostbatch.cli.hostsettings import resolve_selected
     from hostbatch.cli.inputs import prepare
     from hostbatch.history.selectors import uses_history
     from hostbatch.inventory.loader import load_inventory, locate_inventory
@@ -147,6 +148,7 @@ def _main(argv: Sequence[str], env: Environment, prog: str,
         if args.list:
             stdout.write("".join(f"{spec.name}\n" for spec in hosts).encode())
             return ExitStatus.OK
+        hosts = resolve_selected(inventory, hosts, args, env, warn)
         action = make_action()
         if act is not None:
             return act(hosts, action, args, env, stdout, stderr, launcher)

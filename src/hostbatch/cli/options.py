@@ -83,6 +83,15 @@ def _seconds(text: str) -> float:
     return value
 
 
+def add_ssh_config_options(parser: argparse.ArgumentParser) -> None:
+    """``-F`` (which ssh_config) and ``-l`` (login user for every selected host)."""
+    parser.add_argument("-F", dest="ssh_config", metavar="FILE",
+                        help="OpenSSH client config to honour (default: ~/.ssh/config if it "
+                             "exists; -F none: no ssh_config)")
+    parser.add_argument("-l", "--user", metavar="USER",
+                        help="log in as USER on every selected host (not on jump hosts)")
+
+
 def _amount(text: str) -> Amount:
     try:
         return Amount.parse(text)
@@ -161,6 +170,7 @@ def add_common_options(parser: argparse.ArgumentParser, *, accept_new: bool = Tr
     parser.add_argument("--help", action="store_true", help="show this help and exit")
     parser.add_argument("--version", action="store_true", help="show the version and exit")
     add_inventory_options(parser)
+    add_ssh_config_options(parser)
     select = parser.add_argument_group("host selection (the union of -h and -g, minus -x)")
     select.add_argument("-h", "--hosts", action="append", default=[], metavar="HOSTS",
                         help="comma list of host names, globs (web*) or ranges (web[01-03])")

@@ -6,6 +6,11 @@ forks cap is the total number of threads, so at most ``forks`` hosts are in flig
 
 Workers are started by :class:`~hostbatch.engine.launcher.WorkerLauncher` (the one place
 that chooses the start method), possibly before the run is known.
+
+Feeding: by default every job goes on the shared queue at once (the fastest path). A rollout
+(``--canary``/``--batch``/``--max-fail``) feeds gated instead: a job is queued only when a
+thread is free and :class:`~hostbatch.engine.rollout.Rollout` allows it, so when the rollout
+stops, nothing is left queued, and the hosts it never started get a ``skipped`` event.
 """
 
 from __future__ import annotations
@@ -37,15 +42,17 @@ HOSTS_PER_WORKER = 32
 
 
 def plan_workers(job_count: int, settings: RunSettings, *,
-                 hosts_per_worker: int = HOSTS_PER_WORKER) -> list[int]:
+                 hosts_per_worker: int = HOSTS_PER_WORKER, jumping: bool = False) -> list[int]:
     """Threads for each worker process; their sum is the in-flight cap.
 
     Copies are CPU-bound in paramiko (encryption, packets), so they pass
-    ``hosts_per_worker=1`` to use every core from two hosts up.
+    ``hosts_per_worker=1`` to use every core from two hosts up. A run where some host goes
+    through a jump host (``jumping``) uses one process, so each jump host carries one
+    authenticated connection for the whole run (connections cannot be shared across processes).
     """
     in_flight = max(1, min(settings.forks, job_count))
-    processes = settings.workers or min(os.cpu_count() or 1, MAX_WORKERS,
-                                        math.ceil(job_count / hosts_per_worker))
+    processes = settings.workers or (1 if jumping else min(
+        os.cpu_count() or 1, MAX_WORKERS, math.ceil(job_count / hosts_per_worker)))
     processes = max(1, min(processes, in_flight))
     base, extra = divmod(in_flight, processes)
     return [base + (1 if n < extra else 0) for n in range(processes)]
@@ -97,7 +104,8 @@ class WorkerPool:
         job_queue = self._launcher.jobs
         copying = any(isinstance(job.action, PutFiles | GetFiles) for job in self.jobs[:1])
         plan = plan_workers(len(self.jobs), self.settings,
-                            hosts_per_worker=1 if copying else HOSTS_PER_WORKER)
+                            hosts_per_worker=1 if copying else HOSTS_PER_WORKER,
+                            jumping=any(job.host.jump_chain for job in self.jobs))
         workers = self._launcher.take(len(plan))
         for index, (threads, (process, config_writer, events_reader)) in enumerate(
                 zip(plan, workers, strict=True)):
@@ -174,6 +182,11 @@ class WorkerPool:
                     batch: list[Event] = pickle.loads(connection.recv_bytes())
                 except (EOFError, OSError):
                     open_connections.remove(connection)
+                    if self._rollout is not None:
+                        # A worker died: its hosts will never end, so a rollout waiting for
+                        # them would wait forever. Start nothing more; the hosts left get
+                        # "worker process ended unexpectedly" at the end.
+                        self._send_sentinels()
                     continue
                 for event in batch:
                     follow: list[Event] = []

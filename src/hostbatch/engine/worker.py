@@ -197,6 +197,8 @@ class _JobRunner:
             else:
                 terminal = self.copy(job, transport, started)
         except HostFailure as failure:
+            if job.host.jump_chain:
+                failure = self.connector.jumps.blame(job.host, failure)
             terminal = HostFailed(host, failure.kind, redact(failure.message),
                                   time.monotonic() - started)
         except Exception as exc:  # a bug must cost one host, never the whole run
@@ -205,7 +207,7 @@ class _JobRunner:
                                   time.monotonic() - started)
         finally:
             if transport is not None:
-                transport.close()
+                self.connector.close(transport)
         self.emit(terminal)
 
     def scan(self, job: Job, transport: Transport, started: float) -> HostKeyScanned:

@@ -15,10 +15,11 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from hostbatch.errors import InventoryError
+from hostbatch.errors import InventoryError, UsageError
 from hostbatch.inventory.ansible_ini import AnsibleInventory, AnsibleSyntaxError, parse_ansible_ini
 from hostbatch.inventory.loader import read_inventory_text
-from hostbatch.inventory.model import Group, HostSpec, Inventory
+from hostbatch.inventory.model import Group, Inventory
+from hostbatch.inventory.resolve import Resolver
 from hostbatch.secrets import Secret
 
 #: Each supported HostSpec field and the Ansible variables that set it, strongest first.
@@ -229,8 +230,13 @@ def load_ansible_inventory(path: Path, *, warn: Callable[[str], None] | None = N
     sections = {name: builder.settings(name, parsed.resolved_vars(name))
                 for name in parsed.host_vars}
     user = local_user or getpass.getuser()
-    hosts = {name: HostSpec(**{"name": name, "hostname": name, "user": user, **settings})
-             for name, settings in sections.items()}
+    # The same resolution as a hostbatch inventory (host variables are the host section), so
+    # jump chains resolve, and ssh_config and the command line can be layered on later.
+    resolver = Resolver(defaults={}, sections=sections, local_user=user)
+    try:
+        hosts = {name: resolver.resolve(name).spec for name in sections}
+    except UsageError as exc:
+        raise InventoryError(str(exc), path=str(path)) from None
     groups: dict[str, Group] = {}
     for group in parsed.groups.values():
         if group.name == "all" or (group.name == "ungrouped" and not group.hosts):
@@ -240,4 +246,5 @@ def load_ansible_inventory(path: Path, *, warn: Callable[[str], None] | None = N
                                if (path.parent / name).is_dir()])
     if message and warn is not None:
         warn(f"{path}: {message}")
-    return Inventory(path=str(path), hosts=hosts, groups=groups)
+    return Inventory(path=str(path), hosts=hosts, groups=groups, sections=sections,
+                     local_user=user)

@@ -18,22 +18,20 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from hostbatch.errors import InventoryError
+from hostbatch.errors import InventoryError, UsageError
 from hostbatch.inventory.detect import looks_like_ansible
-from hostbatch.inventory.model import Group, HostSpec, Inventory
+from hostbatch.inventory.model import Group, Inventory
 from hostbatch.inventory.ranges import RangeError, expand, split_list
+from hostbatch.inventory.resolve import PASSWORD_KEYS, Resolver, jump_list
 from hostbatch.secrets import Secret
 
 #: Keys of [defaults] and [host:NAME]; each is a HostSpec field of the same name, except
 #: sudo_password_env, which names an environment variable holding the sudo_password.
 HOST_KEYS = ("hostname", "port", "user", "password", "password_env", "password_cmd",
-             "identity_file", "connect_timeout", "known_hosts", "sudo_password",
-             "sudo_password_env")
+             "identity_file", "identities_only", "connect_timeout", "known_hosts", "proxy_jump",
+             "sudo_password", "sudo_password_env")
 #: Keys of [defaults] only: settings of the whole run rather than of a host.
 RUN_KEYS = ("confirm_over",)
-#: The password sources: a section sets at most one, and a [host:] section's replaces the
-#: [defaults] one.
-PASSWORD_KEYS = ("password", "password_env", "password_cmd")
 #: Keys whose value is a secret written in the file itself: such a file must be private, and
 #: the value is kept exactly as written (not stripped).
 _SECRET_KEYS = ("password", "sudo_password")
@@ -155,6 +153,18 @@ class _Validator:
                             section, "connect_timeout")
         return seconds
 
+    def boolean(self, value: str, section: str, key: str) -> bool:
+        lowered = value.lower()
+        if lowered not in ("yes", "no", "true", "false"):
+            raise self.fail(f"{value!r} is not yes or no", section, key)
+        return lowered in ("yes", "true")
+
+    def jumps(self, value: str, section: str) -> tuple[str, ...]:
+        try:
+            return jump_list(value)
+        except UsageError as exc:
+            raise self.fail(str(exc), section, "proxy_jump") from None
+
     def count(self, value: str, section: str, key: str) -> int:
         try:
             number = int(value)
@@ -230,6 +240,8 @@ def _host_settings(
         "identity_file": lambda v: os.path.expanduser(check.non_empty(v, section, "identity_file")),
         "connect_timeout": lambda v: check.timeout(v, section),
         "known_hosts": lambda v: os.path.expanduser(check.non_empty(v, section, "known_hosts")),
+        "identities_only": lambda v: check.boolean(v, section, "identities_only"),
+        "proxy_jump": lambda v: check.jumps(check.non_empty(v, section, "proxy_jump"), section),
         "sudo_password": lambda v: Secret(v),
         "sudo_password_env": lambda v: _from_environment(check, section, v, environ),
     }
@@ -334,21 +346,16 @@ def load_inventory(path: Path, *, warn: Callable[[str], None] | None = None,
                              f"{_suggest(section, known)}", section)
     _check_children(check, groups)
 
-    base = {"user": local_user or getpass.getuser()}
-    hosts = {name: HostSpec(**_merge(name, base, defaults, host_sections.get(name, {})))
-             for name in order}
+    user = local_user or getpass.getuser()
+    resolver = Resolver(defaults=defaults, sections=host_sections, local_user=user)
+    try:
+        hosts = {name: resolver.resolve(name).spec for name in order}
+    except (UsageError, InventoryError) as exc:
+        raise InventoryError(str(exc), path=str(path)) from None
     _check_private(path, any(parser.has_option(section, key) for section in parser.sections()
                              for key in _SECRET_KEYS), insecure, warn)
-    return Inventory(path=str(path), hosts=hosts, groups=groups, confirm_over=confirm_over)
-
-
-def _merge(name: str, base: dict[str, Any], defaults: dict[str, Any],
-           section: dict[str, Any]) -> dict[str, Any]:
-    """One host's settings: built-in < [defaults] < [host:NAME]; a password source in the
-    host's section replaces whichever one [defaults] has."""
-    if any(key in section for key in PASSWORD_KEYS):
-        defaults = {k: v for k, v in defaults.items() if k not in PASSWORD_KEYS}
-    return {"name": name, "hostname": name, **base, **defaults, **section}
+    return Inventory(path=str(path), hosts=hosts, groups=groups, confirm_over=confirm_over,
+                     defaults=defaults, sections=host_sections, local_user=user)
 
 
 def _check_private(path: Path, has_secrets: bool, insecure: bool,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from hostbatch.secrets import Secret
 
@@ -18,7 +19,12 @@ class HostSpec:
     ``known_hosts`` is the inventory's own known_hosts file, if it set one (it is checked in
     addition to ``~/.ssh/known_hosts`` and is where ``--accept-new`` records keys).
     ``proxy_jump`` is the chain of jump hosts to go through, first hop first, each as an
-    inventory host name or ``[user@]host[:port]``. ``sudo_password`` feeds ``--sudo``.
+    inventory host name or ``[user@]host[:port]``, as written; ``jump_chain`` holds the same
+    hops fully resolved (hop N's own ``jump_chain`` is hops 1..N-1), which is what the SSH layer
+    dials. ``identity_files`` are the keys to offer, in order (``identity_file`` is the first
+    of them, for callers that read or set one key: setting it means that key alone);
+    ``identities_only`` offers only those (no ssh-agent keys after them).
+    ``sudo_password`` feeds ``--sudo``.
     ``password_env`` / ``password_cmd`` name where the password comes from (an environment
     variable, a command's output); :func:`hostbatch.credentials.resolve_passwords` turns them
     into ``password`` before connecting. A host has at most one of the three.
@@ -39,6 +45,17 @@ class HostSpec:
     password_env: str | None = None
     password_cmd: str | None = None
     key_passphrases: tuple[tuple[str, Secret], ...] = ()
+    identity_files: tuple[str, ...] = ()
+    identities_only: bool = True
+    jump_chain: tuple[HostSpec, ...] = ()
+
+    def __post_init__(self) -> None:
+        # Keep the one-key and the many-keys views in step. An identity_file that is not the
+        # first of identity_files means "this key" (dataclasses.replace(spec, identity_file=K)).
+        if self.identity_file and self.identity_files[:1] != (self.identity_file,):
+            object.__setattr__(self, "identity_files", (self.identity_file,))
+        elif self.identity_files and not self.identity_file:
+            object.__setattr__(self, "identity_file", self.identity_files[0])
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,12 +71,18 @@ class Group:
 class Inventory:
     """Hosts and groups in file order; ``path`` is where they were read from.
 
+    ``defaults`` and ``sections`` keep the typed values of ``[defaults]`` and of each
+    ``[host:NAME]`` as written (only the keys present), so settings can be resolved again with
+    more layers (command line, ssh_config) and each value's source can be shown.
     ``confirm_over`` is ``[defaults] confirm_over``: ask before running on more hosts.
     """
 
     path: str
     hosts: dict[str, HostSpec] = field(default_factory=dict)
     groups: dict[str, Group] = field(default_factory=dict)
+    defaults: dict[str, Any] = field(default_factory=dict)
+    sections: dict[str, dict[str, Any]] = field(default_factory=dict)
+    local_user: str = "root"
     confirm_over: int | None = None
 
     def group_members(self, name: str) -> list[str]:

@@ -11,6 +11,12 @@ session's shell with ``setsid()``, so ``$$`` is the process group of the command
 children. To stop it (timeout, Ctrl-C), a second channel on the same connection runs
 ``kill -s TERM -- -PGID``, then ``KILL`` if it has not ended a second later. The marker line
 (with a per-run random nonce) is removed from the output.
+
+Stdin: empty (EOF at once, as ``ssh -n``) unless the run broadcasts one; then it is sent as
+the channel's window allows from the same loop, so a command that writes before it reads
+cannot deadlock with us. ``--sudo``: sudo's password prompt on stderr is answered there
+(:mod:`hostbatch.ssh.sudo`), and the kill goes through ``sudo kill``, since the processes
+belong to root.
 """
 
 from __future__ import annotations
@@ -37,7 +43,8 @@ MARKER_SEARCH_LINES = 64
 KILL_GRACE = 1.0
 #: Bytes of stdin offered per send; paramiko sends at most one packet (32 KiB) at a time.
 STDIN_CHUNK = 64 * 1024
-#: Sleep while stdin waits for window space: paramiko has no descriptor for writability.
+#: First sleep while stdin waits for window space (paramiko has no descriptor for
+#: writability); it doubles while the command reads nothing, up to SELECT_CAP.
 STDIN_POLL = 0.01
 #: Longest sleep in the output loop between checks of the channel's own state.
 SELECT_CAP = 0.5
@@ -191,7 +198,7 @@ def run_command(
             # threads without a lock, so a wake-up can be lost: never sleep unbounded on it.
             wait = SELECT_CAP if left is None else min(left, SELECT_CAP)
             if feeder.waiting and (watch is None or watch.started):
-                wait = min(wait, STDIN_POLL)
+                wait = min(wait, feeder.poll_interval)
             readable, _, _ = select.select([fd, wake_fd], [], [], wait)
             if wake_fd in readable:
                 raise stop(FailureKind.INTERRUPTED, "interrupted")
@@ -240,11 +247,18 @@ class _StdinFeeder:
         self.data = data
         self.sent = 0
         self.open = open_
+        self._stalls = 0
 
     @property
     def waiting(self) -> bool:
         """Stdin bytes remain to be sent."""
         return self.open and self.sent < len(self.data)
+
+    @property
+    def poll_interval(self) -> float:
+        """How long to sleep before trying again: short while the command reads, longer
+        while it does not (a command that never reads stdin must not cost a busy loop)."""
+        return min(SELECT_CAP, STDIN_POLL * float(1 << min(self._stalls, 6)))
 
     def send_now(self, data: bytes) -> None:
         """Send a few bytes ahead of the rest (sudo's password line)."""
@@ -256,11 +270,15 @@ class _StdinFeeder:
 
     def pump(self) -> None:
         """Send what the window takes; at the end, send EOF."""
+        if not self.open:
+            return
+        before = self.sent
         try:
             while self.waiting and self.channel.send_ready():
                 self.sent += self.channel.send(self.data[self.sent:self.sent + STDIN_CHUNK])
         except (OSError, EOFError, paramiko.SSHException):
             self.open = False  # the command closed its stdin or ended: the rest is unwanted
+        self._stalls = 0 if self.sent > before else self._stalls + 1
         if self.open and self.sent >= len(self.data):
             self.close()
 

@@ -51,7 +51,7 @@ class PassphraseWrong(KeyFileError):
 
 def identity_files(spec: HostSpec) -> tuple[str, ...]:
     """The identity files a host offers, in order (the one place that knows where they are)."""
-    return (spec.identity_file,) if spec.identity_file else ()
+    return spec.identity_files
 
 
 def passphrase_for(spec: HostSpec, path: str) -> str | None:

@@ -4,7 +4,8 @@ One function decides it, :func:`auth_order`; the worker follows it
 (:func:`hostbatch.ssh.auth.authenticate`) and anything that explains a host's settings can
 show it without importing paramiko:
 
-1. each of its identity files (or the ssh-agent's copy of one, matched through ``FILE.pub``);
+1. each of its identity files (or the ssh-agent's copy of one, matched through ``FILE.pub``),
+   then, with ``identities_only`` off (``IdentitiesOnly no``), the ssh-agent's keys;
 2. only for a host with neither an identity file nor a password: the ssh-agent's keys, then
    ``~/.ssh/id_ed25519``, ``id_ecdsa``, ``id_rsa``;
 3. its password (from ``password``, ``password_env``, ``password_cmd`` or ``--ask-pass``).
@@ -44,6 +45,8 @@ def auth_order(spec: HostSpec) -> list[tuple[Method, str | None]]:
     """The methods ``spec`` tries, in order; an identity file step carries its path."""
     files = identity_files(spec)
     steps: list[tuple[Method, str | None]] = [(Method.IDENTITY_FILE, path) for path in files]
+    if files and not spec.identities_only:
+        steps.append((Method.AGENT, None))  # IdentitiesOnly no: the agent's keys after the files
     if not files and not has_password(spec):
         steps += [(Method.AGENT, None), (Method.DEFAULT_KEYS, None)]
     if has_password(spec):

@@ -2,8 +2,9 @@
 
 One :class:`Connector` lives in each worker process and is shared by its threads: it caches
 parsed known_hosts files and (through :class:`~hostbatch.ssh.auth.KeyStore`, where
-authentication lives) loaded private keys, and can abort every connection still being set up
-when the run is cancelled. All paramiko and socket exceptions become a :class:`HostFailure` in
+authentication lives) loaded private keys, shares jump-host connections among the targets
+behind them (:mod:`.jump`), and can abort every connection still being set up when the run is
+cancelled. All paramiko and socket exceptions become a :class:`HostFailure` in
 :func:`classify`, the single mapping from SSH errors to failure kinds.
 """
 
@@ -31,6 +32,7 @@ from hostbatch.known_hosts import (
 )
 from hostbatch.ssh.auth import KeyStore, authenticate
 from hostbatch.ssh.errors import HostFailure
+from hostbatch.ssh.jump import ChannelSocket, JumpRegistry, open_through
 
 PREFERRED_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
 
@@ -65,6 +67,8 @@ class Connector:
         self._lock = threading.Lock()
         self._known: dict[tuple[str, ...], KnownHosts] = {}
         self._connecting: set[paramiko.Transport] = set()
+        self._via: dict[paramiko.Transport, HostSpec] = {}
+        self.jumps = JumpRegistry(self.connect, self.close)
 
     # --- cancellation -------------------------------------------------------------------
     def cancel(self) -> None:
@@ -112,15 +116,42 @@ class Connector:
             if self.cancelled.wait(random.uniform(0.1, 0.5) * attempt):
                 raise HostFailure(FailureKind.INTERRUPTED, "interrupted while connecting")
 
+    def close(self, transport: paramiko.Transport) -> None:
+        """Close a transport from :meth:`connect`, releasing the jump host it went through."""
+        transport.close()
+        with self._lock:
+            hop = self._via.pop(transport, None)
+        if hop is not None:
+            self.jumps.release(hop)
+
+    def _open_sock(self, spec: HostSpec, deadline: float,
+                   learn: LearnKey) -> socket.socket | ChannelSocket:
+        """A TCP socket to the host, or a channel to it through its last jump host."""
+        if not spec.jump_chain:
+            return _open_socket(spec, deadline)
+        hop = spec.jump_chain[-1]
+        via = self.jumps.acquire(hop, learn)
+        try:
+            return open_through(via, hop, spec, max(0.01, deadline - _now()))
+        except BaseException:
+            self.jumps.release(hop)
+            raise
+
     def _connect_once(self, spec: HostSpec, learn: LearnKey,
                       key_only: bool = False) -> paramiko.Transport:
         if self.cancelled.is_set():
             raise HostFailure(FailureKind.INTERRUPTED, "interrupted before connecting")
+        sock = self._open_sock(spec, _now() + spec.connect_timeout, learn)
+        # The deadline starts once the path is open: waiting for a shared jump host to
+        # connect is not this host's handshake time.
         deadline = _now() + spec.connect_timeout
-        sock = _open_socket(spec, deadline)
-        transport = paramiko.Transport(sock, default_window_size=WINDOW_SIZE)
+        # paramiko takes any socket-like object (send, recv, settimeout, close).
+        transport = paramiko.Transport(sock,  # type: ignore[arg-type]
+                                       default_window_size=WINDOW_SIZE)
         with self._lock:
             self._connecting.add(transport)
+            if spec.jump_chain:
+                self._via[transport] = spec.jump_chain[-1]
         try:
             if self.cancelled.is_set():
                 raise HostFailure(FailureKind.INTERRUPTED, "interrupted while connecting")
@@ -130,10 +161,10 @@ class Connector:
                 authenticate(transport, spec, deadline, self.keys)
             return transport
         except HostFailure:
-            transport.close()
+            self.close(transport)
             raise
         except Exception as exc:
-            transport.close()
+            self.close(transport)
             raise classify(exc, spec, deadline, self.cancelled.is_set()) from None
         finally:
             with self._lock:

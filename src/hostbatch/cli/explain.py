@@ -1,0 +1,127 @@
+"""``hostbatch inventory explain HOST``: a host's effective settings and where each came from.
+
+One line per setting, ``KEY  VALUE  (SOURCE)``, sources being ``command line``, ``host
+section``, ``defaults``, ``ssh_config``, ``built-in`` (or ``proxy_jump of HOST`` for a jump
+host's ``user@``/``:port``). Authentication is shown as the methods that will be tried, in
+order; a password only ever as ``***``. Each jump host follows, with its own settings,
+prefixed ``jumpN.``. Nothing connects.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+from collections.abc import Sequence
+from pathlib import Path
+
+from hostbatch.cli.environment import Environment
+from hostbatch.cli.options import (
+    Parser,
+    _seconds,
+    add_inventory_options,
+    add_ssh_config_options,
+)
+from hostbatch.engine.outcome import ExitStatus
+from hostbatch.errors import HostbatchError, SelectionError
+from hostbatch.inventory.resolve import BUILT_IN, Resolved, ssh_config_path
+from hostbatch.render.output import SafeStream
+
+
+def build_explain_parser() -> Parser:
+    """The parser of ``hostbatch inventory explain``."""
+    parser = Parser(prog="hostbatch inventory explain", add_help=False, allow_abbrev=False,
+                    description="Show a host's effective settings and where each came from.")
+    parser.add_argument("--help", action="store_true", help="show this help and exit")
+    add_inventory_options(parser)
+    add_ssh_config_options(parser)
+    parser.add_argument("--connect-timeout", type=_seconds, metavar="S",
+                        help="as for batch_run: overrides every other source")
+    parser.add_argument("host", metavar="HOST", help="an inventory host name")
+    return parser
+
+
+def auth_methods(resolved: Resolved) -> tuple[str, str]:
+    """The authentication methods in the order they will be tried (the SSH layer's own order,
+    :func:`hostbatch.ssh.methods.auth_order`), and the source that decided them."""
+    from hostbatch.ssh.methods import describe_auth
+
+    spec, sources = resolved.spec, resolved.sources
+    decided_by = [key for key in ("identity_files", "password", "password_env", "password_cmd")
+                  if sources.get(key) not in (None, BUILT_IN)]
+    source = sources[decided_by[0]] if decided_by else BUILT_IN
+    return ", ".join(describe_auth(spec)) or "none", source
+
+
+def _hop_text(hop: Resolved) -> str:
+    spec = hop.spec
+    return f"{spec.user}@{spec.hostname}:{spec.port}"
+
+
+def setting_lines(resolved: Resolved, env: Environment, prefix: str = "") -> list[tuple[str, str,
+                                                                                         str]]:
+    """(key, value, source) rows describing one resolved host."""
+    spec, sources = resolved.spec, resolved.sources
+    user_file = str(Path(env.home) / ".ssh" / "known_hosts")
+    known = list(dict.fromkeys([*([spec.known_hosts] if spec.known_hosts else []), user_file]))
+    auth, auth_source = auth_methods(resolved)
+    rows = [
+        ("address", spec.hostname, sources["hostname"]),
+        ("port", str(spec.port), sources["port"]),
+        ("user", spec.user, sources["user"]),
+        ("auth", auth, auth_source),
+        ("identities_only", "yes" if spec.identities_only else "no",
+         sources["identities_only"]),
+        ("known_hosts", ", ".join(known), sources["known_hosts"]),
+        ("connect_timeout", f"{spec.connect_timeout:g}s", sources["connect_timeout"]),
+    ]
+    if not prefix:
+        chain = " -> ".join(f"{hop.spec.name} ({_hop_text(hop)})" for hop in resolved.hops)
+        rows.append(("jump", chain or "none (direct)", sources["proxy_jump"]))
+    return [(prefix + key, value, source) for key, value, source in rows]
+
+
+def explain(args: argparse.Namespace, env: Environment, out: SafeStream,
+            err: SafeStream) -> int:
+    """Resolve ``args.host`` with every layer and print its settings."""
+    from hostbatch.cli.hostsettings import resolver_for
+    from hostbatch.inventory.loader import load_inventory, locate_inventory
+
+    def warn(message: str) -> None:
+        err.write(f"hostbatch inventory explain: warning: {message}\n".encode())
+
+    inventory = load_inventory(locate_inventory(args.inventory, env.environ), warn=warn,
+                               environ=env.environ, inventory_format=args.inventory_format)
+    if args.host not in inventory.hosts:
+        close = difflib.get_close_matches(args.host, list(inventory.hosts), n=3)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise SelectionError(f"host {args.host!r} is not in {inventory.path}{hint}",
+                             [args.host])
+    resolved = resolver_for(inventory, args, env, warn).resolve(args.host)
+    config = ssh_config_path(args.ssh_config, env.home)
+    rows = [("host", args.host, inventory.path)]
+    rows += setting_lines(resolved, env)
+    for number, hop in enumerate(resolved.hops, 1):
+        rows += setting_lines(hop, env, f"jump{number}.")
+    rows.append(("ssh_config", str(config) if config else "none",
+                 "-F" if args.ssh_config else "default"))
+    width = max(len(key) for key, _, _ in rows) + 2
+    out.write("".join(f"{key:<{width}}{value}  ({source})\n"
+                      for key, value, source in rows).encode())
+    return ExitStatus.OK
+
+
+def explain_main(argv: Sequence[str], env: Environment) -> int:
+    """``hostbatch inventory explain HOST``: exit 0, or 2 for a usage/inventory error."""
+    out, err = SafeStream(env.stdout), SafeStream(env.stderr)
+    try:
+        parser = build_explain_parser()
+        if "--help" in argv:
+            out.write(parser.format_help().encode())
+            return ExitStatus.OK
+        return explain(parser.parse_args(list(argv)), env, out, err)
+    except HostbatchError as exc:
+        err.write(f"hostbatch inventory explain: error: {exc}\n".encode())
+        return ExitStatus.USAGE
+    finally:
+        out.flush()
+        err.flush()

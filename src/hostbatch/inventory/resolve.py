@@ -1,0 +1,220 @@
+"""Effective per-host settings, computed in one documented order, with where each came from.
+
+Order, highest first: command line > ``[host:NAME]`` > ``[defaults]`` > ssh_config > built-in.
+The first layer that sets a key wins for that key, so a value and its source are decided in
+one place (:func:`merge_layers`), for the hosts that run and for ``hostbatch inventory
+explain`` alike. Jump hosts (``proxy_jump``) are resolved by the same rules into
+``HostSpec.jump_chain``.
+
+Nothing here imports paramiko: the ssh_config layer is a lookup function handed in by the
+caller (see :func:`ssh_config_lookup`), made only when an ssh_config file is in use.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hostbatch.errors import UsageError
+from hostbatch.inventory.model import DEFAULT_CONNECT_TIMEOUT, DEFAULT_PORT, HostSpec, Inventory
+
+COMMAND_LINE = "command line"
+HOST_SECTION = "host section"
+DEFAULTS = "defaults"
+SSH_CONFIG = "ssh_config"
+BUILT_IN = "built-in"
+#: Layers in precedence order, highest first.
+LAYER_ORDER = (COMMAND_LINE, HOST_SECTION, DEFAULTS, SSH_CONFIG, BUILT_IN)
+
+#: A function from a host name to the settings ssh_config gives it (HostSpec keys, typed).
+SshLookup = Callable[[str], Mapping[str, Any]]
+
+_FIELDS = frozenset(f.name for f in dataclasses.fields(HostSpec)) - {"name", "jump_chain"}
+#: Where a password comes from; a host has at most one, so a section's replaces the defaults'.
+PASSWORD_KEYS = ("password", "password_env", "password_cmd")
+_HOP = re.compile(r"^(?:(?P<user>[^@\s]+)@)?(?P<host>\[[^\]\s]+\]|[^:@\s]+)(?::(?P<port>\d+))?$")
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A host's effective settings (``spec``), the layer each came from (``sources``), and its
+    resolved jump hosts, first hop first."""
+
+    spec: HostSpec
+    sources: Mapping[str, str]
+    hops: tuple[Resolved, ...] = ()
+
+
+def built_in(name: str, local_user: str) -> dict[str, Any]:
+    """The built-in defaults of host ``name``: what applies when no layer sets a key."""
+    return {"hostname": name, "port": DEFAULT_PORT, "user": local_user, "password": None,
+            "identity_files": (), "identities_only": True,
+            "connect_timeout": DEFAULT_CONNECT_TIMEOUT, "known_hosts": None, "proxy_jump": (),
+            "sudo_password": None}
+
+
+def normalize(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """An inventory section's typed values in HostSpec vocabulary (``identity_file`` becomes
+    the one-element ``identity_files``; keys that are no HostSpec field are dropped)."""
+    layer = dict(raw)
+    if "identity_file" in layer:
+        layer["identity_files"] = (layer.pop("identity_file"),)
+    return {key: value for key, value in layer.items() if key in _FIELDS}
+
+
+def merge_layers(layers: Sequence[tuple[str, Mapping[str, Any]]]
+                 ) -> tuple[dict[str, Any], dict[str, str]]:
+    """Values and their sources: for each key, the first layer (highest first) that sets it."""
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for source, layer in layers:
+        for key, value in layer.items():
+            if key not in values:
+                values[key] = value
+                sources[key] = source
+    return values, sources
+
+
+def parse_jump(text: str) -> tuple[str | None, str, int | None]:
+    """``[user@]host[:port]`` as (user, host, port); a bracketed IPv6 host loses its brackets."""
+    match = _HOP.match(text.strip())
+    if not match:
+        raise UsageError(f"invalid jump host {text!r}: expected [user@]host[:port]")
+    port = int(match["port"]) if match["port"] else None
+    if port is not None and not 1 <= port <= 65535:
+        raise UsageError(f"invalid jump host {text!r}: port {port} is out of range")
+    return match["user"], match["host"].strip("[]"), port
+
+
+def jump_list(value: str) -> tuple[str, ...]:
+    """A ``proxy_jump``/``ProxyJump`` value as hops, first first; ``none`` means no jump."""
+    hops = tuple(item.strip() for item in value.split(",") if item.strip())
+    if hops in ((), ("none",)):
+        return ()
+    for hop in hops:
+        parse_jump(hop)
+    return hops
+
+
+class Resolver:
+    """Resolves inventory hosts (and jump hosts) through every layer."""
+
+    def __init__(self, *, defaults: Mapping[str, Any], sections: Mapping[str, Mapping[str, Any]],
+                 local_user: str, command_line: Mapping[str, Any] | None = None,
+                 ssh_lookup: SshLookup | None = None) -> None:
+        self.defaults = normalize(defaults)
+        self.sections = {name: normalize(raw) for name, raw in sections.items()}
+        self.local_user = local_user
+        self.command_line = dict(command_line or {})
+        self.ssh_lookup = ssh_lookup
+        self._base: tuple[dict[str, Any], dict[str, str]] | None = None
+
+    @classmethod
+    def for_inventory(cls, inventory: Inventory, *, command_line: Mapping[str, Any] | None = None,
+                      ssh_lookup: SshLookup | None = None) -> Resolver:
+        """A resolver over ``inventory``'s own layers plus the given outer ones."""
+        return cls(defaults=inventory.defaults, sections=inventory.sections,
+                   local_user=inventory.local_user, command_line=command_line,
+                   ssh_lookup=ssh_lookup)
+
+    def resolve(self, name: str) -> Resolved:
+        """Host ``name``'s effective settings, its sources and its resolved jump chain."""
+        values, sources = self._merge(name, self.command_line, self.sections.get(name, {}))
+        hops = self._hops(name, values["proxy_jump"])
+        spec = HostSpec(name=name, jump_chain=tuple(hop.spec for hop in hops), **values)
+        return Resolved(spec, sources, hops)
+
+    def _merge(self, name: str, command_line: Mapping[str, Any],
+               section: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+        if any(key in section for key in PASSWORD_KEYS):
+            section = {**dict.fromkeys(PASSWORD_KEYS), **section}  # masks the defaults' source
+        if self.ssh_lookup is not None:
+            return merge_layers([(COMMAND_LINE, command_line), (HOST_SECTION, section),
+                                 (DEFAULTS, self.defaults), (SSH_CONFIG, self.ssh_lookup(name)),
+                                 (BUILT_IN, built_in(name, self.local_user))])
+        # Without ssh_config the two lower layers are the same for every host: merge them
+        # once (the same order, as a precomputed base), so 500 hosts cost no more than before.
+        if self._base is None:
+            self._base = merge_layers([(DEFAULTS, self.defaults),
+                                       (BUILT_IN, built_in("", self.local_user))])
+        base_values, base_sources = self._base
+        values = {**base_values, **section, **command_line}
+        sources = {**base_sources, **dict.fromkeys(section, HOST_SECTION),
+                   **dict.fromkeys(command_line, COMMAND_LINE)}
+        if sources["hostname"] == BUILT_IN:
+            values["hostname"] = name
+        return values, sources
+
+    def _hops(self, target: str, chain: tuple[str, ...]) -> tuple[Resolved, ...]:
+        """Resolve each hop as a host of its own; hop N is reached through hops 1..N-1.
+
+        A hop's ``user@`` and ``:port`` win over everything else; ``-l`` does not apply to
+        jump hosts (as with ssh), ``--connect-timeout`` does. A hop's own ``proxy_jump`` is not
+        followed: the target's chain is the whole path.
+        """
+        resolved: list[Resolved] = []
+        outer = {k: v for k, v in self.command_line.items() if k != "user"}
+        for hop in chain:
+            user, host, port = parse_jump(hop)
+            if host == target:
+                break  # a host is never its own jump host (think [defaults] proxy_jump)
+            given = {key: value for key, value in (("user", user), ("port", port))
+                     if value is not None}
+            values, sources = self._merge(host, {**outer, **given},
+                                          self.sections.get(host, {}))
+            for key in given:
+                sources[key] = f"proxy_jump of {target}"
+            values["proxy_jump"] = ()
+            spec = HostSpec(name=host, jump_chain=tuple(r.spec for r in resolved), **values)
+            resolved.append(Resolved(spec, sources))
+        return tuple(resolved)
+
+
+def ssh_config_path(explicit: str | None, home: str) -> Path | None:
+    """The ssh_config file in use: ``-F FILE`` (``none``: no file), else ``~/.ssh/config`` if
+    it exists. A ``-F`` file that does not exist is a usage error."""
+    if explicit is not None:
+        if explicit == "none":
+            return None
+        path = Path(explicit).expanduser()
+        if not path.is_file():
+            raise UsageError(f"ssh_config file {explicit} does not exist (-F)")
+        return path
+    default = Path(home) / ".ssh" / "config"
+    return default if default.is_file() else None
+
+
+def ssh_config_lookup(explicit: str | None, home: str,
+                      warn: Callable[[str], None] | None = None) -> SshLookup | None:
+    """The lookup of the ssh_config in use, or ``None`` when there is none.
+
+    Only then is the SSH layer (and paramiko) imported, so runs without an ssh_config stay
+    as fast as before.
+    """
+    path = ssh_config_path(explicit, home)
+    if path is None:
+        return None
+    from hostbatch.ssh.config import SshConfig
+
+    config = SshConfig.load(path, home)
+    if warn is not None:
+        for note in config.notes:
+            warn(note)
+    return config.lookup
+
+
+def apply_overrides(hosts: Sequence[HostSpec], connect_timeout: float | None) -> list[HostSpec]:
+    """``--connect-timeout`` applied to hosts resolved without it (library callers), jump
+    hosts included."""
+    if connect_timeout is None:
+        return list(hosts)
+
+    def apply(spec: HostSpec) -> HostSpec:
+        return dataclasses.replace(spec, connect_timeout=connect_timeout,
+                                   jump_chain=tuple(apply(hop) for hop in spec.jump_chain))
+
+    return [apply(spec) for spec in hosts]

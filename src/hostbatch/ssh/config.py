@@ -1,0 +1,163 @@
+"""Read an OpenSSH client config (``~/.ssh/config`` or ``-F FILE``) with paramiko's SSHConfig.
+
+paramiko matches ``Host``/``Match`` blocks, wildcards and negations and applies "first value
+wins" as ssh does; two gaps are filled here before its parser sees the text:
+
+* ``Include`` (which paramiko does not implement) is expanded in place: globs, ``~``, and
+  relative paths taken from ``~/.ssh`` as ssh does; an include inside a ``Host``/``Match``
+  block applies under that block's condition, and the block is reopened after it.
+* ``Match exec`` would run a local command for every host (and needs the ``invoke``
+  package): hostbatch never runs it; such a block is treated as not matching, with a warning.
+
+Only the settings hostbatch uses are returned, in HostSpec vocabulary: ``HostName``, ``User``,
+``Port``, ``IdentityFile``, ``IdentitiesOnly``, ``ProxyJump``, ``ConnectTimeout``,
+``UserKnownHostsFile``. This module runs in the parent, and only when a config is in use.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+import shlex
+from pathlib import Path
+from typing import Any
+
+import paramiko
+
+from hostbatch.errors import UsageError
+from hostbatch.inventory.resolve import jump_list
+
+_LINE = re.compile(r"^\s*(\w+)(?:\s*=\s*|\s+)(.+?)\s*$")
+_MAX_DEPTH = 16
+
+
+class SshConfig:
+    """A parsed ssh_config; :meth:`lookup` gives one host's settings."""
+
+    def __init__(self, config: paramiko.SSHConfig, path: Path, home: str,
+                 notes: list[str]) -> None:
+        self.config = config
+        self.path = path
+        self.home = home
+        #: Non-fatal findings for the user (ignored Match exec blocks).
+        self.notes = notes
+
+    @classmethod
+    def load(cls, path: Path, home: str) -> SshConfig:
+        """Parse ``path`` (and what it includes); a broken file is a one-line usage error."""
+        notes: list[str] = []
+        text = "\n".join(_expand(path, home, 0, notes))
+        try:
+            config = paramiko.SSHConfig.from_text(text)
+        except (paramiko.ConfigParseError, ValueError) as exc:
+            raise UsageError(f"cannot parse ssh_config {path}: {exc}") from None
+        return cls(config, path, home, notes)
+
+    def lookup(self, name: str) -> dict[str, Any]:
+        """The settings ssh_config gives host ``name``, typed, only those it sets."""
+        try:
+            found = self.config.lookup(name)
+        except Exception as exc:  # paramiko raises assorted errors for odd Match lines
+            raise UsageError(f"ssh_config {self.path}: cannot look up {name!r}: {exc}") from None
+        result: dict[str, Any] = {}
+        if found.get("hostname") and found["hostname"] != name:
+            result["hostname"] = found["hostname"]
+        if "user" in found:
+            result["user"] = found["user"]
+        if "port" in found:
+            result["port"] = self._number(found["port"], "Port", int)
+        if "identityfile" in found:
+            result["identity_files"] = tuple(self._path(p) for p in found["identityfile"])
+        if "identitiesonly" in found:
+            result["identities_only"] = found["identitiesonly"].lower() == "yes"
+        if "proxyjump" in found:
+            try:
+                result["proxy_jump"] = jump_list(found["proxyjump"])
+            except UsageError as exc:
+                raise UsageError(f"ssh_config {self.path}: ProxyJump for {name}: {exc}") from None
+        if "connecttimeout" in found:
+            result["connect_timeout"] = float(self._number(found["connecttimeout"],
+                                                           "ConnectTimeout", int))
+        if "userknownhostsfile" in found:
+            first = shlex.split(found["userknownhostsfile"])[:1]
+            if first and first[0] != "none":
+                result["known_hosts"] = self._path(first[0])
+        return result
+
+    def _path(self, value: str) -> str:
+        if value == "~" or value.startswith("~/"):
+            return self.home + value[1:]
+        return value
+
+    def _number(self, value: str, key: str, kind: type[int]) -> int:
+        try:
+            number = kind(value)
+        except ValueError:
+            raise UsageError(f"ssh_config {self.path}: {key} {value!r} is not a number") from None
+        if number <= 0:
+            raise UsageError(f"ssh_config {self.path}: {key} {value!r} must be positive")
+        return number
+
+
+def _include_paths(pattern: str, home: str) -> list[str]:
+    if pattern.startswith("~"):
+        pattern = home + pattern[1:]
+    elif not os.path.isabs(pattern):
+        pattern = os.path.join(home, ".ssh", pattern)
+    return sorted(glob.glob(pattern))
+
+
+def _expand(path: Path, home: str, depth: int, notes: list[str],
+            outer: str | None = None) -> list[str]:
+    """The lines of ``path`` with every ``Include`` replaced by the included lines.
+
+    ``outer`` is the condition (as Match criteria) of the block an Include sits in: the
+    included file's own ``Host``/``Match`` blocks then apply only where it holds too, as in ssh.
+    """
+    if depth > _MAX_DEPTH:
+        raise UsageError(f"ssh_config {path}: Include nested more than {_MAX_DEPTH} deep")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read ssh_config {path}: {exc}") from None
+    lines: list[str] = []
+    header: str | None = None
+    condition = outer
+    for number, raw in enumerate(text.splitlines(), 1):
+        match = _LINE.match(raw)
+        if raw.lstrip().startswith("#") or not match:
+            lines.append(raw)
+            continue
+        key, value = match.group(1).lower(), match.group(2)
+        if key in ("host", "match"):
+            criteria = f"originalhost {','.join(shlex.split(value))}" if key == "host" else value
+            if key == "match" and re.search(r"(^|\s)!?exec(\s|$)", value):
+                notes.append(f"{path} line {number}: 'Match exec' is not run by hostbatch; "
+                             "that block is ignored")
+                criteria = "host !*"
+            condition = f"{outer} {criteria}" if outer else criteria
+            header = raw if outer is None and criteria != "host !*" else f"Match {condition}"
+            lines.append(header)
+        elif key == "include":
+            opened = False
+            for pattern in shlex.split(value):
+                for included in _include_paths(pattern, home):
+                    sub = _expand(Path(included), home, depth + 1, notes, condition)
+                    opened = opened or any(_is_header(line) for line in sub)
+                    lines.extend(sub)
+            if opened:  # the included file opened blocks of its own: return to ours
+                lines.append(header or (f"Match {outer}" if outer else "Host *"))
+        elif key in ("identityfile", "userknownhostsfile"):
+            # ~ is the Environment's HOME (paramiko would use the process's).
+            words = [home + w[1:] if w == "~" or w.startswith("~/") else w
+                     for w in shlex.split(value)]
+            lines.append(f"{match.group(1)} {' '.join(shlex.quote(w) for w in words)}")
+        else:
+            lines.append(raw)
+    return lines
+
+
+def _is_header(line: str) -> bool:
+    match = _LINE.match(line)
+    return match is not None and match.group(1).lower() in ("host", "match")
