@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import multiprocessing
 import sqlite3
+import threading
 from pathlib import Path
 
 import pytest
@@ -84,6 +85,23 @@ def test_created_private_in_wal_mode(tmp_path: Path) -> None:
     tables = {row[0] for row in stored(path, "SELECT name FROM sqlite_master WHERE type = "
                                              "'table'")}
     assert {"runs", "hosts", "output"} <= tables
+
+
+def test_creation_waits_for_another_run_creating_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "history.db"
+    path.touch()
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")  # another run, half-way through creating the schema
+    other.execute("CREATE TABLE early (x)")
+    timer = threading.Timer(0.3, lambda: other.execute("COMMIT"))
+    timer.start()
+    store = HistoryStore.open(path, create=True, busy_timeout=10)
+    timer.join()
+    other.close()
+    assert store.connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    store.close()
+    assert {"early", "runs"} <= {row[0] for row in stored(
+        path, "SELECT name FROM sqlite_master WHERE type = 'table'")}
 
 
 def test_missing_or_newer_database_is_an_error(tmp_path: Path) -> None:

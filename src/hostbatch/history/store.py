@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -227,8 +228,7 @@ class HistoryStore:
             if not create and version == 0:
                 raise HistoryError(f"no run history yet ({path} holds no runs)")
             if create:
-                if connection.execute("PRAGMA journal_mode = WAL").fetchone()[0] != "wal":
-                    raise sqlite3.OperationalError("the history database cannot use WAL mode")
+                _use_wal(connection, busy_timeout)
                 connection.execute("PRAGMA synchronous = NORMAL")
                 if version < SCHEMA_VERSION:
                     _create_schema(connection)
@@ -343,6 +343,29 @@ class HistoryStore:
                 "ORDER BY seq", (run_id, host))
         for seq, name, stream, data in cursor:
             yield seq, name, stream, bytes(data)
+
+
+def _use_wal(connection: sqlite3.Connection, timeout: float) -> None:
+    """Switch the database to WAL mode (a no-op once any run did).
+
+    The switch needs the database to itself and SQLite does not wait for that (no busy
+    handler), so when another run is creating the file at the same moment, retry until
+    ``timeout``.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if connection.execute("PRAGMA journal_mode = WAL").fetchone()[0] == "wal":
+                return
+            problem = "the history database cannot use WAL mode"
+        except sqlite3.OperationalError as exc:
+            if getattr(exc, "sqlite_errorcode", None) not in (sqlite3.SQLITE_BUSY,
+                                                             sqlite3.SQLITE_LOCKED):
+                raise
+            problem = str(exc)
+        if time.monotonic() > deadline:
+            raise sqlite3.OperationalError(problem)
+        time.sleep(0.02)
 
 
 def _create_schema(connection: sqlite3.Connection) -> None:
