@@ -15,6 +15,7 @@ export PATH="$PWD/.venv/bin:$PATH"
   --detach >/dev/null
 trap 'kill "$(cat "$work/fleet.pid")" 2>/dev/null || true' EXIT
 export HOSTBATCH_INVENTORY="$work/hosts.ini"
+export XDG_STATE_HOME="$PWD/$work/state"   # the demo keeps its run history to itself
 
 show() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@" || echo "(exit status $?)"; }
 
@@ -34,3 +35,8 @@ show batch_run -g all -cmd 'ls -l /srv/hostbatch-fleet/ && python3 /srv/hostbatc
 show batch_scp -g all -action get -remote /srv/hostbatch-fleet/test.py -local "$work/collected"
 show find "$work/collected" -type f
 show batch_scp -g db_servers -action put -local "$work/test.py" -remote /srv/hostbatch-fleet/missing/dir/
+show batch_run -h @failed -cmd 'echo "retrying a host that failed in the last run"'
+show batch_run -g all -b -cmd 'uname -s; cat /etc/debian_version'
+show hostbatch history
+show hostbatch inventory explain web01
+show hostbatch inventory lint
