@@ -7,6 +7,9 @@ message) can be scrubbed with :func:`redact` before it is printed or stored.
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Iterable
+
 #: What a secret is replaced with wherever it is shown.
 MASK = "***"
 _known_values: set[str] = set()
@@ -59,21 +62,72 @@ def known_secrets() -> tuple[Secret, ...]:
     return tuple(Secret(value) for value in sorted(_known_values))
 
 
+class Masker:
+    """Replaces a fixed set of secret values with ``***``; built once, used per output block.
+
+    Longer values are replaced first, so a secret that contains another is masked whole.
+    """
+
+    __slots__ = ("_encoded", "_values")
+
+    def __init__(self, values: Iterable[str]) -> None:
+        self._values = sorted({value for value in values if value}, key=len, reverse=True)
+        self._encoded = [value.encode() for value in self._values]
+
+    def text(self, text: str) -> str:
+        """``text`` with every value masked."""
+        for value in self._values:
+            if value in text:
+                text = text.replace(value, MASK)
+        return text
+
+    def bytes(self, data: bytes) -> bytes:
+        """Raw output with every value masked (matched by its UTF-8 encoding)."""
+        for encoded in self._encoded:
+            if encoded in data:
+                data = data.replace(encoded, _MASK_BYTES)
+        return data
+
+
+_MASK_BYTES = MASK.encode()
+_everything: tuple[int, Masker] = (0, Masker(()))
+
+
+def _process_masker() -> Masker:
+    global _everything
+    if _everything[0] != len(_known_values):
+        _everything = (len(_known_values), Masker(_known_values))
+    return _everything[1]
+
+
+def masker_for(obj: object) -> Masker:
+    """A :class:`Masker` for the secrets held by ``obj`` (a dataclass such as a host's
+    settings, searched through nested dataclasses and tuples).
+
+    A host's output is masked with its own secrets: a few values, where masking with every
+    secret of a run with hundreds of distinct passwords would cost milliseconds per block.
+    """
+    found: list[str] = []
+    stack = [obj]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, Secret):
+            found.append(item.reveal())
+        elif isinstance(item, tuple | list):
+            stack.extend(item)
+        elif dataclasses.is_dataclass(item) and not isinstance(item, type):
+            stack.extend(getattr(item, f.name) for f in dataclasses.fields(item))
+    return Masker(found)
+
+
 def redact(text: str) -> str:
     """``text`` with the value of every :class:`Secret` made in this process replaced by ``***``.
 
     Longer values are replaced first, so a secret that contains another is masked whole.
     """
-    for value in sorted(_known_values, key=len, reverse=True):
-        if value in text:
-            text = text.replace(value, MASK)
-    return text
+    return _process_masker().text(text)
 
 
 def redact_bytes(data: bytes) -> bytes:
     """:func:`redact` for raw output: each secret is matched by its UTF-8 encoding."""
-    for value in sorted(_known_values, key=len, reverse=True):
-        encoded = value.encode()
-        if encoded in data:
-            data = data.replace(encoded, MASK.encode())
-    return data
+    return _process_masker().bytes(data)
