@@ -7,7 +7,6 @@ message) can be scrubbed with :func:`redact` before it is printed or stored.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterable
 
 #: What a secret is replaced with wherever it is shown.
@@ -98,26 +97,6 @@ def _process_masker() -> Masker:
     if _everything[0] != len(_known_values):
         _everything = (len(_known_values), Masker(_known_values))
     return _everything[1]
-
-
-def masker_for(obj: object) -> Masker:
-    """A :class:`Masker` for the secrets held by ``obj`` (a dataclass such as a host's
-    settings, searched through nested dataclasses and tuples).
-
-    A host's output is masked with its own secrets: a few values, where masking with every
-    secret of a run with hundreds of distinct passwords would cost milliseconds per block.
-    """
-    found: list[str] = []
-    stack = [obj]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, Secret):
-            found.append(item.reveal())
-        elif isinstance(item, tuple | list):
-            stack.extend(item)
-        elif dataclasses.is_dataclass(item) and not isinstance(item, type):
-            stack.extend(getattr(item, f.name) for f in dataclasses.fields(item))
-    return Masker(found)
 
 
 def redact(text: str) -> str:

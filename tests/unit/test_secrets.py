@@ -110,14 +110,11 @@ def test_redact_masks_every_secret_made_in_this_process(monkeypatch: pytest.Monk
     assert redact("nothing here") == "nothing here"
 
 
-def test_masker_for_finds_secrets_in_nested_host_settings() -> None:
-    from hostbatch.secrets import masker_for
 
-    bastion = HostSpec("bastion", "127.0.0.1", password=Secret("jump-pw"))
-    spec = HostSpec("web01", "127.0.0.2", password=Secret("host-pw"),
-                    sudo_password=Secret("sudo-pw"),
-                    key_passphrases=(("/k", Secret("phrase")),), jump_chain=(bastion,))
-    mask = masker_for(spec)
-    assert mask.bytes(b"host-pw sudo-pw phrase jump-pw other") == b"*** *** *** *** other"
-    assert mask.text("x host-pw") == "x ***"
-    assert masker_for(HostSpec("web02", "127.0.0.3")).bytes(b"host-pw") == b"host-pw"
+def test_masker_masks_longest_first_and_leaves_other_text() -> None:
+    from hostbatch.secrets import Masker
+
+    mask = Masker(["pw", "pw-long", ""])
+    assert mask.bytes(b"a pw-long b pw c") == b"a *** b *** c"
+    assert mask.text("pw-long") == "***"
+    assert Masker([]).bytes(b"pw") == b"pw"

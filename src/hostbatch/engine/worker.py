@@ -1,10 +1,10 @@
 """The worker process: runs many jobs at once on threads and sends their events to the parent.
 
 A worker never touches the terminal or shared files (the parent alone writes stdout, stderr and
-known_hosts), masks each host's own secrets (passwords, passphrases) in its output and every
-secret of the run in failure messages, ignores SIGINT (Ctrl-C belongs to the parent, which
-cancels through ``cancel_event``), and turns every exception into a :class:`HostFailed`
-event, so the parent always hears exactly one terminal event per started host.
+known_hosts), masks every secret of the run (passwords, passphrases) in output and failure
+messages, ignores SIGINT (Ctrl-C belongs to the parent, which cancels through
+``cancel_event``), and turns every exception into a :class:`HostFailed` event, so the parent
+always hears exactly one terminal event per started host.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from hostbatch.engine.events import (
 )
 from hostbatch.engine.jobs import GetFiles, Job, PutFiles, RunCommand, RunInput, ScanHostKey
 from hostbatch.errors import FailureKind
-from hostbatch.secrets import Secret, masker_for, redact
+from hostbatch.secrets import Secret, redact, redact_bytes
 from hostbatch.settings import RunSettings
 
 if TYPE_CHECKING:
@@ -181,10 +181,8 @@ class _JobRunner:
         def learn(path: str, line: str, fingerprint: str) -> None:
             self.emit(HostKeyLearned(host, path, line, fingerprint))
 
-        mask = masker_for(job.host).bytes
-
         def on_lines(stream: Stream, block: bytes) -> None:
-            self.emit(OutputLines(host, stream, mask(block)))
+            self.emit(OutputLines(host, stream, redact_bytes(block)))
 
         terminal: Event
         try:
