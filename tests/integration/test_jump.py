@@ -257,3 +257,16 @@ def test_a_jump_host_password_from_the_environment(jumpnet: JumpNet, cli: Cli,
     assert sorted(result.stdout.splitlines()) == ["t1: ok", "t2: ok"]
     assert jumpnet.bastion.accepted_passwords() - before == 1
     assert TEST_PASSWORD not in result.stdout + result.stderr
+
+
+def test_a_target_refused_behind_the_bastion_is_one_host_failure(
+        jumpnet: JumpNet, cli: Cli, tmp_path: Path) -> None:
+    """The bastion cannot open the forward: the host fails with its reason, and nothing but
+    hostbatch's own lines reaches stderr (no raw paramiko log record)."""
+    closed = {**jumpnet.section("t1", proxy_jump="bastion"), "port": "1"}
+    inventory = jumpnet.inventory(tmp_path / "hosts.ini", extra={"closed": closed})
+    result = cli.run("-i", inventory, "-h", "closed", "-cmd", "true")
+    assert result.returncode == 3, result
+    assert "closed" in result.stderr and "bastion" in result.stderr, result
+    assert "Secsh" not in result.stderr and "FAILED" not in result.stderr, result
+    assert all(line.startswith(("hostbatch", "  ")) for line in result.stderr.splitlines()), result

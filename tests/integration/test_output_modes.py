@@ -155,6 +155,24 @@ def test_per_host_files_with_gather(cli: Cli, mixed_inventory: Path, tmp_path: P
     assert all((outdir / h).read_text() == "hi\n" for h in ("db01", "web01"))
 
 
+def test_output_without_final_newline_is_kept_exactly(cli: Cli, mixed_inventory: Path,
+                                                      main_fleet: Fleet, tmp_path: Path) -> None:
+    """``printf x`` and ``printf 'x\n'`` differ: -o files hold the exact bytes and gathering
+    keeps them apart (the screen still gets a newline after ``x``)."""
+    db = address(main_fleet, "db01")
+    outdir = tmp_path / "exact"
+    command = on_address(db, "printf 'x\\n'; printf 'e' >&2", "printf x")
+    result = cli.run("-i", mixed_inventory, "-g", "up", "-b", "-o", outdir, "-e", outdir / "err",
+                     "-cmd", command)
+    assert result.returncode == 0, result
+    assert result.stdout == "---- web[01-03] (3) ----\nx\n---- db01 (1) ----\nx\n", result
+    assert (outdir / "web01").read_bytes() == b"x"
+    assert (outdir / "db01").read_bytes() == b"x\n"
+    assert (outdir / "err" / "db01").read_bytes() == b"e"
+    streamed = cli.run("-i", mixed_inventory, "-h", "db01", "-cmd", "printf x")
+    assert streamed.stdout == "db01: x\n", streamed
+
+
 def test_outdir_that_cannot_be_created_is_exit_2(cli: Cli, mixed_inventory: Path,
                                                  tmp_path: Path) -> None:
     blocker = tmp_path / "a-file"

@@ -25,6 +25,7 @@ exit status:
   3    some host was unreachable, refused, failed authentication or host-key
        checking, timed out, or lost its connection (wins over 1)
   130  interrupted by Ctrl-C (wins over all others)
+  70   internal error (a bug: please report it, with the --debug output)
   A host skipped because a rollout stopped (--canary, --max-fail) makes the
   status at least 1.
 

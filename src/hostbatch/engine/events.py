@@ -36,6 +36,14 @@ class OutputLines:
     host: str
     stream: Stream
     data: bytes
+    #: The stream ended without a final newline; one was added to this (its last) block so
+    #: that renderers of lines see complete lines. Exact copies (``-o``, gathering) drop it.
+    unterminated: bool = False
+
+    @property
+    def exact_data(self) -> bytes:
+        """The bytes exactly as the host sent them."""
+        return self.data[:-1] if self.unterminated else self.data
 
     @classmethod
     def from_lines(cls, host: str, stream: Stream, lines: tuple[bytes, ...]) -> OutputLines:

@@ -10,6 +10,7 @@ always hears exactly one terminal event per started host.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import pickle
 import queue
@@ -93,6 +94,11 @@ def worker_main(config_in: Connection, jobs: Any, events_out: Connection, cancel
     # in asyncio and unittest.mock: ~30 ms of CPU per worker. Workers never parse ssh_config
     # (the parent does), so this process does without it.
     sys.modules.setdefault("invoke", None)  # type: ignore[arg-type]
+    # paramiko logs some failures (e.g. "channel open FAILED" through a jump host) at ERROR;
+    # with no handler, logging's last resort would print them raw on the user's stderr. Every
+    # failure reaches the user as a host event instead.
+    logging.getLogger("paramiko").addHandler(logging.NullHandler())
+    logging.getLogger("paramiko").propagate = False
     from hostbatch.ssh import command, script, transfer  # noqa: F401 - import now, not later
     from hostbatch.ssh.session import Connector  # paramiko is imported only in workers
 
@@ -181,8 +187,8 @@ class _JobRunner:
         def learn(path: str, line: str, fingerprint: str) -> None:
             self.emit(HostKeyLearned(host, path, line, fingerprint))
 
-        def on_lines(stream: Stream, block: bytes) -> None:
-            self.emit(OutputLines(host, stream, redact_bytes(block)))
+        def on_lines(stream: Stream, block: bytes, unterminated: bool) -> None:
+            self.emit(OutputLines(host, stream, redact_bytes(block), unterminated))
 
         terminal: Event
         try:

@@ -99,7 +99,7 @@ class HostFilesRenderer:
         if isinstance(event, OutputLines):
             if event.stream in self.dirs and (event.host, event.stream) not in self._failed:
                 try:
-                    self._file(event.host, event.stream).write(event.data)
+                    self._file(event.host, event.stream).write(event.exact_data)
                 except OSError as exc:
                     self._fail(event.host, event.stream, exc)
         elif isinstance(event, HostExited | HostFailed):

@@ -49,11 +49,17 @@ def header(group: Group, *, label: str = "", color: bool = False) -> bytes:
 
 def write_text(stream: SafeStream, chunks: Iterable[bytes]) -> None:
     """Write output chunks as UTF-8, invalid bytes as U+FFFD. The decoder is incremental, so a
-    character split between two chunks is not replaced."""
+    character split between two chunks is not replaced. Output that ends without a newline
+    gets one on screen, so the next header starts on a line of its own."""
     decoder = codecs.getincrementaldecoder("utf-8")("replace")
+    last = b"\n"
     for chunk in chunks:
+        if chunk:
+            last = chunk[-1:]
         stream.write(decoder.decode(chunk).encode())
     stream.write(decoder.decode(b"", final=True).encode())
+    if last != b"\n":
+        stream.write(b"\n")
 
 
 class GroupedRenderer:
@@ -75,9 +81,9 @@ class GroupedRenderer:
         """Collect output; file each host under its group when it ends."""
         if isinstance(event, OutputLines):
             if event.stream == "stdout":
-                self.out.add(event.host, event.data)
+                self.out.add(event.host, event.exact_data)
             elif self.err is not None:
-                self.err.add(event.host, event.data)
+                self.err.add(event.host, event.exact_data)
             elif self._stderr_lines is not None:
                 self._stderr_lines.handle(event)
         elif isinstance(event, HostExited | HostFailed):

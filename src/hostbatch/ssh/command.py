@@ -49,7 +49,8 @@ STDIN_POLL = 0.01
 #: Longest sleep in the output loop between checks of the channel's own state.
 SELECT_CAP = 0.5
 
-OnLines = Callable[[Stream, bytes], None]
+#: Receives (stream, block of complete lines, whether a final newline was added to the block).
+OnLines = Callable[[Stream, bytes, bool], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +78,8 @@ class LineSplitter:
 
     def __init__(self) -> None:
         self._partial = b""
+        #: Whether :meth:`flush` added the newline that ends the last line.
+        self.added_newline = False
 
     def feed(self, data: bytes) -> bytes:
         """The complete lines (each ending in a newline) that ``data`` finishes, or ``b""``.
@@ -98,6 +101,7 @@ class LineSplitter:
     def flush(self) -> bytes:
         """The final line without a newline (given one), if any."""
         rest, self._partial = self._partial, b""
+        self.added_newline = bool(rest)
         return rest + b"\n" if rest else b""
 
 
@@ -173,11 +177,11 @@ def run_command(
         while channel.recv_ready():
             block = markers.filter(out.feed(channel.recv(65536)))
             if block:
-                on_lines("stdout", block)
+                on_lines("stdout", block, False)
         while channel.recv_stderr_ready():
             block = err.feed(on_stderr(channel.recv_stderr(65536)))
             if block:
-                on_lines("stderr", block)
+                on_lines("stderr", block, False)
         if watch is None or watch.started:
             feeder.pump()
 
@@ -232,10 +236,10 @@ def run_command(
 def _flush(out: LineSplitter, err: LineSplitter, markers: _MarkerFilter, on_lines: OnLines) -> None:
     rest = markers.filter(out.flush())
     if rest:
-        on_lines("stdout", rest)
+        on_lines("stdout", rest, out.added_newline)
     rest = err.flush()
     if rest:
-        on_lines("stderr", rest)
+        on_lines("stderr", rest, err.added_newline)
 
 
 class _StdinFeeder:
