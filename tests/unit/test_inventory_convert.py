@@ -74,6 +74,7 @@ def test_shared_values_go_to_defaults_and_the_local_user_stays_unset(
         write_inventory: WriteInventory) -> None:
     text = to_hostbatch_ini(load_inventory(write_inventory(SHARED), local_user=UNSET_USER))
     assert "[defaults]\nport = 2200\nuser = ops\n" in text
+    assert "identities_only" not in text  # the built-in value is left out, like the port
     assert "[host:" not in text
     assert "[group:a]\nhosts = h1, h2\n" in text and "[group:b]\nchildren = a\n" in text
     unset = to_hostbatch_ini(load_inventory(write_inventory("[g]\nh\n"), local_user=UNSET_USER))

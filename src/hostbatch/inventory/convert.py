@@ -25,7 +25,7 @@ UNSET_USER = "\x00unset-user"
 
 _NUMBERED = re.compile(r"^(.*?)(\d+)(\D*)$")
 _BUILT_IN: dict[str, object] = {"port": DEFAULT_PORT, "connect_timeout": DEFAULT_CONNECT_TIMEOUT,
-                                "user": UNSET_USER}
+                                "user": UNSET_USER, "identities_only": True}
 
 
 def _ini_value(spec: HostSpec, key: str) -> str | None:
@@ -41,6 +41,8 @@ def _ini_value(spec: HostSpec, key: str) -> str | None:
             raise InventoryError(f"the {key} of host {spec.name} starts or ends with a space "
                                  "or is empty, which an INI value cannot hold")
         return secret
+    if isinstance(value, bool):
+        return "yes" if value else "no"
     if isinstance(value, tuple):
         return ", ".join(value)
     if isinstance(value, float):
