@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from hostbatch.cli.environment import Environment
-from hostbatch.cli.options import Parser, add_output_options, check_output_options
+from hostbatch.cli.options import Parser, _count, add_output_options, check_output_options
 from hostbatch.engine.jobs import RunCommand
 from hostbatch.engine.outcome import ExitStatus
 from hostbatch.errors import HostbatchError, UsageError
@@ -199,16 +199,6 @@ def _diff(argv: list[str], env: Environment, stdout: SafeStream, stderr: SafeStr
 
 
 # ------------------------------------------------------------------ prune
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must not be negative")
-    return value
 
 
 def _prune(argv: list[str], env: Environment, stdout: SafeStream, stderr: SafeStream,

@@ -19,6 +19,7 @@ import re
 import shlex
 import string
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,6 +55,18 @@ class AnsibleGroup:
     host_set: set[str] = field(default_factory=set, repr=False)
 
 
+def ancestors_in(groups: Mapping[str, AnsibleGroup], group: str) -> set[str]:
+    """Every group that ``group`` descends from in ``groups`` (not itself)."""
+    found: set[str] = set()
+    stack = list(groups[group].parents)
+    while stack:
+        name = stack.pop()
+        if name not in found:
+            found.add(name)
+            stack.extend(groups[name].parents)
+    return found
+
+
 @dataclass
 class AnsibleInventory:
     """The parsed file: groups (``all`` and ``ungrouped`` always exist) and each host's own
@@ -73,14 +86,7 @@ class AnsibleInventory:
         """Every group ``group`` descends from (not itself)."""
         cached = self._ancestors.get(group)
         if cached is None:
-            found: set[str] = set()
-            stack = list(self.groups[group].parents)
-            while stack:
-                name = stack.pop()
-                if name not in found:
-                    found.add(name)
-                    stack.extend(self.groups[name].parents)
-            cached = self._ancestors[group] = frozenset(found)
+            cached = self._ancestors[group] = frozenset(ancestors_in(self.groups, group))
         return cached
 
     def host_groups(self, host: str) -> set[str]:
@@ -326,22 +332,13 @@ class _Parser:
                 target.hosts.append(host)
 
     def link(self, parent: str, child: str, number: int) -> None:
-        if child == parent or child in self.ancestors_of(parent):
+        if child == parent or child in ancestors_in(self.groups, parent):
             raise AnsibleSyntaxError(f"making {child!r} a child of {parent!r} creates a loop "
                                      "of groups", number)
         if child not in self.groups[parent].children:
             self.groups[parent].children.append(child)
             self.groups[child].parents.append(parent)
 
-    def ancestors_of(self, group: str) -> set[str]:
-        found: set[str] = set()
-        stack = list(self.groups[group].parents)
-        while stack:
-            name = stack.pop()
-            if name not in found:
-                found.add(name)
-                stack.extend(self.groups[name].parents)
-        return found
 
     def reconcile(self) -> AnsibleInventory:
         """Ansible's ``reconcile_inventory``: every top group is a child of ``all``, and a
