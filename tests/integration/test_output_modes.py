@@ -5,16 +5,11 @@ per-host files with status files, -q, and the live progress line (a terminal onl
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import os
-import pty
 import re
 import select
 import signal
-import struct
 import subprocess
-import termios
 import time
 from pathlib import Path
 
@@ -31,6 +26,7 @@ from tests.integration.conftest import (
     wait_for_processes,
     write_inventory,
 )
+from tests.support.cli import run_with_pty_stderr
 from tests.support.fleet import Fleet
 
 pytestmark = pytest.mark.integration
@@ -173,6 +169,18 @@ def test_output_without_final_newline_is_kept_exactly(cli: Cli, mixed_inventory:
     assert streamed.stdout == "db01: x\n", streamed
 
 
+def test_a_host_file_that_cannot_be_written_still_gets_its_status(
+        cli: Cli, mixed_inventory: Path, tmp_path: Path) -> None:
+    outdir = tmp_path / "blocked"
+    (outdir / "web01").mkdir(parents=True)  # a directory where web01's file should go
+    result = cli.run("-i", mixed_inventory, "-g", "up", "-o", outdir, "-cmd", "echo hi")
+    assert result.returncode == 0, result
+    assert "web01: cannot write" in result.stderr, result
+    assert (outdir / "web01.status").read_text() == "0\n"
+    assert (outdir / "web02").read_text() == "hi\n"
+    assert not [p.name for p in outdir.iterdir() if p.name.startswith(".")]
+
+
 def test_outdir_that_cannot_be_created_is_exit_2(cli: Cli, mixed_inventory: Path,
                                                  tmp_path: Path) -> None:
     blocker = tmp_path / "a-file"
@@ -203,45 +211,6 @@ def test_quiet_prints_only_the_summary(cli: Cli, mixed_inventory: Path,
 
 
 # ------------------------------------------------------------------ the progress line
-
-
-def run_with_pty_stderr(cli: Cli, *args: str | Path, env: dict[str, str],
-                        timeout: float = 60) -> tuple[int, str, str]:
-    """Run with stderr on a pseudo-terminal (120x30) and stdout on a pipe."""
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 120, 0, 0))
-    proc = cli.popen(*args, stdout=subprocess.PIPE, stderr=slave, start_new_session=True,
-                     env={"TERM": "xterm-256color", **env})
-    os.close(slave)
-    assert proc.stdout is not None
-    stdout_fd = proc.stdout.fileno()
-    out, err = b"", b""
-    open_fds = {stdout_fd, master}
-    deadline = time.monotonic() + timeout
-    try:
-        while open_fds:
-            assert time.monotonic() < deadline, f"hung: {err[-500:]!r}"
-            ready, _, _ = select.select(list(open_fds), [], [], 0.5)
-            for fd in ready:
-                try:
-                    data = os.read(fd, 65536)
-                except OSError as exc:  # EIO: the pty's last writer is gone
-                    if exc.errno != errno.EIO:
-                        raise
-                    data = b""
-                if not data:
-                    open_fds.discard(fd)
-                elif fd == master:
-                    err += data
-                else:
-                    out += data
-        status = proc.wait(timeout=30)
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        os.close(master)
-        proc.stdout.close()
-    return status, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
 
 
 @pytest.mark.parametrize("mode", [["-b"], ["--diff"], ["-q"], ["--json"]])

@@ -22,13 +22,19 @@ suites test the hostbatch installed in the interpreter that runs pytest.
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import json
 import os
+import pty
 import re
+import select
 import shutil
 import signal
+import struct
 import subprocess
 import sys
+import termios
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -305,3 +311,42 @@ def require_environment(program: str, why: str = "sshd fleet, test user") -> Non
         pytest.skip("OpenSSH sshd is not installed")
     if not Path(program).exists():
         pytest.skip(f"{program} is missing: install hostbatch into this interpreter's venv")
+
+
+def run_with_pty_stderr(cli: Cli, *args: str | Path, env: Mapping[str, str] | None = None,
+                        timeout: float = 60) -> tuple[int, str, str]:
+    """Run with stderr on a pseudo-terminal (120x30) and stdout on a pipe."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 120, 0, 0))
+    proc = cli.popen(*args, stdout=subprocess.PIPE, stderr=slave, start_new_session=True,
+                     env={"TERM": "xterm-256color", **(env or {})})
+    os.close(slave)
+    assert proc.stdout is not None
+    stdout_fd = proc.stdout.fileno()
+    out, err = b"", b""
+    open_fds = {stdout_fd, master}
+    deadline = time.monotonic() + timeout
+    try:
+        while open_fds:
+            assert time.monotonic() < deadline, f"hung: {err[-500:]!r}"
+            ready, _, _ = select.select(list(open_fds), [], [], 0.5)
+            for fd in ready:
+                try:
+                    data = os.read(fd, 65536)
+                except OSError as exc:  # EIO: the pty's last writer is gone
+                    if exc.errno != errno.EIO:
+                        raise
+                    data = b""
+                if not data:
+                    open_fds.discard(fd)
+                elif fd == master:
+                    err += data
+                else:
+                    out += data
+        status = proc.wait(timeout=30)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        os.close(master)
+        proc.stdout.close()
+    return status, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")

@@ -105,17 +105,20 @@ class HostFilesRenderer:
         elif isinstance(event, HostExited | HostFailed):
             status = status_text(event).encode()
             for stream, directory in self.dirs.items():
-                if self._failed.pop((event.host, stream), False):
-                    continue
-                try:
-                    handle = self._file(event.host, stream)
-                    handle.close()
-                    os.replace(handle.name, directory / event.host)
-                    del self._open[(event.host, stream)]
+                if not self._failed.pop((event.host, stream), False):
+                    try:
+                        handle = self._file(event.host, stream)
+                        handle.close()
+                        os.replace(handle.name, directory / event.host)
+                        del self._open[(event.host, stream)]
+                    except OSError as exc:
+                        self._fail(event.host, stream, exc)
+                        self._failed.pop((event.host, stream), None)
+                try:  # the outcome is recorded even when the output could not be
                     _write_atomically(directory, f"{event.host}.status", status)
                 except OSError as exc:
-                    self._fail(event.host, stream, exc)
-                    self._failed.pop((event.host, stream), None)
+                    self.warn(f"{event.host}: cannot write {directory / event.host}.status: "
+                              f"{exc.strerror or exc}")
 
     def _fail(self, host: str, stream: str, exc: OSError) -> None:
         self._failed[(host, stream)] = True

@@ -3,18 +3,8 @@ host), per-file lines, and the live progress display only on a terminal."""
 
 from __future__ import annotations
 
-import contextlib
-import errno
-import fcntl
 import os
-import pty
 import re
-import select
-import signal
-import struct
-import subprocess
-import termios
-import time
 from pathlib import Path
 
 import pytest
@@ -27,6 +17,7 @@ from tests.integration.scp.scpkit import (
     sha256_file,
     split_lines,
 )
+from tests.support.cli import run_with_pty_stderr
 
 pytestmark = pytest.mark.integration
 
@@ -131,45 +122,6 @@ def test_piped_output_has_no_escape_codes(cli: Cli, inventory: Path, rdir: Remot
         assert_size_text(match["size"], mid_file.stat().st_size)
         assert match["rate"].endswith("/s")
     assert "hostbatch: scp2: transfer:" in result.stderr, result
-
-
-def run_with_pty_stderr(cli: Cli, *args: str | Path,
-                        timeout: float = 60) -> tuple[int, str, str]:
-    """Run with stderr on a pseudo-terminal (120x30) and stdout on a pipe."""
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 120, 0, 0))
-    proc = cli.popen(*args, stdout=subprocess.PIPE, stderr=slave,
-                     env={"TERM": "xterm-256color"})
-    os.close(slave)
-    assert proc.stdout is not None
-    stdout_fd = proc.stdout.fileno()
-    out, err = b"", b""
-    open_fds = {stdout_fd, master}
-    deadline = time.monotonic() + timeout
-    try:
-        while open_fds:
-            assert time.monotonic() < deadline, f"hung: {err[-500:]!r}"
-            ready, _, _ = select.select(list(open_fds), [], [], 0.5)
-            for fd in ready:
-                try:
-                    data = os.read(fd, 65536)
-                except OSError as exc:  # EIO: the pty's last writer is gone
-                    if exc.errno != errno.EIO:
-                        raise
-                    data = b""
-                if not data:
-                    open_fds.discard(fd)
-                elif fd == master:
-                    err += data
-                else:
-                    out += data
-        status = proc.wait(timeout=30)
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        os.close(master)
-        proc.stdout.close()
-    return status, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
 
 
 def test_live_progress_on_a_terminal_only(cli: Cli, inventory: Path, rdir: RemoteDir,
