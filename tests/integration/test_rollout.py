@@ -176,7 +176,7 @@ def test_confirm_over_default_from_inventory(cli: Cli, main_fleet: Fleet, tmp_pa
         tmp_path / "hosts.ini", {name: fleet_host(main_fleet, name) for name in MAIN_NAMES},
         defaults={"user": TEST_USER, "confirm_over": "2"})
     refused = cli.run("-i", inventory, "-g", "all", "-cmd", logging_command(host_log))
-    assert refused.returncode == 2 and "--confirm-over 2" in refused.stderr, refused
+    assert refused.returncode == 2 and "confirm-over limit of 2" in refused.stderr, refused
     allowed = cli.run("-i", inventory, "-h", "web01,web02", "-cmd", logging_command(host_log))
     assert allowed.returncode == 0, allowed
     overridden = cli.run("-i", inventory, "-g", "all", "--confirm-over", "10", "-cmd",

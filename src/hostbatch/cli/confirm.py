@@ -31,7 +31,7 @@ def confirm(host_count: int, action: Action, limit: int | None, env: Environment
     """Return if the run may go ahead; raise :class:`UsageError` if it may not."""
     if limit is None or host_count <= limit:
         return
-    what = f"{host_count} hosts (over --confirm-over {limit})"
+    what = f"{host_count} hosts (over the confirm-over limit of {limit})"
     if not (env.stdin_isatty and env.stderr_isatty):
         raise UsageError(f"refusing to run on {what} without a terminal to confirm on; "
                          "raise --confirm-over to go ahead")
