@@ -212,7 +212,8 @@ def test_summary_names_every_failed_host_with_its_reason() -> None:
     text = format_summary(summary_result(), 5.25, color=False)
     lines = text.splitlines()
     assert "7 hosts" in lines[0] and "5.25s" in lines[0]
-    assert "2 ok" in lines[0] and "2 failed" in lines[0] and "3 unreachable" in lines[0]
+    assert lines[0].endswith(": 2 ok, 2 failed, 1 unreachable, 1 host key, 1 timed out"), lines
+    assert "slow 5.00s" in text  # a host that timed out can be the slowest
 
     def line_for(host: str) -> str:
         (found,) = [line for line in lines[1:] if f" {host} " in line and "slowest" not in line]
@@ -234,7 +235,7 @@ def test_summary_slowest_hosts() -> None:
     text = format_summary(summary_result(), 5.25, color=False)
     slowest = [line for line in text.splitlines() if "slowest" in line]
     assert len(slowest) == 1
-    assert slowest[0].index("bad2") < slowest[0].index("bad1") < slowest[0].index("ok1")
+    assert slowest[0].index("slow") < slowest[0].index("bad2") < slowest[0].index("bad1")
 
 
 def test_summary_all_ok() -> None:

@@ -10,9 +10,13 @@ SLOWEST = 3
 _GREEN, _RED, _YELLOW, _RESET = "\x1b[32m", "\x1b[31m", "\x1b[33m", "\x1b[0m"
 
 
-_LABELS = {FailureKind.TIMEOUT: "timed out", FailureKind.DISCONNECT: "lost",
-           FailureKind.INTERRUPTED: "interrupted", FailureKind.SKIPPED: "skipped",
-           FailureKind.INTERNAL: "error"}
+_LABELS = {FailureKind.AUTH: "auth failed", FailureKind.HOSTKEY: "host key",
+           FailureKind.PROTOCOL: "protocol", FailureKind.TIMEOUT: "timed out",
+           FailureKind.DISCONNECT: "lost", FailureKind.INTERRUPTED: "interrupted",
+           FailureKind.SKIPPED: "skipped", FailureKind.INTERNAL: "error"}
+#: Order of the counts in the first line: the command's own failures, then exit-3 kinds.
+_COUNT_ORDER = ("failed", "unreachable", "auth failed", "host key", "protocol", "timed out",
+                "lost", "error", "interrupted", "skipped")
 
 
 def _label(outcome: HostOutcome) -> str:
@@ -31,17 +35,6 @@ def _reason(outcome: HostOutcome) -> str:
     return f"exit status {outcome.exit_status}{note}"
 
 
-def _category(outcome: HostOutcome) -> str:
-    """The count a host adds to: ok, failed, unreachable (exit 3), interrupted or skipped."""
-    if outcome.failure is FailureKind.INTERRUPTED:
-        return "interrupted"
-    if outcome.failure is FailureKind.SKIPPED:
-        return "skipped"
-    if outcome.failure in (None, FailureKind.TRANSFER):
-        return "failed"
-    return "unreachable"
-
-
 def format_summary(result: BatchResult, elapsed: float, *, color: bool) -> str:
     """The summary text: a count line, then one line per host that did not succeed."""
 
@@ -51,9 +44,9 @@ def format_summary(result: BatchResult, elapsed: float, *, color: bool) -> str:
     problems = [o for o in (result.outcomes.get(h) for h in result.hosts) if o and not o.ok]
     counts: dict[str, int] = {}
     for outcome in problems:
-        counts[_category(outcome)] = counts.get(_category(outcome), 0) + 1
+        counts[_label(outcome)] = counts.get(_label(outcome), 0) + 1
     parts = [paint(_GREEN, f"{len(result.ok)} ok")]
-    for label in ("failed", "unreachable", "interrupted", "skipped"):
+    for label in _COUNT_ORDER:
         if counts.get(label):
             code = _YELLOW if label in ("interrupted", "skipped") else _RED
             parts.append(paint(code, f"{counts[label]} {label}"))
@@ -67,7 +60,9 @@ def format_summary(result: BatchResult, elapsed: float, *, color: bool) -> str:
     width = max((len(o.host) for o in problems), default=0)
     for outcome in problems:
         lines.append(f"  {_label(outcome):<11} {outcome.host:<{width}}  {_reason(outcome)}")
-    finished = [o for o in result.outcomes.values() if o.exit_status is not None]
+    # Hosts that ran the command, and those it timed out on (often the very slowest).
+    finished = [o for o in result.outcomes.values()
+                if o.exit_status is not None or o.failure is FailureKind.TIMEOUT]
     if len(finished) > 1:
         slowest = sorted(finished, key=lambda o: o.duration, reverse=True)[:SLOWEST]
         lines.append("  slowest: " + ", ".join(f"{o.host} {o.duration:.2f}s" for o in slowest))
