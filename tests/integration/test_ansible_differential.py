@@ -35,7 +35,7 @@ web-eu-[01:04].example.com
 [web_us]
 web-us-[1:3].example.com ansible_port=2201
 [db_eu]
-db-eu-[a:c].example.com ansible_host=10.0.1.1
+db-eu-[a:c].example.com ansible_host=127.100.1.1
 [db_us]
 db-us-1.example.com:5522 ansible_user=postgres
 
@@ -65,14 +65,14 @@ ansible_python_interpreter=/usr/bin/python3
 """,
     "hosts_in_many_groups": """
 [app]
-app1 ansible_host=192.0.2.10
-app2 ansible_host=192.0.2.11 ansible_user=ops
+app1 ansible_host=127.192.2.10
+app2 ansible_host=127.192.2.11 ansible_user=ops
 shared
 [monitoring]
 shared ansible_port=9022
 app1
 [backup]
-shared ansible_host="192.0.2.99"  # quoted, with a comment
+shared ansible_host="127.192.2.99"  # quoted, with a comment
 app2:2022
 [edge]
 [edge:vars]
@@ -80,7 +80,7 @@ ansible_user=edge
 """,
     "ungrouped_and_explicit_groups": """
 solo1
-solo2:2200 ansible_host=198.51.100.2
+solo2:2200 ansible_host=127.198.100.2
 moved
 
 [ungrouped]
@@ -93,7 +93,7 @@ in-all-only
 moved ansible_user='later user'
 
 [later:vars]
-ansible_host=203.0.113.7
+ansible_host=127.203.113.7
 """,
     "ranges_and_strides": """
 [even]
@@ -111,9 +111,9 @@ ansible_user=rackuser
     "odd_syntax": """
 ; semicolon comment
 # hash comment
-10.0.0.5 ansible_user="quoted user" ansible_port=2205
+127.100.0.5 ansible_user="quoted user" ansible_port=2205
 [web]   # a comment after the header
-192.0.2.10:2210
+127.192.2.10:2210
 web-a ansible_host=web-a.internal  ansible_user='single'
 web-b ansible_host=web-b.internal#fragment
 
@@ -122,7 +122,7 @@ ansible_user = spaced
 ansible_port='2299'
 
 [all]
-10.0.0.6
+127.100.0.6
 
 [db]
 db1 ansible_port=5432 # a comment

@@ -28,7 +28,7 @@ INVENTORY = """
 user = deploy
 
 [host:h1]
-hostname = 10.0.0.1
+hostname = 127.100.0.1
 password = pw%#;secret
 
 [host:h2]
@@ -311,7 +311,7 @@ def test_no_inventory_anywhere(cli: Cli) -> None:
 
 
 def test_invalid_inventory(cli: Cli, write_inventory: WriteInventory) -> None:
-    path = write_inventory("[host:web1]\nhostnme = 10.0.0.1\n", name="bad.ini")
+    path = write_inventory("[host:web1]\nhostnme = 127.100.0.1\n", name="bad.ini")
     result = cli("-i", str(path), "-h", "web1", "-cmd", "true")
     assert result.status == 2
     line = error_line(result)

@@ -237,7 +237,7 @@ def test_library_run_resolves_password_sources_before_connecting(
     from hostbatch.engine.jobs import RunCommand
 
     monkeypatch.delenv("HB_UNIT_NO_SUCH_VAR", raising=False)
-    spec = HostSpec("a", "192.0.2.1", password_env="HB_UNIT_NO_SUCH_VAR")
+    spec = HostSpec("a", "127.192.2.1", password_env="HB_UNIT_NO_SUCH_VAR")
     with pytest.raises(InventoryError, match="HB_UNIT_NO_SUCH_VAR"):
         api.run([spec], RunCommand("true"), handle_signals=False)
 

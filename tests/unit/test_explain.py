@@ -24,11 +24,11 @@ user = deploy
 connect_timeout = 8
 
 [host:bastion]
-hostname = 192.0.2.1
+hostname = 127.192.2.1
 password = pw%#;secret
 
 [host:web1]
-hostname = 10.0.0.1
+hostname = 127.100.0.1
 proxy_jump = bastion, admin@gw2:2222
 
 [host:alias]
@@ -65,20 +65,20 @@ def rows(stdout: str) -> dict[str, tuple[str, str]]:
 def test_explain_shows_values_sources_jump_chain_and_hides_passwords(
         home: Path, write_inventory: WriteInventory) -> None:
     inventory = write_inventory(INVENTORY)
-    (home / ".ssh" / "config").write_text("Host gw2\n    HostName 198.51.100.7\n"
+    (home / ".ssh" / "config").write_text("Host gw2\n    HostName 127.198.100.7\n"
                                           "Host *\n    Port 2200\n")
     status, out, err = run(home, "inventory", "explain", "-i", inventory, "web1")
     assert status == 0, err
     table = rows(out)
-    assert table["address"] == ("10.0.0.1", "host section")
+    assert table["address"] == ("127.100.0.1", "host section")
     assert table["port"] == ("2200", "ssh_config")
     assert table["user"] == ("deploy", "defaults")
     assert table["connect_timeout"] == ("8s", "defaults")
-    assert table["jump"] == ("bastion (deploy@192.0.2.1:2200) -> gw2 (admin@198.51.100.7:2222)",
+    assert table["jump"] == ("bastion (deploy@127.192.2.1:2200) -> gw2 (admin@127.198.100.7:2222)",
                              "host section")
     assert table["jump1.auth"] == ("password", "host section")
     assert table["jump2.port"] == ("2222", "proxy_jump of web1")
-    assert table["jump2.address"] == ("198.51.100.7", "ssh_config")
+    assert table["jump2.address"] == ("127.198.100.7", "ssh_config")
     assert table["ssh_config"] == (str(home / ".ssh" / "config"), "default")
     assert "pw%#;secret" not in out + err
 
@@ -125,7 +125,7 @@ def test_run_applies_ssh_config_and_minus_l(home: Path, write_inventory: WriteIn
 
     monkeypatch.setattr(cli_execute, "execute", fake_execute)
     inventory = write_inventory(INVENTORY)
-    (home / ".ssh" / "config").write_text("Host alias\n    HostName 203.0.113.5\n"
+    (home / ".ssh" / "config").write_text("Host alias\n    HostName 127.203.113.5\n"
                                           "    IdentityFile ~/.ssh/k1\n    IdentityFile /k2\n")
     status, _, err = run(home, "-i", inventory, "-h", "alias,web1", "-l", "ops", "--no-stdin",
                          "-cmd", "true",
@@ -133,7 +133,7 @@ def test_run_applies_ssh_config_and_minus_l(home: Path, write_inventory: WriteIn
     assert status == 0, err
     by_name = {spec.name: spec for spec in seen}
     alias, web1 = by_name["alias"], by_name["web1"]
-    assert (alias.hostname, alias.user) == ("203.0.113.5", "ops")
+    assert (alias.hostname, alias.user) == ("127.203.113.5", "ops")
     assert alias.identity_files == (f"{home}/.ssh/k1", "/k2")
     assert [hop.user for hop in web1.jump_chain] == ["deploy", "admin"]
     seen.clear()
@@ -148,11 +148,11 @@ def test_explain_an_ansible_inventory_host_with_a_jump(home: Path,
     jump = "ansible_ssh_common_args='-o ProxyJump=ops@bastion:2222'"
     inventory = write_inventory(f"""
         [web]
-        web1 ansible_host=10.0.0.5 ansible_user=deploy {jump}
+        web1 ansible_host=127.100.0.5 ansible_user=deploy {jump}
         """, name="ansible.ini")
     status, out, err = run(home, "inventory", "explain", "-i", inventory, "web1")
     assert status == 0, err
     table = rows(out)
-    assert table["address"] == ("10.0.0.5", "host section")
+    assert table["address"] == ("127.100.0.5", "host section")
     assert table["jump"] == ("bastion (ops@bastion:2222)", "host section")
     assert table["jump1.user"] == ("ops", "proxy_jump of web1")

@@ -44,7 +44,7 @@ def no_known_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def specs(names: list[str]) -> list[HostSpec]:
-    return [HostSpec(name, f"10.0.0.{n}") for n, name in enumerate(names, 1)]
+    return [HostSpec(name, f"127.100.0.{n}") for n, name in enumerate(names, 1)]
 
 
 def start(path: Path, warnings: list[str], *, hosts: list[str] = HOSTS, cap: int = 1 << 20,
@@ -156,8 +156,8 @@ def test_records_results_in_order(tmp_path: Path, warnings_seen: list[str]) -> N
     result = replayed_result(store, run, HOSTS)
     assert int(result.exit_status) == 3 and [o.host for o in result.ok] == ["web01"]
     assert match_hosts(store, run, ["web0*"]) == ["web01", "web02"]
-    assert host_specs(store, run, ["db01", "web01"]) == [HostSpec("web01", "10.0.0.1"),
-                                                         HostSpec("db01", "10.0.0.3")]
+    assert host_specs(store, run, ["db01", "web01"]) == [HostSpec("web01", "127.100.0.1"),
+                                                         HostSpec("db01", "127.100.0.3")]
     with pytest.raises(HistoryError):
         store.run(run.id + 1)
     store.close()

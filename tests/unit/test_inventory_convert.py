@@ -17,11 +17,11 @@ from hostbatch.inventory.model import Inventory
 from .conftest import WriteInventory
 
 ANSIBLE = """
-bastion ansible_host=192.0.2.1 ansible_user=jump
+bastion ansible_host=127.192.2.1 ansible_user=jump
 
 [web]
 web[01:03].example.com ansible_port=2222
-web-legacy:2200 ansible_host=192.0.2.9 ansible_user=root ansible_password='p%w#;d'
+web-legacy:2200 ansible_host=127.192.2.9 ansible_user=root ansible_password='p%w#;d'
 
 [db]
 db[a:b] ansible_ssh_private_key_file=/keys/db ansible_timeout=4.5

@@ -25,13 +25,13 @@ connect_timeout = 10
 ; known_hosts = ~/.ssh/known_hosts   (default)
 
 [host:web1]
-hostname = 192.0.2.11
+hostname = 127.192.2.11
 port = 2222
 user = root
 password = s3cret%#;x
 
 [host:db1]
-hostname = 192.0.2.21
+hostname = 127.192.2.21
 identity_file = /keys/db_key
 
 [group:web_clusters]
@@ -53,11 +53,11 @@ def load(path: Path, warn: Callable[[str], None] | None = None) -> Inventory:
 def test_spec_example_loads(write_inventory: WriteInventory) -> None:
     inv = load(write_inventory(SPEC_EXAMPLE))
     web1 = inv.hosts["web1"]
-    assert (web1.hostname, web1.port, web1.user) == ("192.0.2.11", 2222, "root")
+    assert (web1.hostname, web1.port, web1.user) == ("127.192.2.11", 2222, "root")
     assert web1.identity_file == "/keys/id_ed25519"
     assert web1.password is not None and web1.password.reveal() == "s3cret%#;x"
     db1 = inv.hosts["db1"]
-    assert (db1.hostname, db1.port, db1.user, db1.password) == ("192.0.2.21", 22, "deploy", None)
+    assert (db1.hostname, db1.port, db1.user, db1.password) == ("127.192.2.21", 22, "deploy", None)
     assert db1.identity_file == "/keys/db_key"
     assert inv.group_members("web_clusters") == ["web1"] + [f"web{n:02d}" for n in range(2, 11)]
     assert inv.group_members("db_servers") == ["db1"]
@@ -132,16 +132,16 @@ def test_hostname_defaults_to_the_host_name(write_inventory: WriteInventory) -> 
         [host:web1.example.com]
         port = 2222
         [host:db1]
-        hostname = 10.0.0.5
+        hostname = 127.100.0.5
     """))
     assert inv.hosts["web1.example.com"].hostname == "web1.example.com"
-    assert inv.hosts["db1"].hostname == "10.0.0.5"
+    assert inv.hosts["db1"].hostname == "127.100.0.5"
 
 
 def test_values_are_stripped(write_inventory: WriteInventory) -> None:
-    path = write_inventory("[host:h]\nhostname =    10.0.0.9   \nport =  2222  \nuser =  bob \n")
+    path = write_inventory("[host:h]\nhostname =    127.100.0.9   \nport =  2222  \nuser =  bob \n")
     spec = load(path).hosts["h"]
-    assert (spec.hostname, spec.port, spec.user) == ("10.0.0.9", 2222, "bob")
+    assert (spec.hostname, spec.port, spec.user) == ("127.100.0.9", 2222, "bob")
 
 
 def test_tilde_in_paths_is_expanded(write_inventory: WriteInventory) -> None:
@@ -173,11 +173,11 @@ def test_group_member_with_a_host_section_uses_that_section(
         [group:web]
         hosts = web[1-2]
         [host:web2]
-        hostname = 10.0.0.2
+        hostname = 127.100.0.2
         port = 2202
     """))
     assert list(inv.hosts) == ["web1", "web2"]
-    assert (inv.hosts["web2"].hostname, inv.hosts["web2"].port) == ("10.0.0.2", 2202)
+    assert (inv.hosts["web2"].hostname, inv.hosts["web2"].port) == ("127.100.0.2", 2202)
     assert (inv.hosts["web1"].hostname, inv.hosts["web1"].port) == ("web1", 22)
 
 
@@ -283,9 +283,9 @@ ERROR_CASES = [
     ("port-hash-comment", "[host:h]\nport = 2222   # ssh port\n", "host:h", "port",
      ["comments after a value are not supported"]),
     ("hostname-inline-comment",
-     "[host:web1]\nhostname = 192.0.2.11      ; defaults to the host's own name\n",
+     "[host:web1]\nhostname = 127.192.2.11      ; defaults to the host's own name\n",
      "host:web1", "hostname", ["invalid hostname", "comments after a value are not supported"]),
-    ("hostname-hash-comment", "[host:web1]\nhostname = 192.0.2.11 # web\n", "host:web1",
+    ("hostname-hash-comment", "[host:web1]\nhostname = 127.192.2.11 # web\n", "host:web1",
      "hostname", ["comments after a value are not supported"]),
     ("hosts-inline-comment", "[group:g]\nhosts = web1, web[02-10]   ; ranges expand\n",
      "group:g", "hosts", ["comments after a value are not supported"]),

@@ -26,13 +26,13 @@ def test_statuses_against_both_files(tmp_path: Path) -> None:
     inventory_file = tmp_path / "inv_known_hosts"
     home = tmp_path / "home"
     (home / ".ssh").mkdir(parents=True)
-    a = HostSpec("a", "10.0.0.1", known_hosts=str(inventory_file))
-    b = HostSpec("b", "10.0.0.2", port=2222, known_hosts=str(inventory_file))
-    c = HostSpec("c", "10.0.0.3", known_hosts=str(inventory_file))
-    d = HostSpec("d", "10.0.0.4")
-    e = HostSpec("e", "10.0.0.5")
-    inventory_file.write_text(f"10.0.0.1 ssh-ed25519 {key('a')}\n"
-                              f"[10.0.0.2]:2222 ssh-ed25519 {key('old')}\n")
+    a = HostSpec("a", "127.100.0.1", known_hosts=str(inventory_file))
+    b = HostSpec("b", "127.100.0.2", port=2222, known_hosts=str(inventory_file))
+    c = HostSpec("c", "127.100.0.3", known_hosts=str(inventory_file))
+    d = HostSpec("d", "127.100.0.4")
+    e = HostSpec("e", "127.100.0.5")
+    inventory_file.write_text(f"127.100.0.1 ssh-ed25519 {key('a')}\n"
+                              f"[127.100.0.2]:2222 ssh-ed25519 {key('old')}\n")
     (home / ".ssh" / "known_hosts").write_text(f"@revoked * ssh-ed25519 {key('bad')}\n")
     events: dict[str, Event] = {
         "a": scanned(a, key("a")), "b": scanned(b, key("b")), "c": scanned(c, key("c")),
@@ -44,12 +44,12 @@ def test_statuses_against_both_files(tmp_path: Path) -> None:
         ("a", "known"), ("b", "CHANGED"), ("c", "new"), ("d", "REVOKED"), ("e", "unreachable")]
     assert rows[2].record_file == str(inventory_file)
     assert rows[3].record_file == str(home / ".ssh" / "known_hosts")
-    assert rows[1].entry == "[10.0.0.2]:2222"
+    assert rows[1].entry == "[127.100.0.2]:2222"
 
 
 def test_clones_are_hosts_with_different_entries_and_one_key(tmp_path: Path) -> None:
-    specs = [HostSpec("x1", "10.0.0.1"), HostSpec("x2", "10.0.0.2"), HostSpec("x3", "10.0.0.3"),
-             HostSpec("alias", "10.0.0.3")]
+    specs = [HostSpec("x1", "127.100.0.1"), HostSpec("x2", "127.100.0.2"), HostSpec("x3", "127.100.0.3"),
+             HostSpec("alias", "127.100.0.3")]
     events: dict[str, Event] = {
         "x1": scanned(specs[0], key("same")), "x2": scanned(specs[1], key("same")),
         "x3": scanned(specs[2], key("own")), "alias": scanned(specs[3], key("own"))}

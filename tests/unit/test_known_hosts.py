@@ -39,7 +39,7 @@ def known(tmp_path: Path, *lines: str) -> KnownHosts:
 
 @pytest.mark.parametrize(
     ("hostname", "port", "expected"),
-    [("web1", 22, "web1"), ("web1", 2222, "[web1]:2222"), ("10.0.0.1", 2200, "[10.0.0.1]:2200"),
+    [("web1", 22, "web1"), ("web1", 2222, "[web1]:2222"), ("127.100.0.1", 2200, "[127.100.0.1]:2200"),
      ("::1", 2222, "[::1]:2222")],
 )
 def test_host_entry_name(hostname: str, port: int, expected: str) -> None:
@@ -71,11 +71,11 @@ CHECK_CASES = [
     ("other-port", [f"[web1]:2222 {ED} {KEY_A}"], "[web1]:2223", ED, KEY_A, KeyStatus.UNKNOWN),
     ("ipv6-port", [f"[::1]:2222 {ED} {KEY_A}"], "[::1]:2222", ED, KEY_A, KeyStatus.KNOWN),
     # comma-separated patterns
-    ("comma-first", [f"web1,10.0.0.1 {ED} {KEY_A}"], "web1", ED, KEY_A, KeyStatus.KNOWN),
-    ("comma-second", [f"web1,10.0.0.1 {ED} {KEY_A}"], "10.0.0.1", ED, KEY_A, KeyStatus.KNOWN),
+    ("comma-first", [f"web1,127.100.0.1 {ED} {KEY_A}"], "web1", ED, KEY_A, KeyStatus.KNOWN),
+    ("comma-second", [f"web1,127.100.0.1 {ED} {KEY_A}"], "127.100.0.1", ED, KEY_A, KeyStatus.KNOWN),
     ("comma-port", [f"web1,[web1]:2222 {ED} {KEY_A}"], "[web1]:2222", ED, KEY_A,
      KeyStatus.KNOWN),
-    ("comma-changed", [f"web1,10.0.0.1 {ED} {KEY_A}"], "10.0.0.1", ED, KEY_B,
+    ("comma-changed", [f"web1,127.100.0.1 {ED} {KEY_A}"], "127.100.0.1", ED, KEY_B,
      KeyStatus.CHANGED),
     # wildcards
     ("star", [f"*.example.com {ED} {KEY_A}"], "a.example.com", ED, KEY_A, KeyStatus.KNOWN),
@@ -87,11 +87,11 @@ CHECK_CASES = [
      KeyStatus.CHANGED),
     ("question", [f"web? {ED} {KEY_A}"], "web7", ED, KEY_A, KeyStatus.KNOWN),
     ("question-one-char-only", [f"web? {ED} {KEY_A}"], "web10", ED, KEY_A, KeyStatus.UNKNOWN),
-    ("star-ip", [f"10.0.0.* {ED} {KEY_A}"], "10.0.0.42", ED, KEY_A, KeyStatus.KNOWN),
+    ("star-ip", [f"127.100.0.* {ED} {KEY_A}"], "127.100.0.42", ED, KEY_A, KeyStatus.KNOWN),
     # OpenSSH patterns only know * and ?: brackets are literal, as in "[host]:port" entries.
     ("star-with-port", [f"[*.example.com]:2222 {ED} {KEY_A}"], "[a.example.com]:2222", ED,
      KEY_A, KeyStatus.KNOWN),
-    ("question-with-port", [f"[10.0.0.?]:2222 {ED} {KEY_A}"], "[10.0.0.5]:2222", ED, KEY_A,
+    ("question-with-port", [f"[127.100.0.?]:2222 {ED} {KEY_A}"], "[127.100.0.5]:2222", ED, KEY_A,
      KeyStatus.KNOWN),
     ("star-with-port-other-port", [f"[*.example.com]:2222 {ED} {KEY_A}"],
      "[a.example.com]:2200", ED, KEY_A, KeyStatus.UNKNOWN),

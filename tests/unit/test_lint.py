@@ -19,10 +19,10 @@ CLEAN = """
 user = deploy
 
 [host:web1]
-hostname = 192.0.2.1
+hostname = 127.192.2.1
 
 [host:web2]
-hostname = 192.0.2.2
+hostname = 127.192.2.2
 port = 2222
 
 [group:web]
@@ -38,19 +38,19 @@ user = deploy
 prot = 22
 
 [host:web1]
-hostname = 192.0.2.1
+hostname = 127.192.2.1
 port = 70000
 port = 22
 password = s3cret
 
 [host:web2]
-hostname = 192.0.2.1
+hostname = 127.192.2.1
 
 [host:web1]
 user = again
 
 [host:lonely]
-hostname = 192.0.2.50
+hostname = 127.192.2.50
 connect_timeout = soon
 
 [hots:typo]
@@ -106,7 +106,7 @@ def test_every_problem_is_reported(write_inventory: WriteInventory) -> None:
         assert line in lines, (line, lines)
     assert any("holds passwords (web1) and is readable by others (mode 0640)" in line
                and ": error: " in line for line in lines), lines
-    assert "inv: [host:web2] hostname: warning: hosts web1, web2 all reach 192.0.2.1" in lines
+    assert "inv: [host:web2] hostname: warning: hosts web1, web2 all reach 127.192.2.1" in lines
     assert "inv: [host:lonely]: warning: host is in no group (only in 'all')" in lines
     assert "inv: [group:nothing]: warning: group has no hosts" in lines
     assert "s3cret" not in "\n".join(lines)
@@ -139,14 +139,14 @@ def test_ansible_inventory_is_linted_too(write_inventory: WriteInventory) -> Non
     path = write_inventory("""
         lonely ansible_password=pw
         [web]
-        w1 ansible_host=10.0.0.1 ansible_become_method=su
-        w2 ansible_host=10.0.0.1
+        w1 ansible_host=127.100.0.1 ansible_become_method=su
+        w2 ansible_host=127.100.0.1
         [empty]
         """, name="ansible.ini", mode=0o644)
     lines = [p.format("a") for p in lint_inventory(path).problems]
     assert "a: warning: Ansible variables not supported by hostbatch, ignored: " \
            "ansible_become_method" in lines, lines
-    assert "a: [w2] hostname: warning: hosts w1, w2 all reach 10.0.0.1" in lines
+    assert "a: [w2] hostname: warning: hosts w1, w2 all reach 127.100.0.1" in lines
     assert "a: [lonely]: warning: host is in no group (only in 'all')" in lines
     assert "a: [group:empty]: warning: group has no hosts" in lines
     assert any("holds passwords (lonely)" in line for line in lines)
@@ -193,7 +193,7 @@ def test_run_keys_and_sudo_password_env_are_known(write_inventory: WriteInventor
 
 
 def test_group_member_close_to_a_defined_host(write_inventory: WriteInventory) -> None:
-    path = write_inventory("[host:web01]\nhostname = 192.0.2.1\n"
+    path = write_inventory("[host:web01]\nhostname = 127.192.2.1\n"
                            "[group:web]\nhosts = web1, web01, db[1-2]\n")
     lines = [p.format("inv") for p in lint_inventory(path).problems]
     assert lines == ["inv: [group:web] hosts: warning: 'web1' has no [host:web1] section, so "

@@ -29,7 +29,7 @@ def grouped(kind: type[GroupedRenderer], events: list[Event], *,
     stdout, stderr = io.BytesIO(), io.BytesIO()
     renderer = kind(SafeStream(stdout), SafeStream(stderr), gather_stderr=gather_stderr,
                     color_stdout=False, color_stderr=False,
-                    addresses={"down1": "10.9.9.1", "down2": "10.9.9.2"})
+                    addresses={"down1": "127.109.9.1", "down2": "127.109.9.2"})
     for event in events:
         renderer.handle(event)
     renderer.close()
@@ -37,7 +37,7 @@ def grouped(kind: type[GroupedRenderer], events: list[Event], *,
 
 
 def refused(host: str) -> HostFailed:
-    address = {"down1": "10.9.9.1", "down2": "10.9.9.2"}[host]
+    address = {"down1": "127.109.9.1", "down2": "127.109.9.2"}[host]
     return HostFailed(host, FailureKind.CONNECT, f"connection refused by {address} port 22")
 
 
@@ -134,7 +134,7 @@ def test_host_files_are_atomic_and_complete(tmp_path: Path) -> None:
     assert (outdir / "h1.status").read_text() == (errdir / "h1.status").read_text() == "3\n"
     assert (outdir / "down1").read_bytes() == b""
     assert (outdir / "down1.status").read_text() == (
-        "error connect: connection refused by 10.9.9.1 port 22\n")
+        "error connect: connection refused by 127.109.9.1 port 22\n")
     assert sorted(os.listdir(outdir)) == ["down1", "down1.status", "h1", "h1.status"]
     assert stat.S_IMODE((outdir / "h1").stat().st_mode) == 0o600
     assert warnings == []
@@ -179,12 +179,12 @@ def test_summary_lists_every_failed_host_on_one_line_each() -> None:
 @pytest.mark.parametrize(
     ("address", "message", "expected"),
     [
-        ("10.0.0.1", "connection refused by 10.0.0.1 port 22",
+        ("127.100.0.1", "connection refused by 127.100.0.1 port 22",
          "connect: connection refused by <host> port 22"),
         ("a", "cannot connect to a port 22: a b", "connect: cannot connect to <host> port 22: "
                                                   "<host> b"),
         ("a", "cannot resolve 'a': Name unknown", "connect: cannot resolve '<host>': Name unknown"),
-        ("10.0.0.1", "refused by 10.0.0.10 port 22", "connect: refused by 10.0.0.10 port 22"),
+        ("127.100.0.1", "refused by 127.100.0.10 port 22", "connect: refused by 127.100.0.10 port 22"),
         ("web1", "reset by web1.lan.", "connect: reset by web1.lan."),
         ("web1", "reset by web1.", "connect: reset by <host>."),
     ],

@@ -73,14 +73,14 @@ def test_identity_file_becomes_identity_files_and_both_views_agree() -> None:
 
 
 def test_jump_chain_is_resolved_hop_by_hop() -> None:
-    r = resolver(ssh={"gw2": {"hostname": "10.0.0.2", "user": "sshuser"}},
-                 sections={"gw1": {"hostname": "10.0.0.1", "port": 2200},
+    r = resolver(ssh={"gw2": {"hostname": "127.100.0.2", "user": "sshuser"}},
+                 sections={"gw1": {"hostname": "127.100.0.1", "port": 2200},
                            "web": {"proxy_jump": ("gw1", "admin@gw2:2022")}},
                  defaults={"user": "ops"}, command_line={"user": "cli", "connect_timeout": 3.0})
     resolved = r.resolve("web")
     gw1, gw2 = resolved.spec.jump_chain
-    assert (gw1.hostname, gw1.port, gw1.user) == ("10.0.0.1", 2200, "ops")  # -l is not for hops
-    assert (gw2.hostname, gw2.port, gw2.user) == ("10.0.0.2", 2022, "admin")
+    assert (gw1.hostname, gw1.port, gw1.user) == ("127.100.0.1", 2200, "ops")  # -l is not for hops
+    assert (gw2.hostname, gw2.port, gw2.user) == ("127.100.0.2", 2022, "admin")
     assert gw2.jump_chain == (gw1,) and gw1.jump_chain == ()
     assert gw1.connect_timeout == gw2.connect_timeout == 3.0
     assert resolved.hops[1].sources["user"] == "proxy_jump of web"
@@ -118,11 +118,11 @@ def test_jump_list_none_and_commas() -> None:
 def test_loader_reads_proxy_jump_and_identities_only(tmp_path: Path) -> None:
     path = tmp_path / "hosts.ini"
     path.write_text("[defaults]\nidentities_only = no\n[host:web]\nproxy_jump = gw, u@gw2:22\n"
-                    "[host:gw]\nhostname = 10.0.0.1\n")
+                    "[host:gw]\nhostname = 127.100.0.1\n")
     inventory = load_inventory(path, local_user="me")
     web = inventory.hosts["web"]
     assert web.proxy_jump == ("gw", "u@gw2:22") and web.identities_only is False
-    assert [hop.hostname for hop in web.jump_chain] == ["10.0.0.1", "gw2"]
+    assert [hop.hostname for hop in web.jump_chain] == ["127.100.0.1", "gw2"]
     path.write_text("[host:web]\nproxy_jump = bad host\n")
     with pytest.raises(InventoryError, match="proxy_jump"):
         load_inventory(path)
@@ -150,7 +150,7 @@ def write(path: Path, text: str) -> Path:
 def test_ssh_config_settings_wildcards_and_first_value_wins(tmp_path: Path) -> None:
     config = write(tmp_path / ".ssh" / "config", """\
         Host web1
-            HostName 10.0.0.1
+            HostName 127.100.0.1
             IdentityFile ~/.ssh/one
         Host web* !web9
             User deploy
@@ -165,7 +165,7 @@ def test_ssh_config_settings_wildcards_and_first_value_wins(tmp_path: Path) -> N
         """)
     ssh = SshConfig.load(config, str(tmp_path))
     assert ssh.lookup("web1") == {
-        "hostname": "10.0.0.1", "user": "deploy", "port": 2222,
+        "hostname": "127.100.0.1", "user": "deploy", "port": 2222,
         "identity_files": (f"{tmp_path}/.ssh/one", "/abs/two"), "identities_only": False,
         "proxy_jump": ("gw", "admin@gw2:22"), "connect_timeout": 4.0,
         "known_hosts": f"{tmp_path}/kh"}
@@ -212,7 +212,7 @@ def test_ssh_config_errors_are_one_line_usage_errors(tmp_path: Path) -> None:
 
 def test_a_host_is_never_its_own_jump_host() -> None:
     r = resolver(defaults={"proxy_jump": ("bastion", "inner")},
-                 sections={"bastion": {"hostname": "10.0.0.1"}})
+                 sections={"bastion": {"hostname": "127.100.0.1"}})
     assert r.resolve("bastion").spec.jump_chain == ()
     assert [hop.name for hop in r.resolve("inner").spec.jump_chain] == ["bastion"]
     assert [hop.name for hop in r.resolve("web").spec.jump_chain] == ["bastion", "inner"]

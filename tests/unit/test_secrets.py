@@ -79,7 +79,7 @@ def test_pickle_round_trip(protocol: int) -> None:
 
 
 def test_host_spec_with_secret_pickles() -> None:
-    spec = HostSpec("web1", "10.0.0.1", password=Secret(VALUE))
+    spec = HostSpec("web1", "127.100.0.1", password=Secret(VALUE))
     restored = pickle.loads(pickle.dumps(spec))
     assert restored == spec
     assert restored.password is not None and restored.password.reveal() == VALUE

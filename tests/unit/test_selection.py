@@ -16,7 +16,7 @@ INVENTORY = """
 user = deploy
 
 [host:web1]
-hostname = 10.0.0.1
+hostname = 127.100.0.1
 
 [group:web_clusters]
 hosts = web1, web[02-04]
@@ -102,7 +102,7 @@ def test_select(inventory: Inventory, hosts: tuple[str, ...], groups: tuple[str,
 def test_select_returns_host_specs(inventory: Inventory) -> None:
     (spec,) = select(inventory, Selection(["web1"]))
     assert spec is inventory.hosts["web1"]
-    assert (spec.hostname, spec.user) == ("10.0.0.1", "deploy")
+    assert (spec.hostname, spec.user) == ("127.100.0.1", "deploy")
 
 
 @pytest.mark.parametrize(

@@ -168,6 +168,8 @@ class Resolver:
                                           self.sections.get(host, {}))
             for key in given:
                 sources[key] = f"proxy_jump of {target}"
+            if sources.get("hostname") == BUILT_IN:  # an address written in proxy_jump
+                sources["hostname"] = f"proxy_jump of {target}"
             values["proxy_jump"] = ()
             spec = HostSpec(name=host, jump_chain=tuple(r.spec for r in resolved), **values)
             resolved.append(Resolved(spec, sources))
