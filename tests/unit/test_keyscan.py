@@ -48,8 +48,8 @@ def test_statuses_against_both_files(tmp_path: Path) -> None:
 
 
 def test_clones_are_hosts_with_different_entries_and_one_key(tmp_path: Path) -> None:
-    specs = [HostSpec("x1", "127.100.0.1"), HostSpec("x2", "127.100.0.2"), HostSpec("x3", "127.100.0.3"),
-             HostSpec("alias", "127.100.0.3")]
+    specs = [HostSpec("x1", "127.100.0.1"), HostSpec("x2", "127.100.0.2"),
+             HostSpec("x3", "127.100.0.3"), HostSpec("alias", "127.100.0.3")]
     events: dict[str, Event] = {
         "x1": scanned(specs[0], key("same")), "x2": scanned(specs[1], key("same")),
         "x3": scanned(specs[2], key("own")), "alias": scanned(specs[3], key("own"))}

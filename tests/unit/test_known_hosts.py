@@ -39,8 +39,8 @@ def known(tmp_path: Path, *lines: str) -> KnownHosts:
 
 @pytest.mark.parametrize(
     ("hostname", "port", "expected"),
-    [("web1", 22, "web1"), ("web1", 2222, "[web1]:2222"), ("127.100.0.1", 2200, "[127.100.0.1]:2200"),
-     ("::1", 2222, "[::1]:2222")],
+    [("web1", 22, "web1"), ("web1", 2222, "[web1]:2222"),
+     ("127.100.0.1", 2200, "[127.100.0.1]:2200"), ("::1", 2222, "[::1]:2222")],
 )
 def test_host_entry_name(hostname: str, port: int, expected: str) -> None:
     assert host_entry_name(hostname, port) == expected

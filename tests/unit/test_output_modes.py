@@ -184,7 +184,8 @@ def test_summary_lists_every_failed_host_on_one_line_each() -> None:
         ("a", "cannot connect to a port 22: a b", "connect: cannot connect to <host> port 22: "
                                                   "<host> b"),
         ("a", "cannot resolve 'a': Name unknown", "connect: cannot resolve '<host>': Name unknown"),
-        ("127.100.0.1", "refused by 127.100.0.10 port 22", "connect: refused by 127.100.0.10 port 22"),
+        ("127.100.0.1", "refused by 127.100.0.10 port 22",
+         "connect: refused by 127.100.0.10 port 22"),
         ("web1", "reset by web1.lan.", "connect: reset by web1.lan."),
         ("web1", "reset by web1.", "connect: reset by <host>."),
     ],
