@@ -9,10 +9,8 @@ from __future__ import annotations
 import glob
 import hashlib
 import os
-import pty
 import re
 import secrets
-import select
 import signal
 import subprocess
 import time
@@ -33,6 +31,7 @@ from tests.integration.conftest import (
     wait_for_processes,
     write_inventory,
 )
+from tests.support.cli import answer_prompt_on_pty
 from tests.support.fleet import MARKER_VAR, Fleet, ensure_test_user
 
 pytestmark = pytest.mark.integration
@@ -276,45 +275,12 @@ def test_sudo_with_stdin_and_env(cli: Cli, sudo_user: str, main_fleet: Fleet,
     assert_no_password(result)
 
 
-def _pty_run(cli: Cli, typed: bytes, prompt: bytes, *args: str | Path) -> tuple[int, bytes, str]:
-    master, slave = pty.openpty()
-    try:
-        proc = cli.popen(*args, stdin=slave, stderr=slave, start_new_session=True)
-    finally:
-        os.close(slave)
-    shown = b""
-    try:
-        deadline = time.monotonic() + 30
-        while prompt not in shown and time.monotonic() < deadline:
-            if select.select([master], [], [], 1)[0]:
-                shown += os.read(master, 4096)
-        assert prompt in shown, shown
-        os.write(master, typed)
-        assert proc.stdout is not None
-        stdout = proc.stdout.read().decode()
-        status = proc.wait(timeout=30)
-        while select.select([master], [], [], 0.2)[0]:
-            try:
-                data = os.read(master, 4096)
-            except OSError:
-                break
-            if not data:
-                break
-            shown += data
-    finally:
-        os.close(master)
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    return status, shown, stdout
-
-
 def test_ask_sudo_pass_prompts_once_without_echo(cli: Cli, sudo_user: str, main_fleet: Fleet,
                                                  tmp_path: Path) -> None:
     inventory = sudo_inventory(main_fleet, tmp_path / "hosts.ini")
-    status, shown, stdout = _pty_run(cli, SUDO_PASSWORD.encode() + b"\n", b"sudo password:",
-                                     "-i", inventory, "-g", "web", "--sudo", "--ask-sudo-pass",
-                                     "-cmd", "id -u")
+    status, shown, stdout = answer_prompt_on_pty(
+        cli, b"sudo password:", SUDO_PASSWORD.encode() + b"\n",
+        "-i", inventory, "-g", "web", "--sudo", "--ask-sudo-pass", "-cmd", "id -u")
     assert status == 0, shown
     assert shown.count(b"sudo password:") == 1, shown
     assert SUDO_PASSWORD.encode() not in shown, shown  # not echoed

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import pty
-import select
 import shutil
 import signal
 import subprocess
@@ -33,6 +31,7 @@ from tests.integration.conftest import (
     terminals,
     write_inventory,
 )
+from tests.support.cli import answer_prompt_on_pty
 from tests.support.fleet import Fleet
 
 pytestmark = pytest.mark.integration
@@ -185,53 +184,14 @@ def test_confirm_over_default_from_inventory(cli: Cli, main_fleet: Fleet, tmp_pa
     assert sorted(started(logged(host_log, main_fleet))) == ["web01", "web02"]
 
 
-def _run_on_pty(cli: Cli, answer: bytes, *args: str | Path) -> tuple[int, bytes, str]:
-    """Run with stdin and stderr on a pty; answer the prompt once; return status, what the
-    terminal showed, and stdout."""
-    master, slave = pty.openpty()
-    try:
-        proc = cli.popen(*args, stdin=slave, stderr=slave, start_new_session=True)
-    finally:
-        os.close(slave)
-    shown = b""
-    deadline = time.monotonic() + 30
-    try:
-        while b"Continue? [y/N]" not in shown and time.monotonic() < deadline:
-            readable, _, _ = select.select([master], [], [], 1)
-            if readable:
-                shown += os.read(master, 4096)
-        assert b"Continue? [y/N]" in shown, shown
-        os.write(master, answer)
-        assert proc.stdout is not None
-        stdout = proc.stdout.read().decode()
-        status = proc.wait(timeout=30)
-        while True:
-            readable, _, _ = select.select([master], [], [], 0.2)
-            if not readable:
-                break
-            try:
-                data = os.read(master, 4096)
-            except OSError:
-                break
-            if not data:
-                break
-            shown += data
-    finally:
-        os.close(master)
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    return status, shown, stdout
-
-
 @pytest.mark.parametrize(("answer", "runs"), [(b"y\n", True), (b"yes\n", True),
                                               (b"n\n", False), (b"\n", False)])
 def test_confirm_over_asks_once_on_a_terminal(cli: Cli, main_fleet: Fleet,
                                               main_inventory: Path, host_log: Path,
                                               answer: bytes, runs: bool) -> None:
-    status, shown, stdout = _run_on_pty(cli, answer, "-i", main_inventory, "-g", "all",
-                                        "--confirm-over", "1", "-cmd",
-                                        logging_command(host_log, sleep=0))
+    status, shown, stdout = answer_prompt_on_pty(
+        cli, b"Continue? [y/N]", answer, "-i", main_inventory, "-g", "all",
+        "--confirm-over", "1", "-cmd", logging_command(host_log, sleep=0))
     text = shown.decode()
     assert text.count("Continue? [y/N]") == 1, text
     assert "About to run on 4 hosts" in text and "start" in text, text

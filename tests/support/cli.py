@@ -350,3 +350,39 @@ def run_with_pty_stderr(cli: Cli, *args: str | Path, env: Mapping[str, str] | No
         os.close(master)
         proc.stdout.close()
     return status, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
+
+
+def answer_prompt_on_pty(cli: Cli, prompt: bytes, typed: bytes,
+                         *args: str | Path) -> tuple[int, bytes, str]:
+    """Run with stdin and stderr on a pseudo-terminal, type ``typed`` once ``prompt`` shows;
+    return the exit status, everything the terminal showed, and stdout."""
+    master, slave = pty.openpty()
+    try:
+        proc = cli.popen(*args, stdin=slave, stderr=slave, start_new_session=True)
+    finally:
+        os.close(slave)
+    shown = b""
+    try:
+        deadline = time.monotonic() + 30
+        while prompt not in shown and time.monotonic() < deadline:
+            if select.select([master], [], [], 1)[0]:
+                shown += os.read(master, 4096)
+        assert prompt in shown, shown
+        os.write(master, typed)
+        assert proc.stdout is not None
+        stdout = proc.stdout.read().decode()
+        status = proc.wait(timeout=30)
+        while select.select([master], [], [], 0.2)[0]:
+            try:
+                data = os.read(master, 4096)
+            except OSError:
+                break
+            if not data:
+                break
+            shown += data
+    finally:
+        os.close(master)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return status, shown, stdout
