@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import time
-import traceback
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from hostbatch.cli.environment import Environment
+from hostbatch.cli.failures import run_reporting_errors
 from hostbatch.cli.options import Parser, _count, add_output_options, check_output_options
 from hostbatch.engine.jobs import RunCommand
 from hostbatch.engine.outcome import ExitStatus
@@ -233,24 +233,12 @@ def history_main(argv: Sequence[str], env: Environment, prog: str = "hostbatch h
     stdout, stderr = SafeStream(env.stdout), SafeStream(env.stderr)
     words = list(argv)
     name = words.pop(0) if words and words[0] in _COMMANDS else "list"
-    try:
-        return _COMMANDS[name](words, env, stdout, stderr,
-                               prog if name == "list" else f"{prog} {name}")
-    except HostbatchError as exc:
-        stderr.write(f"{prog}: error: {exc}\n".encode())
-        return ExitStatus.USAGE
-    except sqlite3.Error as exc:
-        stderr.write(f"{prog}: error: cannot read the history: {exc}\n".encode())
-        return ExitStatus.USAGE
-    except KeyboardInterrupt:
-        stderr.write(f"{prog}: interrupted\n".encode())
-        return ExitStatus.INTERRUPTED
-    except Exception as exc:  # a bug: one line, the traceback only on request
-        if "--debug" in words:
-            stderr.write(traceback.format_exc().encode())
-        stderr.write(f"{prog}: internal error: {type(exc).__name__}: {exc} "
-                     "(rerun with --debug for a traceback)\n".encode())
-        return 70
-    finally:
-        stdout.flush()
-        stderr.flush()
+
+    def body() -> int:
+        try:
+            return _COMMANDS[name](words, env, stdout, stderr,
+                                   prog if name == "list" else f"{prog} {name}")
+        except sqlite3.Error as exc:
+            raise HostbatchError(f"cannot read the history: {exc}") from None
+
+    return run_reporting_errors(prog, words, stdout, stderr, body)

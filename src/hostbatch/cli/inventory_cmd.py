@@ -7,19 +7,16 @@ Each subcommand is a ``main(argv, env) -> exit status`` function registered in
 from __future__ import annotations
 
 import argparse
-import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from hostbatch.cli.environment import Environment
 from hostbatch.cli.explain import explain_main
+from hostbatch.cli.failures import run_reporting_errors
 from hostbatch.cli.options import Parser, add_inventory_options
 from hostbatch.engine.outcome import ExitStatus
 from hostbatch.errors import HostbatchError
 from hostbatch.render.output import SafeStream
-
-#: Internal error (a bug), as in :mod:`hostbatch.cli.main`.
-EXIT_INTERNAL = 70
 
 Subcommand = Callable[[Sequence[str], Environment], int]
 
@@ -151,21 +148,6 @@ def main(argv: Sequence[str], env: Environment, prog: str = "hostbatch inventory
         env.stderr.write(f"{prog}: error: unknown subcommand {argv[0]!r} (one of "
                          f"{', '.join(SUBCOMMANDS)})\n".encode())
         return ExitStatus.USAGE
-    try:
-        return command(argv[1:], env)
-    except HostbatchError as exc:
-        env.stderr.write(f"{name}: error: {exc}\n".encode())
-        return ExitStatus.USAGE
-    except KeyboardInterrupt:
-        env.stderr.write(f"{name}: interrupted\n".encode())
-        return ExitStatus.INTERRUPTED
-    except Exception as exc:  # a bug: one line, the traceback only on request
-        if "--debug" in argv:
-            env.stderr.write(traceback.format_exc().encode())
-        env.stderr.write(f"{name}: internal error: {type(exc).__name__}: {exc} "
-                         "(rerun with --debug for a traceback)\n".encode())
-        return EXIT_INTERNAL
-    finally:
-        env.stdout.flush()
-        env.stderr.flush()
+    return run_reporting_errors(name, argv, env.stdout, env.stderr,
+                                lambda: command(argv[1:], env))
 

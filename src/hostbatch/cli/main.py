@@ -1,5 +1,5 @@
-"""Entry points: ``batch_run``, ``batch_scp``, ``hostbatch run|scp``; the one place where
-errors become exit statuses.
+"""Entry points: ``batch_run``, ``batch_scp``, ``hostbatch run|scp``; errors become exit
+statuses in :func:`hostbatch.cli.failures.run_reporting_errors`.
 
 ``main(argv, env)`` functions return an exit status and never exit; the console scripts
 (:mod:`hostbatch.cli.scripts`) are the only callers of ``sys.exit``. Expected errors print one
@@ -10,12 +10,12 @@ shows the traceback).
 from __future__ import annotations
 
 import argparse
-import traceback
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from hostbatch import __version__
 from hostbatch.cli.environment import Environment
+from hostbatch.cli.failures import run_reporting_errors
 from hostbatch.cli.options import (
     Parser,
     build_run_parser,
@@ -25,7 +25,7 @@ from hostbatch.cli.options import (
 from hostbatch.engine.jobs import Action
 from hostbatch.engine.launcher import WorkerLauncher
 from hostbatch.engine.outcome import ExitStatus
-from hostbatch.errors import HostbatchError, UsageError
+from hostbatch.errors import UsageError
 from hostbatch.inventory.model import HostSpec
 from hostbatch.render.output import SafeStream
 from hostbatch.secrets import redact
@@ -34,8 +34,6 @@ if TYPE_CHECKING:
     from hostbatch.inventory.model import Inventory
     from hostbatch.selection import Selection
 
-#: Internal error (a bug), as sysexits.h's EX_SOFTWARE.
-EXIT_INTERNAL = 70
 
 #: Performs an action on the selected hosts and returns the exit status.
 Perform = Callable[[list[HostSpec], Action, argparse.Namespace, Environment, SafeStream,
@@ -123,7 +121,7 @@ def _main(argv: Sequence[str], env: Environment, prog: str,
         stderr.write(redact(f"{prog}: warning: {message}\n").encode())
         stderr.flush()
 
-    try:
+    def body() -> int:
         parser = build_parser(prog)
         args = parser.parse_args(list(argv))
         if args.help:
@@ -156,21 +154,8 @@ def _main(argv: Sequence[str], env: Environment, prog: str,
         hosts = _settle_credentials(hosts, args, env, inventory.path, warn)
         hosts, inputs = prepare(hosts, action, args, env)
         return execute(hosts, action, args, env, stdout, stderr, launcher, inputs)
-    except HostbatchError as exc:
-        stderr.write(redact(f"{prog}: error: {exc}\n").encode())
-        return ExitStatus.USAGE
-    except KeyboardInterrupt:
-        stderr.write(f"{prog}: interrupted\n".encode())
-        return ExitStatus.INTERRUPTED
-    except Exception as exc:  # a bug: one line, the traceback only on request
-        if "--debug" in argv:
-            stderr.write(redact(traceback.format_exc()).encode())
-        stderr.write(redact(f"{prog}: internal error: {type(exc).__name__}: {exc} "
-                            "(rerun with --debug for a traceback)\n").encode())
-        return EXIT_INTERNAL
-    finally:
-        stdout.flush()
-        stderr.flush()
+
+    return run_reporting_errors(prog, argv, stdout, stderr, body)
 
 
 def run_main(argv: Sequence[str], env: Environment, prog: str = "batch_run", *,
