@@ -46,8 +46,8 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:
+    from hostbatch.actions import RunCommand, RunInput
     from hostbatch.api import run
-    from hostbatch.engine.jobs import RunCommand, RunInput
     from hostbatch.engine.outcome import BatchResult
     from hostbatch.engine.rollout import Amount, RolloutPolicy
     from hostbatch.errors import FailureKind, HostbatchError

@@ -7,8 +7,9 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from hostbatch.actions import Action, RunInput
 from hostbatch.engine.events import Event, HostKeyLearned
-from hostbatch.engine.jobs import Action, RunInput, plan
+from hostbatch.engine.jobs import plan
 from hostbatch.engine.launcher import WorkerLauncher
 from hostbatch.engine.outcome import BatchResult
 from hostbatch.engine.pool import WorkerPool, interrupt_handlers

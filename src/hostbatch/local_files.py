@@ -12,7 +12,7 @@ import os
 import stat
 from pathlib import Path
 
-from hostbatch.engine.jobs import LocalEntry
+from hostbatch.actions import LocalEntry
 from hostbatch.errors import UsageError
 
 

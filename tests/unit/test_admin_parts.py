@@ -9,9 +9,9 @@ import subprocess
 
 import pytest
 
+from hostbatch.actions import PutFiles, RunCommand
 from hostbatch.cli.confirm import confirm
 from hostbatch.cli.environment import Environment
-from hostbatch.engine.jobs import PutFiles, RunCommand
 from hostbatch.engine.remote import (
     SudoMarkers,
     build_command,

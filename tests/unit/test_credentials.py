@@ -234,7 +234,7 @@ def test_empty_passphrase_gives_up(key_files: dict[str, Path],
 def test_library_run_resolves_password_sources_before_connecting(
         monkeypatch: pytest.MonkeyPatch) -> None:
     from hostbatch import api
-    from hostbatch.engine.jobs import RunCommand
+    from hostbatch.actions import RunCommand
 
     monkeypatch.delenv("HB_UNIT_NO_SUCH_VAR", raising=False)
     spec = HostSpec("a", "127.192.2.1", password_env="HB_UNIT_NO_SUCH_VAR")

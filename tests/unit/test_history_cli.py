@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 from hostbatch import secrets
+from hostbatch.actions import RunCommand
 from hostbatch.cli.environment import Environment
 from hostbatch.cli.main import hostbatch_main, run_main
 from hostbatch.cli.options import _size
 from hostbatch.engine.events import Event, HostExited, HostFailed, OutputLines
-from hostbatch.engine.jobs import RunCommand
 from hostbatch.errors import FailureKind
 from hostbatch.history.recorder import HistoryRecorder
 from hostbatch.history.selectors import uses_history

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from hostbatch import secrets
+from hostbatch.actions import GetFiles, RunCommand, action_kind, describe
 from hostbatch.engine.events import (
     Event,
     FileTransferred,
@@ -21,10 +22,9 @@ from hostbatch.engine.events import (
     OutputLines,
     TransferDone,
 )
-from hostbatch.engine.jobs import GetFiles, RunCommand
 from hostbatch.errors import FailureKind
 from hostbatch.history import recorder as recorder_module
-from hostbatch.history.recorder import HistoryRecorder, action_text, cut_note
+from hostbatch.history.recorder import HistoryRecorder, cut_note
 from hostbatch.history.replay import host_specs, match_hosts, replay, replayed_result
 from hostbatch.history.store import SCHEMA_VERSION, HistoryError, HistoryStore, history_path
 from hostbatch.inventory.model import HostSpec
@@ -357,5 +357,6 @@ def test_two_processes_write_at_once(tmp_path: Path) -> None:
      ("run", "script fix.sh --now 'a b'")),
     (GetFiles("/etc/os-release", "out"), ("get", "/etc/os-release -> out")),
 ])
-def test_action_text(action: RunCommand | GetFiles, expected: tuple[str, str]) -> None:
-    assert action_text(action) == expected
+def test_action_kind_and_description(action: RunCommand | GetFiles,
+                                     expected: tuple[str, str]) -> None:
+    assert (action_kind(action), describe(action)) == expected

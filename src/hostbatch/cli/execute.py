@@ -7,9 +7,9 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from hostbatch.actions import Action, GetFiles, PutFiles, RunInput
 from hostbatch.cli.environment import Environment
 from hostbatch.engine.events import Event
-from hostbatch.engine.jobs import Action, GetFiles, PutFiles, RunInput
 from hostbatch.engine.launcher import WorkerLauncher
 from hostbatch.engine.outcome import ExitStatus
 from hostbatch.engine.rollout import RolloutPolicy

@@ -8,10 +8,10 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
+from hostbatch.actions import RunCommand
 from hostbatch.cli.environment import Environment
 from hostbatch.cli.failures import run_reporting_errors
 from hostbatch.cli.options import Parser, _count, add_output_options, check_output_options
-from hostbatch.engine.jobs import RunCommand
 from hostbatch.engine.outcome import ExitStatus
 from hostbatch.errors import HostbatchError, UsageError
 from hostbatch.render.output import SafeStream, use_color

@@ -16,9 +16,9 @@ import argparse
 import dataclasses
 import os
 
+from hostbatch.actions import Action, RunCommand, RunInput
 from hostbatch.cli.environment import Environment
 from hostbatch.cli.run import read_script
-from hostbatch.engine.jobs import Action, RunCommand, RunInput
 from hostbatch.errors import UsageError
 from hostbatch.inventory.model import HostSpec
 from hostbatch.secrets import Secret

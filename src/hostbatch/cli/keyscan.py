@@ -14,11 +14,11 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from hostbatch.actions import Action, ScanHostKey
 from hostbatch.cli.confirm import YES
 from hostbatch.cli.environment import Environment
 from hostbatch.cli.options import Parser, add_common_options
 from hostbatch.engine.events import Event, HostFailed, HostKeyScanned
-from hostbatch.engine.jobs import Action, ScanHostKey
 from hostbatch.engine.launcher import WorkerLauncher
 from hostbatch.engine.outcome import ExitStatus
 from hostbatch.inventory.model import HostSpec

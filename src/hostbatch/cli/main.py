@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from hostbatch import __version__
+from hostbatch.actions import Action
 from hostbatch.cli.environment import Environment
 from hostbatch.cli.failures import run_reporting_errors
 from hostbatch.cli.options import (
@@ -22,7 +23,6 @@ from hostbatch.cli.options import (
     build_scp_parser,
     check_output_options,
 )
-from hostbatch.engine.jobs import Action
 from hostbatch.engine.launcher import WorkerLauncher
 from hostbatch.engine.outcome import ExitStatus
 from hostbatch.errors import UsageError

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from hostbatch.engine.jobs import RunCommand
+from hostbatch.actions import RunCommand
 from hostbatch.errors import UsageError
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from hostbatch.engine.jobs import GetFiles, PutFiles
+from hostbatch.actions import GetFiles, PutFiles
 from hostbatch.errors import UsageError
 from hostbatch.local_files import prepare_get_dir, scan_source
 

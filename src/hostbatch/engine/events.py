@@ -12,9 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from hostbatch.actions import Stream
 from hostbatch.errors import FailureKind
-
-Stream = Literal["stdout", "stderr"]
 
 
 @dataclass(frozen=True, slots=True)

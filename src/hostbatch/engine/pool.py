@@ -25,8 +25,9 @@ from multiprocessing.connection import Connection, wait
 from types import FrameType
 from typing import Any
 
+from hostbatch.actions import GetFiles, PutFiles, RunInput
 from hostbatch.engine.events import Event, HostExited, HostFailed, HostStarted, TerminalEvent
-from hostbatch.engine.jobs import GetFiles, Job, PutFiles, RunInput
+from hostbatch.engine.jobs import Job
 from hostbatch.engine.launcher import WorkerLauncher
 from hostbatch.engine.rollout import Rollout
 from hostbatch.engine.worker import WorkerConfig

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
+from hostbatch.actions import GetFiles, PutFiles, RunCommand, RunInput, ScanHostKey, Stream
 from hostbatch.engine.events import (
     Event,
     FileTransferred,
@@ -32,11 +33,10 @@ from hostbatch.engine.events import (
     HostKeyScanned,
     HostStarted,
     OutputLines,
-    Stream,
     TransferDone,
     TransferProgress,
 )
-from hostbatch.engine.jobs import GetFiles, Job, PutFiles, RunCommand, RunInput, ScanHostKey
+from hostbatch.engine.jobs import Job
 from hostbatch.errors import FailureKind
 from hostbatch.secrets import Secret, redact, redact_bytes
 from hostbatch.settings import RunSettings

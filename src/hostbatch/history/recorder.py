@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import getpass
 import json
-import shlex
 import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from hostbatch.actions import Action, action_kind, describe
 from hostbatch.engine.events import (
     Event,
     FileTransferred,
@@ -28,7 +28,6 @@ from hostbatch.engine.events import (
     OutputLines,
     TransferDone,
 )
-from hostbatch.engine.jobs import Action, GetFiles, PutFiles, RunCommand
 from hostbatch.errors import FailureKind, HostbatchError
 from hostbatch.history import DEFAULT_OUTPUT_CAP
 from hostbatch.history.store import BUSY_TIMEOUT, OK, HistoryStore, HostUpdate, NewRun
@@ -44,22 +43,6 @@ FLUSH_SECONDS = 0.5
 
 _STATES = {FailureKind.TRANSFER: "failed", FailureKind.INTERRUPTED: "interrupted",
            FailureKind.SKIPPED: "skipped"}
-
-
-def action_text(action: Action) -> tuple[str, str]:
-    """The action's kind (``run``, ``put``, ``get``, ``keyscan``) and its description; a
-    command as a shell would read it (``sudo K=V command``, ``script FILE ARGS``)."""
-    if isinstance(action, RunCommand):
-        text = (action.command if action.script is None
-                else "script " + shlex.join([action.script, *action.script_args]))
-        if action.env:
-            text = " ".join(f"{key}={shlex.quote(value)}" for key, value in action.env) + " " + text
-        return "run", f"sudo {text}" if action.sudo else text
-    if isinstance(action, PutFiles):
-        return "put", f"{action.source} -> {action.remote}"
-    if isinstance(action, GetFiles):
-        return "get", f"{action.remote} -> {action.local_dir}"
-    return "keyscan", "keyscan"
 
 
 def cut_note(cap: int) -> bytes:
@@ -102,7 +85,7 @@ class HistoryRecorder:
               cap: int = DEFAULT_OUTPUT_CAP, warn: Callable[[str], None],
               busy_timeout: float = BUSY_TIMEOUT) -> HistoryRecorder | None:
         """Open the history and record the run's start; on failure warn and return ``None``."""
-        kind, text = action_text(action)
+        kind, text = action_kind(action), describe(action)
         run = NewRun(started=time.time(), user=_local_user(), action=kind, command=redact(text),
                      selection={key: [redact(item) for item in items]
                                 for key, items in selection.items()},

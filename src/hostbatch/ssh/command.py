@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import paramiko
 
-from hostbatch.engine.events import Stream
+from hostbatch.actions import Stream
 from hostbatch.engine.remote import sudo_kill
 from hostbatch.errors import FailureKind
 from hostbatch.ssh.errors import HostFailure

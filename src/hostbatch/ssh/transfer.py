@@ -31,7 +31,7 @@ from typing import TypeVar
 
 import paramiko
 
-from hostbatch.engine.jobs import GetFiles, LocalEntry, PutFiles
+from hostbatch.actions import GetFiles, LocalEntry, PutFiles
 from hostbatch.errors import FailureKind
 from hostbatch.ssh.errors import HostFailure
 
