@@ -1,27 +1,19 @@
-"""Pure parts of --sudo, --env, --script and --confirm-over: command text, sudo's stderr
-conversation, inventory keys and the confirmation prompt (no network)."""
+"""Pure parts of --sudo, --env, --script and --confirm-over: sudo's stderr conversation,
+inventory keys and the confirmation prompt (no network; the command text is in test_shell)."""
 
 from __future__ import annotations
 
 import io
-import shlex
-import subprocess
 
 import pytest
 
 from hostbatch.actions import PutFiles, RunCommand
 from hostbatch.cli.confirm import confirm
 from hostbatch.cli.environment import Environment
-from hostbatch.engine.remote import (
-    SudoMarkers,
-    build_command,
-    is_identifier,
-    script_invocation,
-    sudo_kill,
-)
 from hostbatch.errors import InventoryError, UsageError
 from hostbatch.inventory.loader import load_inventory
 from hostbatch.secrets import Secret
+from hostbatch.ssh.shell import SudoMarkers
 from hostbatch.ssh.sudo import SudoAuth, SudoWatch
 
 from .conftest import WriteInventory
@@ -29,42 +21,6 @@ from .conftest import WriteInventory
 MARKERS = SudoMarkers.from_nonce("0123abcd")
 PROMPT = MARKERS.prompt.encode()
 GO = MARKERS.go.encode() + b"\n"
-
-
-# ------------------------------------------------------------------ command text
-
-
-def sh(command: str) -> str:
-    """What /bin/sh prints for ``command`` (the quoting is checked by a real shell)."""
-    return subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=10,
-                          check=True).stdout
-
-
-@pytest.mark.parametrize("value", ["plain", "a  b", "it's", "$HOME `id`", "", "grüße", "x\ny"])
-def test_exports_survive_the_shell(value: str) -> None:
-    assert sh(build_command('printf %s "$V"', [("V", value)])) == value
-
-
-def test_sudo_wrap_shape() -> None:
-    command = build_command("id -u", [("A", "1")], sudo=MARKERS)
-    words = shlex.split(command)
-    assert words[:5] == ["sudo", "-S", "-p", MARKERS.prompt, "--"]
-    assert words[5:7] == ["/bin/sh", "-c"]
-    assert words[7] == f"echo {MARKERS.go} >&2; export A=1; id -u"
-    assert "%" not in MARKERS.prompt  # sudo expands %-escapes in -p
-
-
-def test_sudo_kill_and_script_invocation() -> None:
-    assert shlex.split(sudo_kill("TERM", 42, MARKERS)) == [
-        "sudo", "-S", "-p", MARKERS.prompt, "--", "kill", "-s", "TERM", "--", "-42"]
-    assert shlex.split(script_invocation("/home/u/.x y", ["a b", "it's"])) == [
-        "/home/u/.x y", "a b", "it's"]
-
-
-@pytest.mark.parametrize(("name", "ok"), [("A", True), ("_x1", True), ("1A", False),
-                                          ("A-B", False), ("", False), ("Ä", False)])
-def test_is_identifier(name: str, ok: bool) -> None:
-    assert is_identifier(name) is ok
 
 
 # ------------------------------------------------------------------ sudo's conversation

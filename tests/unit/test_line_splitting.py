@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from hostbatch.ssh import command
-from hostbatch.ssh.command import MARKER_SEARCH_LINES, MAX_LINE, wrap_command
+from hostbatch.ssh.command import MARKER_SEARCH_LINES, MAX_LINE
 
 
 def _lines(block: bytes) -> list[bytes]:
@@ -147,10 +147,6 @@ def test_total_bytes_are_preserved() -> None:
 # --------------------------------------------------------------------------- marker filter
 
 MARKER = "HBM-0123456789abcdef"
-
-
-def test_wrap_command_reports_the_process_group_first() -> None:
-    assert wrap_command("df -h", MARKER) == f"echo {MARKER} $$; df -h"
 
 
 @pytest.mark.parametrize(

@@ -10,12 +10,12 @@ import argparse
 import os
 from typing import NoReturn
 
-from hostbatch.engine.remote import is_identifier
 from hostbatch.engine.rollout import Amount
 from hostbatch.errors import UsageError
 from hostbatch.history import DEFAULT_OUTPUT_CAP
 from hostbatch.inventory.loader import INVENTORY_FORMATS
 from hostbatch.settings import DEFAULT_FORKS, DEFAULT_RETRIES
+from hostbatch.ssh.shell import is_identifier
 
 EXIT_STATUS_HELP = """\
 exit status:

@@ -21,9 +21,9 @@ import threading
 import time
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
-from hostbatch.actions import GetFiles, PutFiles, RunCommand, RunInput, ScanHostKey, Stream
+from hostbatch.actions import PutFiles, RunCommand, RunInput, ScanHostKey
 from hostbatch.engine.events import (
     Event,
     FileTransferred,
@@ -42,8 +42,9 @@ from hostbatch.secrets import Secret, redact, redact_bytes
 from hostbatch.settings import RunSettings
 
 if TYPE_CHECKING:
-    from hostbatch.ssh.command import CommandResult
-    from hostbatch.ssh.session import Connector, Transport
+    from hostbatch.ssh.connect import Connector
+    from hostbatch.ssh.context import HostContext
+    from hostbatch.ssh.session import Session
 
 #: Events per message to the parent; batching keeps pickling and pipe overhead off chatty hosts.
 BATCH_MAX = 512
@@ -99,8 +100,7 @@ def worker_main(config_in: Connection, jobs: Any, events_out: Connection, cancel
     # failure reaches the user as a host event instead.
     logging.getLogger("paramiko").addHandler(logging.NullHandler())
     logging.getLogger("paramiko").propagate = False
-    from hostbatch.ssh import command, script, transfer  # noqa: F401 - import now, not later
-    from hostbatch.ssh.session import Connector  # paramiko is imported only in workers
+    from hostbatch.ssh.connect import Connector  # paramiko is imported only in workers
 
     try:
         config: WorkerConfig = config_in.recv()
@@ -158,7 +158,7 @@ def _forward(pending: queue.Queue[Any], events_out: Connection) -> None:
 
 
 class _JobRunner:
-    """Pulls jobs and performs them, one connection per job, on the calling thread."""
+    """Pulls jobs and performs them, one session per job, on the calling thread."""
 
     def __init__(self, config: WorkerConfig, connector: Connector, emit: Any,
                  wake_fd: int) -> None:
@@ -176,107 +176,70 @@ class _JobRunner:
                 continue  # the parent reports never-started hosts as skipped
             self.perform(job)
 
+    def context(self, job: Job) -> HostContext:
+        """The job's context: limits, cancellation, and callbacks that emit its events."""
+        from hostbatch.ssh.context import HostContext
+
+        host = job.host.name
+        direction: Literal["put", "get"] = "put" if isinstance(job.action, PutFiles) else "get"
+        return HostContext(
+            host=host,
+            marker=self.config.marker,
+            timeout=self.config.settings.command_timeout,
+            cancelled=self.connector.cancelled,
+            wake_fd=self.wake_fd,
+            on_lines=lambda stream, block, unterminated: self.emit(
+                OutputLines(host, stream, redact_bytes(block), unterminated)),
+            on_progress=lambda path, done, total: self.emit(
+                TransferProgress(host, path, done, total)),
+            on_file=lambda source, destination, size, duration: self.emit(
+                FileTransferred(host, direction, source, destination, size, duration)),
+        )
+
     def perform(self, job: Job) -> None:
-        from hostbatch.ssh.errors import HostFailure
+        """Connect, act, close; emit exactly one terminal event for the host."""
+        from hostbatch.ssh.errors import HostJobError
 
         host = job.host.name
         self.emit(HostStarted(host, self.config.index))
-        started = time.monotonic()
-        transport = None
+        ctx = self.context(job)
 
         def learn(path: str, line: str, fingerprint: str) -> None:
             self.emit(HostKeyLearned(host, path, line, fingerprint))
 
-        def on_lines(stream: Stream, block: bytes, unterminated: bool) -> None:
-            self.emit(OutputLines(host, stream, redact_bytes(block), unterminated))
-
+        session = None
         terminal: Event
         try:
-            scan = isinstance(job.action, ScanHostKey)
-            transport = self.connector.connect(job.host, learn, key_only=scan)
-            if scan:
-                terminal = self.scan(job, transport, started)
-            elif isinstance(job.action, RunCommand):
-                result = self.run(job, transport, on_lines)
-                terminal = HostExited(host, result.exit_status, time.monotonic() - started,
-                                      result.note)
-            else:
-                terminal = self.copy(job, transport, started)
-        except HostFailure as failure:
-            if job.host.jump_chain:
-                failure = self.connector.jumps.blame(job.host, failure)
+            session = self.connector.open(job.host, learn,
+                                          key_only=isinstance(job.action, ScanHostKey))
+            terminal = self.act(job, session, ctx)
+        except HostJobError as failure:
+            failure = self.connector.blame(job.host, failure)
             terminal = HostFailed(host, failure.kind, redact(failure.message),
-                                  time.monotonic() - started)
+                                  time.monotonic() - ctx.started)
         except Exception as exc:  # a bug must cost one host, never the whole run
             terminal = HostFailed(host, FailureKind.INTERNAL,
                                   redact(f"internal error: {type(exc).__name__}: {exc}"),
-                                  time.monotonic() - started)
+                                  time.monotonic() - ctx.started)
         finally:
-            if transport is not None:
-                self.connector.close(transport)
+            if session is not None:
+                session.close()
         self.emit(terminal)
 
-    def scan(self, job: Job, transport: Transport, started: float) -> HostKeyScanned:
-        """The key of a host connected with ``key_only`` (no check, no login)."""
-        from hostbatch.known_hosts import host_entry_name
-        from hostbatch.ssh.keyscan import read_host_key
+    def act(self, job: Job, session: Session, ctx: HostContext) -> Event:
+        """Perform the job's action on an open session; return the host's terminal event."""
+        host, action = job.host.name, job.action
+        if isinstance(action, ScanHostKey):
+            from hostbatch.known_hosts import host_entry_name
 
-        key = read_host_key(transport)
-        return HostKeyScanned(job.host.name, host_entry_name(job.host.hostname, job.host.port),
-                              key.key_type, key.key_b64, key.fingerprint,
-                              time.monotonic() - started)
-
-    def run(self, job: Job, transport: Transport, on_lines: Any) -> CommandResult:
-        """Run a command (or upload, run and remove a script) on an open connection."""
-        from hostbatch.engine.remote import SudoMarkers, build_command, script_invocation
-        from hostbatch.ssh import script
-        from hostbatch.ssh.command import run_command
-        from hostbatch.ssh.sudo import SudoAuth
-
-        action = job.action
-        assert isinstance(action, RunCommand)
-        inputs = self.config.inputs
-        sudo = None
-        if action.sudo:
-            sudo = SudoAuth(SudoMarkers.from_nonce(self.config.marker.rsplit("-", 1)[-1]),
-                            job.host.sudo_password)
-        remote_script = None
-        if action.script is not None:
-            remote_script = script.upload(transport, inputs.script or b"", action.script)
-        try:
-            body = (action.command if remote_script is None
-                    else script_invocation(remote_script, action.script_args))
-            return run_command(
-                transport, build_command(body, action.env,
-                                         sudo=None if sudo is None else sudo.markers),
-                marker=self.config.marker, timeout=self.config.settings.command_timeout,
-                wake_fd=self.wake_fd, is_cancelled=self.connector.cancelled.is_set,
-                on_lines=on_lines, stdin=inputs.stdin, sudo=sudo,
-            )
-        finally:
-            if remote_script is not None:
-                script.remove(transport, remote_script)
-
-    def copy(self, job: Job, transport: Transport, started: float) -> TransferDone:
-        """Perform a put or get on an open connection; its failures raise HostFailure."""
-        from hostbatch.ssh import transfer
-
-        host = job.host.name
-        timeout = self.config.settings.command_timeout
-        ctx = transfer.TransferContext(
-            host=host,
-            deadline=None if timeout is None else started + timeout,
-            is_cancelled=self.connector.cancelled.is_set,
-            on_progress=lambda path, done, total: self.emit(
-                TransferProgress(host, path, done, total)),
-            on_file=lambda source, destination, size, duration: self.emit(
-                FileTransferred(host, "put" if isinstance(job.action, PutFiles) else "get",
-                                source, destination, size, duration)),
-        )
-        if isinstance(job.action, PutFiles):
-            transfer.put(transport, job.action, ctx, timeout)
-        elif isinstance(job.action, GetFiles):
-            transfer.get(transport, job.action, ctx, timeout)
-        else:
-            raise TypeError(f"unsupported action {type(job.action).__name__}")
-        return TransferDone(host, ctx.files, ctx.bytes, time.monotonic() - started)
+            key = session.scan_key()
+            return HostKeyScanned(host, host_entry_name(job.host.hostname, job.host.port),
+                                  key.key_type, key.key_b64, key.fingerprint,
+                                  time.monotonic() - ctx.started)
+        if isinstance(action, RunCommand):
+            result = session.run(action, self.config.inputs, ctx)
+            return HostExited(host, result.exit_status, time.monotonic() - ctx.started,
+                              result.note)
+        totals = session.put(action, ctx) if isinstance(action, PutFiles) \
+            else session.get(action, ctx)
+        return TransferDone(host, totals.files, totals.bytes, time.monotonic() - ctx.started)

@@ -19,7 +19,7 @@ import paramiko
 from hostbatch.errors import FailureKind
 from hostbatch.inventory.model import HostSpec
 from hostbatch.secrets import Secret
-from hostbatch.ssh.errors import HostFailure
+from hostbatch.ssh.errors import HostJobError
 from hostbatch.ssh.keys import (
     KeyFileError,
     PassphraseNeeded,
@@ -43,17 +43,17 @@ class KeyStore:
     def __init__(self, home: str) -> None:
         self.home = Path(home)
         self._lock = threading.Lock()
-        self._keys: dict[tuple[str, str | None], paramiko.PKey | HostFailure] = {}
+        self._keys: dict[tuple[str, str | None], paramiko.PKey | HostJobError] = {}
 
     def identity(self, path: str, passphrase: str | None = None) -> paramiko.PKey:
-        """The key of ``path``, or a :class:`HostFailure` (AUTH) saying why it is unusable."""
+        """The key of ``path``, or a :class:`HostJobError` (AUTH) saying why it is unusable."""
         with self._lock:
             cached = self._keys.get((path, passphrase))
         if cached is None:
             cached = _load(path, passphrase)
             with self._lock:
                 self._keys[path, passphrase] = cached
-        if isinstance(cached, HostFailure):
+        if isinstance(cached, HostJobError):
             raise cached
         return cached
 
@@ -66,25 +66,25 @@ class KeyStore:
             if os.path.exists(path):
                 try:
                     found.append((path, self.identity(path)))
-                except HostFailure:
+                except HostJobError:
                     continue
         return found
 
 
-def _load(path: str, passphrase: str | None) -> paramiko.PKey | HostFailure:
+def _load(path: str, passphrase: str | None) -> paramiko.PKey | HostJobError:
     try:
         return load_private_key(path, passphrase)
     except FileNotFoundError:
-        return HostFailure(FailureKind.AUTH, f"identity file {path} does not exist")
+        return HostJobError(FailureKind.AUTH, f"identity file {path} does not exist")
     except PermissionError:
-        return HostFailure(FailureKind.AUTH, f"identity file {path} is not readable")
+        return HostJobError(FailureKind.AUTH, f"identity file {path} is not readable")
     except PassphraseNeeded:
-        return HostFailure(FailureKind.AUTH, f"encrypted key {path} needs a passphrase: none "
+        return HostJobError(FailureKind.AUTH, f"encrypted key {path} needs a passphrase: none "
                            "was given and no ssh-agent holds it (load it with ssh-add)")
     except (PassphraseWrong, KeyFileError) as exc:
-        return HostFailure(FailureKind.AUTH, str(exc))
+        return HostJobError(FailureKind.AUTH, str(exc))
     except OSError as exc:
-        return HostFailure(FailureKind.AUTH, f"cannot read identity file {path}: "
+        return HostJobError(FailureKind.AUTH, f"cannot read identity file {path}: "
                            f"{exc.strerror or exc}")
 
 
@@ -134,17 +134,17 @@ class _Attempt:
 
     def _failed(self, exc: paramiko.AuthenticationException) -> None:
         if "timeout" in str(exc).lower():
-            raise HostFailure(FailureKind.TIMEOUT, f"authentication got no answer within "
+            raise HostJobError(FailureKind.TIMEOUT, f"authentication got no answer within "
                               f"{self.spec.connect_timeout:g}s") from None
 
-    def _closed(self) -> HostFailure:
-        return HostFailure(FailureKind.AUTH, f"the server closed the connection during "
+    def _closed(self) -> HostJobError:
+        return HostJobError(FailureKind.AUTH, f"the server closed the connection during "
                            f"authentication of user {self.spec.user} (too many authentication "
                            "failures?)")
 
     def _done(self, remaining: list[str]) -> bool:
         if remaining:
-            raise HostFailure(FailureKind.AUTH, f"server requires further authentication "
+            raise HostJobError(FailureKind.AUTH, f"server requires further authentication "
                               f"({', '.join(remaining)}), which is not supported")
         return True
 
@@ -188,7 +188,7 @@ class _Attempt:
 def _try_identity(attempt: _Attempt, path: str, keys: KeyStore, agent: _Agent) -> bool:
     try:
         key = keys.identity(path, passphrase_for(attempt.spec, path))
-    except HostFailure as failure:
+    except HostJobError as failure:
         copy = agent.copy_of(path)
         if copy is None:
             attempt.reasons.append(failure.message)
@@ -223,7 +223,7 @@ def _try_default_keys(attempt: _Attempt, keys: KeyStore) -> bool:
 def authenticate(transport: paramiko.Transport, spec: HostSpec, deadline: float,
                  keys: KeyStore) -> None:
     """Log in as ``spec.user`` trying the host's methods in the module's order; a host whose
-    methods all fail raises one AUTH :class:`HostFailure` naming each reason."""
+    methods all fail raises one AUTH :class:`HostJobError` naming each reason."""
     attempt = _Attempt(transport, spec, deadline)
     agent = _Agent()
     try:
@@ -241,6 +241,6 @@ def authenticate(transport: paramiko.Transport, spec: HostSpec, deadline: float,
     finally:
         agent.close()
     if not attempt.tried and not attempt.reasons:
-        raise HostFailure(FailureKind.AUTH, NO_METHOD)
+        raise HostJobError(FailureKind.AUTH, NO_METHOD)
     reasons = "; ".join(dict.fromkeys(attempt.reasons)) or "authentication failed"
-    raise HostFailure(FailureKind.AUTH, f"{reasons} (user {spec.user})")
+    raise HostJobError(FailureKind.AUTH, f"{reasons} (user {spec.user})")

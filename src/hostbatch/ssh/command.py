@@ -6,10 +6,10 @@ with a bounded buffer, and handed to a callback batch by batch.
 
 Killing: closing a channel without a pty leaves the remote command running, OpenSSH refuses
 the RFC 4254 ``signal`` request for root in its default configuration, and a pty would merge
-stderr into stdout. So the command is sent as ``echo MARKER $$; COMMAND``: sshd starts every
-session's shell with ``setsid()``, so ``$$`` is the process group of the command and all its
-children. To stop it (timeout, Ctrl-C), a second channel on the same connection runs
-``kill -s TERM -- -PGID``, then ``KILL`` if it has not ended a second later. The marker line
+stderr into stdout. So the command goes through the kill wrapper of :mod:`hostbatch.ssh.shell`
+(``echo MARKER $$; COMMAND``: ``$$`` is the command's process group). To stop it (timeout,
+Ctrl-C), a second channel on the same connection runs ``kill -s TERM -- -PGID``, then
+``KILL`` if it has not ended a second later. The marker line
 (with a per-run random nonce) is removed from the output.
 
 Stdin: empty (EOF at once, as ``ssh -n``) unless the run broadcasts one; then it is sent as
@@ -30,10 +30,10 @@ from dataclasses import dataclass
 
 import paramiko
 
-from hostbatch.actions import Stream
-from hostbatch.engine.remote import sudo_kill
 from hostbatch.errors import FailureKind
-from hostbatch.ssh.errors import HostFailure
+from hostbatch.ssh.context import HostContext
+from hostbatch.ssh.errors import HostJobError
+from hostbatch.ssh.shell import kill_group, sudo_kill, wrap_command
 from hostbatch.ssh.sudo import SudoAuth
 
 #: A line longer than this is passed on in pieces, so memory per host stays bounded.
@@ -48,9 +48,6 @@ STDIN_CHUNK = 64 * 1024
 STDIN_POLL = 0.01
 #: Longest sleep in the output loop between checks of the channel's own state.
 SELECT_CAP = 0.5
-
-#: Receives (stream, block of complete lines, whether a final newline was added to the block).
-OnLines = Callable[[Stream, bytes, bool], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,120 +123,141 @@ class _MarkerFilter:
         return block
 
 
-def wrap_command(command: str, marker: str) -> str:
-    """The command line sent to the server: report the process group, then run ``command``."""
-    return f"echo {marker} $$; {command}"
+class _CommandRun:
+    """One command on one channel: the output loop, the deadline, the kill (see the module)."""
 
+    def __init__(self, transport: paramiko.Transport, channel: paramiko.Channel,
+                 ctx: HostContext, stdin: bytes | None, sudo: SudoAuth | None) -> None:
+        self.transport = transport
+        self.channel = channel
+        self.ctx = ctx
+        self.sudo = sudo
+        self.deadline = ctx.deadline_from(time.monotonic())
+        self.markers = _MarkerFilter(ctx.marker)
+        self.out, self.err = LineSplitter(), LineSplitter()
+        self.feeder = _StdinFeeder(channel, stdin or b"",
+                                   open_=stdin is not None or sudo is not None)
+        self.watch = sudo.watch() if sudo is not None else None
 
-def run_command(
-    transport: paramiko.Transport,
-    command: str,
-    *,
-    marker: str,
-    timeout: float | None,
-    wake_fd: int,
-    is_cancelled: Callable[[], bool],
-    on_lines: OnLines,
-    stdin: bytes | None = None,
-    sudo: SudoAuth | None = None,
-) -> CommandResult:
-    """Run ``command`` and stream its output; raise :class:`HostFailure` unless it ended.
-
-    ``wake_fd`` becomes readable when the run is cancelled, waking the loop at once.
-    ``stdin`` is sent to the command, then EOF (``None``: EOF at once, as ``ssh -n``). With
-    ``sudo``, ``command`` is a sudo invocation (:func:`hostbatch.engine.remote.sudo_wrap`):
-    its password prompt is answered once, and stdin waits until the command has started.
-    """
-    deadline = None if timeout is None else time.monotonic() + timeout
-    try:
-        channel = transport.open_session(timeout=30)
-        channel.exec_command(wrap_command(command, marker))
-        if stdin is None and sudo is None:
-            channel.shutdown_write()  # stdin is empty, as with ssh -n
-    except (paramiko.SSHException, OSError, EOFError) as exc:
-        raise HostFailure(FailureKind.DISCONNECT, f"could not start the command: {exc}") from None
-    markers = _MarkerFilter(marker)
-    out, err = LineSplitter(), LineSplitter()
-    feeder = _StdinFeeder(channel, stdin or b"", open_=stdin is not None or sudo is not None)
-    watch = sudo.watch() if sudo is not None else None
-
-    def on_stderr(data: bytes) -> bytes:
-        if watch is None:
+    def _on_stderr(self, data: bytes) -> bytes:
+        if self.watch is None:
             return data
-        data, send_password = watch.feed(data)
-        if send_password and sudo is not None:
-            feeder.send_now(sudo.answer())
-        if watch.failure is not None:
-            feeder.close()  # EOF: sudo gives up at once instead of waiting for a password
+        data, send_password = self.watch.feed(data)
+        if send_password and self.sudo is not None:
+            self.feeder.send_now(self.sudo.answer())
+        if self.watch.failure is not None:
+            self.feeder.close()  # EOF: sudo gives up at once instead of waiting for a password
         return data
 
-    def drain() -> None:
+    def drain(self) -> None:
+        """Pass on every complete line received so far; feed stdin as the window allows."""
+        channel, on_lines = self.channel, self.ctx.on_lines
         while channel.recv_ready():
-            block = markers.filter(out.feed(channel.recv(65536)))
+            block = self.markers.filter(self.out.feed(channel.recv(65536)))
             if block:
                 on_lines("stdout", block, False)
         while channel.recv_stderr_ready():
-            block = err.feed(on_stderr(channel.recv_stderr(65536)))
+            block = self.err.feed(self._on_stderr(channel.recv_stderr(65536)))
             if block:
                 on_lines("stderr", block, False)
-        if watch is None or watch.started:
-            feeder.pump()
+        if self.watch is None or self.watch.started:
+            self.feeder.pump()
 
-    def stop(kind: FailureKind, message: str) -> HostFailure:
-        killed = _kill(transport, channel, markers.pgid, drain, sudo)
-        _flush(out, err, markers, on_lines)
+    def stop(self, kind: FailureKind, message: str) -> HostJobError:
+        """Kill the remote command, pass on what it printed, and say why it was stopped."""
+        killed = _kill(self.transport, self.channel, self.markers.pgid, self.drain, self.sudo)
+        self.flush()
+        self.channel.close()
+        return HostJobError(kind, f"{message}; {killed}")
+
+    def flush(self) -> None:
+        """Pass on the last, unterminated lines of both streams."""
+        rest = self.markers.filter(self.out.flush())
+        if rest:
+            self.ctx.on_lines("stdout", rest, self.out.added_newline)
+        rest = self.err.flush()
+        if rest:
+            self.ctx.on_lines("stderr", rest, self.err.added_newline)
+
+    def _time_left(self) -> float | None:
+        """Seconds to the deadline, or ``None``; stops the command once it has passed."""
+        if self.ctx.is_cancelled:
+            raise self.stop(FailureKind.INTERRUPTED, "interrupted")
+        if self.deadline is None:
+            return None
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise self.stop(FailureKind.TIMEOUT, f"command timed out after {self.ctx.timeout:g}s")
+        return left
+
+    def _wait_for_data(self, left: float | None) -> None:
+        channel = self.channel
+        if channel.recv_ready() or channel.recv_stderr_ready() or channel.eof_received \
+                or channel.closed:
+            return
+        # paramiko sets and clears the one pipe behind fileno() for both streams from two
+        # threads without a lock, so a wake-up can be lost: never sleep unbounded on it.
+        wait = SELECT_CAP if left is None else min(left, SELECT_CAP)
+        if self.feeder.waiting and (self.watch is None or self.watch.started):
+            wait = min(wait, self.feeder.poll_interval)
+        watched = [channel.fileno()]
+        if self.ctx.wake_fd is not None:
+            watched.append(self.ctx.wake_fd)
+        readable, _, _ = select.select(watched, [], [], wait)
+        if self.ctx.wake_fd in readable:
+            raise self.stop(FailureKind.INTERRUPTED, "interrupted")
+
+    def stream(self) -> None:
+        """Pass on output until both streams ended."""
+        channel = self.channel
+        while True:
+            self._wait_for_data(self._time_left())
+            if self.ctx.is_cancelled:
+                raise self.stop(FailureKind.INTERRUPTED, "interrupted")
+            self.drain()
+            ended = channel.eof_received or channel.closed
+            if ended and not (channel.recv_ready() or channel.recv_stderr_ready()):
+                break
+        self.flush()
+
+    def finish(self) -> CommandResult:
+        """Wait for the exit status (it may come just after EOF) and say how it ended."""
+        channel = self.channel
+        while not channel.exit_status_ready() and not channel.closed:
+            left = self._time_left()
+            channel.status_event.wait(0.05 if left is None else min(0.05, left))
+        status = channel.exit_status if channel.exit_status_ready() else -1
+        lost = not channel.eof_received or not self.transport.is_active()
         channel.close()
-        return HostFailure(kind, f"{message}; {killed}")
-
-    fd = channel.fileno()
-    while True:
-        left = None if deadline is None else deadline - time.monotonic()
-        if left is not None and left <= 0:
-            raise stop(FailureKind.TIMEOUT, f"command timed out after {timeout:g}s")
-        if not (channel.recv_ready() or channel.recv_stderr_ready() or channel.eof_received
-                or channel.closed):
-            # paramiko sets and clears the one pipe behind fileno() for both streams from two
-            # threads without a lock, so a wake-up can be lost: never sleep unbounded on it.
-            wait = SELECT_CAP if left is None else min(left, SELECT_CAP)
-            if feeder.waiting and (watch is None or watch.started):
-                wait = min(wait, feeder.poll_interval)
-            readable, _, _ = select.select([fd, wake_fd], [], [], wait)
-            if wake_fd in readable:
-                raise stop(FailureKind.INTERRUPTED, "interrupted")
-        if is_cancelled():
-            raise stop(FailureKind.INTERRUPTED, "interrupted")
-        drain()
-        ended = channel.eof_received or channel.closed
-        if ended and not (channel.recv_ready() or channel.recv_stderr_ready()):
-            break
-    _flush(out, err, markers, on_lines)
-    # The exit status may come just after EOF; wait for it (or the close) within the deadline.
-    while not channel.exit_status_ready() and not channel.closed:
-        left = None if deadline is None else deadline - time.monotonic()
-        if left is not None and left <= 0:
-            raise stop(FailureKind.TIMEOUT, f"command timed out after {timeout:g}s")
-        if is_cancelled():
-            raise stop(FailureKind.INTERRUPTED, "interrupted")
-        channel.status_event.wait(0.05 if left is None else min(0.05, left))
-    status = channel.exit_status if channel.exit_status_ready() else -1
-    lost = not channel.eof_received or not transport.is_active()
-    channel.close()
-    if watch is not None and not watch.started and not lost:
-        raise HostFailure(FailureKind.AUTH, watch.refusal())
-    if status >= 0:
-        return CommandResult(status)
-    if lost:
-        raise HostFailure(FailureKind.DISCONNECT, "connection lost while the command was running")
-    return CommandResult(255, "ended without an exit status (killed by a signal)")
+        if self.watch is not None and not self.watch.started and not lost:
+            raise HostJobError(FailureKind.AUTH, self.watch.refusal())
+        if status >= 0:
+            return CommandResult(status)
+        if lost:
+            raise HostJobError(FailureKind.DISCONNECT,
+                               "connection lost while the command was running")
+        return CommandResult(255, "ended without an exit status (killed by a signal)")
 
 
-def _flush(out: LineSplitter, err: LineSplitter, markers: _MarkerFilter, on_lines: OnLines) -> None:
-    rest = markers.filter(out.flush())
-    if rest:
-        on_lines("stdout", rest, out.added_newline)
-    rest = err.flush()
-    if rest:
-        on_lines("stderr", rest, err.added_newline)
+def run_command(transport: paramiko.Transport, command: str, ctx: HostContext, *,
+                stdin: bytes | None = None, sudo: SudoAuth | None = None) -> CommandResult:
+    """Run ``command`` and stream its output; raise :class:`HostJobError` unless it ended.
+
+    ``stdin`` is sent to the command, then EOF (``None``: EOF at once, as ``ssh -n``). With
+    ``sudo``, ``command`` is a sudo invocation (:func:`hostbatch.ssh.shell.sudo_wrap`): its
+    password prompt is answered once, and stdin waits until the command has started.
+    """
+    try:
+        channel = transport.open_session(timeout=30)
+        channel.exec_command(wrap_command(command, ctx.marker))
+        if stdin is None and sudo is None:
+            channel.shutdown_write()  # stdin is empty, as with ssh -n
+    except (paramiko.SSHException, OSError, EOFError) as exc:
+        raise HostJobError(FailureKind.DISCONNECT,
+                           f"could not start the command: {exc}") from None
+    run = _CommandRun(transport, channel, ctx, stdin, sudo)
+    run.stream()
+    return run.finish()
 
 
 class _StdinFeeder:
@@ -329,7 +347,7 @@ def _kill(transport: paramiko.Transport, channel: paramiko.Channel, pgid: int | 
 
     def signal_group(name: str) -> None:
         if sudo is None:
-            _run_quietly(transport, f"sh -c 'kill -s {name} -- -{pgid}' >/dev/null 2>&1", 2.0)
+            _run_quietly(transport, kill_group(name, pgid), 2.0)
         else:
             _run_quietly(transport, sudo_kill(name, pgid, sudo.markers), 5.0, sudo)
 

@@ -21,7 +21,7 @@ import paramiko
 
 from hostbatch.errors import FailureKind
 from hostbatch.inventory.model import HostSpec
-from hostbatch.ssh.errors import HostFailure
+from hostbatch.ssh.errors import HostJobError
 
 LearnKey = Callable[[str, str, str], None]
 Connect = Callable[[HostSpec, LearnKey], paramiko.Transport]
@@ -38,7 +38,7 @@ def describe(hop: HostSpec) -> str:
 class _Entry:
     refs: int = 0
     transport: paramiko.Transport | None = None
-    failure: HostFailure | None = None
+    failure: HostJobError | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -66,8 +66,8 @@ class JumpRegistry:
                 if entry.transport is None:
                     try:
                         entry.transport = self._connect(hop, learn)
-                    except HostFailure as failure:
-                        entry.failure = HostFailure(failure.kind,
+                    except HostJobError as failure:
+                        entry.failure = HostJobError(failure.kind,
                                                     f"{describe(hop)}: {failure.message}")
                         raise entry.failure from None
                 return entry.transport
@@ -81,7 +81,7 @@ class JumpRegistry:
             entry = self._entries.get(hop)
             return entry.transport if entry is not None else None
 
-    def blame(self, spec: HostSpec, failure: HostFailure) -> HostFailure:
+    def blame(self, spec: HostSpec, failure: HostJobError) -> HostJobError:
         """``failure`` of a host behind jump hosts, naming the first hop whose connection died
         (a target's channel ends when its jump host's connection does, whatever the target
         was doing: a target still logging in then fails as ``connect``, not ``auth``)."""
@@ -91,7 +91,7 @@ class JumpRegistry:
                 kind = (failure.kind if failure.kind in (FailureKind.DISCONNECT,
                                                          FailureKind.INTERRUPTED)
                         else FailureKind.CONNECT)
-                return HostFailure(kind, f"{failure.message} ({describe(hop)} closed its "
+                return HostJobError(kind, f"{failure.message} ({describe(hop)} closed its "
                                    "connection)", transient=failure.transient)
         return failure
 
@@ -148,13 +148,13 @@ def open_through(via: paramiko.Transport, hop: HostSpec, spec: HostSpec,
         return ChannelSocket(via.open_channel("direct-tcpip", (spec.hostname, spec.port),
                                               ("127.0.0.1", 0), timeout=timeout))
     except paramiko.ChannelException as exc:
-        raise HostFailure(FailureKind.CONNECT, f"{describe(hop)} could not open a connection to "
+        raise HostJobError(FailureKind.CONNECT, f"{describe(hop)} could not open a connection to "
                           f"{spec.hostname} port {spec.port}: {exc.text}") from None
     except (paramiko.SSHException, EOFError, OSError) as exc:
         text = str(exc) or type(exc).__name__
         if "timeout" in text.lower() or isinstance(exc, TimeoutError):
-            raise HostFailure(FailureKind.TIMEOUT, f"{describe(hop)} did not open a connection "
+            raise HostJobError(FailureKind.TIMEOUT, f"{describe(hop)} did not open a connection "
                               f"to {spec.hostname} port {spec.port} within {timeout:g}s"
                               ) from None
-        raise HostFailure(FailureKind.CONNECT, f"{describe(hop)} lost its connection while "
+        raise HostJobError(FailureKind.CONNECT, f"{describe(hop)} lost its connection while "
                           f"opening one to {spec.hostname} port {spec.port}: {text}") from None

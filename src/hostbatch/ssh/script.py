@@ -16,7 +16,7 @@ import re
 import paramiko
 
 from hostbatch.errors import FailureKind
-from hostbatch.ssh.errors import HostFailure
+from hostbatch.ssh.errors import HostJobError
 
 #: Seconds for each SFTP step of an upload or removal.
 SCRIPT_SECONDS = 30.0
@@ -36,7 +36,7 @@ def upload(transport: paramiko.Transport, content: bytes, name: str) -> str:
     try:
         sftp = _open(transport)
     except (paramiko.SSHException, OSError, EOFError) as exc:
-        raise HostFailure(FailureKind.TRANSFER, f"could not upload the script: {exc}") from None
+        raise HostJobError(FailureKind.TRANSFER, f"could not upload the script: {exc}") from None
     try:
         path = f"{sftp.normalize('.').rstrip('/')}/.hostbatch-script-{os.urandom(8).hex()}-{label}"
         with sftp.open(path, "wbx") as remote:
@@ -44,7 +44,7 @@ def upload(transport: paramiko.Transport, content: bytes, name: str) -> str:
             remote.write(content)
         return path
     except (paramiko.SSHException, OSError, EOFError) as exc:
-        raise HostFailure(FailureKind.TRANSFER, f"could not upload the script: {exc}") from None
+        raise HostJobError(FailureKind.TRANSFER, f"could not upload the script: {exc}") from None
     finally:
         with contextlib.suppress(Exception):
             sftp.close()

@@ -1,7 +1,7 @@
 """Follow sudo's conversation on a command's stderr: answer its prompt once, spot refusals.
 
 Pure bytes in, decisions out (no paramiko), so it is table-tested. The command runs as
-``sudo -S -p PROMPT -- /bin/sh -c 'echo GO >&2; ...'`` (see :mod:`hostbatch.engine.remote`):
+``sudo -S -p PROMPT -- /bin/sh -c 'echo GO >&2; ...'`` (see :mod:`hostbatch.ssh.shell`):
 
 * each ``PROMPT`` on stderr is sudo asking for the password: the first one is answered (if a
   password is known), a second one means the password was wrong, and the host fails;
@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from hostbatch.engine.remote import SudoMarkers
 from hostbatch.secrets import Secret, redact
+from hostbatch.ssh.shell import SudoMarkers
 
 #: sudo's chatter kept before ``GO`` (a lecture, prompts, errors); more is not sudo's.
 CHATTER_MAX = 64 * 1024

@@ -1,5 +1,8 @@
-"""The shell text a host runs for ``batch_run``: environment, sudo and script wrapping (pure).
+"""Every piece of shell text hostbatch sends to a host, in one place (pure functions).
 
+* The kill wrapper: a command is sent as ``echo MARKER $$; COMMAND``. sshd starts each
+  session's shell with ``setsid()``, so ``$$`` is the process group of the command and all its
+  children; :func:`kill_group` signals that group from a second channel.
 * ``--env K=V`` becomes ``export K='V';`` in the remote shell (quoted with :func:`shlex.quote`):
   sshd accepts client environment variables only where ``AcceptEnv`` allows, which stock
   configurations limit to ``LANG``/``LC_*``.
@@ -11,6 +14,7 @@
   inside ``SCRIPT``.
 * ``--script FILE`` runs the uploaded copy by its absolute path (so its shebang is honoured),
   with the arguments quoted.
+* ``--verify`` checks a copied file with ``sha256sum`` on the host (:func:`sha256_command`).
 """
 
 from __future__ import annotations
@@ -62,6 +66,21 @@ def sudo_kill(signal_name: str, pgid: int, markers: SudoMarkers) -> str:
     """Signal a process group as root: the commands of a ``--sudo`` run belong to root,
     whom the login user cannot signal (sudo relays a signal to its direct child only)."""
     return f"sudo -S -p {shlex.quote(markers.prompt)} -- kill -s {signal_name} -- -{pgid}"
+
+
+def wrap_command(command: str, marker: str) -> str:
+    """The command line sent to the server: report the process group, then run ``command``."""
+    return f"echo {marker} $$; {command}"
+
+
+def kill_group(signal_name: str, pgid: int) -> str:
+    """Signal a process group the login user owns, silently (it may be gone already)."""
+    return f"sh -c 'kill -s {signal_name} -- -{pgid}' >/dev/null 2>&1"
+
+
+def sha256_command(path: str) -> str:
+    """Print the SHA-256 of the remote file at ``path`` (``sha256sum`` format)."""
+    return f"sha256sum -- {shlex.quote(path)}"
 
 
 def build_command(command: str, env: Sequence[tuple[str, str]] = (), *,

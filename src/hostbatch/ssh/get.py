@@ -1,0 +1,145 @@
+"""Get a remote file or tree from a host into ``LOCAL/HOST/`` over SFTP, each file landing
+atomically (see :mod:`.sftp`)."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import posixpath
+import secrets
+import stat
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import paramiko
+
+from hostbatch.actions import GetFiles
+from hostbatch.errors import FailureKind
+from hostbatch.ssh.errors import HostJobError
+from hostbatch.ssh.sftp import (
+    READ_BLOCK,
+    REQUEST_SIZE,
+    TransferState,
+    close_quietly,
+    expand_remote,
+    in_parallel,
+    open_sftp,
+    remote_sha256,
+    sftp_failure,
+)
+
+
+def get(transport: paramiko.Transport, action: GetFiles, state: TransferState) -> None:
+    """Get ``action.remote`` into ``local_dir/HOST/``; raise :class:`HostJobError` on problems."""
+    sftp = open_sftp(transport, state)
+    remote = expand_remote(action.remote).rstrip("/") or "/"
+    try:
+        try:
+            top = sftp.stat(remote)
+        except OSError as exc:
+            raise sftp_failure("get", remote, exc) from None
+        is_dir = stat.S_ISDIR(top.st_mode or 0)
+        if is_dir and not action.recursive:
+            raise HostJobError(FailureKind.TRANSFER, f"remote {remote} is a directory "
+                              "(use -r to get a tree)")
+        host_dir = Path(action.local_dir) / state.host
+        host_dir.mkdir(parents=True, exist_ok=True)
+        name = posixpath.basename(remote) if remote not in ("/", ".") else state.host
+        target = host_dir / name
+        if not is_dir:
+            _get_file(sftp, transport, action, remote, top, target, state)
+            return
+        dirs: list[tuple[Path, paramiko.SFTPAttributes]] = [(target, top)]
+        target.mkdir(exist_ok=True)
+        files: list[tuple[str, paramiko.SFTPAttributes, Path]] = []
+        for path, attrs, local in _walk_remote(sftp, remote, target):
+            state.check(sftp)
+            mode = attrs.st_mode or 0
+            if stat.S_ISDIR(mode):
+                local.mkdir(exist_ok=True)
+                dirs.append((local, attrs))
+            elif stat.S_ISLNK(mode):
+                _get_link(sftp, path, local)
+            elif stat.S_ISREG(mode):
+                files.append((path, attrs, local))
+
+        def get_one(session: paramiko.SFTPClient,
+                    item: tuple[str, paramiko.SFTPAttributes, Path]) -> None:
+            _get_file(session, transport, action, item[0], item[1], item[2], state)
+
+        in_parallel(transport, sftp, state, files, get_one)
+        for local, attrs in reversed(dirs):
+            os.chmod(local, stat.S_IMODE(attrs.st_mode or 0o755))
+            if action.preserve_times and attrs.st_mtime is not None:
+                os.utime(local, (attrs.st_atime or attrs.st_mtime, attrs.st_mtime))
+    except HostJobError:
+        raise
+    except Exception as exc:
+        raise sftp_failure("get", remote, exc) from None
+    finally:
+        close_quietly(sftp)
+
+
+def _walk_remote(sftp: paramiko.SFTPClient, remote: str,
+                 local: Path) -> Iterator[tuple[str, paramiko.SFTPAttributes, Path]]:
+    """Every entry below ``remote``, parents before children, with its local counterpart."""
+    for attrs in sorted(sftp.listdir_attr(remote), key=lambda a: a.filename):
+        path = posixpath.join(remote, attrs.filename)
+        target = local / attrs.filename
+        yield path, attrs, target
+        if stat.S_ISDIR(attrs.st_mode or 0):
+            yield from _walk_remote(sftp, path, target)
+
+
+def _get_link(sftp: paramiko.SFTPClient, remote: str, local: Path) -> None:
+    link_target = sftp.readlink(remote) or ""
+    temp = local.with_name(f".{local.name}.hostbatch-{secrets.token_hex(4)}.part")
+    os.symlink(link_target, temp)
+    os.replace(temp, local)
+
+
+def _get_file(sftp: paramiko.SFTPClient, transport: paramiko.Transport, action: GetFiles,
+              remote: str, attrs: paramiko.SFTPAttributes, local: Path,
+              state: TransferState) -> None:
+    started = time.monotonic()
+    temp = local.with_name(f".{local.name}.hostbatch-{secrets.token_hex(4)}.part")
+    total = attrs.st_size or 0
+    digest = hashlib.sha256()
+    received = 0
+    try:
+        with sftp.open(remote, "rb") as source, open(temp, "wb") as sink:
+            source.MAX_REQUEST_SIZE = REQUEST_SIZE
+            source.prefetch(total)
+            while received < total:
+                state.check(sftp)
+                block = source.read(min(READ_BLOCK, total - received))
+                if not block:
+                    break
+                sink.write(block)
+                digest.update(block)
+                received += len(block)
+                state.progress(remote, received, total)
+        if received != total:
+            raise HostJobError(FailureKind.TRANSFER, f"get {remote}: got {received} of "
+                              f"{total} bytes")
+        if action.verify and remote_sha256(transport, sftp, remote) != digest.hexdigest():
+            raise HostJobError(FailureKind.TRANSFER, f"get {remote}: SHA-256 mismatch")
+        os.chmod(temp, stat.S_IMODE(attrs.st_mode or 0o644))
+        if action.preserve_times and attrs.st_mtime is not None:
+            os.utime(temp, (attrs.st_atime or attrs.st_mtime, attrs.st_mtime))
+        os.replace(temp, local)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            temp.unlink()
+        if isinstance(exc, HostJobError):
+            raise
+        if isinstance(exc, OSError) and exc.filename in (str(temp), str(local)):
+            raise HostJobError(FailureKind.TRANSFER, f"cannot write {local}: "
+                              f"{exc.strerror}") from None
+        if isinstance(exc, Exception):
+            raise sftp_failure("get", remote, exc) from None
+        raise
+    state.progress(remote, received, total, final=True)
+    state.landed(remote, str(local), received, time.monotonic() - started)

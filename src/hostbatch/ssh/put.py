@@ -1,0 +1,155 @@
+"""Put a local file or tree on a host over SFTP, each file landing atomically (see :mod:`.sftp`)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import posixpath
+import time
+
+import paramiko
+
+from hostbatch.actions import LocalEntry, PutFiles
+from hostbatch.errors import FailureKind
+from hostbatch.ssh.errors import HostJobError
+from hostbatch.ssh.sftp import (
+    READ_BLOCK,
+    REQUEST_SIZE,
+    TransferState,
+    close_quietly,
+    expand_remote,
+    in_parallel,
+    is_dir,
+    makedirs,
+    open_sftp,
+    remote_sha256,
+    remove_quietly,
+    set_attributes,
+    sftp_failure,
+    temp_name,
+)
+
+
+def _resolve_put_target(sftp: paramiko.SFTPClient, action: PutFiles) -> str:
+    """Where the top item lands: ``DIR/BASENAME`` in an existing directory, else ``remote``."""
+    remote = expand_remote(action.remote)
+    basename = posixpath.basename(action.source.rstrip("/")) or action.source
+    wants_dir = remote.endswith("/")
+    remote_path = remote.rstrip("/") or "/"
+    kind = is_dir(sftp, remote_path)
+    if kind:
+        return posixpath.join(remote_path, basename)
+    if wants_dir and not action.recursive:
+        if kind is False:
+            raise HostJobError(FailureKind.TRANSFER, f"remote {remote_path} is not a directory")
+        if not action.mkdir:
+            raise HostJobError(FailureKind.TRANSFER, f"remote directory {remote_path} does not "
+                              "exist (use --mkdir to create it)")
+        makedirs(sftp, remote_path)
+        return posixpath.join(remote_path, basename)
+    parent = posixpath.dirname(remote_path) or "."
+    if not is_dir(sftp, parent):
+        if not action.mkdir:
+            raise HostJobError(FailureKind.TRANSFER, f"remote directory {parent} does not exist "
+                              "(use --mkdir to create it)")
+        makedirs(sftp, parent)
+    return remote_path
+
+
+def put(transport: paramiko.Transport, action: PutFiles, state: TransferState) -> None:
+    """Put ``action.source`` on the host; raise :class:`HostJobError` on any problem."""
+    sftp = open_sftp(transport, state)
+    try:
+        target = _resolve_put_target(sftp, action)
+        top = action.entries[0]
+        if top.kind != "dir":
+            _put_file(sftp, transport, action, top, action.source, target, state)
+            return
+        dirs: list[tuple[str, LocalEntry]] = []
+        files: list[tuple[LocalEntry, str, str]] = []
+        for entry in action.entries:
+            state.check(sftp)
+            local = os.path.join(action.source, *entry.relpath.split("/")) if entry.relpath \
+                else action.source
+            remote = posixpath.join(target, entry.relpath) if entry.relpath else target
+            if entry.kind == "dir":
+                _ensure_dir(sftp, remote)
+                dirs.append((remote, entry))
+            elif entry.kind == "link":
+                _put_link(sftp, entry, remote)
+            else:
+                files.append((entry, local, remote))
+
+        def put_one(session: paramiko.SFTPClient, item: tuple[LocalEntry, str, str]) -> None:
+            _put_file(session, transport, action, item[0], item[1], item[2], state)
+
+        in_parallel(transport, sftp, state, files, put_one)
+        for remote, entry in reversed(dirs):  # after the files, so read-only dirs still fill
+            set_attributes(sftp, remote, entry, action.preserve_times)
+    except HostJobError:
+        raise
+    except Exception as exc:
+        raise sftp_failure("put", action.remote, exc) from None
+    finally:
+        close_quietly(sftp)
+
+
+def _ensure_dir(sftp: paramiko.SFTPClient, path: str) -> None:
+    kind = is_dir(sftp, path)
+    if kind is False:
+        raise HostJobError(FailureKind.TRANSFER, f"remote {path} exists and is not a directory")
+    if kind is None:
+        try:
+            sftp.mkdir(path, 0o700)
+        except OSError as exc:
+            raise sftp_failure("mkdir", path, exc) from None
+
+
+def _put_link(sftp: paramiko.SFTPClient, entry: LocalEntry, remote: str) -> None:
+    temp = temp_name(remote)
+    try:
+        sftp.symlink(entry.link_target, temp)
+        sftp.posix_rename(temp, remote)
+    except Exception as exc:
+        with contextlib.suppress(Exception):
+            sftp.remove(temp)
+        raise sftp_failure("symlink", remote, exc) from None
+
+
+def _put_file(sftp: paramiko.SFTPClient, transport: paramiko.Transport, action: PutFiles,
+              entry: LocalEntry, local: str, remote: str, state: TransferState) -> None:
+    started = time.monotonic()
+    temp = temp_name(remote)
+    try:
+        with open(local, "rb") as source, sftp.open(temp, "wb") as sink:
+            sink.MAX_REQUEST_SIZE = REQUEST_SIZE
+            sink.set_pipelined(True)
+            sent = 0
+            while block := source.read(READ_BLOCK):
+                state.check(sftp)
+                sink.write(block)
+                sent += len(block)
+                state.progress(remote, sent, entry.size)
+        set_attributes(sftp, temp, entry, action.preserve_times)
+        size = sftp.stat(temp).st_size
+        if size != sent:
+            raise HostJobError(FailureKind.TRANSFER, f"put {remote}: remote size {size} "
+                              f"differs from {sent} bytes sent (disk full, or a write failed)")
+        if action.verify:
+            digest = remote_sha256(transport, sftp, temp)
+            if digest != entry.sha256:
+                raise HostJobError(FailureKind.TRANSFER, f"put {remote}: SHA-256 mismatch "
+                                  "after transfer")
+        sftp.posix_rename(temp, remote)
+    except BaseException as exc:
+        remove_quietly(transport, temp)
+        if isinstance(exc, HostJobError):
+            raise
+        if isinstance(exc, OSError) and exc.filename == local:
+            raise HostJobError(FailureKind.TRANSFER, f"cannot read {local}: "
+                              f"{exc.strerror}") from None
+        if isinstance(exc, Exception):
+            raise sftp_failure("put", remote, exc) from None
+        raise
+    state.progress(remote, sent, entry.size, final=True)
+    state.landed(local, remote, sent, time.monotonic() - started)
