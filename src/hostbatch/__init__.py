@@ -15,13 +15,16 @@ __all__ = [
     "Amount",
     "BatchResult",
     "FailureKind",
+    "GetFiles",
     "HostSpec",
     "HostbatchError",
     "Inventory",
+    "PutFiles",
     "RolloutPolicy",
     "RunCommand",
     "RunInput",
     "RunSettings",
+    "ScanHostKey",
     "Selection",
     "load_inventory",
     "run",
@@ -36,8 +39,11 @@ _LAZY = {
     "HostSpec": "hostbatch.inventory.model",
     "Inventory": "hostbatch.inventory.model",
     "RolloutPolicy": "hostbatch.engine.rollout",
-    "RunCommand": "hostbatch.engine.jobs",
-    "RunInput": "hostbatch.engine.jobs",
+    "GetFiles": "hostbatch.actions",
+    "PutFiles": "hostbatch.actions",
+    "RunCommand": "hostbatch.actions",
+    "RunInput": "hostbatch.actions",
+    "ScanHostKey": "hostbatch.actions",
     "RunSettings": "hostbatch.settings",
     "Selection": "hostbatch.selection",
     "load_inventory": "hostbatch.inventory.loader",
@@ -46,7 +52,7 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:
-    from hostbatch.actions import RunCommand, RunInput
+    from hostbatch.actions import GetFiles, PutFiles, RunCommand, RunInput, ScanHostKey
     from hostbatch.api import run
     from hostbatch.engine.outcome import BatchResult
     from hostbatch.engine.rollout import Amount, RolloutPolicy

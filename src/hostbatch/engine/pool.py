@@ -1,6 +1,6 @@
 """The parent side of the engine: start worker processes, feed them jobs, yield their events.
 
-Design (measured in ../shared/design/PERFORMANCE.md): a few processes, each running many
+Design (measured in bench/results-run.md): a few processes, each running many
 hosts on threads, beat both a process per host (2x slower) and one process (GIL-bound). The
 forks cap is the total number of threads, so at most ``forks`` hosts are in flight at once.
 
