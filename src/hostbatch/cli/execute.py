@@ -11,9 +11,9 @@ from hostbatch.actions import Action, GetFiles, PutFiles, RunInput
 from hostbatch.cli.environment import Environment
 from hostbatch.engine.events import Event
 from hostbatch.engine.launcher import WorkerLauncher
-from hostbatch.engine.outcome import ExitStatus
 from hostbatch.engine.rollout import RolloutPolicy
 from hostbatch.errors import UsageError
+from hostbatch.exit_status import ExitStatus
 from hostbatch.inventory.model import HostSpec
 from hostbatch.render import Renderer
 from hostbatch.render.jsonl import JsonRenderer

@@ -21,8 +21,8 @@ from hostbatch.cli.options import (
     add_inventory_options,
     add_ssh_config_options,
 )
-from hostbatch.engine.outcome import ExitStatus
 from hostbatch.errors import HostbatchError, SelectionError
+from hostbatch.exit_status import ExitStatus
 from hostbatch.inventory.resolve import BUILT_IN, Resolved, ssh_config_path
 from hostbatch.render.output import SafeStream
 

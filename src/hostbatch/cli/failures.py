@@ -12,12 +12,9 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from hostbatch.engine.outcome import ExitStatus
 from hostbatch.errors import HostbatchError
+from hostbatch.exit_status import ExitStatus
 from hostbatch.secrets import redact
-
-#: Internal error (a bug), as sysexits.h's EX_SOFTWARE.
-EXIT_INTERNAL = 70
 
 
 class Writable(Protocol):
@@ -45,7 +42,7 @@ def run_reporting_errors(prog: str, argv: Sequence[str], stdout: Writable, stder
             stderr.write(redact(traceback.format_exc()).encode())
         stderr.write(redact(f"{prog}: internal error: {type(exc).__name__}: {exc} "
                             "(rerun with --debug for a traceback)\n").encode())
-        return EXIT_INTERNAL
+        return ExitStatus.INTERNAL
     finally:
         stdout.flush()
         stderr.flush()

@@ -12,8 +12,8 @@ from hostbatch.actions import RunCommand
 from hostbatch.cli.environment import Environment
 from hostbatch.cli.failures import run_reporting_errors
 from hostbatch.cli.options import Parser, _count, add_output_options, check_output_options
-from hostbatch.engine.outcome import ExitStatus
 from hostbatch.errors import HostbatchError, UsageError
+from hostbatch.exit_status import ExitStatus
 from hostbatch.render.output import SafeStream, use_color
 
 if TYPE_CHECKING:

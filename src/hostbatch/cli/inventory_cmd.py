@@ -14,8 +14,8 @@ from hostbatch.cli.environment import Environment
 from hostbatch.cli.explain import explain_main
 from hostbatch.cli.failures import run_reporting_errors
 from hostbatch.cli.options import Parser, add_inventory_options
-from hostbatch.engine.outcome import ExitStatus
 from hostbatch.errors import HostbatchError
+from hostbatch.exit_status import ExitStatus
 from hostbatch.render.output import SafeStream
 
 Subcommand = Callable[[Sequence[str], Environment], int]

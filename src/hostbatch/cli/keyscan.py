@@ -20,7 +20,7 @@ from hostbatch.cli.environment import Environment
 from hostbatch.cli.options import Parser, add_common_options
 from hostbatch.engine.events import Event, HostFailed, HostKeyScanned
 from hostbatch.engine.launcher import WorkerLauncher
-from hostbatch.engine.outcome import ExitStatus
+from hostbatch.exit_status import ExitStatus, exit_status_help
 from hostbatch.inventory.model import HostSpec
 from hostbatch.known_hosts import (
     KeyStatus,
@@ -45,12 +45,18 @@ New keys are recorded, after ONE confirmation on the terminal (question on stder
 stdin, both terminals) or with --yes, in the inventory's known_hosts file if it sets one, else
 ~/.ssh/known_hosts, under a file lock. Without a terminal and without --yes nothing is written.
 
-exit status:
-  0    every host answered and every key is known or was recorded
-  1    new keys were left unrecorded (declined, or no terminal and no --yes)
-  2    usage or inventory error: nothing was scanned
-  3    some key CHANGED or is revoked, or some host was unreachable (wins over 1)
-  130  interrupted by Ctrl-C: nothing is written"""
+"""
+
+#: What each status means for keyscan (the generic words speak of commands).
+KEYSCAN_STATUSES = {
+    ExitStatus.OK: "every host answered and every key is known or was recorded",
+    ExitStatus.COMMAND_FAILED: "new keys were left unrecorded (declined, or no terminal and no "
+                               "--yes)",
+    ExitStatus.USAGE: "usage or inventory error: nothing was scanned",
+    ExitStatus.UNREACHABLE: "some key CHANGED or is revoked, or some host was unreachable "
+                            "(wins over 1)",
+    ExitStatus.INTERRUPTED: "interrupted by Ctrl-C: nothing is written",
+}
 
 
 def build_parser(prog: str) -> Parser:
@@ -58,7 +64,8 @@ def build_parser(prog: str) -> Parser:
     parser = Parser(prog=prog, add_help=False, allow_abbrev=False,
                     description="Fetch the SSH host key of every selected host, compare it "
                                 "with known_hosts and record the new ones.",
-                    epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+                    epilog=EPILOG + exit_status_help(list(KEYSCAN_STATUSES), KEYSCAN_STATUSES),
+                    formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_options(parser, accept_new=False, log_in=False)
     output = parser.add_argument_group("keys and output")
     output.add_argument("-y", "--yes", action="store_true",

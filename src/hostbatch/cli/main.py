@@ -24,8 +24,8 @@ from hostbatch.cli.options import (
     check_output_options,
 )
 from hostbatch.engine.launcher import WorkerLauncher
-from hostbatch.engine.outcome import ExitStatus
 from hostbatch.errors import UsageError
+from hostbatch.exit_status import ExitStatus
 from hostbatch.inventory.model import HostSpec
 from hostbatch.render.output import SafeStream
 from hostbatch.secrets import redact

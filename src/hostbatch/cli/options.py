@@ -13,19 +13,13 @@ from typing import NoReturn
 from hostbatch.engine.remote import is_identifier
 from hostbatch.engine.rollout import Amount
 from hostbatch.errors import UsageError
+from hostbatch.exit_status import ExitStatus, exit_status_help
 from hostbatch.history import DEFAULT_OUTPUT_CAP
 from hostbatch.inventory.loader import INVENTORY_FORMATS
 from hostbatch.settings import DEFAULT_FORKS, DEFAULT_RETRIES
 
-EXIT_STATUS_HELP = """\
-exit status:
-  0    every host ran the command and it exited 0
-  1    the command exited non-zero on some host
-  2    usage or inventory error: nothing was run
-  3    some host was unreachable, refused, failed authentication or host-key
-       checking, timed out, or lost its connection (wins over 1)
-  130  interrupted by Ctrl-C (wins over all others)
-  70   internal error (a bug: please report it, with the --debug output)
+#: What follows the exit statuses in the help of ``batch_run`` and ``batch_scp``.
+RUN_NOTES = """
   A host skipped because a rollout stopped (--canary, --max-fail) makes the
   status at least 1.
 
@@ -290,7 +284,7 @@ def build_run_parser(prog: str) -> Parser:
         allow_abbrev=False,
         description="Run a shell command on many hosts over SSH, in parallel, streaming each "
                     "line as HOST: LINE.",
-        epilog=EXIT_STATUS_HELP + RUN_OUTPUT_HELP,
+        epilog=exit_status_help() + RUN_NOTES + RUN_OUTPUT_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_common_options(parser)
@@ -316,8 +310,8 @@ def build_scp_parser(prog: str) -> Parser:
         description="Copy files to (put) or from (get) many hosts over SFTP, in parallel. "
                     "A put lands via a temporary name and an atomic rename; a get writes "
                     "LOCAL/HOST/NAME for each host.",
-        epilog=EXIT_STATUS_HELP.replace("the command exited non-zero on some host",
-                                        "a transfer failed on some host"),
+        epilog=exit_status_help(meanings={
+            ExitStatus.COMMAND_FAILED: "a transfer failed on some host"}) + RUN_NOTES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_common_options(parser)
