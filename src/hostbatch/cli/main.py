@@ -182,9 +182,9 @@ def keyscan_main(argv: Sequence[str], env: Environment, prog: str = "hostbatch k
 def inventory_main(argv: Sequence[str], env: Environment, prog: str = "hostbatch inventory", *,
                    launcher: WorkerLauncher | None = None) -> int:
     """``hostbatch inventory SUBCOMMAND``: tools that read an inventory and never connect."""
-    from hostbatch.cli import inventory_cmd
+    from hostbatch.cli import inventory
 
-    status: int = inventory_cmd.main(argv, env, prog)
+    status: int = inventory.main(argv, env, prog)
     return status
 
 
