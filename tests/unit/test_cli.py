@@ -408,3 +408,16 @@ def test_exit_status_help_is_made_from_the_enum() -> None:
         assert f"\n  {int(status):<5}{status.meaning.split()[0]}" in text
     assert ExitStatus.INTERNAL == 70 and ExitStatus.HANGUP == 129
     assert ExitStatus.TERMINATED == 143
+
+
+def test_make_warn_redacts_labels_and_flushes() -> None:
+    import io
+
+    from hostbatch.cli.failures import make_warn
+    from hostbatch.secrets import Secret
+
+    secret = Secret("warn-s3cret-value")
+    out = io.BytesIO()
+    make_warn("batch_run", out)(f"password {secret.reveal()} looks odd")
+    make_warn("hostbatch", out, label=None)("plain")
+    assert out.getvalue() == b"batch_run: warning: password *** looks odd\nhostbatch: plain\n"

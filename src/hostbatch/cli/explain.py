@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from hostbatch.cli.environment import Environment
+from hostbatch.cli.failures import make_warn
 from hostbatch.cli.options import (
     Parser,
     _seconds,
@@ -86,8 +87,7 @@ def explain(args: argparse.Namespace, env: Environment, out: SafeStream,
     from hostbatch.cli.hostsettings import resolver_for
     from hostbatch.inventory.loader import load_inventory, locate_inventory
 
-    def warn(message: str) -> None:
-        err.write(f"hostbatch inventory explain: warning: {message}\n".encode())
+    warn = make_warn("hostbatch inventory explain", err)
 
     # Explaining shows no secret, so a readable inventory only warns (as convert does): this
     # is where a user looks when a run refused it.

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from hostbatch.actions import Action, ScanHostKey
 from hostbatch.cli.confirm import YES
 from hostbatch.cli.environment import Environment
+from hostbatch.cli.failures import make_warn
 from hostbatch.cli.options import Parser, add_common_options
 from hostbatch.engine.events import Event, HostFailed, HostKeyScanned
 from hostbatch.engine.launcher import WorkerLauncher
@@ -230,8 +231,7 @@ def perform(hosts: list[HostSpec], action: Action, args: argparse.Namespace, env
         if isinstance(event, HostKeyScanned | HostFailed):
             events[event.host] = event
 
-    def warn(message: str) -> None:
-        stderr.write(f"{prog}: {message}\n".encode())
+    warn = make_warn(prog, stderr, label=None)
 
     settings = RunSettings(forks=args.forks, retries=args.retries,
                            connect_timeout=args.connect_timeout, workers=args.workers)

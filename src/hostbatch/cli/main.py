@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from hostbatch import __version__
 from hostbatch.actions import Action
 from hostbatch.cli.environment import Environment
-from hostbatch.cli.failures import run_reporting_errors
+from hostbatch.cli.failures import make_warn, run_reporting_errors
 from hostbatch.cli.options import (
     Parser,
     build_run_parser,
@@ -28,7 +28,6 @@ from hostbatch.errors import UsageError
 from hostbatch.exit_status import ExitStatus
 from hostbatch.inventory.model import HostSpec
 from hostbatch.render.output import SafeStream
-from hostbatch.secrets import redact
 
 if TYPE_CHECKING:
     from hostbatch.inventory.model import Inventory
@@ -117,9 +116,7 @@ def _main(argv: Sequence[str], env: Environment, prog: str,
 
     stdout, stderr = SafeStream(env.stdout), SafeStream(env.stderr)
 
-    def warn(message: str) -> None:
-        stderr.write(redact(f"{prog}: warning: {message}\n").encode())
-        stderr.flush()
+    warn = make_warn(prog, stderr)
 
     def body() -> int:
         parser = build_parser(prog)

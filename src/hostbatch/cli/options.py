@@ -58,7 +58,8 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _count(text: str) -> int:
+def non_negative_int(text: str) -> int:
+    """An argparse type: a whole number, 0 or more (``--retries``, ``history prune --keep``)."""
     try:
         value = int(text)
     except ValueError:
@@ -117,7 +118,7 @@ def add_rollout_options(parser: argparse.ArgumentParser) -> None:
     rollout.add_argument("--max-fail", type=_amount, metavar="N|P%",
                          help="start no new host once N hosts (or P%% of the hosts) have "
                               "failed (non-zero exit or error)")
-    rollout.add_argument("--confirm-over", type=_count, metavar="N",
+    rollout.add_argument("--confirm-over", type=non_negative_int, metavar="N",
                          help="ask once before running on more than N hosts; refuse without "
                               "a terminal (default: inventory [defaults] confirm_over, else "
                               "never ask)")
@@ -181,7 +182,7 @@ def add_common_options(parser: argparse.ArgumentParser, *, accept_new: bool = Tr
     limits.add_argument("--connect-timeout", type=_seconds, metavar="S",
                         help="seconds for TCP connect + SSH handshake + authentication "
                              "(default: inventory connect_timeout, else 10)")
-    limits.add_argument("--retries", type=_count, default=DEFAULT_RETRIES, metavar="N",
+    limits.add_argument("--retries", type=non_negative_int, default=DEFAULT_RETRIES, metavar="N",
                         help="retry a connection closed during the handshake N times "
                              f"(default {DEFAULT_RETRIES})")
     if accept_new:
