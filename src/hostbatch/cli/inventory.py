@@ -93,12 +93,12 @@ def lint_main(argv: Sequence[str], env: Environment,
 def convert_main(argv: Sequence[str], env: Environment,
                  prog: str = "hostbatch inventory convert") -> int:
     """``hostbatch inventory convert [FILE] [-o OUT]``."""
+    from hostbatch.atomic import write_atomically
     from hostbatch.inventory.convert import (
         UNSET_USER,
         has_secrets,
         to_hostbatch_ini,
         verify,
-        write_atomically,
     )
     from hostbatch.inventory.loader import load_inventory
 
