@@ -12,7 +12,6 @@ from hostbatch.cli.environment import Environment
 from hostbatch.cli.failures import make_warn
 from hostbatch.engine.events import Event
 from hostbatch.engine.launcher import WorkerLauncher
-from hostbatch.engine.rollout import RolloutPolicy
 from hostbatch.errors import UsageError
 from hostbatch.exit_status import ExitStatus
 from hostbatch.inventory.model import HostSpec
@@ -21,6 +20,7 @@ from hostbatch.render.jsonl import JsonRenderer
 from hostbatch.render.lines import LineRenderer
 from hostbatch.render.output import SafeStream, use_color
 from hostbatch.render.summary import write_summary
+from hostbatch.rollout import RolloutPolicy
 from hostbatch.settings import RunSettings
 
 if TYPE_CHECKING:  # rich is imported only when a display is shown

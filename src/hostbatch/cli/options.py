@@ -11,11 +11,11 @@ import os
 from typing import NoReturn
 
 from hostbatch.engine.remote import is_identifier
-from hostbatch.engine.rollout import Amount
 from hostbatch.errors import UsageError
 from hostbatch.exit_status import ExitStatus, exit_status_help
 from hostbatch.history import DEFAULT_OUTPUT_CAP
 from hostbatch.inventory.loader import INVENTORY_FORMATS
+from hostbatch.rollout import Amount
 from hostbatch.settings import DEFAULT_FORKS, DEFAULT_RETRIES
 
 #: What follows the exit statuses in the help of ``batch_run`` and ``batch_scp``.
