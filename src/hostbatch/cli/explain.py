@@ -18,9 +18,9 @@ from hostbatch.cli.environment import Environment
 from hostbatch.cli.failures import make_warn
 from hostbatch.cli.options import (
     Parser,
-    _seconds,
     add_inventory_options,
     add_ssh_config_options,
+    positive_seconds,
 )
 from hostbatch.errors import HostbatchError, SelectionError
 from hostbatch.exit_status import ExitStatus
@@ -35,7 +35,7 @@ def build_explain_parser() -> Parser:
     parser.add_argument("--help", action="store_true", help="show this help and exit")
     add_inventory_options(parser)
     add_ssh_config_options(parser)
-    parser.add_argument("--connect-timeout", type=_seconds, metavar="S",
+    parser.add_argument("--connect-timeout", type=positive_seconds, metavar="S",
                         help="as for batch_run: overrides every other source")
     parser.add_argument("host", metavar="HOST", help="an inventory host name")
     return parser

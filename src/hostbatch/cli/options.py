@@ -69,7 +69,8 @@ def non_negative_int(text: str) -> int:
     return value
 
 
-def _seconds(text: str) -> float:
+def positive_seconds(text: str) -> float:
+    """An argparse type: a positive number of seconds, at most 10**7 (timeouts)."""
     try:
         value = float(text)
     except ValueError:
@@ -179,7 +180,7 @@ def add_common_options(parser: argparse.ArgumentParser, *, accept_new: bool = Tr
     limits = parser.add_argument_group("connections")
     limits.add_argument("-f", "--forks", type=_positive_int, default=DEFAULT_FORKS, metavar="N",
                         help=f"at most N hosts at once (default {DEFAULT_FORKS})")
-    limits.add_argument("--connect-timeout", type=_seconds, metavar="S",
+    limits.add_argument("--connect-timeout", type=positive_seconds, metavar="S",
                         help="seconds for TCP connect + SSH handshake + authentication "
                              "(default: inventory connect_timeout, else 10)")
     limits.add_argument("--retries", type=non_negative_int, default=DEFAULT_RETRIES, metavar="N",
@@ -295,7 +296,7 @@ def build_run_parser(prog: str) -> Parser:
     add_remote_execution_options(parser)
     parser.add_argument("-cmd", "--cmd", dest="command", metavar="COMMAND",
                         help="the command, run by each remote user's shell")
-    parser.add_argument("--timeout", type=_seconds, metavar="S",
+    parser.add_argument("--timeout", type=positive_seconds, metavar="S",
                         help="kill the command on a host after S seconds (default: none)")
     parser.add_argument("words", nargs=argparse.REMAINDER, metavar="-- COMMAND",
                         help="the command may also follow the options")
@@ -334,6 +335,6 @@ def build_scp_parser(prog: str) -> Parser:
                       help="compare SHA-256 checksums (computed on the host with sha256sum)")
     copy.add_argument("--mkdir", action="store_true",
                       help="put: create missing remote directories")
-    copy.add_argument("--timeout", type=_seconds, metavar="S",
+    copy.add_argument("--timeout", type=positive_seconds, metavar="S",
                       help="per-host deadline for the whole transfer (default: none)")
     return parser
