@@ -46,7 +46,6 @@ import contextlib
 import datetime
 import fcntl
 import hashlib
-import importlib.metadata
 import json
 import os
 import platform
@@ -70,17 +69,27 @@ if str(REPO) not in sys.path:
 
 from bench.benchkit import (  # noqa: E402
     Interrupted,
+    Meta,
+    Spawned,
+    check_hosts_and_tools,
+    comma_list,
     first_line,
+    fleet_listeners,
     fmt,
-    kill_group,
     log,
     machine_busy_seconds,
     median,
+    package_version,
     raise_interrupted,
     ratio,
     read_bytes,
+    report_header,
     stat_fields,
+    summary_says_all_ok,
     tail,
+    verdict,
+    wait_idle,
+    wait_quiet,
 )
 from tests.support.fleet import Fleet, ensure_test_user  # noqa: E402
 
@@ -200,17 +209,6 @@ class CpuAccounting:
                 with contextlib.suppress(OSError):
                     (path.parent / "cgroup.procs").write_text(f"{pid}\n")
             path.rmdir()
-
-
-def children_of(parents: set[int]) -> list[int]:
-    """Live processes whose parent is in ``parents`` (a full /proc scan: not for hot loops)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            fields = stat_fields(int(entry))
-            if fields is not None and len(fields) > 1 and int(fields[1]) in parents:
-                found.append(int(entry))
-    return found
 
 
 class TreeSampler:
@@ -366,7 +364,6 @@ class Tool:
 class Hostbatch(Tool):
     name = "hostbatch"
     label_by_address = False
-    _summary = re.compile(rb"^hostbatch: (\d+) hosts? in [0-9.]+s: (\d+) ok$", re.M)
 
     def __init__(self, fanout: int, program: str) -> None:
         super().__init__(fanout)
@@ -380,16 +377,11 @@ class Hostbatch(Tool):
         return {"NO_COLOR": "1"}
 
     def version(self) -> str:
-        try:
-            paramiko = importlib.metadata.version("paramiko")
-        except importlib.metadata.PackageNotFoundError:
-            paramiko = "?"
+        paramiko = package_version("paramiko")
         return f"{first_line([self.program, '--version'])} (paramiko {paramiko})"
 
     def verify_stderr(self, target: Target) -> Verdict:
-        text = target.err.read_bytes()
-        match = self._summary.search(text)
-        if not match or int(match.group(1)) != target.count or int(match.group(2)) != target.count:
+        if not summary_says_all_ok(target.err.read_bytes(), target.count):
             return Verdict(False, f"summary does not say all {target.count} ok: "
                            f"{tail(target.err)}")
         return Verdict(True)
@@ -554,62 +546,26 @@ class RunResult:
 
 
 
-def wait_quiet(target: Target, limit: float = 15.0) -> None:
-    """Wait until no sshd connection of the fleet is left (so the next run starts clean)."""
-    parents = set(target.listeners)
-    deadline = time.monotonic() + limit
-    while children_of(parents) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    time.sleep(0.2)
-
-
-def wait_idle(limit: float, threshold: float = 0.3, window: float = 0.3) -> float:
-    """Wait (at most ``limit`` s) until the machine's busy CPU over ``window`` seconds is
-    under ``threshold`` cores: other work on a shared box must not land inside a run.
-    Returns the busy rate (in cores) seen last."""
-    deadline = time.monotonic() + limit
-    while True:
-        before = machine_busy_seconds()
-        time.sleep(window)
-        rate = (machine_busy_seconds() - before) / window
-        if rate < threshold or time.monotonic() >= deadline:
-            return rate
-
-
 def run_once(tool: Tool, target: Target, workload: Workload, rep: int, *,
              timeout: float, sample_interval: float, pss: bool,
              idle_wait: float = 0.0) -> RunResult:
     """Run ``tool`` once and measure it; the tool's process group is killed on any exit."""
     env = {**os.environ, **tool.env(target)}
     argv = tool.argv(target, workload.command)
-    wait_quiet(target)
+    wait_quiet(target.listeners, settle=0.2)
     if idle_wait > 0:
         wait_idle(idle_wait)
     server_before = target.server_cpu.seconds()
     busy_before = machine_busy_seconds()
-    with open(target.out, "wb") as out, open(target.err, "wb") as err:
-        started = time.perf_counter()
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env,
-                                start_new_session=True)
-    sampler = TreeSampler(proc.pid, sample_interval, pss=pss).start()
-    timer = threading.Timer(timeout, kill_group, args=(proc.pid,))
-    timer.start()
-    reaped = False
-    try:
-        _, raw_status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - started
-        reaped = True
-    finally:
-        timer.cancel()
-        sampler.stop()
-        kill_group(proc.pid)  # leftovers (and the tool itself when interrupted)
-        if not reaped:
-            with contextlib.suppress(ChildProcessError):
-                os.wait4(proc.pid, 0)
-        proc.returncode = -1  # reaped by us: keep Popen from waiting again
-    status = os.waitstatus_to_exitcode(raw_status)
+    with Spawned(argv, env, target.out, target.err, timeout) as tool_process:
+        sampler = TreeSampler(tool_process.pid, sample_interval, pss=pss).start()
+        try:
+            reaped = tool_process.reap()
+        finally:
+            sampler.stop()
+    status, wall, usage = reaped.status, reaped.wall, reaped.usage
     busy = machine_busy_seconds() - busy_before
-    wait_quiet(target)
+    wait_quiet(target.listeners, settle=0.2)
     server = target.server_cpu.seconds() - server_before
     if wall >= timeout:
         verdict = Verdict(False, f"killed after the {timeout:g}s timeout")
@@ -638,9 +594,7 @@ def started_fleet(count: int, workdir: Path, kex: str) -> Iterator[Target]:
         inventory = fleet.write_inventory(directory / "hosts.ini")
         hostfile = directory / "hostlist"
         hostfile.write_text("".join(f"{address}\n" for address in fleet.addresses))
-        # The listeners are the fleet's own sshd processes (the Fleet API does not expose
-        # their pids); every connection process is forked from one of them.
-        listeners = [proc.pid for proc in fleet._procs.values()]
+        listeners = fleet_listeners(fleet)
         accounting.add(listeners)
         yield Target(fleet, inventory, hostfile, directory / "stdout.txt",
                      directory / "stderr.txt", listeners, accounting)
@@ -719,9 +673,6 @@ def targets(cells: Sequence[Cell]) -> list[tuple[str, str, str]]:
     """(target, measured, verdict) rows for the issue's targets, from this run only."""
     rows: list[tuple[str, str, str]] = []
 
-    def verdict(ok: bool | None) -> str:
-        return "not measured" if ok is None else ("**met**" if ok else "**missed**")
-
     hb = find(cells, 500, "true", "hostbatch")
     peer = best_peer(cells, 500, "true", "wall")
     if hb and peer:
@@ -757,16 +708,6 @@ def targets(cells: Sequence[Cell]) -> list[tuple[str, str, str]]:
     else:
         rows.append(("500 hosts: peak memory < 150 MB", "n/a", verdict(None)))
     return rows
-
-
-@dataclass
-class Meta:
-    date: str
-    command_line: str
-    machine: str
-    software: list[str]
-    settings: list[str]
-    notes: list[str]
 
 
 def source_revision() -> str:
@@ -864,11 +805,7 @@ def render(results: Sequence[RunResult], meta: Meta, workloads: dict[str, Worklo
     order = {name: index for index, name in enumerate(ALL_TOOLS)}
     cells.sort(key=lambda c: (c.hosts, list(workloads).index(c.workload)
                               if c.workload in workloads else 99, order.get(c.tool, 99)))
-    out = ["# batch_run benchmark: hostbatch vs pssh, clush, pdsh", "",
-           f"- Date: {meta.date}", f"- Machine: {meta.machine}"]
-    out += [f"- {line}" for line in meta.software]
-    out += [f"- {line}" for line in meta.settings]
-    out += [f"- Command: `{meta.command_line}`", ""]
+    out = report_header("batch_run benchmark: hostbatch vs pssh, clush, pdsh", meta)
     out += ["Medians over the valid runs. *vs best peer*: this tool's median divided by the "
             "faster (for wall) or thriftier (for CPU) of pssh and clush in the same cell. Client "
             "CPU includes every process the tool waited for (ssh children, hostbatch's workers); "
@@ -1015,17 +952,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-warmup", dest="warmup", action="store_false",
                         help="skip the untimed warm-up run of each tool on each new fleet")
     args = parser.parse_args(argv)
-    try:
-        args.host_counts = [int(n) for n in args.hosts.split(",") if n.strip()]
-    except ValueError:
-        parser.error(f"--hosts must be a comma list of integers, not {args.hosts!r}")
-    if not args.host_counts or min(args.host_counts) < 1:
-        parser.error("--hosts needs at least one positive fleet size")
-    args.tool_names = [t.strip() for t in args.tools.split(",") if t.strip()]
-    unknown = set(args.tool_names) - set(ALL_TOOLS)
-    if unknown or not args.tool_names:
-        parser.error(f"unknown tools {sorted(unknown)}; choose from {', '.join(ALL_TOOLS)}")
-    args.workload_keys = [w.strip() for w in args.workloads.split(",") if w.strip()]
+    check_hosts_and_tools(parser, args, ALL_TOOLS)
+    args.workload_keys = comma_list(args.workloads)
     if set(args.workload_keys) - {"true", "1mb"} or not args.workload_keys:
         parser.error("--workloads takes true and/or 1mb")
     if args.repeat < 1 or args.fanout < 1:

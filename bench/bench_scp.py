@@ -64,7 +64,6 @@ import signal
 import subprocess
 import sys
 import tarfile
-import threading
 import time
 import tomllib
 from collections.abc import Callable, Iterator, Sequence
@@ -77,19 +76,29 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from bench import benchkit  # noqa: E402
 from bench.benchkit import (  # noqa: E402
     CLK_TCK,
     Interrupted,
+    Spawned,
+    check_hosts_and_tools,
+    comma_list,
     first_line,
+    fleet_listeners,
     fmt,
-    kill_group,
     log,
     machine_busy_seconds,
     median,
+    package_version,
     raise_interrupted,
     ratio,
+    report_header,
     stat_fields,
+    summary_says_all_ok,
     tail,
+    verdict,
+    wait_idle,
+    wait_quiet,
 )
 from tests.support.fleet import Fleet, ensure_test_user  # noqa: E402
 
@@ -213,15 +222,6 @@ def children_cpu_seconds(pids: Sequence[int]) -> float:
 
 
 
-def has_children(parents: set[int]) -> bool:
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            fields = stat_fields(int(entry))
-            if fields is not None and len(fields) > 1 and int(fields[1]) in parents:
-                return True
-    return False
-
-
 CPUACCT_ROOT = Path("/sys/fs/cgroup/cpuacct")
 
 
@@ -262,18 +262,6 @@ class CpuGroup:
                 self.path.rmdir()
                 return
             time.sleep(0.1)
-
-
-def machine_quiet(max_wait: float, threshold: float) -> float:
-    """Wait (at most ``max_wait`` s) for a 0.5 s window where the machine uses less than
-    ``threshold`` cores; return the busy cores of the last window."""
-    deadline = time.monotonic() + max_wait
-    while True:
-        before = machine_busy_seconds()
-        time.sleep(0.5)
-        cores = (machine_busy_seconds() - before) / 0.5
-        if cores < threshold or time.monotonic() >= deadline:
-            return cores
 
 
 # ---------------------------------------------------------------------------------- target
@@ -479,7 +467,6 @@ class Tool:
 
 class Hostbatch(Tool):
     name = "hostbatch"
-    _summary = re.compile(rb"^hostbatch: (\d+) hosts? in [0-9.]+s: (\d+) ok$", re.M)
 
     def __init__(self, fanout: int, program: str, extra: Sequence[str] = (), *,
                  package: Path | None = None, described: str = "",
@@ -508,11 +495,7 @@ class Hostbatch(Tool):
         return {"NO_COLOR": "1"}
 
     def version(self) -> str:
-        try:
-            paramiko = importlib.metadata.version("paramiko")
-            cryptography = importlib.metadata.version("cryptography")
-        except importlib.metadata.PackageNotFoundError:
-            paramiko = cryptography = "?"
+        paramiko, cryptography = package_version("paramiko"), package_version("cryptography")
         where = f", {self.described}" if self.described else ""
         return (f"{first_line([self.program, '--version'])} (`batch_scp`{where}; paramiko "
                 f"{paramiko}, cryptography {cryptography})")
@@ -521,9 +504,7 @@ class Hostbatch(Tool):
         problem = super().check(target, scenario, status)
         if problem:
             return problem
-        match = self._summary.search(target.err.read_bytes())
-        if not match or int(match.group(1)) != scenario.hosts or int(match.group(2)) != \
-                scenario.hosts:
+        if not summary_says_all_ok(target.err.read_bytes(), scenario.hosts):
             return f"summary does not say all {scenario.hosts} ok: {tail(target.err)}"
         return ""
 
@@ -630,14 +611,6 @@ class RunResult:
 
 
 
-def wait_quiet(target: Target, limit: float = 15.0) -> None:
-    """Wait until no sshd connection of the fleet is left, so CPU counts are complete."""
-    parents = set(target.listeners)
-    deadline = time.monotonic() + limit
-    while has_children(parents) and time.monotonic() < deadline:
-        time.sleep(0.05)
-
-
 def run_once(tool: Tool, target: Target, scenario: Scenario, rep: int, *,
              timeout: float, idle_wait: float = 0.0, idle_cores: float = 0.3) -> RunResult:
     """Clear the destination, run ``tool`` once, measure it, verify every host's copy.
@@ -650,36 +623,21 @@ def run_once(tool: Tool, target: Target, scenario: Scenario, rep: int, *,
     if "PYTHONPYCACHEPREFIX" in target.python_env:
         env.pop("PYTHONDONTWRITEBYTECODE", None)
     argv = tool.argv(target, scenario)
-    wait_quiet(target)
-    load_before = machine_quiet(idle_wait, idle_cores) if idle_wait > 0 else float("nan")
+    wait_quiet(target.listeners, poll=0.05)
+    load_before = wait_idle(idle_wait, idle_cores, 0.5) if idle_wait > 0 else float("nan")
     clients = target.clients
     setup = None if clients is None else functools.partial(_join_group, clients)
     server_before = target.server_cpu_seconds()
     client_before = clients.seconds() if clients is not None else float("nan")
     busy_before = machine_busy_seconds()
-    with open(target.out, "wb") as out, open(target.err, "wb") as err:
-        started = time.perf_counter()
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env,
-                                start_new_session=True, preexec_fn=setup)
-    timer = threading.Timer(timeout, kill_group, args=(proc.pid,))
-    timer.start()
-    reaped = False
-    try:
-        _, raw_status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - started
-        reaped = True
-    finally:
-        timer.cancel()
-        kill_group(proc.pid)  # leftovers (and the tool itself when interrupted)
-        if not reaped:
-            with contextlib.suppress(ChildProcessError):
-                os.wait4(proc.pid, 0)
-        proc.returncode = -1  # reaped by us: keep Popen from waiting again
+    with Spawned(argv, env, target.out, target.err, timeout, setup) as tool_process:
+        reaped = tool_process.reap()
+    wall, usage = reaped.wall, reaped.usage
     busy = machine_busy_seconds() - busy_before
-    wait_quiet(target)
+    wait_quiet(target.listeners, poll=0.05)
     server = target.server_cpu_seconds() - server_before
     client_tree = clients.seconds() - client_before if clients is not None else float("nan")
-    status = os.waitstatus_to_exitcode(raw_status)
+    status = reaped.status
     if wall >= timeout:
         problem = f"killed after the {timeout:g}s timeout"
     else:
@@ -709,7 +667,7 @@ def started_fleet(count: int, workdir: Path, kex: str) -> Iterator[Target]:
         inventory = fleet.write_inventory(directory / "hosts.ini")
         # The listeners are the sshd processes themselves (unshare and sh exec into sshd);
         # their cutime/cstime is the CPU of every reaped connection.
-        listeners = [proc.pid for proc in fleet._procs.values()]
+        listeners = fleet_listeners(fleet)
         servers = CpuGroup.create("hostbatch-bench-scp-servers")
         clients = CpuGroup.create("hostbatch-bench-scp-clients")
         if servers is not None:
@@ -811,9 +769,6 @@ def targets(cells: Sequence[Cell]) -> list[tuple[str, str, str]]:
     """(target, measured, verdict) rows for issue 3's speed targets, from this run only."""
     rows: list[tuple[str, str, str]] = []
 
-    def verdict(ok: bool | None) -> str:
-        return "not measured" if ok is None else ("**met**" if ok else "**missed**")
-
     multi = sorted({(c.scenario, c.hosts) for c in cells if c.scenario != "single"},
                    key=lambda k: (SCENARIOS.index(k[0]), k[1]))
     for scenario, hosts in multi:
@@ -838,13 +793,9 @@ def targets(cells: Sequence[Cell]) -> list[tuple[str, str, str]]:
 
 
 @dataclass
-class Meta:
-    date: str
-    command_line: str
-    machine: str
-    software: list[str]
-    settings: list[str]
-    notes: list[str]
+class Meta(benchkit.Meta):
+    """The common report facts, plus the noise limit the run used."""
+
     noise_limit: float = NOISE_LIMIT_SHOWN
 
 
@@ -918,11 +869,8 @@ _COMPUTED_NOTE = re.compile(r"\d+ (of \d+ )?runs were (redone|still noisy)")
 
 def render(results: Sequence[RunResult], meta: Meta, analysis: str = "") -> str:
     cells = summarize(results, meta.noise_limit)
-    out = ["# batch_scp benchmark: hostbatch vs parallel-scp (pssh), clush --copy, scp", "",
-           f"- Date: {meta.date}", f"- Machine: {meta.machine}"]
-    out += [f"- {line}" for line in meta.software]
-    out += [f"- {line}" for line in meta.settings]
-    out += [f"- Command: `{meta.command_line}`", ""]
+    out = report_header("batch_scp benchmark: hostbatch vs parallel-scp (pssh), clush --copy, "
+                        "scp", meta)
     out += ["Medians over the valid runs (a run is valid when the tool exited 0, reported every "
             "host as done, and every host's copy matched the source: names, sizes, file count "
             "and a SHA-256 of all contents). MiB/s is aggregate: hosts x payload / median wall. "
@@ -1094,17 +1042,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--noise-retries", type=int, default=2, metavar="N",
                         help="at most N extra attempts per noisy run; the last one counts")
     args = parser.parse_args(argv)
-    try:
-        args.host_counts = sorted({int(n) for n in args.hosts.split(",") if n.strip()})
-    except ValueError:
-        parser.error(f"--hosts must be a comma list of integers, not {args.hosts!r}")
-    if not args.host_counts or args.host_counts[0] < 1:
-        parser.error("--hosts needs at least one positive host count")
-    args.tool_names = [t.strip() for t in args.tools.split(",") if t.strip()]
-    unknown = set(args.tool_names) - set(ALL_TOOLS)
-    if unknown or not args.tool_names:
-        parser.error(f"unknown tools {sorted(unknown)}; choose from {', '.join(ALL_TOOLS)}")
-    args.scenario_keys = [s.strip() for s in args.scenarios.split(",") if s.strip()]
+    check_hosts_and_tools(parser, args, ALL_TOOLS)
+    args.host_counts = sorted(set(args.host_counts))  # each fleet size once, smallest first
+    args.scenario_keys = comma_list(args.scenarios)
     if set(args.scenario_keys) - set(SCENARIOS) or not args.scenario_keys:
         parser.error(f"--scenarios takes {', '.join(SCENARIOS)}")
     if args.noise_retries < 0:

@@ -32,13 +32,13 @@ __all__ = [
 ]
 
 _LAZY = {
-    "Amount": "hostbatch.engine.rollout",
+    "Amount": "hostbatch.rollout",
     "BatchResult": "hostbatch.engine.outcome",
     "FailureKind": "hostbatch.errors",
     "HostbatchError": "hostbatch.errors",
     "HostSpec": "hostbatch.inventory.model",
     "Inventory": "hostbatch.inventory.model",
-    "RolloutPolicy": "hostbatch.engine.rollout",
+    "RolloutPolicy": "hostbatch.rollout",
     "GetFiles": "hostbatch.actions",
     "PutFiles": "hostbatch.actions",
     "RunCommand": "hostbatch.actions",
@@ -55,10 +55,10 @@ if TYPE_CHECKING:
     from hostbatch.actions import GetFiles, PutFiles, RunCommand, RunInput, ScanHostKey
     from hostbatch.api import run
     from hostbatch.engine.outcome import BatchResult
-    from hostbatch.engine.rollout import Amount, RolloutPolicy
     from hostbatch.errors import FailureKind, HostbatchError
     from hostbatch.inventory.loader import load_inventory
     from hostbatch.inventory.model import HostSpec, Inventory
+    from hostbatch.rollout import Amount, RolloutPolicy
     from hostbatch.selection import Selection, select
     from hostbatch.settings import RunSettings
 

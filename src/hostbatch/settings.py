@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from hostbatch.engine.rollout import RolloutPolicy
 from hostbatch.inventory.model import HostSpec
 from hostbatch.inventory.resolve import apply_overrides
+from hostbatch.rollout import RolloutPolicy
 
 DEFAULT_FORKS = 64
 DEFAULT_RETRIES = 2

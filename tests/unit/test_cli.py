@@ -18,7 +18,7 @@ from hostbatch.cli import execute as cli_execute
 from hostbatch.cli import run as cli_run
 from hostbatch.cli.environment import Environment
 from hostbatch.cli.main import hostbatch_main, run_main
-from hostbatch.engine.outcome import ExitStatus
+from hostbatch.exit_status import ExitStatus
 from hostbatch.inventory.model import HostSpec
 
 from .conftest import WriteInventory
@@ -397,3 +397,27 @@ def test_internal_error_and_its_traceback_never_show_a_secret(
         assert "internal error: RuntimeError: bug while holding ***" in text
         assert ("Traceback" in text) == bool(extra), text
         assert "pw%#;secret" not in text
+
+
+def test_exit_status_help_is_made_from_the_enum() -> None:
+    from hostbatch.exit_status import RUN_STATUSES, exit_status_help
+
+    text = exit_status_help()
+    assert text.startswith("exit status:\n")
+    for status in RUN_STATUSES:
+        assert f"\n  {int(status):<5}{status.meaning.split()[0]}" in text
+    assert ExitStatus.INTERNAL == 70 and ExitStatus.HANGUP == 129
+    assert ExitStatus.TERMINATED == 143
+
+
+def test_make_warn_redacts_labels_and_flushes() -> None:
+    import io
+
+    from hostbatch.cli.failures import make_warn
+    from hostbatch.secrets import Secret
+
+    secret = Secret("warn-s3cret-value")
+    out = io.BytesIO()
+    make_warn("batch_run", out)(f"password {secret.reveal()} looks odd")
+    make_warn("hostbatch", out, label=None)("plain")
+    assert out.getvalue() == b"batch_run: warning: password *** looks odd\nhostbatch: plain\n"

@@ -13,7 +13,7 @@ import pytest
 from hostbatch.cli import execute as cli_execute
 from hostbatch.cli.environment import Environment
 from hostbatch.cli.main import hostbatch_main, run_main
-from hostbatch.engine.outcome import ExitStatus
+from hostbatch.exit_status import ExitStatus
 from hostbatch.inventory.model import HostSpec
 
 from .conftest import WriteInventory

@@ -5,12 +5,13 @@ from __future__ import annotations
 import base64
 from pathlib import Path
 
-from hostbatch.cli.keyscan import compare, mark_shared, table
+from hostbatch.cli.keyscan import label, table, to_json
 from hostbatch.engine.events import Event, HostFailed, HostKeyScanned
 from hostbatch.engine.outcome import BatchResult
 from hostbatch.errors import FailureKind
 from hostbatch.inventory.model import HostSpec
-from hostbatch.known_hosts import fingerprint
+from hostbatch.keyscan import compare, lines_by_file, mark_shared, needs_attention, new_keys
+from hostbatch.known_hosts import KeyStatus, fingerprint
 
 
 def key(seed: str) -> str:
@@ -41,7 +42,15 @@ def test_statuses_against_both_files(tmp_path: Path) -> None:
     }
     rows = compare([a, b, c, d, e], events, str(home))
     assert [(r.host, r.status) for r in rows] == [
-        ("a", "known"), ("b", "CHANGED"), ("c", "new"), ("d", "REVOKED"), ("e", "unreachable")]
+        ("a", KeyStatus.KNOWN), ("b", KeyStatus.CHANGED), ("c", KeyStatus.UNKNOWN),
+        ("d", KeyStatus.REVOKED), ("e", None)]
+    assert [label(r) for r in rows] == ["known", "CHANGED", "new", "REVOKED", "unreachable"]
+    assert [to_json(r)["status"] for r in rows[:4]] == ["known", "changed", "new", "revoked"]
+    assert to_json(rows[4])["event"] == "error" and rows[4].unreachable
+    assert new_keys(rows) == [rows[2]] and needs_attention(rows)
+    assert not needs_attention([rows[0], rows[2]])
+    assert lines_by_file(new_keys(rows)) == {
+        str(inventory_file): [f"127.100.0.3 ssh-ed25519 {key('c')}"]}
     assert rows[2].record_file == str(inventory_file)
     assert rows[3].record_file == str(home / ".ssh" / "known_hosts")
     assert rows[1].entry == "[127.100.0.2]:2222"

@@ -39,7 +39,7 @@ def result_of(hosts: list[str], events: list[Event], interrupted: bool = False) 
 
 
 def test_exit_status_values() -> None:
-    assert [int(s) for s in ExitStatus] == [0, 1, 2, 3, 130]
+    assert [int(s) for s in ExitStatus] == [0, 1, 2, 3, 70, 129, 130, 143]
 
 
 UNREACHABLE = [FailureKind.CONNECT, FailureKind.AUTH, FailureKind.HOSTKEY, FailureKind.TIMEOUT,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hostbatch.engine.rollout import Amount, Rollout, RolloutPolicy
+from hostbatch.rollout import Amount, Rollout, RolloutPolicy
 
 
 @pytest.mark.parametrize(("text", "amount"), [

@@ -9,18 +9,18 @@ from typing import TYPE_CHECKING
 
 from hostbatch.actions import Action, GetFiles, PutFiles, RunInput
 from hostbatch.cli.environment import Environment
+from hostbatch.cli.failures import make_warn
 from hostbatch.engine.events import Event
 from hostbatch.engine.launcher import WorkerLauncher
-from hostbatch.engine.outcome import ExitStatus
-from hostbatch.engine.rollout import RolloutPolicy
 from hostbatch.errors import UsageError
+from hostbatch.exit_status import ExitStatus
 from hostbatch.inventory.model import HostSpec
 from hostbatch.render import Renderer
 from hostbatch.render.jsonl import JsonRenderer
 from hostbatch.render.lines import LineRenderer
 from hostbatch.render.output import SafeStream, use_color
 from hostbatch.render.summary import write_summary
-from hostbatch.secrets import redact
+from hostbatch.rollout import RolloutPolicy
 from hostbatch.settings import RunSettings
 
 if TYPE_CHECKING:  # rich is imported only when a display is shown
@@ -130,9 +130,7 @@ def execute(hosts: list[HostSpec], action: Action, args: argparse.Namespace, env
     """Perform ``action`` on ``hosts``, render every event, print the summary."""
     from hostbatch import api
 
-    def warn(message: str) -> None:
-        stderr.write(redact(f"hostbatch: {message}\n").encode())
-        stderr.flush()
+    warn = make_warn("hostbatch", stderr, label=None)
 
     renderers = make_renderers(args, env, stdout, stderr, action, hosts, warn)
 

@@ -15,14 +15,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from hostbatch.cli.environment import Environment
+from hostbatch.cli.failures import make_warn
 from hostbatch.cli.options import (
     Parser,
-    _seconds,
     add_inventory_options,
     add_ssh_config_options,
+    positive_seconds,
 )
-from hostbatch.engine.outcome import ExitStatus
 from hostbatch.errors import HostbatchError, SelectionError
+from hostbatch.exit_status import ExitStatus
 from hostbatch.inventory.resolve import BUILT_IN, Resolved, ssh_config_path
 from hostbatch.render.output import SafeStream
 
@@ -34,7 +35,7 @@ def build_explain_parser() -> Parser:
     parser.add_argument("--help", action="store_true", help="show this help and exit")
     add_inventory_options(parser)
     add_ssh_config_options(parser)
-    parser.add_argument("--connect-timeout", type=_seconds, metavar="S",
+    parser.add_argument("--connect-timeout", type=positive_seconds, metavar="S",
                         help="as for batch_run: overrides every other source")
     parser.add_argument("host", metavar="HOST", help="an inventory host name")
     return parser
@@ -86,8 +87,7 @@ def explain(args: argparse.Namespace, env: Environment, out: SafeStream,
     from hostbatch.cli.hostsettings import resolver_for
     from hostbatch.inventory.loader import load_inventory, locate_inventory
 
-    def warn(message: str) -> None:
-        err.write(f"hostbatch inventory explain: warning: {message}\n".encode())
+    warn = make_warn("hostbatch inventory explain", err)
 
     # Explaining shows no secret, so a readable inventory only warns (as convert does): this
     # is where a user looks when a run refused it.

@@ -1,9 +1,10 @@
-"""The one map from exceptions to exit statuses, shared by every command's entry point.
+"""How every command's entry point reports problems: the one map from exceptions to exit
+statuses, and the one ``warn``.
 
 Expected errors (:class:`~hostbatch.errors.HostbatchError`) print one line and give exit 2;
 Ctrl-C before the engine takes over gives 130; anything else is a bug and prints one line plus
 a hint to rerun with ``--debug`` (which shows the traceback), exit 70. Every line passes
-through :func:`~hostbatch.secrets.redact`.
+through :func:`~hostbatch.secrets.redact`, warnings included (:func:`make_warn`).
 """
 
 from __future__ import annotations
@@ -12,12 +13,12 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from hostbatch.engine.outcome import ExitStatus
 from hostbatch.errors import HostbatchError
+from hostbatch.exit_status import ExitStatus
 from hostbatch.secrets import redact
 
-#: Internal error (a bug), as sysexits.h's EX_SOFTWARE.
-EXIT_INTERNAL = 70
+#: Reports one problem that does not stop the command (one line on stderr).
+Warn = Callable[[str], None]
 
 
 class Writable(Protocol):
@@ -26,6 +27,19 @@ class Writable(Protocol):
     def write(self, data: bytes, /) -> object: ...
 
     def flush(self) -> object: ...
+
+
+def make_warn(prog: str, stderr: Writable, *, label: str | None = "warning") -> Warn:
+    """A ``warn`` writing ``PROG: LABEL: MESSAGE`` (``PROG: MESSAGE`` without a label) as one
+    redacted, flushed line: a warning may quote an inventory line or a command's output, which
+    can hold a secret, and it must not wait behind buffered output."""
+    lead = f"{prog}: {label}: " if label else f"{prog}: "
+
+    def warn(message: str) -> None:
+        stderr.write(redact(f"{lead}{message}\n").encode())
+        stderr.flush()
+
+    return warn
 
 
 def run_reporting_errors(prog: str, argv: Sequence[str], stdout: Writable, stderr: Writable,
@@ -45,7 +59,7 @@ def run_reporting_errors(prog: str, argv: Sequence[str], stdout: Writable, stder
             stderr.write(redact(traceback.format_exc()).encode())
         stderr.write(redact(f"{prog}: internal error: {type(exc).__name__}: {exc} "
                             "(rerun with --debug for a traceback)\n").encode())
-        return EXIT_INTERNAL
+        return ExitStatus.INTERNAL
     finally:
         stdout.flush()
         stderr.flush()

@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING
 
 from hostbatch.actions import RunCommand
 from hostbatch.cli.environment import Environment
-from hostbatch.cli.failures import run_reporting_errors
-from hostbatch.cli.options import Parser, _count, add_output_options, check_output_options
-from hostbatch.engine.outcome import ExitStatus
+from hostbatch.cli.failures import make_warn, run_reporting_errors
+from hostbatch.cli.options import Parser, add_output_options, check_output_options, non_negative_int
 from hostbatch.errors import HostbatchError, UsageError
+from hostbatch.exit_status import ExitStatus
 from hostbatch.render.output import SafeStream, use_color
 
 if TYPE_CHECKING:
@@ -133,9 +133,7 @@ def _show(argv: list[str], env: Environment, stdout: SafeStream, stderr: SafeStr
         return ExitStatus.OK
     check_output_options(args)
 
-    def warn(message: str) -> None:
-        stderr.write(f"hostbatch: {message}\n".encode())
-        stderr.flush()
+    warn = make_warn("hostbatch", stderr, label=None)
 
     store = _open(env)
     try:
@@ -205,7 +203,7 @@ def _prune(argv: list[str], env: Environment, stdout: SafeStream, stderr: SafeSt
            prog: str) -> int:
     parser = _parser(prog, "Delete all but the newest runs from the history, then compact "
                            "the file.")
-    parser.add_argument("--keep", type=_count, required="--help" not in argv, metavar="N",
+    parser.add_argument("--keep", type=non_negative_int, required="--help" not in argv, metavar="N",
                         help="how many of the newest runs to keep (0: delete every run)")
     args = parser.parse_args(argv)
     if args.help:

@@ -1,10 +1,10 @@
 """``hostbatch keyscan``: fetch every selected host's key, compare, and record the new ones.
 
-The workers only read keys (key exchange, no authentication); this module, in the parent,
-compares them with known_hosts, prints one table, names hosts that share one key (cloned
-images), asks once and appends the new keys with :func:`hostbatch.known_hosts.append_lines`
-(an exclusive ``flock`` and one ``O_APPEND`` write, as ``--accept-new`` does). Changed and
-revoked keys are never written.
+The workers only read keys (key exchange, no authentication); :mod:`hostbatch.keyscan` judges
+them against known_hosts and finds hosts that share one key (cloned images). This module
+prints one table, warns, asks once and appends the new keys with
+:func:`hostbatch.known_hosts.append_lines` (an exclusive ``flock`` and one ``O_APPEND`` write,
+as ``--accept-new`` does). Changed and revoked keys are never written.
 """
 
 from __future__ import annotations
@@ -12,23 +12,25 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 
 from hostbatch.actions import Action, ScanHostKey
 from hostbatch.cli.confirm import YES
 from hostbatch.cli.environment import Environment
+from hostbatch.cli.failures import make_warn
 from hostbatch.cli.options import Parser, add_common_options
 from hostbatch.engine.events import Event, HostFailed, HostKeyScanned
 from hostbatch.engine.launcher import WorkerLauncher
-from hostbatch.engine.outcome import ExitStatus
+from hostbatch.exit_status import ExitStatus, exit_status_help
 from hostbatch.inventory.model import HostSpec
-from hostbatch.known_hosts import (
-    KeyStatus,
-    KnownHosts,
-    append_lines,
-    checked_files,
-    record_file,
+from hostbatch.keyscan import (
+    HostKeyCheck,
+    compare,
+    lines_by_file,
+    mark_shared,
+    needs_attention,
+    new_keys,
 )
+from hostbatch.known_hosts import KeyStatus, append_lines
 from hostbatch.render.output import SafeStream
 from hostbatch.settings import RunSettings
 
@@ -45,12 +47,18 @@ New keys are recorded, after ONE confirmation on the terminal (question on stder
 stdin, both terminals) or with --yes, in the inventory's known_hosts file if it sets one, else
 ~/.ssh/known_hosts, under a file lock. Without a terminal and without --yes nothing is written.
 
-exit status:
-  0    every host answered and every key is known or was recorded
-  1    new keys were left unrecorded (declined, or no terminal and no --yes)
-  2    usage or inventory error: nothing was scanned
-  3    some key CHANGED or is revoked, or some host was unreachable (wins over 1)
-  130  interrupted by Ctrl-C: nothing is written"""
+"""
+
+#: What each status means for keyscan (the generic words speak of commands).
+KEYSCAN_STATUSES = {
+    ExitStatus.OK: "every host answered and every key is known or was recorded",
+    ExitStatus.COMMAND_FAILED: "new keys were left unrecorded (declined, or no terminal and no "
+                               "--yes)",
+    ExitStatus.USAGE: "usage or inventory error: nothing was scanned",
+    ExitStatus.UNREACHABLE: "some key CHANGED or is revoked, or some host was unreachable "
+                            "(wins over 1)",
+    ExitStatus.INTERRUPTED: "interrupted by Ctrl-C: nothing is written",
+}
 
 
 def build_parser(prog: str) -> Parser:
@@ -58,7 +66,8 @@ def build_parser(prog: str) -> Parser:
     parser = Parser(prog=prog, add_help=False, allow_abbrev=False,
                     description="Fetch the SSH host key of every selected host, compare it "
                                 "with known_hosts and record the new ones.",
-                    epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+                    epilog=EPILOG + exit_status_help(list(KEYSCAN_STATUSES), KEYSCAN_STATUSES),
+                    formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_options(parser, accept_new=False, log_in=False)
     output = parser.add_argument_group("keys and output")
     output.add_argument("-y", "--yes", action="store_true",
@@ -76,82 +85,36 @@ def checks(args: argparse.Namespace) -> Callable[[], Action]:
     return ScanHostKey
 
 
-@dataclass
-class KeyRow:
-    """One host's line of the table."""
-
-    host: str
-    status: str  # new, known, CHANGED, REVOKED, unreachable
-    entry: str = ""
-    key_type: str = ""
-    key_b64: str = ""
-    fingerprint: str = ""
-    record_file: str = ""
-    reason: str = ""
-    kind: str = ""
-    shared_with: list[str] = field(default_factory=list)
-
-    def to_json(self) -> dict[str, object]:
-        """One ``--json`` line."""
-        if self.status == "unreachable":
-            return {"host": self.host, "event": "error", "kind": self.kind,
-                    "error": self.reason}
-        return {"host": self.host, "event": "hostkey", "entry": self.entry,
-                "key_type": self.key_type, "fingerprint": self.fingerprint,
-                "key": self.key_b64, "status": self.status.lower(),
-                "shared_with": self.shared_with}
+#: How the table and ``--json`` name each verdict (``--json`` in lower case).
+STATUS_LABELS = {KeyStatus.KNOWN: "known", KeyStatus.UNKNOWN: "new",
+                 KeyStatus.CHANGED: "CHANGED", KeyStatus.REVOKED: "REVOKED"}
 
 
-_STATUS = {KeyStatus.KNOWN: "known", KeyStatus.UNKNOWN: "new", KeyStatus.CHANGED: "CHANGED",
-           KeyStatus.REVOKED: "REVOKED"}
+def label(check: HostKeyCheck) -> str:
+    """The STATUS column: new, known, CHANGED, REVOKED or unreachable."""
+    return "unreachable" if check.status is None else STATUS_LABELS[check.status]
 
 
-def compare(hosts: Sequence[HostSpec], events: dict[str, Event], home: str) -> list[KeyRow]:
-    """A row per host, in selection order: its key's status against its known_hosts files."""
-    caches: dict[tuple[str, ...], KnownHosts] = {}
-    rows: list[KeyRow] = []
-    for spec in hosts:
-        event = events.get(spec.name)
-        if isinstance(event, HostKeyScanned):
-            files = checked_files(spec.known_hosts, home)
-            known = caches.get(files) or caches.setdefault(files, KnownHosts.load(files))
-            status = known.check(event.entry, event.key_type, event.key_b64)
-            rows.append(KeyRow(spec.name, _STATUS[status], event.entry, event.key_type,
-                               event.key_b64, event.fingerprint,
-                               record_file(spec.known_hosts, home)))
-        elif isinstance(event, HostFailed):
-            rows.append(KeyRow(spec.name, "unreachable", reason=event.message,
-                               kind=event.kind.value))
-        else:
-            rows.append(KeyRow(spec.name, "unreachable", reason="no answer", kind="internal"))
-    return rows
+def to_json(check: HostKeyCheck) -> dict[str, object]:
+    """One ``--json`` line."""
+    if check.status is None:
+        return {"host": check.host, "event": "error", "kind": check.kind,
+                "error": check.reason}
+    return {"host": check.host, "event": "hostkey", "entry": check.entry,
+            "key_type": check.key_type, "fingerprint": check.fingerprint,
+            "key": check.key_b64, "status": label(check).lower(),
+            "shared_with": check.shared_with}
 
 
-def mark_shared(rows: Sequence[KeyRow]) -> list[list[KeyRow]]:
-    """Groups of rows whose different hosts (entries) show one same key: cloned images.
-
-    Two inventory names for one address and port are one host and do not count.
-    """
-    by_key: dict[str, list[KeyRow]] = {}
-    for row in rows:
-        if row.key_b64:
-            by_key.setdefault(row.key_b64, []).append(row)
-    groups = [group for group in by_key.values() if len({r.entry for r in group}) > 1]
-    for group in groups:
-        for row in group:
-            row.shared_with = [other.host for other in group if other is not row]
-    return groups
-
-
-def table(rows: Sequence[KeyRow]) -> str:
+def table(rows: Sequence[HostKeyCheck]) -> str:
     """Plain aligned columns (no colour, no box): readable on a terminal, clean in a pipe."""
     lines = [("HOST", "TYPE", "FINGERPRINT", "STATUS")]
     for row in rows:
-        if row.status == "unreachable":
+        if row.unreachable:
             lines.append((row.host, "-", "-", f"unreachable ({row.kind}): {row.reason}"))
         else:
             shared = " (shared key)" if row.shared_with else ""
-            lines.append((row.host, row.key_type, row.fingerprint, row.status + shared))
+            lines.append((row.host, row.key_type, row.fingerprint, label(row) + shared))
     widths = [max(len(line[i]) for line in lines) for i in range(3)]
     return "".join(
         f"{host:<{widths[0]}}  {kind:<{widths[1]}}  {fp:<{widths[2]}}  {status}\n"
@@ -173,14 +136,10 @@ def terminal_confirm(env: Environment) -> Confirm | None:
     return ask
 
 
-def _record(new: Sequence[KeyRow], stderr: SafeStream, prog: str) -> bool:
+def _record(new: Sequence[HostKeyCheck], stderr: SafeStream, prog: str) -> bool:
     """Append the new keys, grouped by file; True when every file was written."""
-    by_file: dict[str, list[str]] = {}
-    for row in new:
-        by_file.setdefault(row.record_file, []).append(f"{row.entry} {row.key_type} "
-                                                       f"{row.key_b64}")
     ok = True
-    for path, lines in by_file.items():
+    for path, lines in lines_by_file(new).items():
         try:
             written = append_lines(path, lines)
         except OSError as exc:
@@ -191,7 +150,7 @@ def _record(new: Sequence[KeyRow], stderr: SafeStream, prog: str) -> bool:
     return ok
 
 
-def _report(rows: Sequence[KeyRow], shared: list[list[KeyRow]], stderr: SafeStream,
+def _report(rows: Sequence[HostKeyCheck], shared: list[list[HostKeyCheck]], stderr: SafeStream,
             prog: str) -> None:
     for group in shared:
         names = ", ".join(row.host for row in group)
@@ -200,12 +159,12 @@ def _report(rows: Sequence[KeyRow], shared: list[list[KeyRow]], stderr: SafeStre
                      "its own key (regenerate with ssh-keygen -A after removing the old "
                      "ones)\n".encode())
     for row in rows:
-        if row.status == "CHANGED":
+        if row.status is KeyStatus.CHANGED:
             stderr.write(f"{prog}: warning: REMOTE HOST KEY HAS CHANGED for {row.host} "
                          f"({row.entry}): now {row.key_type} {row.fingerprint}; possible "
                          "man-in-the-middle attack; not recorded (remove the old key with "
                          f"ssh-keygen -R '{row.entry}' once you know why it changed)\n".encode())
-        elif row.status == "REVOKED":
+        elif row.status is KeyStatus.REVOKED:
             stderr.write(f"{prog}: warning: {row.host} ({row.entry}) shows a key marked "
                          "@revoked; not recorded\n".encode())
 
@@ -223,8 +182,7 @@ def perform(hosts: list[HostSpec], action: Action, args: argparse.Namespace, env
         if isinstance(event, HostKeyScanned | HostFailed):
             events[event.host] = event
 
-    def warn(message: str) -> None:
-        stderr.write(f"{prog}: {message}\n".encode())
+    warn = make_warn(prog, stderr, label=None)
 
     settings = RunSettings(forks=args.forks, retries=args.retries,
                            connect_timeout=args.connect_timeout, workers=args.workers)
@@ -233,7 +191,7 @@ def perform(hosts: list[HostSpec], action: Action, args: argparse.Namespace, env
     rows = compare(hosts, events, env.home)
     shared = mark_shared(rows)
     if args.json:
-        stdout.write("".join(json.dumps(row.to_json()) + "\n" for row in rows).encode())
+        stdout.write("".join(json.dumps(to_json(row)) + "\n" for row in rows).encode())
     else:
         stdout.write(table(rows).encode())
     stdout.flush()
@@ -241,15 +199,15 @@ def perform(hosts: list[HostSpec], action: Action, args: argparse.Namespace, env
     if result.interrupted:
         stderr.write(f"{prog}: interrupted: nothing recorded\n".encode())
         return ExitStatus.INTERRUPTED
-    new = [row for row in rows if row.status == "new"]
+    new = new_keys(rows)
     recorded = not new or _ask_and_record(new, args.yes, confirm or terminal_confirm(env),
                                           stderr, prog)
-    if any(row.status in ("CHANGED", "REVOKED", "unreachable") for row in rows):
+    if needs_attention(rows):
         return ExitStatus.UNREACHABLE
     return ExitStatus.OK if recorded else ExitStatus.COMMAND_FAILED
 
 
-def _ask_and_record(new: Sequence[KeyRow], yes: bool, ask: Confirm | None,
+def _ask_and_record(new: Sequence[HostKeyCheck], yes: bool, ask: Confirm | None,
                     stderr: SafeStream, prog: str) -> bool:
     """Record the new keys if ``--yes`` or the one question allows it; True if recorded."""
     if yes:

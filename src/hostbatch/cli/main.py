@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from hostbatch import __version__
 from hostbatch.actions import Action
 from hostbatch.cli.environment import Environment
-from hostbatch.cli.failures import run_reporting_errors
+from hostbatch.cli.failures import make_warn, run_reporting_errors
 from hostbatch.cli.options import (
     Parser,
     build_run_parser,
@@ -24,11 +24,10 @@ from hostbatch.cli.options import (
     check_output_options,
 )
 from hostbatch.engine.launcher import WorkerLauncher
-from hostbatch.engine.outcome import ExitStatus
 from hostbatch.errors import UsageError
+from hostbatch.exit_status import ExitStatus
 from hostbatch.inventory.model import HostSpec
 from hostbatch.render.output import SafeStream
-from hostbatch.secrets import redact
 
 if TYPE_CHECKING:
     from hostbatch.inventory.model import Inventory
@@ -117,9 +116,7 @@ def _main(argv: Sequence[str], env: Environment, prog: str,
 
     stdout, stderr = SafeStream(env.stdout), SafeStream(env.stderr)
 
-    def warn(message: str) -> None:
-        stderr.write(redact(f"{prog}: warning: {message}\n").encode())
-        stderr.flush()
+    warn = make_warn(prog, stderr)
 
     def body() -> int:
         parser = build_parser(prog)
@@ -182,9 +179,9 @@ def keyscan_main(argv: Sequence[str], env: Environment, prog: str = "hostbatch k
 def inventory_main(argv: Sequence[str], env: Environment, prog: str = "hostbatch inventory", *,
                    launcher: WorkerLauncher | None = None) -> int:
     """``hostbatch inventory SUBCOMMAND``: tools that read an inventory and never connect."""
-    from hostbatch.cli import inventory_cmd
+    from hostbatch.cli import inventory
 
-    status: int = inventory_cmd.main(argv, env, prog)
+    status: int = inventory.main(argv, env, prog)
     return status
 
 

@@ -10,22 +10,16 @@ import argparse
 import os
 from typing import NoReturn
 
-from hostbatch.engine.rollout import Amount
 from hostbatch.errors import UsageError
+from hostbatch.exit_status import ExitStatus, exit_status_help
 from hostbatch.history import DEFAULT_OUTPUT_CAP
 from hostbatch.inventory.loader import INVENTORY_FORMATS
+from hostbatch.rollout import Amount
 from hostbatch.settings import DEFAULT_FORKS, DEFAULT_RETRIES
 from hostbatch.ssh.shell import is_identifier
 
-EXIT_STATUS_HELP = """\
-exit status:
-  0    every host ran the command and it exited 0
-  1    the command exited non-zero on some host
-  2    usage or inventory error: nothing was run
-  3    some host was unreachable, refused, failed authentication or host-key
-       checking, timed out, or lost its connection (wins over 1)
-  130  interrupted by Ctrl-C (wins over all others)
-  70   internal error (a bug: please report it, with the --debug output)
+#: What follows the exit statuses in the help of ``batch_run`` and ``batch_scp``.
+RUN_NOTES = """
   A host skipped because a rollout stopped (--canary, --max-fail) makes the
   status at least 1.
 
@@ -64,7 +58,8 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _count(text: str) -> int:
+def non_negative_int(text: str) -> int:
+    """An argparse type: a whole number, 0 or more (``--retries``, ``history prune --keep``)."""
     try:
         value = int(text)
     except ValueError:
@@ -74,7 +69,8 @@ def _count(text: str) -> int:
     return value
 
 
-def _seconds(text: str) -> float:
+def positive_seconds(text: str) -> float:
+    """An argparse type: a positive number of seconds, at most 10**7 (timeouts)."""
     try:
         value = float(text)
     except ValueError:
@@ -123,7 +119,7 @@ def add_rollout_options(parser: argparse.ArgumentParser) -> None:
     rollout.add_argument("--max-fail", type=_amount, metavar="N|P%",
                          help="start no new host once N hosts (or P%% of the hosts) have "
                               "failed (non-zero exit or error)")
-    rollout.add_argument("--confirm-over", type=_count, metavar="N",
+    rollout.add_argument("--confirm-over", type=non_negative_int, metavar="N",
                          help="ask once before running on more than N hosts; refuse without "
                               "a terminal (default: inventory [defaults] confirm_over, else "
                               "never ask)")
@@ -184,10 +180,10 @@ def add_common_options(parser: argparse.ArgumentParser, *, accept_new: bool = Tr
     limits = parser.add_argument_group("connections")
     limits.add_argument("-f", "--forks", type=_positive_int, default=DEFAULT_FORKS, metavar="N",
                         help=f"at most N hosts at once (default {DEFAULT_FORKS})")
-    limits.add_argument("--connect-timeout", type=_seconds, metavar="S",
+    limits.add_argument("--connect-timeout", type=positive_seconds, metavar="S",
                         help="seconds for TCP connect + SSH handshake + authentication "
                              "(default: inventory connect_timeout, else 10)")
-    limits.add_argument("--retries", type=_count, default=DEFAULT_RETRIES, metavar="N",
+    limits.add_argument("--retries", type=non_negative_int, default=DEFAULT_RETRIES, metavar="N",
                         help="retry a connection closed during the handshake N times "
                              f"(default {DEFAULT_RETRIES})")
     if accept_new:
@@ -290,7 +286,7 @@ def build_run_parser(prog: str) -> Parser:
         allow_abbrev=False,
         description="Run a shell command on many hosts over SSH, in parallel, streaming each "
                     "line as HOST: LINE.",
-        epilog=EXIT_STATUS_HELP + RUN_OUTPUT_HELP,
+        epilog=exit_status_help() + RUN_NOTES + RUN_OUTPUT_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_common_options(parser)
@@ -300,7 +296,7 @@ def build_run_parser(prog: str) -> Parser:
     add_remote_execution_options(parser)
     parser.add_argument("-cmd", "--cmd", dest="command", metavar="COMMAND",
                         help="the command, run by each remote user's shell")
-    parser.add_argument("--timeout", type=_seconds, metavar="S",
+    parser.add_argument("--timeout", type=positive_seconds, metavar="S",
                         help="kill the command on a host after S seconds (default: none)")
     parser.add_argument("words", nargs=argparse.REMAINDER, metavar="-- COMMAND",
                         help="the command may also follow the options")
@@ -316,8 +312,8 @@ def build_scp_parser(prog: str) -> Parser:
         description="Copy files to (put) or from (get) many hosts over SFTP, in parallel. "
                     "A put lands via a temporary name and an atomic rename; a get writes "
                     "LOCAL/HOST/NAME for each host.",
-        epilog=EXIT_STATUS_HELP.replace("the command exited non-zero on some host",
-                                        "a transfer failed on some host"),
+        epilog=exit_status_help(meanings={
+            ExitStatus.COMMAND_FAILED: "a transfer failed on some host"}) + RUN_NOTES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_common_options(parser)
@@ -339,6 +335,6 @@ def build_scp_parser(prog: str) -> Parser:
                       help="compare SHA-256 checksums (computed on the host with sha256sum)")
     copy.add_argument("--mkdir", action="store_true",
                       help="put: create missing remote directories")
-    copy.add_argument("--timeout", type=_seconds, metavar="S",
+    copy.add_argument("--timeout", type=positive_seconds, metavar="S",
                       help="per-host deadline for the whole transfer (default: none)")
     return parser

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass, field
 
 from hostbatch.engine.events import (
@@ -14,17 +13,7 @@ from hostbatch.engine.events import (
     TransferDone,
 )
 from hostbatch.errors import FailureKind
-
-
-class ExitStatus(enum.IntEnum):
-    """Process exit statuses of ``batch_run`` (documented in ``--help`` and the README)."""
-
-    OK = 0
-    COMMAND_FAILED = 1
-    USAGE = 2
-    UNREACHABLE = 3
-    INTERRUPTED = 130
-
+from hostbatch.exit_status import ExitStatus
 
 #: Failure kinds that mean "the host did not complete", so the run exits 3.
 UNREACHABLE_KINDS = frozenset({

@@ -9,7 +9,7 @@ that chooses the start method), possibly before the run is known.
 
 Feeding: by default every job goes on the shared queue at once (the fastest path). A rollout
 (``--canary``/``--batch``/``--max-fail``) feeds gated instead: a job is queued only when a
-thread is free and :class:`~hostbatch.engine.rollout.Rollout` allows it, so when the rollout
+thread is free and :class:`~hostbatch.rollout.Rollout` allows it, so when the rollout
 stops, nothing is left queued, and the hosts it never started get a ``skipped`` event.
 """
 
@@ -29,9 +29,9 @@ from hostbatch.actions import GetFiles, PutFiles, RunInput
 from hostbatch.engine.events import Event, HostExited, HostFailed, HostStarted, TerminalEvent
 from hostbatch.engine.jobs import Job
 from hostbatch.engine.launcher import WorkerLauncher
-from hostbatch.engine.rollout import Rollout
 from hostbatch.engine.worker import WorkerConfig
 from hostbatch.errors import FailureKind
+from hostbatch.rollout import Rollout
 from hostbatch.secrets import known_secrets
 from hostbatch.settings import RunSettings
 

@@ -8,12 +8,12 @@ converted file keeps meaning "the local user" instead of freezing the converter'
 
 from __future__ import annotations
 
-import os
 import re
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from hostbatch.atomic import write_atomically
 from hostbatch.errors import InventoryError
 from hostbatch.inventory import loader
 from hostbatch.inventory.model import DEFAULT_CONNECT_TIMEOUT, DEFAULT_PORT, HostSpec, Inventory
@@ -157,23 +157,3 @@ def has_secrets(inventory: Inventory) -> bool:
     """True when any host carries a password (the output must then be private)."""
     return any(s.password is not None or s.sudo_password is not None
                for s in inventory.hosts.values())
-
-
-def write_atomically(path: Path, text: str, mode: int) -> None:
-    """Write ``text`` to ``path`` via a temporary file and a rename: never half-written.
-
-    The temporary file is created with ``mode`` from the start, so a secret is never
-    readable by others, not even for a moment.
-    """
-    directory = path.parent if str(path.parent) else Path(".")
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise

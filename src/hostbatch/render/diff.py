@@ -24,7 +24,7 @@ import re
 from hostbatch.nodeset import fold_text
 from hostbatch.render.gather import GroupedRenderer, header, write_text
 from hostbatch.render.output import SafeStream
-from hostbatch.render.spool import Group, OutputCollector
+from hostbatch.render.spool import OutputCollector, OutputGroup
 
 _GREEN, _RED, _CYAN, _RESET = b"\x1b[32m", b"\x1b[31m", b"\x1b[36m", b"\x1b[0m"
 SAME = b"(same output as the reference)\n"
@@ -108,7 +108,7 @@ class DiffRenderer(GroupedRenderer):
                 self._write_diff(collector, group, reference, reference_name, stream, color)
 
     @staticmethod
-    def _write_diff(collector: OutputCollector, group: Group, reference: bytes,
+    def _write_diff(collector: OutputCollector, group: OutputGroup, reference: bytes,
                     reference_name: str, stream: SafeStream, color: bool) -> None:
         if not group.ran and group.size == 0:
             return

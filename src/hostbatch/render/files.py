@@ -1,12 +1,12 @@
 """``-o DIR`` / ``-e DIR``: each host's stdout / stderr in ``DIR/HOST``, as pssh writes them.
 
 Output streams into a temporary ``DIR/.HOST.hostbatch-RANDOM.part`` and is renamed to
-``DIR/HOST`` when the host ends, so a name under ``DIR`` is either absent, the previous run's
-complete file, or this run's complete file: never half-written. ``DIR/HOST.status`` (written
-the same way, in each directory given) holds how the host ended, one line: the exit status
-(``0``) or ``error KIND: MESSAGE`` (``error connect: connection refused by ...``). Every host
-that ends gets both files, an empty output file included. Files are private (mode 0600): command
-output may hold secrets.
+``DIR/HOST`` when the host ends (:class:`hostbatch.atomic.AtomicFile`), so a name under ``DIR``
+is either absent, the previous run's complete file, or this run's complete file: never
+half-written. ``DIR/HOST.status`` (written the same way, in each directory given) holds how the
+host ended, one line: the exit status (``0``) or ``error KIND: MESSAGE`` (``error connect:
+connection refused by ...``). Every host that ends gets both files, an empty output file
+included. Files are private (mode 0600): command output may hold secrets.
 """
 
 from __future__ import annotations
@@ -14,16 +14,13 @@ from __future__ import annotations
 import contextlib
 import os
 import resource
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO
 
+from hostbatch.atomic import AtomicFile, write_atomically
 from hostbatch.engine.events import Event, HostExited, HostFailed, OutputLines
 from hostbatch.errors import UsageError
 from hostbatch.secrets import redact
-
-_SUFFIX = ".part"
 
 
 def prepare_dir(path: str, flag: str) -> Path:
@@ -59,13 +56,6 @@ def _raise_open_file_limit() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
-def _write_atomically(directory: Path, name: str, data: bytes) -> None:
-    with tempfile.NamedTemporaryFile(dir=directory, prefix=f".{name}.hostbatch-",
-                                     suffix=_SUFFIX, delete=False) as handle:
-        handle.write(data)
-    os.replace(handle.name, directory / name)
-
-
 class HostFilesRenderer:
     """Streams each host's stdout into ``out_dir`` and stderr into ``err_dir``."""
 
@@ -77,17 +67,14 @@ class HostFilesRenderer:
             self.dirs["stdout"] = out_dir
         if err_dir is not None:
             self.dirs["stderr"] = err_dir
-        self._open: dict[tuple[str, str], IO[bytes]] = {}
+        self._open: dict[tuple[str, str], AtomicFile] = {}
         self._failed: dict[tuple[str, str], bool] = {}
         _raise_open_file_limit()
 
-    def _file(self, host: str, stream: str) -> IO[bytes]:
+    def _file(self, host: str, stream: str) -> AtomicFile:
         handle = self._open.get((host, stream))
         if handle is None:
-            handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed when the host ends
-                dir=self.dirs[stream], prefix=f".{host}.hostbatch-", suffix=_SUFFIX,
-                delete=False)
-            self._open[(host, stream)] = handle
+            handle = self._open[(host, stream)] = AtomicFile(self.dirs[stream] / host)
         return handle
 
     def handle(self, event: Event) -> None:
@@ -99,7 +86,7 @@ class HostFilesRenderer:
         if isinstance(event, OutputLines):
             if event.stream in self.dirs and (event.host, event.stream) not in self._failed:
                 try:
-                    self._file(event.host, event.stream).write(event.exact_data)
+                    self._file(event.host, event.stream).file.write(event.exact_data)
                 except OSError as exc:
                     self._fail(event.host, event.stream, exc)
         elif isinstance(event, HostExited | HostFailed):
@@ -107,15 +94,13 @@ class HostFilesRenderer:
             for stream, directory in self.dirs.items():
                 if not self._failed.pop((event.host, stream), False):
                     try:
-                        handle = self._file(event.host, stream)
-                        handle.close()
-                        os.replace(handle.name, directory / event.host)
+                        self._file(event.host, stream).commit()
                         del self._open[(event.host, stream)]
                     except OSError as exc:
                         self._fail(event.host, stream, exc)
                         self._failed.pop((event.host, stream), None)
                 try:  # the outcome is recorded even when the output could not be
-                    _write_atomically(directory, f"{event.host}.status", status)
+                    write_atomically(directory / f"{event.host}.status", status)
                 except OSError as exc:
                     self.warn(f"{event.host}: cannot write {directory / event.host}.status: "
                               f"{exc.strerror or exc}")
@@ -124,16 +109,11 @@ class HostFilesRenderer:
         self._failed[(host, stream)] = True
         handle = self._open.pop((host, stream), None)
         if handle is not None:
-            with contextlib.suppress(OSError):
-                handle.close()
-            with contextlib.suppress(OSError):
-                os.unlink(handle.name)
+            handle.discard()
         self.warn(f"{host}: cannot write {self.dirs[stream] / host}: {exc.strerror or exc}")
 
     def close(self) -> None:
         """Remove temporary files of hosts that never ended (only after an internal error)."""
         for handle in self._open.values():
-            handle.close()
-            with contextlib.suppress(OSError):
-                os.unlink(handle.name)
+            handle.discard()
         self._open.clear()

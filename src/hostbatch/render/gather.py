@@ -23,7 +23,7 @@ from hostbatch.engine.events import Event, HostExited, HostFailed, OutputLines
 from hostbatch.nodeset import fold_text
 from hostbatch.render.lines import LineRenderer
 from hostbatch.render.output import SafeStream
-from hostbatch.render.spool import Group, OutputCollector
+from hostbatch.render.spool import OutputCollector, OutputGroup
 
 _CYAN, _RED, _RESET = b"\x1b[36m", b"\x1b[31m", b"\x1b[0m"
 
@@ -37,7 +37,7 @@ class StderrLines(LineRenderer):
             super().handle(event)
 
 
-def header(group: Group, *, label: str = "", color: bool = False) -> bytes:
+def header(group: OutputGroup, *, label: str = "", color: bool = False) -> bytes:
     """``---- HOSTS (N) [ENDING] [LABEL]----``, painted red for a group that did not succeed."""
     words = [fold_text(group.sorted_hosts), f"({len(group.hosts)})"]
     words += [w for w in (group.ending, label) if w]

@@ -32,7 +32,7 @@ CHUNK = 256 * 1024
 
 
 @dataclass
-class Group:
+class OutputGroup:
     """Hosts that produced the same bytes and ended the same way."""
 
     hosts: list[str]
@@ -82,7 +82,7 @@ class OutputCollector:
         self.addresses = dict(addresses or {})
         self.by_ending = by_ending
         self._running: dict[str, _Running] = {}
-        self._groups: dict[tuple[bytes, int, str, bool], Group] = {}
+        self._groups: dict[tuple[bytes, int, str, bool], OutputGroup] = {}
         self._store: IO[bytes] | None = None
         self._store_end = 0
 
@@ -106,14 +106,14 @@ class OutputCollector:
         key = (digest, size, ending, ran)
         group = self._groups.get(key)
         if group is None:
-            group = self._groups[key] = Group([], ending, ran, size)
+            group = self._groups[key] = OutputGroup([], ending, ran, size)
             if running is not None:
                 self._keep(group, running.spool)
         group.hosts.append(event.host)
         if running is not None:
             running.spool.close()
 
-    def _keep(self, group: Group, spool: IO[bytes]) -> None:
+    def _keep(self, group: OutputGroup, spool: IO[bytes]) -> None:
         spool.seek(0)
         if group.size <= KEEP_IN_MEMORY:
             group.data = spool.read()
@@ -125,7 +125,7 @@ class OutputCollector:
         group.offset = self._store_end
         self._store_end += group.size
 
-    def groups(self) -> list[Group]:
+    def groups(self) -> list[OutputGroup]:
         """Every group: hosts that ran first, then those that failed; each part largest group
         first, ties in natural order of their first host."""
         groups = list(self._groups.values())
@@ -134,7 +134,7 @@ class OutputCollector:
         return sorted(groups, key=lambda g: (not g.ran, -len(g.hosts),
                                              natural_key(g.sorted_hosts[0])))
 
-    def chunks(self, group: Group) -> Iterator[bytes]:
+    def chunks(self, group: OutputGroup) -> Iterator[bytes]:
         """The group's output, in pieces of at most :data:`CHUNK` bytes."""
         if group.data is not None or group.size == 0:
             if group.data:
@@ -149,7 +149,7 @@ class OutputCollector:
             left -= len(piece)
             yield piece
 
-    def content(self, group: Group) -> bytes:
+    def content(self, group: OutputGroup) -> bytes:
         """The group's whole output (for diffing, which needs it in memory)."""
         return b"".join(self.chunks(group))
 

@@ -12,10 +12,10 @@ from pathlib import Path
 
 from hostbatch.cli.environment import Environment
 from hostbatch.cli.explain import explain_main
-from hostbatch.cli.failures import run_reporting_errors
+from hostbatch.cli.failures import make_warn, run_reporting_errors
 from hostbatch.cli.options import Parser, add_inventory_options
-from hostbatch.engine.outcome import ExitStatus
 from hostbatch.errors import HostbatchError
+from hostbatch.exit_status import ExitStatus
 from hostbatch.render.output import SafeStream
 
 Subcommand = Callable[[Sequence[str], Environment], int]
@@ -93,12 +93,12 @@ def lint_main(argv: Sequence[str], env: Environment,
 def convert_main(argv: Sequence[str], env: Environment,
                  prog: str = "hostbatch inventory convert") -> int:
     """``hostbatch inventory convert [FILE] [-o OUT]``."""
+    from hostbatch.atomic import write_atomically
     from hostbatch.inventory.convert import (
         UNSET_USER,
         has_secrets,
         to_hostbatch_ini,
         verify,
-        write_atomically,
     )
     from hostbatch.inventory.loader import load_inventory
 
@@ -110,8 +110,7 @@ def convert_main(argv: Sequence[str], env: Environment,
         stdout.write(parser.format_help().encode())
         return ExitStatus.OK
 
-    def warn(message: str) -> None:
-        stderr.write(f"{prog}: warning: {message}\n".encode())
+    warn = make_warn(prog, stderr)
 
     path = _inventory_path(args, env)
     inventory = load_inventory(path, warn=warn, local_user=UNSET_USER,
