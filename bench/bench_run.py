@@ -365,9 +365,10 @@ class Hostbatch(Tool):
     name = "hostbatch"
     label_by_address = False
 
-    def __init__(self, fanout: int, program: str) -> None:
+    def __init__(self, fanout: int, program: str, name: str = "hostbatch") -> None:
         super().__init__(fanout)
         self.program = program
+        self.name = name
 
     def argv(self, target: Target, command: str) -> list[str]:
         return [self.program, "-i", str(target.inventory), "-g", "all", "-f", str(self.fanout),
@@ -800,6 +801,23 @@ def _run_state(run: RunResult) -> str:
     return f"yes, noisy ({run.noise:.0%})" if run.noisy else "yes"
 
 
+def before_after(cells: Sequence[Any]) -> list[str]:
+    """With ``--baseline REV``: hostbatch now against hostbatch at REV, cell by cell."""
+    base = {(c.hosts, c.workload): c for c in cells if c.tool.startswith("hostbatch@")}
+    if not base:
+        return []
+    out = ["", "## Before / after (same run)", "",
+           "| hosts | workload | baseline | wall now / before | CPU now / before "
+           "| PSS now / before |", "|---|---|---|---|---|---|"]
+    for c in cells:
+        before = base.get((c.hosts, c.workload))
+        if c.tool != "hostbatch" or before is None:
+            continue
+        out.append(f"| {c.hosts} | {c.workload} | {before.tool} | {ratio(c.wall, before.wall)} "
+                   f"| {ratio(c.cpu, before.cpu)} | {ratio(c.peak_pss, before.peak_pss)} |")
+    return out
+
+
 def render(results: Sequence[RunResult], meta: Meta, workloads: dict[str, Workload]) -> str:
     cells = summarize(results)
     order = {name: index for index, name in enumerate(ALL_TOOLS)}
@@ -834,6 +852,7 @@ def render(results: Sequence[RunResult], meta: Meta, workloads: dict[str, Worklo
     out += ["", "## Targets (issue 2), from this run", "",
             "| target | measured | verdict |", "|---|---|---|"]
     out += [f"| {t} | {m} | {v} |" for t, m, v in targets(cells)]
+    out += before_after(cells)
     failures = [(c, p) for c in cells for p in c.problems]
     if failures:
         out += ["", "## Runs that failed verification (excluded from the medians)", ""]
@@ -946,6 +965,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--source", choices=("worktree", "head"), default="worktree",
                         help="which hostbatch to copy and measure: src/ as it is, or as of the "
                         "last commit (uncommitted edits left out)")
+    parser.add_argument("--baseline", metavar="REV", default=None,
+                        help="also time hostbatch as of git revision REV (e.g. main~3), as a "
+                        "tool of its own in the same run: before/after comparisons")
     parser.add_argument("--no-snapshot", dest="snapshot", action="store_false",
                         help="run the installed batch_run instead of a copy of src/ taken at "
                         "the start (the copy keeps the whole run on one version of the code)")
@@ -963,19 +985,21 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def snapshot_batch_run(workdir: Path, source: str) -> tuple[str, str]:
-    """Copy ``src/hostbatch`` to WORKDIR/snapshot and write a ``batch_run`` that runs the copy.
+def snapshot_batch_run(workdir: Path, source: str, *,
+                       folder: str = "snapshot") -> tuple[str, str]:
+    """Copy ``src/hostbatch`` to WORKDIR/FOLDER and write a ``batch_run`` that runs the copy.
 
     The working tree may change while a long benchmark runs; the copy keeps every run on the
-    code as it was at the start. ``source`` is ``worktree`` (the files as they are) or ``head``
-    (the last commit, through ``git archive``, so uncommitted edits are left out). Returns
-    (program, digest of the copied sources).
+    code as it was at the start. ``source`` is ``worktree`` (the files as they are), ``head``
+    (the last commit, through ``git archive``, so uncommitted edits are left out) or any other
+    git revision (``--baseline REV``). Returns (program, digest of the copied sources).
     """
-    target = workdir / "snapshot"
+    target = workdir / folder
     shutil.rmtree(target, ignore_errors=True)
     target.mkdir(parents=True)
-    if source == "head":
-        archive = subprocess.run(["git", "-C", str(REPO), "archive", "HEAD", "src/hostbatch",
+    if source != "worktree":
+        revision = "HEAD" if source == "head" else source
+        archive = subprocess.run(["git", "-C", str(REPO), "archive", revision, "src/hostbatch",
                                   "pyproject.toml"], capture_output=True, check=True).stdout
         subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
         pyproject = (target / "pyproject.toml").read_text()
@@ -1015,8 +1039,12 @@ def build_tools(args: argparse.Namespace) -> list[Tool]:
         program = str(sibling) if sibling.exists() else shutil.which("batch_run")
     if program is None:
         raise SystemExit("batch_run not found: install hostbatch or pass --batch-run")
+    baseline = None
+    if args.baseline is not None:
+        baseline, _ = snapshot_batch_run(args.workdir, args.baseline, folder="baseline")
     makers: dict[str, Callable[[], Tool]] = {
         "hostbatch": lambda: Hostbatch(args.fanout, program),
+        "baseline": lambda: Hostbatch(args.fanout, str(baseline), f"hostbatch@{args.baseline}"),
         "pssh": lambda: Pssh(args.fanout),
         "clush": lambda: Clush(args.fanout),
         "pdsh": lambda: Pdsh(args.fanout),
@@ -1026,7 +1054,8 @@ def build_tools(args: argparse.Namespace) -> list[Tool]:
         if name in needed and shutil.which(needed[name]) is None:
             raise SystemExit(f"{needed[name]} not found (apt-get install {name}) or drop it "
                              "from --tools")
-    return [makers[name]() for name in args.tool_names]
+    names = [*args.tool_names, *(["baseline"] if baseline is not None else [])]
+    return [makers[name]() for name in names]
 
 
 def save(results: Sequence[RunResult], meta: Meta, workloads: dict[str, Workload],
