@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from hostbatch.errors import InventoryError
-from hostbatch.inventory import loader
+from hostbatch.inventory.loader import load_inventory
 from hostbatch.inventory.model import DEFAULT_CONNECT_TIMEOUT, DEFAULT_PORT, HostSpec, Inventory
 from hostbatch.inventory.ranges import expand
 from hostbatch.inventory.validate import HOST_KEYS, NAME
@@ -145,7 +145,7 @@ def verify(text: str) -> Inventory:
         path = Path(directory) / "converted.ini"
         write_atomically(path, text, 0o600)
         try:
-            return loader.load_inventory(path, local_user=UNSET_USER,
+            return load_inventory(path, local_user=UNSET_USER,
                                          inventory_format="hostbatch")
         except InventoryError as exc:
             where = " ".join(p for p in (f"[{exc.section}]" if exc.section else "",

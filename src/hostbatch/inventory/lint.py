@@ -292,7 +292,7 @@ def _mask_passwords(report: LintReport, inventory: Inventory) -> None:
 
 def lint_inventory(path: Path, inventory_format: str = "auto") -> LintReport:
     """Lint the inventory at ``path``; an unreadable file raises InventoryError."""
-    from hostbatch.inventory import ansible
+    from hostbatch.inventory.ansible import load_ansible_inventory, parse_file
 
     text = read_inventory_text(path)
     if inventory_format == "ansible" or (inventory_format == "auto"
@@ -300,14 +300,14 @@ def lint_inventory(path: Path, inventory_format: str = "auto") -> LintReport:
         report = LintReport(str(path))
         warnings: list[str] = []
         try:
-            inventory = ansible.load_ansible_inventory(path, warn=warnings.append)
+            inventory = load_ansible_inventory(path, warn=warnings.append)
         except InventoryError as exc:
             report.add("error", exc.reason, exc.section, exc.key)
             return report
         prefix = f"{path}: "
         for message in warnings:
             report.add("warning", message.removeprefix(prefix))
-        for group in ansible.parse_file(path).groups.values():
+        for group in parse_file(path).groups.values():
             for key, value in group.variables.items():
                 if key in group.unquoted and _TRAILING_COMMENT.search(value):
                     report.add("warning", "the value goes on after whitespace and '#' or ';': "

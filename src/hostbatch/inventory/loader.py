@@ -111,9 +111,9 @@ def load_inventory(path: Path, *, warn: Callable[[str], None] | None = None,
                              f"(one of {', '.join(INVENTORY_FORMATS)})")
     if inventory_format == "ansible" or (inventory_format == "auto"
                                          and looks_like_ansible(read_inventory_text(path))):
-        from hostbatch.inventory import ansible
+        from hostbatch.inventory.ansible import load_ansible_inventory
 
-        inventory = ansible.load_ansible_inventory(path, warn=warn, local_user=local_user)
+        inventory = load_ansible_inventory(path, warn=warn, local_user=local_user)
         _check_private(path, any(spec.password is not None or spec.sudo_password is not None
                                  for spec in inventory.hosts.values()), insecure, warn)
         return inventory
