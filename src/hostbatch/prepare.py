@@ -196,14 +196,16 @@ def _command_line_on_top(hosts: Sequence[HostSpec], overrides: HostOverrides) ->
 
 def settle_credentials(hosts: Sequence[HostSpec], overrides: HostOverrides,
                        environ: Mapping[str, str], *, prompt: Prompt | None = None,
-                       warn: Warn | None = None,
-                       inventory_path: str | None = None) -> list[HostSpec]:
+                       warn: Warn | None = None, inventory_path: str | None = None,
+                       sudo_prompt: Prompt | None = None) -> list[HostSpec]:
     """``hosts`` with passwords, key passphrases and the sudo password settled.
 
     In this order: password sources, then ``--ask-pass`` (one prompt), then the passphrase
     of each encrypted identity file the agent lacks (one prompt per file; without a
     ``prompt`` only ``warn`` hears of it, and without either the workers report it), then
-    ``--ask-sudo-pass``. ``inventory_path`` names the file in errors about its sources.
+    ``--ask-sudo-pass`` (asked with ``sudo_prompt``, default ``prompt``: the CLI also takes
+    the sudo password from a terminal on stdin when it has no controlling one).
+    ``inventory_path`` names the file in errors about its sources.
     """
     finished = list(hosts)
     if overrides.ask_pass or any(spec.password_env is not None or spec.password_cmd is not None
@@ -213,7 +215,7 @@ def settle_credentials(hosts: Sequence[HostSpec], overrides: HostOverrides,
     if prompt is not None or warn is not None:
         finished = unlock_keys(finished, prompt, warn)
     if overrides.ask_sudo_pass:
-        finished = ask_sudo_password(finished, prompt)
+        finished = ask_sudo_password(finished, sudo_prompt or prompt)
     return finished
 
 

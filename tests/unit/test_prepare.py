@@ -15,7 +15,7 @@ import pytest
 from hostbatch.errors import InventoryError, UsageError
 from hostbatch.inventory.loader import load_inventory
 from hostbatch.inventory.model import HostSpec, Inventory
-from hostbatch.prepare import HostOverrides, prepare_hosts
+from hostbatch.prepare import HostOverrides, prepare_hosts, settle_credentials
 from hostbatch.secrets import Secret
 
 from .conftest import WriteInventory
@@ -175,3 +175,10 @@ def test_paramiko_reaches_the_parent_only_with_an_ssh_config(tmp_path: Path) -> 
     (tmp_path / ".ssh" / "config").write_text("Host *\n    Port 2200\n")
     # paramiko parses the file; invoke was hidden only while paramiko was imported.
     assert _imports_after(prepare) == "True False"
+
+
+def test_the_sudo_password_may_have_a_prompt_of_its_own() -> None:
+    sudo_prompt = Answers("sudo")
+    [spec] = settle_credentials([HostSpec("a", "a")], HostOverrides(ask_sudo_pass=True), {},
+                                prompt=None, sudo_prompt=sudo_prompt)
+    assert spec.sudo_password == Secret("sudo") and sudo_prompt.questions == ["sudo password: "]

@@ -97,8 +97,14 @@ def _settle_credentials(hosts: list[HostSpec], overrides: HostOverrides, env: En
     from hostbatch.cli.prompt import terminal_prompt
     from hostbatch.prepare import settle_credentials
 
-    return settle_credentials(hosts, overrides, env.environ, prompt=terminal_prompt(),
-                              warn=warn, inventory_path=inventory)
+    prompt = terminal_prompt()
+    sudo_prompt = prompt
+    if sudo_prompt is None and env.stdin_isatty:
+        import getpass  # reads the terminal on stdin when there is no controlling one
+
+        sudo_prompt = getpass.getpass
+    return settle_credentials(hosts, overrides, env.environ, prompt=prompt, warn=warn,
+                              inventory_path=inventory, sudo_prompt=sudo_prompt)
 
 
 def _first_set(*values: int | None) -> int | None:
