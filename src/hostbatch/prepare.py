@@ -174,8 +174,10 @@ def _command_line_on_top(hosts: Sequence[HostSpec], overrides: HostOverrides) ->
         return list(hosts)
 
     def timed(spec: HostSpec) -> HostSpec:
-        if timeout is None:
+        if timeout is None or (spec.connect_timeout == timeout and not spec.jump_chain):
             return spec
+        if not spec.jump_chain:
+            return dataclasses.replace(spec, connect_timeout=timeout)
         hops = tuple(timed(hop) for hop in spec.jump_chain)
         if spec.connect_timeout == timeout and all(
                 new is old for new, old in zip(hops, spec.jump_chain, strict=True)):
