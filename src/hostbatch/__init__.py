@@ -2,7 +2,8 @@
 
 The library API mirrors the CLI's data flow: load an inventory, select hosts, run an action,
 get a :class:`~hostbatch.engine.outcome.BatchResult` where each host's failure is a value.
-Heavy parts (paramiko) are imported only by worker processes, so importing this is cheap.
+Importing this is cheap: paramiko is imported by worker processes, and in the parent only
+when an ssh_config file is in use or an identity file is encrypted (:mod:`hostbatch.prepare`).
 """
 
 from __future__ import annotations

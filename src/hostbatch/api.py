@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Sequence
-from pathlib import Path
+from collections.abc import Callable, Mapping, Sequence
 
 from hostbatch.actions import Action, RunInput
 from hostbatch.engine.events import Event, HostKeyLearned
@@ -15,7 +14,8 @@ from hostbatch.engine.outcome import BatchResult
 from hostbatch.engine.pool import WorkerPool, interrupt_handlers
 from hostbatch.inventory.model import HostSpec
 from hostbatch.known_hosts import append_lines
-from hostbatch.settings import RunSettings, resolve_hosts
+from hostbatch.prepare import HostOverrides, home_of, prepare_hosts
+from hostbatch.settings import RunSettings
 
 EventHandler = Callable[[Event], None]
 
@@ -31,6 +31,7 @@ def run(
     handle_signals: bool = True,
     launcher: WorkerLauncher | None = None,
     inputs: RunInput | None = None,
+    environ: Mapping[str, str] = os.environ,
 ) -> BatchResult:
     """Perform ``action`` on every host in parallel and return every host's outcome.
 
@@ -40,19 +41,20 @@ def run(
     Keys learned under ``accept_new`` are appended to known_hosts here, in the parent, under a
     file lock. ``launcher`` may hold workers started earlier, to overlap their start-up.
     ``inputs`` holds the stdin every host receives and a ``RunCommand.script``'s content.
-    Password sources still unresolved (``password_env``, ``password_cmd``) are resolved here
-    (an :class:`InventoryError` if one fails); prompting (``--ask-pass``, key passphrases) is
-    the caller's choice, through :mod:`hostbatch.credentials`.
+
+    ``hosts`` may be finished already (:func:`hostbatch.prepare.prepare_hosts`, which is where
+    prompting happens: ``--ask-pass``, key passphrases, the sudo password); whatever is left
+    is finished here by the same function, without prompts: ``settings.connect_timeout`` is
+    put on every host and jump host, and password sources (``password_env`` from
+    ``environ``, ``password_cmd``) become passwords (an :class:`InventoryError` if one fails).
     """
     settings = settings or RunSettings()
     warn = warn or (lambda message: print(f"hostbatch: warning: {message}", file=sys.stderr))
-    home = home or os.environ.get("HOME") or str(Path.home())
-    specs = resolve_hosts(hosts, settings)
-    if any(one.password_env or one.password_cmd for spec in specs
-           for one in (*spec.jump_chain, spec)):
-        from hostbatch.credentials import resolve_passwords
-
-        specs = resolve_passwords(specs, os.environ)
+    home = home or home_of(environ)
+    # No prompt and no warn: keys are left as the caller settled them (the workers report an
+    # encrypted key nobody unlocked), and finished hosts pass through unchanged.
+    specs = prepare_hosts(None, hosts, HostOverrides(connect_timeout=settings.connect_timeout),
+                          environ)
     result = BatchResult([spec.name for spec in specs])
     pool = WorkerPool(plan(specs, action), settings, home=home, launcher=launcher,
                       inputs=inputs)

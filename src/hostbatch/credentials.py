@@ -1,4 +1,4 @@
-"""Passwords and key passphrases, settled in the parent before anything connects.
+"""Password sources, settled in the parent before anything connects.
 
 * ``password_env = VAR``: the variable's value (missing or empty: a one-line error).
 * ``password_cmd = COMMAND``: the first line of the command's output. The command is split
@@ -9,10 +9,10 @@
   stdout captured. A failure never shows what the command printed.
 * ``--ask-pass``: one prompt, whose answer is the password of every selected host that has
   no password source of its own.
-* An encrypted ``identity_file`` that the ssh-agent does not hold: its passphrase is asked
-  once per file, checked here (three tries), and handed to the workers with the hosts.
 
-Every value becomes a :class:`~hostbatch.secrets.Secret`.
+Every value becomes a :class:`~hostbatch.secrets.Secret`. Pure password logic, below the SSH
+layer: key passphrases, which need :mod:`hostbatch.ssh.keys`, are asked by
+:func:`hostbatch.prepare.unlock_keys`, and :func:`hostbatch.prepare.prepare_hosts` calls both.
 """
 
 from __future__ import annotations
@@ -26,12 +26,9 @@ from collections.abc import Callable, Mapping, Sequence
 from hostbatch.errors import InventoryError, UsageError
 from hostbatch.inventory.model import HostSpec
 from hostbatch.secrets import Secret
-from hostbatch.ssh import keys
 
 #: Seconds a password_cmd may take; generous, since a password manager may prompt the user.
 PASSWORD_CMD_TIMEOUT = 120.0
-#: Passphrase prompts per encrypted key before its hosts go on without it.
-PASSPHRASE_TRIES = 3
 
 #: Shows its argument on the terminal and returns what the user typed (without echo).
 Prompt = Callable[[str], str]
@@ -139,54 +136,3 @@ def with_hops(spec: HostSpec, settle: Callable[[HostSpec], HostSpec]) -> HostSpe
         return settled
     return dataclasses.replace(settled, jump_chain=tuple(with_hops(hop, settle)
                                                          for hop in spec.jump_chain))
-
-
-def _ask_passphrase(path: str, prompt: Prompt) -> Secret | None:
-    """The passphrase of ``path`` after at most three tries; a wrong one after the last try
-    (the workers then report "passphrase for FILE is wrong"); None if the user gave none."""
-    typed: Secret | None = None
-    for attempt in range(PASSPHRASE_TRIES):
-        again = "" if attempt == 0 else "Wrong passphrase. "
-        try:
-            text = prompt(f"{again}Enter passphrase for key {path}: ")
-        except EOFError:
-            return None
-        if not text:
-            return None
-        typed = Secret(text)
-        if keys.check_passphrase(path, text) is not keys.PassphraseCheck.WRONG:
-            return typed  # right, or unusable for a reason the workers will report
-    return typed
-
-
-def unlock_keys(hosts: Sequence[HostSpec], prompt: Prompt | None,
-                warn: Warn | None = None) -> list[HostSpec]:
-    """``hosts`` with the passphrase of each encrypted ``identity_file`` the agent lacks.
-
-    Each such file is asked for once, whatever the number of hosts using it. Without a
-    ``prompt`` (no terminal), ``warn`` hears about each file once and its hosts go on with
-    their other methods (their failure names the key).
-    """
-    files = dict.fromkeys(path for spec in every_spec(hosts)
-                          for path in keys.identity_files(spec))
-    passphrases: dict[str, Secret] = {}
-    for path in files:
-        if not keys.is_encrypted(path) or keys.agent_holds(path):
-            continue
-        if prompt is None:
-            if warn is not None:
-                warn(f"encrypted key {path} needs a passphrase and there is no terminal to "
-                     "ask on (load it into ssh-agent); its hosts try their other methods")
-            continue
-        passphrase = _ask_passphrase(path, prompt)
-        if passphrase is not None:
-            passphrases[path] = passphrase
-    if not passphrases:
-        return list(hosts)
-    return [with_hops(spec, lambda one: _with_passphrases(one, passphrases)) for spec in hosts]
-
-
-def _with_passphrases(spec: HostSpec, passphrases: Mapping[str, Secret]) -> HostSpec:
-    found = tuple((path, passphrases[path]) for path in keys.identity_files(spec)
-                  if path in passphrases)
-    return dataclasses.replace(spec, key_passphrases=found) if found else spec

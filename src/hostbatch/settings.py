@@ -1,12 +1,13 @@
-"""Run-wide settings, and the one place where command-line values override inventory values."""
+"""Run-wide settings: limits, timeouts and host-key policy, the same for every host.
+
+Per-host values (and the command-line values that override them) are finished by
+:func:`hostbatch.prepare.prepare_hosts`.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from hostbatch.inventory.model import HostSpec
-from hostbatch.inventory.resolve import apply_overrides
 from hostbatch.rollout import RolloutPolicy
 
 DEFAULT_FORKS = 64
@@ -29,9 +30,3 @@ class RunSettings:
     accept_new: bool = False
     workers: int | None = None
     rollout: RolloutPolicy = field(default_factory=RolloutPolicy)
-
-
-def resolve_hosts(hosts: Sequence[HostSpec], settings: RunSettings) -> list[HostSpec]:
-    """Apply ``settings.connect_timeout`` (the command-line layer) to hosts a library caller
-    resolved without it; the full order lives in :mod:`hostbatch.inventory.resolve`."""
-    return apply_overrides(hosts, settings.connect_timeout)

@@ -1,4 +1,5 @@
-"""hostbatch.credentials and hostbatch.ssh.keys: password sources, prompts, key passphrases.
+"""hostbatch.credentials, hostbatch.prepare.unlock_keys and hostbatch.ssh.keys: password sources,
+prompts, key passphrases.
 
 Commands and keys are real (a shell script, ``ssh-keygen``); only the terminal prompt is a
 function that answers from a list, as the CLI's terminal prompt would.
@@ -14,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from hostbatch.credentials import resolve_passwords, run_password_cmd, unlock_keys
+from hostbatch.credentials import resolve_passwords, run_password_cmd
 from hostbatch.errors import InventoryError, UsageError
 from hostbatch.inventory.model import HostSpec
+from hostbatch.prepare import unlock_keys
 from hostbatch.secrets import Secret, redact
 from hostbatch.ssh import keys
 
@@ -174,9 +176,10 @@ def test_key_files_are_told_apart(key_files: dict[str, Path]) -> None:
 
 
 def test_paramiko_stays_out_of_the_parent_for_plain_keys(key_files: dict[str, Path]) -> None:
-    code = ("import sys; from hostbatch.credentials import unlock_keys; "
+    code = ("import sys; from hostbatch.prepare import unlock_keys; "
             "from hostbatch.inventory.model import HostSpec; "
-            f"unlock_keys([HostSpec('a', 'a', identity_file={str(key_files['plain'])!r})], None);"
+            f"unlock_keys([HostSpec('a', 'a', identity_file={str(key_files['plain'])!r})], None, "
+            "print);"
             "assert 'paramiko' not in sys.modules, 'paramiko imported'")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 

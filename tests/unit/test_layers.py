@@ -27,8 +27,6 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
 SRC = Path(__file__).resolve().parents[2] / "src"
 PACKAGE = "hostbatch"
 
@@ -48,7 +46,6 @@ LAYERS: list[tuple[str, ...]] = [
     ("cli", "__main__"),
 ]
 
-LAYERING_IN_PROGRESS = pytest.mark.xfail(strict=False, reason="layering fixed across branches")
 
 
 @dataclass(frozen=True)
@@ -224,13 +221,11 @@ def test_every_module_has_a_layer() -> None:
     assert not unplaced, _report("modules in no layer (add them to LAYERS)", unplaced)
 
 
-@LAYERING_IN_PROGRESS
 def test_no_module_imports_a_higher_layer() -> None:
     violations = upward_imports(_package_imports())
     assert not violations, _report("imports of a higher layer", violations)
 
 
-@LAYERING_IN_PROGRESS
 def test_no_module_imports_a_private_name_of_another() -> None:
     modules = all_modules()
     violations = [use for name, path in modules.items()
@@ -238,14 +233,12 @@ def test_no_module_imports_a_private_name_of_another() -> None:
     assert not violations, _report("private names used across modules", violations)
 
 
-@LAYERING_IN_PROGRESS
 def test_no_import_cycle() -> None:
     found = [" <-> ".join(component) for component in cycles(_package_imports())]
     assert not found, _report("import cycles (modules that import each other)",
                               found)
 
 
-@LAYERING_IN_PROGRESS
 def test_only_the_ssh_layer_imports_paramiko() -> None:
     violations = [f"{imp.importer}:{imp.line} -> {imp.imported}"
                   for imp in _package_imports()

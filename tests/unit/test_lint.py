@@ -11,6 +11,7 @@ from hostbatch.cli.environment import Environment
 from hostbatch.cli.main import hostbatch_main
 from hostbatch.errors import InventoryError
 from hostbatch.inventory.lint import lint_inventory
+from hostbatch.inventory.validate import find_group_cycles, undefined_children
 
 from .conftest import WriteInventory
 
@@ -198,3 +199,38 @@ def test_group_member_close_to_a_defined_host(write_inventory: WriteInventory) -
     lines = [p.format("inv") for p in lint_inventory(path).problems]
     assert lines == ["inv: [group:web] hosts: warning: 'web1' has no [host:web1] section, so "
                      "it is dialled as 'web1' (did you mean 'web01'?)"]
+
+
+# ------------------------------------------------- the one group-cycle finder (loader and lint)
+
+
+@pytest.mark.parametrize(("children", "expected"), [
+    ({}, []),
+    ({"a": ["b"], "b": []}, []),
+    ({"top": ["l", "r"], "l": ["base"], "r": ["base"], "base": []}, []),  # a diamond
+    ({"a": ["a"]}, [("a", ("a", "a"))]),
+    ({"a": ["b"], "b": ["a"]}, [("b", ("a", "b", "a"))]),
+    ({"a": ["b"], "b": ["c"], "c": ["a"]}, [("c", ("a", "b", "c", "a"))]),
+    # Two cycles, met in file order; an undefined child is skipped, not followed.
+    ({"x": ["nosuch", "y"], "y": ["x"], "p": ["q"], "q": ["p"]},
+     [("y", ("x", "y", "x")), ("q", ("p", "q", "p"))]),
+    # A cycle reached from a group outside it is named from where it closes.
+    ({"outer": ["a"], "a": ["b"], "b": ["a"]}, [("b", ("a", "b", "a"))]),
+])
+def test_find_group_cycles(children: dict[str, list[str]],
+                           expected: list[tuple[str, tuple[str, ...]]]) -> None:
+    cycles = find_group_cycles(children)
+    assert [(cycle.group, cycle.path) for cycle in cycles] == expected
+    assert [str(cycle) for cycle in cycles] == [" -> ".join(path) for _, path in expected]
+
+
+def test_find_group_cycles_walks_deep_chains_without_recursion() -> None:
+    depth = 5000
+    children = {f"g{n}": [f"g{n + 1}"] for n in range(depth)}
+    children[f"g{depth}"] = ["g0"]
+    [cycle] = find_group_cycles(children)
+    assert cycle.group == f"g{depth}" and len(cycle.path) == depth + 2
+
+
+def test_undefined_children_in_file_order() -> None:
+    assert list(undefined_children({"a": ["x", "b"], "b": ["y"]})) == [("a", "x"), ("b", "y")]

@@ -24,9 +24,9 @@ from hostbatch.inventory.resolve import (
     jump_list,
     merge_layers,
     parse_jump,
-    ssh_config_path,
 )
-from hostbatch.settings import RunSettings, resolve_hosts
+from hostbatch.prepare import HostOverrides, prepare_hosts, ssh_config_lookup, ssh_config_path
+from hostbatch.settings import RunSettings
 from hostbatch.ssh.config import SshConfig
 
 
@@ -91,7 +91,7 @@ def test_jump_chain_is_resolved_hop_by_hop() -> None:
 
 def test_connect_timeout_override_reaches_jump_hosts() -> None:
     spec = resolver(sections={"web": {"proxy_jump": ("gw",)}}).resolve("web").spec
-    [overridden] = resolve_hosts([spec], RunSettings(connect_timeout=2.5))
+    [overridden] = prepare_hosts(None, [spec], HostOverrides(connect_timeout=2.5), {})
     assert overridden.connect_timeout == overridden.jump_chain[0].connect_timeout == 2.5
 
 
@@ -167,8 +167,10 @@ def test_ssh_config_settings_wildcards_and_first_value_wins(tmp_path: Path) -> N
     assert ssh.lookup("web1") == {
         "hostname": "127.100.0.1", "user": "deploy", "port": 2222,
         "identity_files": (f"{tmp_path}/.ssh/one", "/abs/two"), "identities_only": False,
-        "proxy_jump": ("gw", "admin@gw2:22"), "connect_timeout": 4.0,
+        "proxy_jump": "gw,admin@gw2:22", "connect_timeout": 4.0,
         "known_hosts": f"{tmp_path}/kh"}
+    lookup = ssh_config_lookup(str(config), str(tmp_path))
+    assert lookup is not None and lookup("web1")["proxy_jump"] == ("gw", "admin@gw2:22")
     assert ssh.lookup("web9") == {"user": "nobody", "connect_timeout": 4.0,
                                   "identities_only": False}
 
@@ -202,9 +204,11 @@ def test_ssh_config_errors_are_one_line_usage_errors(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="Port"):
         SshConfig.load(write(tmp_path / "c1", "Host *\n    Port abc\n"), str(tmp_path)
                        ).lookup("x")
+    lookup = ssh_config_lookup(str(write(tmp_path / "c2", "Host *\n    ProxyJump a b@\n")),
+                               str(tmp_path))
+    assert lookup is not None
     with pytest.raises(UsageError, match="ProxyJump"):
-        SshConfig.load(write(tmp_path / "c2", "Host *\n    ProxyJump a b@\n"), str(tmp_path)
-                       ).lookup("x")
+        lookup("x")
     loop = write(tmp_path / "loop", f"Include {tmp_path}/loop\n")
     with pytest.raises(UsageError, match="nested"):
         SshConfig.load(loop, str(tmp_path))

@@ -24,7 +24,7 @@ from hostbatch.cli.options import (
 )
 from hostbatch.errors import HostbatchError, SelectionError
 from hostbatch.exit_status import ExitStatus
-from hostbatch.inventory.resolve import BUILT_IN, Resolved, ssh_config_path
+from hostbatch.inventory.resolve import BUILT_IN, Resolved
 from hostbatch.render.output import SafeStream
 
 
@@ -84,8 +84,8 @@ def setting_lines(resolved: Resolved, env: Environment, prefix: str = "") -> lis
 def explain(args: argparse.Namespace, env: Environment, out: SafeStream,
             err: SafeStream) -> int:
     """Resolve ``args.host`` with every layer and print its settings."""
-    from hostbatch.cli.hostsettings import resolver_for
     from hostbatch.inventory.loader import load_inventory, locate_inventory
+    from hostbatch.prepare import HostOverrides, host_resolver, ssh_config_path
 
     warn = make_warn("hostbatch inventory explain", err)
 
@@ -99,7 +99,10 @@ def explain(args: argparse.Namespace, env: Environment, out: SafeStream,
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
         raise SelectionError(f"host {args.host!r} is not in {inventory.path}{hint}",
                              [args.host])
-    resolved = resolver_for(inventory, args, env, warn).resolve(args.host)
+    # The same layers as a run (hostbatch.prepare), kept with their sources.
+    overrides = HostOverrides(user=args.user, connect_timeout=args.connect_timeout,
+                              ssh_config=args.ssh_config)
+    resolved = host_resolver(inventory, overrides, env.home, warn).resolve(args.host)
     config = ssh_config_path(args.ssh_config, env.home)
     rows = [("host", args.host, inventory.path)]
     rows += setting_lines(resolved, env)

@@ -31,6 +31,7 @@ from hostbatch.render.output import SafeStream
 
 if TYPE_CHECKING:
     from hostbatch.inventory.model import Inventory
+    from hostbatch.prepare import HostOverrides
     from hostbatch.selection import Selection
 
 
@@ -78,19 +79,31 @@ def history_selection(selection: Selection, inventory: Inventory, env: Environme
                              inventory.hosts.keys(), inventory.path)
 
 
-def _settle_credentials(hosts: list[HostSpec], args: argparse.Namespace, env: Environment,
+def _host_overrides(args: argparse.Namespace) -> HostOverrides:
+    """What the command line says about hosts (``-l``, ``--connect-timeout``, ``-F``, and the
+    prompts asked for); commands without a flag leave its default."""
+    from hostbatch.prepare import HostOverrides
+
+    return HostOverrides(user=args.user, connect_timeout=args.connect_timeout,
+                         ssh_config=args.ssh_config, ask_pass=getattr(args, "ask_pass", False),
+                         ask_sudo_pass=getattr(args, "ask_sudo_pass", False))
+
+
+def _settle_credentials(hosts: list[HostSpec], overrides: HostOverrides, env: Environment,
                         inventory: str, warn: Callable[[str], None]) -> list[HostSpec]:
-    """Turn password sources into passwords and ask what must be asked, before connecting."""
-    from hostbatch.credentials import every_spec, resolve_passwords, unlock_keys
+    """Turn password sources into passwords and ask what must be asked (the password, key
+    passphrases, the sudo password) on the terminal, once the run is confirmed."""
+    from hostbatch.cli.prompt import terminal_prompt
+    from hostbatch.prepare import settle_credentials
 
-    prompt = None
-    if args.ask_pass or any(spec.identity_file for spec in every_spec(hosts)):
-        from hostbatch.cli.prompt import terminal_prompt
+    prompt = terminal_prompt()
+    sudo_prompt = prompt
+    if sudo_prompt is None and env.stdin_isatty:
+        import getpass  # reads the terminal on stdin when there is no controlling one
 
-        prompt = terminal_prompt()
-    hosts = resolve_passwords(hosts, env.environ, ask_pass=args.ask_pass, prompt=prompt,
-                              inventory=inventory)
-    return unlock_keys(hosts, prompt, warn)
+        sudo_prompt = getpass.getpass
+    return settle_credentials(hosts, overrides, env.environ, prompt=prompt, warn=warn,
+                              inventory_path=inventory, sudo_prompt=sudo_prompt)
 
 
 def _first_set(*values: int | None) -> int | None:
@@ -108,10 +121,10 @@ def _main(argv: Sequence[str], env: Environment, prog: str,
     """
     from hostbatch.cli.confirm import confirm
     from hostbatch.cli.execute import execute
-    from hostbatch.cli.hostsettings import resolve_selected
     from hostbatch.cli.inputs import prepare
     from hostbatch.history.selectors import uses_history
     from hostbatch.inventory.loader import load_inventory, locate_inventory
+    from hostbatch.prepare import resolve_settings
     from hostbatch.selection import Selection, select
 
     stdout, stderr = SafeStream(env.stdout), SafeStream(env.stderr)
@@ -143,12 +156,13 @@ def _main(argv: Sequence[str], env: Environment, prog: str,
         if args.list:
             stdout.write("".join(f"{spec.name}\n" for spec in hosts).encode())
             return ExitStatus.OK
-        hosts = resolve_selected(inventory, hosts, args, env, warn)
+        overrides = _host_overrides(args)
+        hosts = resolve_settings(inventory, hosts, overrides, env.environ, warn)
         action = make_action()
         if act is not None:
             return act(hosts, action, args, env, stdout, stderr, launcher)
         confirm(len(hosts), action, _first_set(args.confirm_over, inventory.confirm_over), env)
-        hosts = _settle_credentials(hosts, args, env, inventory.path, warn)
+        hosts = _settle_credentials(hosts, overrides, env, inventory.path, warn)
         hosts, inputs = prepare(hosts, action, args, env)
         return execute(hosts, action, args, env, stdout, stderr, launcher, inputs)
 

@@ -17,9 +17,9 @@ from typing import Any
 
 from hostbatch.errors import InventoryError, UsageError
 from hostbatch.inventory.ansible_ini import AnsibleInventory, AnsibleSyntaxError, parse_ansible_ini
-from hostbatch.inventory.loader import read_inventory_text
 from hostbatch.inventory.model import Group, Inventory
 from hostbatch.inventory.resolve import Resolver
+from hostbatch.inventory.source import read_inventory_text
 from hostbatch.secrets import Secret
 
 #: Each supported HostSpec field and the Ansible variables that set it, strongest first.

@@ -15,9 +15,10 @@ from pathlib import Path
 
 from hostbatch.atomic import write_atomically
 from hostbatch.errors import InventoryError
-from hostbatch.inventory import loader
+from hostbatch.inventory.loader import load_inventory
 from hostbatch.inventory.model import DEFAULT_CONNECT_TIMEOUT, DEFAULT_PORT, HostSpec, Inventory
 from hostbatch.inventory.ranges import expand
+from hostbatch.inventory.validate import HOST_KEYS, NAME
 from hostbatch.secrets import Secret
 
 #: The user given to hosts that set none while converting: never a real user name.
@@ -90,7 +91,7 @@ def compress(names: Sequence[str]) -> list[str]:
 
 
 def _check_name(name: str, what: str) -> None:
-    if not loader._NAME.match(name):
+    if not NAME.match(name):
         raise InventoryError(f"{what} {name!r} cannot be written in the hostbatch format "
                              "(names are letters, digits and _.:@%+-)")
 
@@ -101,7 +102,7 @@ def to_hostbatch_ini(inventory: Inventory, *, source: str = "",
 
     Settings the hostbatch format has no key for (in this version) are named in one warning.
     """
-    keys = [k for k in loader.HOST_KEYS if k in HostSpec.__dataclass_fields__]
+    keys = [k for k in HOST_KEYS if k in HostSpec.__dataclass_fields__]
     lost: set[str] = set()
     values = {name: {k: _ini_value(spec, k) for k in keys}
               for name, spec in inventory.hosts.items()}
@@ -144,7 +145,7 @@ def verify(text: str) -> Inventory:
         path = Path(directory) / "converted.ini"
         write_atomically(path, text, 0o600)
         try:
-            return loader.load_inventory(path, local_user=UNSET_USER,
+            return load_inventory(path, local_user=UNSET_USER,
                                          inventory_format="hostbatch")
         except InventoryError as exc:
             where = " ".join(p for p in (f"[{exc.section}]" if exc.section else "",

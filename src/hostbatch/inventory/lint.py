@@ -23,10 +23,20 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from hostbatch.errors import InventoryError
-from hostbatch.inventory import loader
 from hostbatch.inventory.detect import looks_like_ansible
 from hostbatch.inventory.model import DEFAULT_PORT, Inventory
 from hostbatch.inventory.ranges import split_list
+from hostbatch.inventory.source import read_inventory_text
+from hostbatch.inventory.validate import (
+    GROUP_KEYS,
+    HOST_KEYS,
+    RUN_KEYS,
+    Validator,
+    find_group_cycles,
+    host_settings,
+    suggest,
+    undefined_children,
+)
 from hostbatch.secrets import MASK
 
 _SECTION = re.compile(r"^\[(.*)\]\s*$")
@@ -121,7 +131,7 @@ def _sections(text: str, report: LintReport) -> list[_Section]:
 
 def _check(report: LintReport, section: _Section, key: str | None,
            convert: Callable[..., object], *args: object) -> object | None:
-    """Run one loader conversion, turning its InventoryError into a problem (and None)."""
+    """Run one validation rule, turning its InventoryError into a problem (and None)."""
     try:
         return convert(*args)
     except InventoryError as exc:
@@ -130,37 +140,37 @@ def _check(report: LintReport, section: _Section, key: str | None,
         return None
 
 
-def _convert_host_value(check: loader._Validator, section: str, key: str, value: str) -> object:
-    if key in loader.RUN_KEYS:
+def _convert_host_value(check: Validator, section: str, key: str, value: str) -> object:
+    if key in RUN_KEYS:
         return check.count(value, section, key)
-    # The loader may store a key under another name (sudo_password_env -> sudo_password).
-    return next(iter(loader._host_settings(check, section, {key: value}).values()))
+    # A key may be stored under another name (sudo_password_env -> sudo_password).
+    return next(iter(host_settings(check, section, {key: value}).values()))
 
 
 def lint_hostbatch(path: Path, text: str) -> tuple[LintReport, Inventory]:
     """Lint a hostbatch INI inventory; also returns what could be read of it."""
     report = LintReport(str(path))
-    check = loader._Validator(path)
+    check = Validator(path)
     defaults: dict[str, object] = {}
     hosts: dict[str, dict[str, object]] = {}
     groups: dict[str, tuple[list[str], list[str]]] = {}
     members: list[str] = []
     for section in _sections(text, report):
         kind, _, name = section.name.partition(":")
-        allowed = (loader.GROUP_KEYS if kind == "group" else
-                   loader.HOST_KEYS + loader.RUN_KEYS if section.name == "defaults" else
-                   loader.HOST_KEYS)
+        allowed = (GROUP_KEYS if kind == "group" else
+                   HOST_KEYS + RUN_KEYS if section.name == "defaults" else
+                   HOST_KEYS)
         if section.name != "defaults" and not (kind in ("host", "group") and name):
             known = ["defaults", "host:NAME", "group:NAME"]
             report.add("error", f"unknown section; sections are {', '.join(known)}"
-                       f"{loader._suggest(section.name, known)}", section.name,
+                       f"{suggest(section.name, known)}", section.name,
                        line=section.line)
             continue
         if name:
             _check(report, section, None, check.name, name, section.name, None, f"{kind} name")
         for key in list(section.options):
             if key not in allowed:
-                report.add("error", f"unknown key{loader._suggest(key, allowed)}",
+                report.add("error", f"unknown key{suggest(key, allowed)}",
                            section.name, key, section.lines[key])
                 del section.options[key]
         if kind == "group":
@@ -182,7 +192,7 @@ def lint_hostbatch(path: Path, text: str) -> tuple[LintReport, Inventory]:
                                key, value)
             if converted is not None:
                 values[key] = converted
-        for key in loader.RUN_KEYS:
+        for key in RUN_KEYS:
             values.pop(key, None)
         if "sudo_password_env" in values:
             values["sudo_password"] = values.pop("sudo_password_env")
@@ -212,30 +222,13 @@ def _check_members(report: LintReport, groups: Mapping[str, tuple[list[str], lis
 
 
 def _check_groups(report: LintReport, groups: Mapping[str, tuple[list[str], list[str]]]) -> None:
-    for name, (_, children) in groups.items():
-        for child in children:
-            if child not in groups:
-                report.add("error", f"child group {child!r} is not defined"
-                           f"{loader._suggest(child, list(groups))}", f"group:{name}",
-                           "children")
-    state: dict[str, int] = {}
-
-    def visit(name: str, trail: list[str]) -> None:
-        state[name] = 1
-        for child in groups[name][1]:
-            if child not in groups:
-                continue
-            if state.get(child) == 1:
-                cycle = " -> ".join([*trail[trail.index(child):], child])
-                report.add("error", f"groups form a cycle: {cycle}", f"group:{name}",
-                           "children")
-            elif child not in state:
-                visit(child, [*trail, child])
-        state[name] = 2
-
-    for name in groups:
-        if name not in state:
-            visit(name, [name])
+    """Every undefined child group and every cycle of groups."""
+    children = {name: group_children for name, (_, group_children) in groups.items()}
+    for name, child in undefined_children(children):
+        report.add("error", f"child group {child!r} is not defined{suggest(child, list(groups))}",
+                   f"group:{name}", "children")
+    for cycle in find_group_cycles(children):
+        report.add("error", f"groups form a cycle: {cycle}", f"group:{cycle.group}", "children")
 
 
 def _partial_inventory(path: Path, defaults: dict[str, object],
@@ -299,22 +292,22 @@ def _mask_passwords(report: LintReport, inventory: Inventory) -> None:
 
 def lint_inventory(path: Path, inventory_format: str = "auto") -> LintReport:
     """Lint the inventory at ``path``; an unreadable file raises InventoryError."""
-    from hostbatch.inventory import ansible
+    from hostbatch.inventory.ansible import load_ansible_inventory, parse_file
 
-    text = loader.read_inventory_text(path)
+    text = read_inventory_text(path)
     if inventory_format == "ansible" or (inventory_format == "auto"
                                          and looks_like_ansible(text)):
         report = LintReport(str(path))
         warnings: list[str] = []
         try:
-            inventory = ansible.load_ansible_inventory(path, warn=warnings.append)
+            inventory = load_ansible_inventory(path, warn=warnings.append)
         except InventoryError as exc:
             report.add("error", exc.reason, exc.section, exc.key)
             return report
         prefix = f"{path}: "
         for message in warnings:
             report.add("warning", message.removeprefix(prefix))
-        for group in ansible.parse_file(path).groups.values():
+        for group in parse_file(path).groups.values():
             for key, value in group.variables.items():
                 if key in group.unquoted and _TRAILING_COMMENT.search(value):
                     report.add("warning", "the value goes on after whitespace and '#' or ';': "

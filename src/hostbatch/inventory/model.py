@@ -26,8 +26,8 @@ class HostSpec:
     ``identities_only`` offers only those (no ssh-agent keys after them).
     ``sudo_password`` feeds ``--sudo``.
     ``password_env`` / ``password_cmd`` name where the password comes from (an environment
-    variable, a command's output); :func:`hostbatch.credentials.resolve_passwords` turns them
-    into ``password`` before connecting. A host has at most one of the three.
+    variable, a command's output); :func:`hostbatch.prepare.prepare_hosts` turns them into
+    ``password`` before connecting. A host has at most one of the three.
     ``key_passphrases`` holds ``(file, passphrase)`` for its encrypted identity files (asked
     by the parent, once per file per run).
     """

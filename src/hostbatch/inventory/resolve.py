@@ -6,8 +6,9 @@ one place (:func:`merge_layers`), for the hosts that run and for ``hostbatch inv
 explain`` alike. Jump hosts (``proxy_jump``) are resolved by the same rules into
 ``HostSpec.jump_chain``.
 
-Nothing here imports paramiko: the ssh_config layer is a lookup function handed in by the
-caller (see :func:`ssh_config_lookup`), made only when an ssh_config file is in use.
+Pure data in, pure data out: the ssh_config layer is a lookup function handed in by the
+caller (:func:`hostbatch.prepare.ssh_config_lookup`, made only when an ssh_config file is in
+use), so nothing here reads files or imports the SSH layer.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import dataclasses
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from hostbatch.errors import UsageError
@@ -174,49 +174,3 @@ class Resolver:
             spec = HostSpec(name=host, jump_chain=tuple(r.spec for r in resolved), **values)
             resolved.append(Resolved(spec, sources))
         return tuple(resolved)
-
-
-def ssh_config_path(explicit: str | None, home: str) -> Path | None:
-    """The ssh_config file in use: ``-F FILE`` (``none``: no file), else ``~/.ssh/config`` if
-    it exists. A ``-F`` file that does not exist is a usage error."""
-    if explicit is not None:
-        if explicit == "none":
-            return None
-        path = Path(explicit).expanduser()
-        if not path.is_file():
-            raise UsageError(f"ssh_config file {explicit} does not exist (-F)")
-        return path
-    default = Path(home) / ".ssh" / "config"
-    return default if default.is_file() else None
-
-
-def ssh_config_lookup(explicit: str | None, home: str,
-                      warn: Callable[[str], None] | None = None) -> SshLookup | None:
-    """The lookup of the ssh_config in use, or ``None`` when there is none.
-
-    Only then is the SSH layer (and paramiko) imported, so runs without an ssh_config stay
-    as fast as before.
-    """
-    path = ssh_config_path(explicit, home)
-    if path is None:
-        return None
-    from hostbatch.ssh.config import SshConfig
-
-    config = SshConfig.load(path, home)
-    if warn is not None:
-        for note in config.notes:
-            warn(note)
-    return config.lookup
-
-
-def apply_overrides(hosts: Sequence[HostSpec], connect_timeout: float | None) -> list[HostSpec]:
-    """``--connect-timeout`` applied to hosts resolved without it (library callers), jump
-    hosts included."""
-    if connect_timeout is None:
-        return list(hosts)
-
-    def apply(spec: HostSpec) -> HostSpec:
-        return dataclasses.replace(spec, connect_timeout=connect_timeout,
-                                   jump_chain=tuple(apply(hop) for hop in spec.jump_chain))
-
-    return [apply(spec) for spec in hosts]

@@ -3,8 +3,8 @@
 The parent asks, per identity file of the selected hosts, whether it is encrypted, whether the
 running ssh-agent already holds it, and whether a typed passphrase is right; workers load keys
 with :func:`load_private_key`. Telling whether a key is encrypted reads only the file's header
-(standard library), so a run whose keys are plain never imports paramiko in the parent; the
-other functions import it on first use and keep no paramiko object after they return (workers
+(standard library), so plain keys never make the parent import paramiko; the other
+functions import it on first use and keep no paramiko object after they return (workers
 may still be forked afterwards).
 """
 

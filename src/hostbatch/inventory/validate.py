@@ -1,0 +1,255 @@
+"""Validation of hostbatch INI values and group graphs: the rules shared by the loader (which
+stops at the first problem) and ``inventory lint`` / ``inventory convert`` (which report or
+check everything).
+
+Every rule raises an :class:`InventoryError` naming the file, section and key, so each tool
+words a problem the same way.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import shlex
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hostbatch.errors import InventoryError, UsageError
+from hostbatch.inventory.ranges import RangeError, expand, split_list
+from hostbatch.inventory.resolve import PASSWORD_KEYS, jump_list
+from hostbatch.secrets import Secret
+
+#: Keys of [defaults] and [host:NAME]; each is a HostSpec field of the same name, except
+#: sudo_password_env, which names an environment variable holding the sudo_password.
+HOST_KEYS = ("hostname", "port", "user", "password", "password_env", "password_cmd",
+             "identity_file", "identities_only", "connect_timeout", "known_hosts", "proxy_jump",
+             "sudo_password", "sudo_password_env")
+#: Keys of [defaults] only: settings of the whole run rather than of a host.
+RUN_KEYS = ("confirm_over",)
+#: Keys of [group:NAME].
+GROUP_KEYS = ("hosts", "children")
+#: Keys whose value is a secret written in the file itself: such a file must be private, and
+#: the value is kept exactly as written (not stripped).
+SECRET_KEYS = ("password", "sudo_password")
+#: What a host or group name may be made of.
+NAME = re.compile(r"^[A-Za-z0-9_.:@%+-]+$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_INLINE_HINT = " (comments after a value are not supported: put them on a line of their own)"
+
+
+def suggest(word: str, choices: Sequence[str]) -> str:
+    """`` (did you mean 'X'?)`` for the closest of ``choices``, or an empty string."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+class Validator:
+    """Turns raw string values into typed ones, raising errors that name where they came from."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = str(path)
+
+    def fail(self, message: str, section: str, key: str | None = None) -> InventoryError:
+        """The error for ``message`` at ``section`` / ``key`` of this file (to raise)."""
+        return InventoryError(message, path=self.path, section=section, key=key)
+
+    def check_keys(self, section: str, keys: list[str], allowed: tuple[str, ...]) -> None:
+        """Refuse the first key that is not one of ``allowed``."""
+        for key in keys:
+            if key not in allowed:
+                raise self.fail(f"unknown key{suggest(key, allowed)}; known keys: "
+                                f"{', '.join(allowed)}", section, key)
+
+    def name(self, value: str, section: str, key: str | None, what: str) -> str:
+        """A host or group name (``what`` says which, for the message)."""
+        if not NAME.match(value):
+            hint = _INLINE_HINT if (" " in value or ";" in value or "#" in value) else ""
+            raise self.fail(f"invalid {what} {value!r}{hint}", section, key)
+        return value
+
+    def port(self, value: str, section: str) -> int:
+        """A TCP port, 1-65535."""
+        try:
+            port = int(value)
+        except ValueError:
+            hint = _INLINE_HINT if (";" in value or "#" in value) else ""
+            raise self.fail(f"port {value!r} is not a number{hint}", section, "port") from None
+        if not 1 <= port <= 65535:
+            raise self.fail(f"port {port} is out of range (1-65535)", section, "port")
+        return port
+
+    def timeout(self, value: str, section: str) -> float:
+        """``connect_timeout``: seconds, over 0 and at most a day."""
+        try:
+            seconds = float(value)
+        except ValueError:
+            raise self.fail(f"connect_timeout {value!r} is not a number of seconds", section,
+                            "connect_timeout") from None
+        if not 0 < seconds <= 86400:
+            raise self.fail(f"connect_timeout {value!r} must be between 0 and 86400 seconds",
+                            section, "connect_timeout")
+        return seconds
+
+    def boolean(self, value: str, section: str, key: str) -> bool:
+        """``yes``/``no``/``true``/``false``, in any case."""
+        lowered = value.lower()
+        if lowered not in ("yes", "no", "true", "false"):
+            raise self.fail(f"{value!r} is not yes or no", section, key)
+        return lowered in ("yes", "true")
+
+    def jumps(self, value: str, section: str) -> tuple[str, ...]:
+        """A ``proxy_jump`` list of ``[user@]host[:port]`` hops."""
+        try:
+            return jump_list(value)
+        except UsageError as exc:
+            raise self.fail(str(exc), section, "proxy_jump") from None
+
+    def count(self, value: str, section: str, key: str) -> int:
+        """A whole number, zero or more."""
+        try:
+            number = int(value)
+        except ValueError:
+            raise self.fail(f"{value!r} is not a whole number", section, key) from None
+        if number < 0:
+            raise self.fail(f"{value!r} must not be negative", section, key)
+        return number
+
+    def non_empty(self, value: str, section: str, key: str) -> str:
+        """``value`` itself, refused when empty."""
+        if not value:
+            raise self.fail("empty value", section, key)
+        return value
+
+    def env_name(self, value: str, section: str) -> str:
+        """The name of an environment variable (``password_env``)."""
+        if not _ENV_NAME.match(value):
+            raise self.fail(f"{value!r} is not an environment variable name", section,
+                            "password_env")
+        return value
+
+    def command(self, value: str, section: str) -> str:
+        """A ``password_cmd``: it must split into at least one word."""
+        try:
+            words = shlex.split(value)
+        except ValueError as exc:
+            raise self.fail(f"cannot split the command into words: {exc}", section,
+                            "password_cmd") from None
+        if not words:
+            raise self.fail("empty value", section, "password_cmd")
+        return value
+
+    def password_sources(self, section: str, keys: list[str]) -> None:
+        """Refuse a section that gives more than one password source."""
+        given = [key for key in PASSWORD_KEYS if key in keys]
+        if len(given) > 1:
+            raise self.fail(f"set only one of {', '.join(PASSWORD_KEYS)} (found "
+                            f"{' and '.join(given)})", section, given[1])
+
+    def names(self, value: str, section: str, key: str, what: str) -> list[str]:
+        """A comma list of names and ranges (``web[01-03]``), expanded."""
+        names: list[str] = []
+        for item in split_list(value):
+            try:
+                expanded = expand(item)
+            except RangeError as exc:
+                raise self.fail(str(exc), section, key) from None
+            names.extend(self.name(name, section, key, what) for name in expanded)
+        return names
+
+    def secret_from_environment(self, name: str, section: str,
+                                environ: Mapping[str, str]) -> Secret:
+        """``sudo_password_env``: the value of the variable it names, which must be set."""
+        name = self.non_empty(name, section, "sudo_password_env")
+        if name not in environ:
+            raise self.fail(f"environment variable {name} is not set", section,
+                            "sudo_password_env")
+        return Secret(environ[name])
+
+
+def host_settings(check: Validator, section: str, raw: Mapping[str, str],
+                  environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """One section's host keys as typed values (only the keys present).
+
+    ``sudo_password_env`` is read from ``environ`` (default: ``os.environ``) and stored as
+    ``sudo_password``.
+    """
+    if "sudo_password" in raw and "sudo_password_env" in raw:
+        raise check.fail("give sudo_password or sudo_password_env, not both", section,
+                         "sudo_password_env")
+    environ = os.environ if environ is None else environ
+    converters: dict[str, Callable[[str], object]] = {
+        "hostname": lambda v: check.name(v, section, "hostname", "hostname"),
+        "port": lambda v: check.port(v, section),
+        "user": lambda v: check.name(check.non_empty(v, section, "user"), section, "user", "user"),
+        "password": lambda v: Secret(v),
+        "password_env": lambda v: check.env_name(v, section),
+        "password_cmd": lambda v: check.command(v, section),
+        "identity_file": lambda v: os.path.expanduser(check.non_empty(v, section, "identity_file")),
+        "connect_timeout": lambda v: check.timeout(v, section),
+        "known_hosts": lambda v: os.path.expanduser(check.non_empty(v, section, "known_hosts")),
+        "identities_only": lambda v: check.boolean(v, section, "identities_only"),
+        "proxy_jump": lambda v: check.jumps(check.non_empty(v, section, "proxy_jump"), section),
+        "sudo_password": lambda v: Secret(v),
+        "sudo_password_env": lambda v: check.secret_from_environment(v, section, environ),
+    }
+    settings = {key: converters[key](value if key in SECRET_KEYS else value.strip())
+                for key, value in raw.items() if key in converters}
+    if "sudo_password_env" in settings:
+        settings["sudo_password"] = settings.pop("sudo_password_env")
+    return settings
+
+
+def undefined_children(children: Mapping[str, Sequence[str]]) -> Iterator[tuple[str, str]]:
+    """``(group, child)`` for each child group named in ``children`` that is not defined, in
+    file order."""
+    for name, names in children.items():
+        for child in names:
+            if child not in children:
+                yield name, child
+
+
+@dataclass(frozen=True, slots=True)
+class GroupCycle:
+    """Groups that contain themselves: ``path`` goes round the cycle (its first group repeated
+    at the end); ``group`` is the one whose ``children`` key closes it."""
+
+    group: str
+    path: tuple[str, ...]
+
+    def __str__(self) -> str:
+        return " -> ".join(self.path)
+
+
+def find_group_cycles(children: Mapping[str, Sequence[str]]) -> list[GroupCycle]:
+    """Every cycle of child groups, in the order a depth-first walk in file order meets them.
+
+    ``children`` maps each defined group to its child groups; children that are not defined
+    are skipped (:func:`undefined_children` reports them). The walk keeps its own stack, so a
+    deep chain of groups cannot exhaust Python's recursion limit.
+    """
+    on_path, finished = 1, 2
+    state: dict[str, int] = {}
+    cycles: list[GroupCycle] = []
+    for root in children:
+        if root in state:
+            continue
+        state[root] = on_path
+        path = [root]
+        pending = [iter(children[root])]
+        while pending:
+            child = next(pending[-1], None)
+            if child is None:
+                state[path.pop()] = finished
+                pending.pop()
+            elif child not in children:
+                continue
+            elif state.get(child) == on_path:
+                cycles.append(GroupCycle(path[-1], (*path[path.index(child):], child)))
+            elif child not in state:
+                state[child] = on_path
+                path.append(child)
+                pending.append(iter(children[child]))
+    return cycles
