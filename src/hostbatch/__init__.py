@@ -17,6 +17,7 @@ __all__ = [
     "BatchResult",
     "FailureKind",
     "GetFiles",
+    "HostOverrides",
     "HostSpec",
     "HostbatchError",
     "Inventory",
@@ -28,6 +29,7 @@ __all__ = [
     "ScanHostKey",
     "Selection",
     "load_inventory",
+    "prepare_hosts",
     "run",
     "select",
 ]
@@ -37,6 +39,7 @@ _LAZY = {
     "BatchResult": "hostbatch.engine.outcome",
     "FailureKind": "hostbatch.errors",
     "HostbatchError": "hostbatch.errors",
+    "HostOverrides": "hostbatch.prepare",
     "HostSpec": "hostbatch.inventory.model",
     "Inventory": "hostbatch.inventory.model",
     "RolloutPolicy": "hostbatch.rollout",
@@ -48,6 +51,7 @@ _LAZY = {
     "RunSettings": "hostbatch.settings",
     "Selection": "hostbatch.selection",
     "load_inventory": "hostbatch.inventory.loader",
+    "prepare_hosts": "hostbatch.prepare",
     "run": "hostbatch.api",
     "select": "hostbatch.selection",
 }
@@ -59,6 +63,7 @@ if TYPE_CHECKING:
     from hostbatch.errors import FailureKind, HostbatchError
     from hostbatch.inventory.loader import load_inventory
     from hostbatch.inventory.model import HostSpec, Inventory
+    from hostbatch.prepare import HostOverrides, prepare_hosts
     from hostbatch.rollout import Amount, RolloutPolicy
     from hostbatch.selection import Selection, select
     from hostbatch.settings import RunSettings
