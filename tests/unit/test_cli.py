@@ -6,7 +6,6 @@ a recorder, so a test that reached it by mistake still cannot open a connection.
 
 from __future__ import annotations
 
-import argparse
 import io
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -14,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from hostbatch.actions import Action, RunCommand
 from hostbatch.cli import execute as cli_execute
-from hostbatch.cli import run as cli_run
 from hostbatch.cli.environment import Environment
 from hostbatch.cli.main import hostbatch_main, run_main
 from hostbatch.exit_status import ExitStatus
@@ -51,7 +50,7 @@ class CliResult:
     status: int
     stdout: str
     stderr: str
-    executed: list[tuple[list[str], argparse.Namespace]] = field(default_factory=list)
+    executed: list[tuple[list[str], Action]] = field(default_factory=list)
 
     @property
     def hosts_run(self) -> list[str]:
@@ -68,12 +67,11 @@ def inventory_path(write_inventory: WriteInventory) -> Path:
 
 
 @pytest.fixture
-def executed(monkeypatch: pytest.MonkeyPatch) -> list[tuple[list[str], argparse.Namespace]]:
-    calls: list[tuple[list[str], argparse.Namespace]] = []
+def executed(monkeypatch: pytest.MonkeyPatch) -> list[tuple[list[str], Action]]:
+    calls: list[tuple[list[str], Action]] = []
 
-    def fake_execute(hosts: list[HostSpec], action: object, args: argparse.Namespace,
-                     *rest: object) -> int:
-        calls.append(([spec.name for spec in hosts], args))
+    def fake_execute(hosts: list[HostSpec], action: Action, *rest: object) -> int:
+        calls.append(([spec.name for spec in hosts], action))
         return ExitStatus.OK
 
     monkeypatch.setattr(cli_execute, "execute", fake_execute)
@@ -82,7 +80,7 @@ def executed(monkeypatch: pytest.MonkeyPatch) -> list[tuple[list[str], argparse.
 
 @pytest.fixture
 def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        executed: list[tuple[list[str], argparse.Namespace]]) -> Cli:
+        executed: list[tuple[list[str], Action]]) -> Cli:
     """Run batch_run in-process in an empty cwd with an empty HOME (unless environ says)."""
     home = tmp_path / "empty-home"
     home.mkdir()
@@ -221,8 +219,8 @@ def test_seed_syntax_runs_the_union(cli: Cli, inventory_path: Path, flag: str) -
                  flag, "df -h")
     assert result.status == 0
     assert result.hosts_run == ["h1", "h2", "h3", "web01", "web02", "web03", "db1"]
-    (_, args), = result.executed
-    assert cli_run.command_text(args) == "df -h"
+    (_, action), = result.executed
+    assert isinstance(action, RunCommand) and action.command == "df -h"
 
 
 @pytest.mark.parametrize(
@@ -237,8 +235,8 @@ def test_seed_syntax_runs_the_union(cli: Cli, inventory_path: Path, flag: str) -
 def test_command_forms(cli: Cli, inventory_path: Path, argv: list[str], command: str) -> None:
     result = cli("-i", str(inventory_path), *argv)
     assert result.status == 0
-    (_, args), = result.executed
-    assert cli_run.command_text(args) == command
+    (_, action), = result.executed
+    assert isinstance(action, RunCommand) and action.command == command
 
 
 def test_inventory_from_environment_variable(cli: Cli, inventory_path: Path) -> None:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import argparse
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from hostbatch.actions import Action, GetFiles, PutFiles, RunInput
+from hostbatch.cli.arguments import OutputOptions, RunOptions
 from hostbatch.cli.environment import Environment
 from hostbatch.cli.failures import make_warn
 from hostbatch.engine.events import Event
@@ -20,42 +20,16 @@ from hostbatch.render.jsonl import JsonRenderer
 from hostbatch.render.lines import LineRenderer
 from hostbatch.render.output import SafeStream, use_color
 from hostbatch.render.summary import write_summary
-from hostbatch.rollout import RolloutPolicy
-from hostbatch.settings import RunSettings
 
 if TYPE_CHECKING:  # rich is imported only when a display is shown
     from hostbatch.history.recorder import HistoryRecorder
     from hostbatch.render.progress import RunProgressRenderer, TransferProgressRenderer
 
 
-def settings_from(args: argparse.Namespace) -> RunSettings:
-    """Run settings from the parsed arguments."""
-    return RunSettings(
-        forks=args.forks,
-        retries=args.retries,
-        connect_timeout=args.connect_timeout,
-        command_timeout=args.timeout,
-        accept_new=args.accept_new,
-        workers=args.workers,
-        rollout=rollout_from(args),
-    )
-
-
-def rollout_from(args: argparse.Namespace) -> RolloutPolicy:
-    """The ``--canary``/``--batch``/``--max-fail`` rules."""
-    return RolloutPolicy(canary=args.canary or 0, batch=args.batch, max_fail=args.max_fail)
-
-
-def _streams_lines(args: argparse.Namespace) -> bool:
-    """True when output lines go to the terminal as they arrive (the default line mode)."""
-    return not (args.quiet or getattr(args, "gather", False) or getattr(args, "diff", False)
-                or args.json)
-
-
-def _file_renderer(args: argparse.Namespace, hosts: list[HostSpec],
+def _file_renderer(output: OutputOptions, hosts: list[HostSpec],
                    warn: Callable[[str], None]) -> Renderer | None:
     """``-o``/``-e``: directories made (or refused, exit 2) here, before anything connects."""
-    outdir, errdir = getattr(args, "outdir", None), getattr(args, "errdir", None)
+    outdir, errdir = output.outdir, output.errdir
     if outdir is None and errdir is None:
         return None
     from hostbatch.render.files import HostFilesRenderer, prepare_dir
@@ -81,7 +55,7 @@ def _progress_renderer(action: Action, env: Environment, hosts: int,
     return RunProgressRenderer(env.stderr, hosts=hosts, color=color)
 
 
-def make_renderers(args: argparse.Namespace, env: Environment, stdout: SafeStream,
+def make_renderers(output: OutputOptions, env: Environment, stdout: SafeStream,
                    stderr: SafeStream, action: Action, hosts: list[HostSpec],
                    warn: Callable[[str], None]) -> list[Renderer]:
     """The renderers for this run's output mode.
@@ -93,12 +67,12 @@ def make_renderers(args: argparse.Namespace, env: Environment, stdout: SafeStrea
     color_stdout = use_color(bool(env.stdout_isatty), env.environ)
     color_stderr = use_color(bool(env.stderr_isatty), env.environ)
     renderers: list[Renderer] = []
-    files = _file_renderer(args, hosts, warn)
+    files = _file_renderer(output, hosts, warn)
     if files is not None:
         renderers.append(files)
     copying = isinstance(action, PutFiles | GetFiles)
-    json_to_terminal = args.json and env.stdout_isatty
-    if env.stderr_isatty and not json_to_terminal and (copying or not _streams_lines(args)):
+    json_to_terminal = output.json and env.stdout_isatty
+    if env.stderr_isatty and not json_to_terminal and (copying or not output.streams_lines):
         from hostbatch.render.progress import ConsoleStream
 
         progress = _progress_renderer(action, env, len(hosts), color_stderr)
@@ -107,23 +81,23 @@ def make_renderers(args: argparse.Namespace, env: Environment, stdout: SafeStrea
             stdout = stderr
         # First, so it is stopped before a gathered report is printed.
         renderers.insert(0, progress)
-    if args.json:
+    if output.json:
         renderers.append(JsonRenderer(stdout))
-    elif getattr(args, "gather", False) or getattr(args, "diff", False):
+    elif output.gather or output.diff:
         from hostbatch.render.diff import DiffRenderer
         from hostbatch.render.gather import GroupedRenderer
 
-        kind = DiffRenderer if args.diff else GroupedRenderer
-        renderers.append(kind(stdout, stderr, gather_stderr=args.gather_stderr,
+        kind = DiffRenderer if output.diff else GroupedRenderer
+        renderers.append(kind(stdout, stderr, gather_stderr=output.gather_stderr,
                               color_stdout=color_stdout, color_stderr=color_stderr,
                               addresses={spec.name: spec.hostname for spec in hosts}))
-    elif not args.quiet:
+    elif not output.quiet:
         renderers.append(LineRenderer(stdout, stderr, color_stdout=color_stdout,
                                       color_stderr=color_stderr))
     return renderers
 
 
-def execute(hosts: list[HostSpec], action: Action, args: argparse.Namespace, env: Environment,
+def execute(hosts: list[HostSpec], action: Action, options: RunOptions, env: Environment,
             stdout: SafeStream, stderr: SafeStream,
             launcher: WorkerLauncher | None = None,
             inputs: RunInput | None = None) -> ExitStatus:
@@ -132,9 +106,10 @@ def execute(hosts: list[HostSpec], action: Action, args: argparse.Namespace, env
 
     warn = make_warn("hostbatch", stderr, label=None)
 
-    renderers = make_renderers(args, env, stdout, stderr, action, hosts, warn)
+    renderers = make_renderers(options.output, env, stdout, stderr, action, hosts, warn)
 
-    recorder = None if args.no_history else start_recorder(hosts, action, args, env, warn)
+    recorder = (start_recorder(hosts, action, options, env, warn) if options.history.enabled
+                else None)
     handlers = [renderer.handle for renderer in renderers]
     if recorder is not None:
         handlers.append(recorder.handle)
@@ -145,7 +120,7 @@ def execute(hosts: list[HostSpec], action: Action, args: argparse.Namespace, env
 
     started = time.monotonic()
     try:
-        result = api.run(hosts, action, settings_from(args), on_event=on_event, warn=warn,
+        result = api.run(hosts, action, options.settings, on_event=on_event, warn=warn,
                          home=env.home, launcher=launcher, inputs=inputs)
     except BaseException as exc:
         for renderer in renderers:
@@ -163,13 +138,13 @@ def execute(hosts: list[HostSpec], action: Action, args: argparse.Namespace, env
     return result.exit_status
 
 
-def start_recorder(hosts: list[HostSpec], action: Action, args: argparse.Namespace,
+def start_recorder(hosts: list[HostSpec], action: Action, options: RunOptions,
                    env: Environment, warn: Callable[[str], None]) -> HistoryRecorder | None:
     """Record this run in the history (``None`` if the history cannot be written: warned)."""
     from hostbatch.history.recorder import HistoryRecorder
     from hostbatch.history.store import history_path
 
-    selection = {"hosts": args.hosts, "groups": args.groups, "exclude": args.exclude}
     return HistoryRecorder.start(history_path(env.environ, env.home), action,
-                                 hosts, selection, args.inventory,
-                                 cap=args.history_cap, warn=warn)
+                                 hosts, options.selection.as_recorded(),
+                                 options.selection.inventory, cap=options.history.cap,
+                                 warn=warn)

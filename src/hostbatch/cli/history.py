@@ -116,6 +116,7 @@ def _list(argv: list[str], env: Environment, stdout: SafeStream, stderr: SafeStr
 
 def _show(argv: list[str], env: Environment, stdout: SafeStream, stderr: SafeStream,
           prog: str) -> int:
+    from hostbatch.cli.arguments import output_options
     from hostbatch.cli.execute import make_renderers
     from hostbatch.history.replay import host_specs, match_hosts, replay, replayed_result
     from hostbatch.render.summary import write_summary
@@ -142,8 +143,8 @@ def _show(argv: list[str], env: Environment, stdout: SafeStream, stderr: SafeStr
             raise UsageError(f"run {run.id} is a copy: -b, --diff, -o and -e replay "
                              "commands only (as in batch_scp)")
         hosts = host_specs(store, run, match_hosts(store, run, args.hosts))
-        renderers = make_renderers(args, env, stdout, stderr, RunCommand(run.command), hosts,
-                                   warn)
+        renderers = make_renderers(output_options(args), env, stdout, stderr,
+                                   RunCommand(run.command), hosts, warn)
         try:
             for event in replay(store, run, {spec.name for spec in hosts}):
                 for renderer in renderers:

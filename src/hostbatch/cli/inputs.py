@@ -11,18 +11,16 @@ The sudo password (``--ask-sudo-pass``) is asked with the other credentials, by
 
 from __future__ import annotations
 
-import argparse
-
 from hostbatch.actions import Action, RunCommand, RunInput
+from hostbatch.cli.arguments import InputOptions
 from hostbatch.cli.environment import Environment
 from hostbatch.cli.run import read_script
 from hostbatch.errors import UsageError
-from hostbatch.inventory.model import HostSpec
 
 
-def read_stdin(args: argparse.Namespace, env: Environment) -> bytes | None:
+def read_stdin(options: InputOptions, env: Environment) -> bytes | None:
     """The bytes to broadcast, or ``None`` for an empty stdin (EOF at once)."""
-    if args.no_stdin or env.stdin_isatty:
+    if not options.read_stdin or env.stdin_isatty:
         return None
     try:
         data = env.stdin.read()
@@ -31,10 +29,10 @@ def read_stdin(args: argparse.Namespace, env: Environment) -> bytes | None:
     return data or None
 
 
-def prepare(hosts: list[HostSpec], action: Action, args: argparse.Namespace,
-            env: Environment) -> tuple[list[HostSpec], RunInput | None]:
-    """The hosts, unchanged, and the inputs of a ``batch_run`` action."""
+def prepare(action: Action, options: InputOptions, env: Environment) -> RunInput | None:
+    """The inputs of a ``batch_run`` action (``None`` for a copy)."""
     if not isinstance(action, RunCommand):
-        return hosts, None
-    script = read_script(args.script) if action.script is not None else None
-    return hosts, RunInput(stdin=read_stdin(args, env), script=script)
+        return None
+    script = (read_script(options.script) if action.script is not None and options.script
+              else None)
+    return RunInput(stdin=read_stdin(options, env), script=script)

@@ -14,6 +14,7 @@ import json
 from collections.abc import Callable, Sequence
 
 from hostbatch.actions import Action, ScanHostKey
+from hostbatch.cli.arguments import RunOptions
 from hostbatch.cli.confirm import YES
 from hostbatch.cli.environment import Environment
 from hostbatch.cli.failures import make_warn
@@ -32,7 +33,6 @@ from hostbatch.keyscan import (
 )
 from hostbatch.known_hosts import KeyStatus, append_lines
 from hostbatch.render.output import SafeStream
-from hostbatch.settings import RunSettings
 
 #: Asks the user one yes/no question; ``None`` when there is no terminal to ask on.
 Confirm = Callable[[str], bool]
@@ -169,7 +169,7 @@ def _report(rows: Sequence[HostKeyCheck], shared: list[list[HostKeyCheck]], stde
                          "@revoked; not recorded\n".encode())
 
 
-def perform(hosts: list[HostSpec], action: Action, args: argparse.Namespace, env: Environment,
+def perform(hosts: list[HostSpec], action: Action, options: RunOptions, env: Environment,
             stdout: SafeStream, stderr: SafeStream, launcher: WorkerLauncher | None, *,
             confirm: Confirm | None = None) -> int:
     """Scan, print, ask, record; returns the documented exit status."""
@@ -184,13 +184,11 @@ def perform(hosts: list[HostSpec], action: Action, args: argparse.Namespace, env
 
     warn = make_warn(prog, stderr, label=None)
 
-    settings = RunSettings(forks=args.forks, retries=args.retries,
-                           connect_timeout=args.connect_timeout, workers=args.workers)
-    result = api.run(hosts, action, settings, on_event=collect, warn=warn, home=env.home,
+    result = api.run(hosts, action, options.settings, on_event=collect, warn=warn, home=env.home,
                      launcher=launcher)
     rows = compare(hosts, events, env.home)
     shared = mark_shared(rows)
-    if args.json:
+    if options.output.json:
         stdout.write("".join(json.dumps(to_json(row)) + "\n" for row in rows).encode())
     else:
         stdout.write(table(rows).encode())
@@ -200,7 +198,7 @@ def perform(hosts: list[HostSpec], action: Action, args: argparse.Namespace, env
         stderr.write(f"{prog}: interrupted: nothing recorded\n".encode())
         return ExitStatus.INTERRUPTED
     new = new_keys(rows)
-    recorded = not new or _ask_and_record(new, args.yes, confirm or terminal_confirm(env),
+    recorded = not new or _ask_and_record(new, options.output.yes, confirm or terminal_confirm(env),
                                           stderr, prog)
     if needs_attention(rows):
         return ExitStatus.UNREACHABLE

@@ -30,13 +30,14 @@ from hostbatch.inventory.model import HostSpec
 from hostbatch.render.output import SafeStream
 
 if TYPE_CHECKING:
+    from hostbatch.cli.arguments import RunOptions
     from hostbatch.inventory.model import Inventory
     from hostbatch.prepare import HostOverrides
     from hostbatch.selection import Selection
 
 
 #: Performs an action on the selected hosts and returns the exit status.
-Perform = Callable[[list[HostSpec], Action, argparse.Namespace, Environment, SafeStream,
+Perform = Callable[[list[HostSpec], Action, "RunOptions", Environment, SafeStream,
                     SafeStream, WorkerLauncher | None], int]
 
 HOSTBATCH_USAGE = """\
@@ -79,16 +80,6 @@ def history_selection(selection: Selection, inventory: Inventory, env: Environme
                              inventory.hosts.keys(), inventory.path)
 
 
-def _host_overrides(args: argparse.Namespace) -> HostOverrides:
-    """What the command line says about hosts (``-l``, ``--connect-timeout``, ``-F``, and the
-    prompts asked for); commands without a flag leave its default."""
-    from hostbatch.prepare import HostOverrides
-
-    return HostOverrides(user=args.user, connect_timeout=args.connect_timeout,
-                         ssh_config=args.ssh_config, ask_pass=getattr(args, "ask_pass", False),
-                         ask_sudo_pass=getattr(args, "ask_sudo_pass", False))
-
-
 def _settle_credentials(hosts: list[HostSpec], overrides: HostOverrides, env: Environment,
                         inventory: str, warn: Callable[[str], None]) -> list[HostSpec]:
     """Turn password sources into passwords and ask what must be asked (the password, key
@@ -119,13 +110,14 @@ def _main(argv: Sequence[str], env: Environment, prog: str,
     ``act`` performs the action on the selected hosts instead of the run of
     ``batch_run``/``batch_scp`` (confirmation, inputs, renderers) and returns the exit status.
     """
+    from hostbatch.cli.arguments import run_options
     from hostbatch.cli.confirm import confirm
     from hostbatch.cli.execute import execute
     from hostbatch.cli.inputs import prepare
     from hostbatch.history.selectors import uses_history
     from hostbatch.inventory.loader import load_inventory, locate_inventory
     from hostbatch.prepare import resolve_settings
-    from hostbatch.selection import Selection, select
+    from hostbatch.selection import select
 
     stdout, stderr = SafeStream(env.stdout), SafeStream(env.stderr)
 
@@ -141,30 +133,32 @@ def _main(argv: Sequence[str], env: Environment, prog: str,
             stdout.write(f"hostbatch {__version__}\n".encode())
             return ExitStatus.OK
         check_output_options(args)
-        selection = Selection(args.hosts, args.groups, args.exclude)
+        options = run_options(args)
+        picked = options.selection
+        selection = picked.selection
         make_action = check(args)
         if selection.is_empty():
             raise UsageError("no hosts selected: give -h HOSTS and/or -g GROUPS "
                              "(-g all for every host)")
-        inventory = load_inventory(locate_inventory(args.inventory, env.environ), warn=warn,
+        inventory = load_inventory(locate_inventory(picked.inventory, env.environ), warn=warn,
                                    environ=env.environ,
-                                   inventory_format=args.inventory_format,
-                                   insecure=args.insecure_inventory)
+                                   inventory_format=picked.inventory_format,
+                                   insecure=picked.insecure_inventory)
         if uses_history(selection):
             selection = history_selection(selection, inventory, env)
         hosts = select(inventory, selection, warn=warn)
-        if args.list:
+        if picked.list_only:
             stdout.write("".join(f"{spec.name}\n" for spec in hosts).encode())
             return ExitStatus.OK
-        overrides = _host_overrides(args)
-        hosts = resolve_settings(inventory, hosts, overrides, env.environ, warn)
+        hosts = resolve_settings(inventory, hosts, options.hosts, env.environ, warn)
         action = make_action()
         if act is not None:
-            return act(hosts, action, args, env, stdout, stderr, launcher)
-        confirm(len(hosts), action, _first_set(args.confirm_over, inventory.confirm_over), env)
-        hosts = _settle_credentials(hosts, overrides, env, inventory.path, warn)
-        hosts, inputs = prepare(hosts, action, args, env)
-        return execute(hosts, action, args, env, stdout, stderr, launcher, inputs)
+            return act(hosts, action, options, env, stdout, stderr, launcher)
+        confirm(len(hosts), action, _first_set(options.confirm_over, inventory.confirm_over),
+                env)
+        hosts = _settle_credentials(hosts, options.hosts, env, inventory.path, warn)
+        inputs = prepare(action, options.inputs, env)
+        return execute(hosts, action, options, env, stdout, stderr, launcher, inputs)
 
     return run_reporting_errors(prog, argv, stdout, stderr, body)
 
