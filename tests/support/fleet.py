@@ -881,6 +881,28 @@ class Fleet:
         proc = self._procs[name]
         _signal(proc.pid, signal.SIGCONT, group=True)
 
+    def freeze_whole_host(self, name: str) -> list[int]:
+        """SIGSTOP host ``name``'s listener and every process below it (connection handlers,
+        login shells, commands): a hung machine whose kernel still answers TCP. Returns the
+        frozen pids, for :meth:`thaw_whole_host`."""
+        proc = self._procs[name]
+        _signal(proc.pid, signal.SIGSTOP, group=True)
+        frozen = {proc.pid}
+        for _ in range(20):
+            new = _descendants(frozen, _process_table()) - frozen - _own_lineage()
+            if not new:
+                break
+            for pid in new:
+                _signal(pid, signal.SIGSTOP)
+            frozen |= new
+        return sorted(frozen)
+
+    def thaw_whole_host(self, name: str, pids: Collection[int]) -> None:
+        """Undo :meth:`freeze_whole_host`."""
+        _signal(self._procs[name].pid, signal.SIGCONT, group=True)
+        for pid in pids:
+            _signal(pid, signal.SIGCONT)
+
     def __enter__(self) -> Fleet:
         return self.start()
 

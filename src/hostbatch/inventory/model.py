@@ -9,6 +9,10 @@ from hostbatch.secrets import Secret
 
 DEFAULT_PORT = 22
 DEFAULT_CONNECT_TIMEOUT = 10.0
+#: Seconds without a byte from the server before a keepalive probe (0: never), as ServerAlive.
+DEFAULT_KEEPALIVE_INTERVAL = 15.0
+#: Unanswered keepalive probes before the connection is given up.
+DEFAULT_KEEPALIVE_COUNT_MAX = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +34,9 @@ class HostSpec:
     ``password`` before connecting. A host has at most one of the three.
     ``key_passphrases`` holds ``(file, passphrase)`` for its encrypted identity files (asked
     by the parent, once per file per run).
+    ``keepalive_interval`` / ``keepalive_count_max`` are OpenSSH's ``ServerAliveInterval`` /
+    ``ServerAliveCountMax``: a host silent that long is probed, and given up after that many
+    unanswered probes (:mod:`hostbatch.ssh.keepalive`).
     """
 
     name: str
@@ -48,6 +55,8 @@ class HostSpec:
     identity_files: tuple[str, ...] = ()
     identities_only: bool = True
     jump_chain: tuple[HostSpec, ...] = ()
+    keepalive_interval: float = DEFAULT_KEEPALIVE_INTERVAL
+    keepalive_count_max: int = DEFAULT_KEEPALIVE_COUNT_MAX
 
     def __post_init__(self) -> None:
         # Keep the one-key and the many-keys views in step. An identity_file that is not the

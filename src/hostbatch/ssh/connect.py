@@ -34,6 +34,7 @@ from hostbatch.known_hosts import (
 from hostbatch.ssh.auth import KeyStore, authenticate
 from hostbatch.ssh.errors import HostJobError
 from hostbatch.ssh.jump import ChannelSocket, JumpRegistry, open_through
+from hostbatch.ssh.keepalive import LivenessMonitor, WatchedSocket
 from hostbatch.ssh.session import Session
 
 PREFERRED_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
@@ -69,7 +70,8 @@ class Connector:
         self._known: dict[tuple[str, ...], KnownHosts] = {}
         self._connecting: set[paramiko.Transport] = set()
         self._via: dict[paramiko.Transport, HostSpec] = {}
-        self.jumps = JumpRegistry(self.connect, self.close)
+        self.liveness = LivenessMonitor()
+        self.jumps = JumpRegistry(self.connect, self.close, self.liveness.verdict)
 
     # --- cancellation -------------------------------------------------------------------
     def cancel(self) -> None:
@@ -101,7 +103,8 @@ class Connector:
     def open(self, spec: HostSpec, learn: LearnKey, *, key_only: bool = False) -> Session:
         """A session to ``spec``: connected, host key verified, authenticated (with
         ``key_only``, stopped after the key exchange). Raises :class:`HostJobError`."""
-        return Session(spec, self.connect(spec, learn, key_only=key_only), self.close)
+        transport = self.connect(spec, learn, key_only=key_only)
+        return Session(spec, transport, release=self.close, verdict=self.liveness.verdict)
 
     def blame(self, spec: HostSpec, failure: HostJobError) -> HostJobError:
         """``failure`` naming the jump host behind it when that jump host failed."""
@@ -130,6 +133,7 @@ class Connector:
     def close(self, transport: paramiko.Transport) -> None:
         """Close a transport from :meth:`connect`, releasing the jump host it went through."""
         transport.close()
+        self.liveness.forget(transport)
         with self._lock:
             hop = self._via.pop(transport, None)
         if hop is not None:
@@ -156,8 +160,9 @@ class Connector:
         # The deadline starts once the path is open: waiting for a shared jump host to
         # connect is not this host's handshake time.
         deadline = _now() + spec.connect_timeout
+        watched = WatchedSocket(sock)
         # paramiko takes any socket-like object (send, recv, settimeout, close).
-        transport = paramiko.Transport(sock,  # type: ignore[arg-type]
+        transport = paramiko.Transport(watched,  # type: ignore[arg-type]
                                        default_window_size=WINDOW_SIZE)
         with self._lock:
             self._connecting.add(transport)
@@ -170,6 +175,8 @@ class Connector:
             if not key_only:
                 self._verify_host_key(transport, spec, learn)
                 authenticate(transport, spec, deadline, self.keys)
+                self.liveness.watch(transport, watched, spec.keepalive_interval,
+                                    spec.keepalive_count_max)
             return transport
         except HostJobError:
             self.close(transport)

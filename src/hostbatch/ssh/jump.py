@@ -26,6 +26,8 @@ from hostbatch.ssh.errors import HostJobError
 LearnKey = Callable[[str, str, str], None]
 Connect = Callable[[HostSpec, LearnKey], paramiko.Transport]
 Close = Callable[[paramiko.Transport], None]
+#: Why the keepalive monitor closed a transport, or ``None``.
+Verdict = Callable[[paramiko.Transport], "str | None"]
 
 
 def describe(hop: HostSpec) -> str:
@@ -45,9 +47,10 @@ class _Entry:
 class JumpRegistry:
     """Shared jump-host transports of one worker process (thread-safe)."""
 
-    def __init__(self, connect: Connect, close: Close) -> None:
+    def __init__(self, connect: Connect, close: Close, verdict: Verdict) -> None:
         self._connect = connect
         self._close = close
+        self._verdict = verdict
         self._lock = threading.Lock()
         self._entries: dict[HostSpec, _Entry] = {}
 
@@ -88,6 +91,9 @@ class JumpRegistry:
         for hop in spec.jump_chain:
             transport = self.transport_of(hop)
             if transport is not None and not transport.is_active():
+                verdict = self._verdict(transport)
+                if verdict is not None:
+                    return HostJobError(FailureKind.DISCONNECT, f"{describe(hop)}: {verdict}")
                 kind = (failure.kind if failure.kind in (FailureKind.DISCONNECT,
                                                          FailureKind.INTERRUPTED)
                         else FailureKind.CONNECT)

@@ -9,18 +9,21 @@ limit, the run's cancellation and the callbacks that report what happens.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import paramiko
 
 from hostbatch.actions import GetFiles, PutFiles, RunCommand, RunInput
+from hostbatch.errors import FailureKind
 from hostbatch.inventory.model import HostSpec
 from hostbatch.ssh import get as get_files
 from hostbatch.ssh import put as put_files
 from hostbatch.ssh import script
 from hostbatch.ssh.command import CommandResult, run_command
 from hostbatch.ssh.context import HostContext
+from hostbatch.ssh.errors import HostJobError
 from hostbatch.ssh.keyscan import ScannedKey, read_host_key
 from hostbatch.ssh.sftp import TransferState
 from hostbatch.ssh.shell import SudoMarkers, build_command, script_invocation
@@ -39,12 +42,26 @@ class Session:
     """An authenticated connection to ``spec`` (or, from ``Connector.open(key_only=True)``,
     one that stopped after the key exchange: only :meth:`scan_key` works on it)."""
 
-    def __init__(self, spec: HostSpec, transport: paramiko.Transport,
-                 release: Callable[[paramiko.Transport], None]) -> None:
+    def __init__(self, spec: HostSpec, transport: paramiko.Transport, *,
+                 release: Callable[[paramiko.Transport], None],
+                 verdict: Callable[[paramiko.Transport], str | None]) -> None:
         self.spec = spec
         self._transport = transport
         self._release = release
+        self._verdict = verdict
         self._closed = False
+
+    @contextmanager
+    def _liveness(self) -> Iterator[None]:
+        """Name the keepalive verdict when the connection died because the host went quiet
+        (the command or transfer itself sees only a lost connection)."""
+        try:
+            yield
+        except HostJobError:
+            verdict = self._verdict(self._transport)
+            if verdict is not None:
+                raise HostJobError(FailureKind.DISCONNECT, verdict) from None
+            raise
 
     @property
     def is_active(self) -> bool:
@@ -59,28 +76,33 @@ class Session:
             sudo = SudoAuth(SudoMarkers.from_nonce(ctx.marker.rsplit("-", 1)[-1]),
                             self.spec.sudo_password)
         remote_script = None
-        if action.script is not None:
-            remote_script = script.upload(self._transport, inputs.script or b"", action.script)
-        try:
-            body = (action.command if remote_script is None
-                    else script_invocation(remote_script, action.script_args))
-            command = build_command(body, action.env,
-                                    sudo=None if sudo is None else sudo.markers)
-            return run_command(self._transport, command, ctx, stdin=inputs.stdin, sudo=sudo)
-        finally:
-            if remote_script is not None:
-                script.remove(self._transport, remote_script)
+        with self._liveness():
+            if action.script is not None:
+                remote_script = script.upload(self._transport, inputs.script or b"",
+                                              action.script)
+            try:
+                body = (action.command if remote_script is None
+                        else script_invocation(remote_script, action.script_args))
+                command = build_command(body, action.env,
+                                        sudo=None if sudo is None else sudo.markers)
+                return run_command(self._transport, command, ctx, stdin=inputs.stdin,
+                                   sudo=sudo)
+            finally:
+                if remote_script is not None:
+                    script.remove(self._transport, remote_script)
 
     def put(self, action: PutFiles, ctx: HostContext) -> TransferTotals:
         """Copy the local source to the host, each file landing atomically."""
         state = TransferState(ctx)
-        put_files.put(self._transport, action, state)
+        with self._liveness():
+            put_files.put(self._transport, action, state)
         return TransferTotals(state.files, state.bytes)
 
     def get(self, action: GetFiles, ctx: HostContext) -> TransferTotals:
         """Copy the remote path into ``LOCAL/HOST/``, each file landing atomically."""
         state = TransferState(ctx)
-        get_files.get(self._transport, action, state)
+        with self._liveness():
+            get_files.get(self._transport, action, state)
         return TransferTotals(state.files, state.bytes)
 
     def scan_key(self) -> ScannedKey:
