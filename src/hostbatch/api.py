@@ -73,6 +73,7 @@ def run(
     else:
         consume()
     result.interrupted = pool.cancelled_by is not None
+    result.signal = pool.cancelled_by
     result.stop_reason = pool.stop_reason
     return result
 

@@ -105,3 +105,15 @@ def write_atomically(path: str | os.PathLike[str], data: bytes | str, mode: int 
     """Replace ``path`` with ``data`` (text is written as UTF-8), never half-written."""
     with atomic_write(path, mode, durable=durable) as handle:
         handle.write(data.encode() if isinstance(data, str) else data)
+
+
+def remove_leftovers(directory: str | os.PathLike[str]) -> int:
+    """Remove the temporary files a killed writer left anywhere below ``directory`` (names
+    made by :func:`temp_prefix` and :data:`SUFFIX`); return how many. Never raises OSError."""
+    removed = 0
+    with contextlib.suppress(OSError):
+        for path in Path(directory).rglob(f".*.hostbatch-*{SUFFIX}"):
+            with contextlib.suppress(OSError):
+                path.unlink()
+                removed += 1
+    return removed

@@ -37,15 +37,17 @@ class ExitStatus(enum.IntEnum):
     #: sysexits.h's EX_SOFTWARE.
     INTERNAL = 70, "internal error (a bug: please report it, with the --debug output)"
     #: 128 + the signal's number, as a shell reports a process the signal killed.
-    HANGUP = 129, "the terminal went away (SIGHUP)"
+    HANGUP = 129, "ended by SIGHUP (the terminal went away), as Ctrl-C ends a run"
     INTERRUPTED = 130, "interrupted by Ctrl-C (wins over all others)"
-    TERMINATED = 143, "terminated (SIGTERM)"
+    TERMINATED = 143, ("ended by SIGTERM (timeout, a service manager), as Ctrl-C ends a run: "
+                       "remote commands killed, summary printed, run recorded")
 
 
 #: The statuses a run of ``batch_run``/``batch_scp`` can end with, in the order ``--help``
 #: lists them (the usual ones first, the bug last).
 RUN_STATUSES = (ExitStatus.OK, ExitStatus.COMMAND_FAILED, ExitStatus.USAGE,
-                ExitStatus.UNREACHABLE, ExitStatus.INTERRUPTED, ExitStatus.INTERNAL)
+                ExitStatus.UNREACHABLE, ExitStatus.INTERRUPTED, ExitStatus.TERMINATED,
+                ExitStatus.HANGUP, ExitStatus.INTERNAL)
 
 
 def exit_status_help(statuses: Sequence[ExitStatus] = RUN_STATUSES,

@@ -46,25 +46,33 @@ class HostOverrides:
     """What the command line says about hosts, above every other layer.
 
     ``user`` (``-l``) applies to the selected hosts, not to their jump hosts (as with ssh);
-    ``connect_timeout`` applies to both. ``ssh_config`` is ``-F FILE``: ``"none"`` for no file,
+    ``connect_timeout`` and the keepalive settings (``--keepalive``, ``--keepalive-count``)
+    apply to both. ``ssh_config`` is ``-F FILE``: ``"none"`` for no file,
     ``None`` for ``~/.ssh/config`` if it exists. ``ask_pass`` asks one password for hosts
     without one; ``ask_sudo_pass`` one sudo password for hosts without one.
     """
 
     user: str | None = None
     connect_timeout: float | None = None
+    keepalive_interval: float | None = None
+    keepalive_count_max: int | None = None
     ssh_config: str | None = None
     ask_pass: bool = False
     ask_sudo_pass: bool = False
 
     def command_line_layer(self) -> dict[str, Any]:
         """The per-host values given, as the highest layer of :class:`Resolver`."""
-        layer: dict[str, Any] = {}
+        layer: dict[str, Any] = self.every_hop()
         if self.user:
             layer["user"] = self.user
-        if self.connect_timeout is not None:
-            layer["connect_timeout"] = self.connect_timeout
         return layer
+
+    def every_hop(self) -> dict[str, Any]:
+        """The values given that apply to jump hosts as well as to the selected hosts."""
+        given = {"connect_timeout": self.connect_timeout,
+                 "keepalive_interval": self.keepalive_interval,
+                 "keepalive_count_max": self.keepalive_count_max}
+        return {key: value for key, value in given.items() if value is not None}
 
 
 def home_of(environ: Mapping[str, str]) -> str:
@@ -169,24 +177,20 @@ def resolve_settings(inventory: Inventory | None, hosts: Sequence[HostSpec],
 def _command_line_on_top(hosts: Sequence[HostSpec], overrides: HostOverrides) -> list[HostSpec]:
     """The command-line layer put on resolved hosts: it is the highest layer, so its values
     simply replace theirs. A host that already has them is kept as it is (the same object)."""
-    timeout, user = overrides.connect_timeout, overrides.user
-    if timeout is None and not user:
+    values, user = overrides.every_hop(), overrides.user
+    if not values and not user:
         return list(hosts)
 
-    def timed(spec: HostSpec) -> HostSpec:
-        if timeout is None or (spec.connect_timeout == timeout and not spec.jump_chain):
+    def applied(spec: HostSpec) -> HostSpec:
+        hops = tuple(applied(hop) for hop in spec.jump_chain)
+        same = all(getattr(spec, key) == value for key, value in values.items())
+        if same and all(new is old for new, old in zip(hops, spec.jump_chain, strict=True)):
             return spec
-        if not spec.jump_chain:
-            return dataclasses.replace(spec, connect_timeout=timeout)
-        hops = tuple(timed(hop) for hop in spec.jump_chain)
-        if spec.connect_timeout == timeout and all(
-                new is old for new, old in zip(hops, spec.jump_chain, strict=True)):
-            return spec
-        return dataclasses.replace(spec, connect_timeout=timeout, jump_chain=hops)
+        return dataclasses.replace(spec, **values, jump_chain=hops)
 
     finished = []
     for spec in hosts:
-        spec = timed(spec)
+        spec = applied(spec)
         if user and spec.user != user:
             spec = dataclasses.replace(spec, user=user)
         finished.append(spec)

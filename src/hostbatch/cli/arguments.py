@@ -104,6 +104,8 @@ def run_options(args: argparse.Namespace) -> RunOptions:
             list_only=flag("list", False)),
         hosts=HostOverrides(
             user=flag("user", None), connect_timeout=flag("connect_timeout", None),
+            keepalive_interval=flag("keepalive_interval", None),
+            keepalive_count_max=flag("keepalive_count_max", None),
             ssh_config=flag("ssh_config", None), ask_pass=flag("ask_pass", False),
             ask_sudo_pass=flag("ask_sudo_pass", False)),
         settings=RunSettings(

@@ -20,6 +20,8 @@ from hostbatch.cli.options import (
     Parser,
     add_inventory_options,
     add_ssh_config_options,
+    non_negative_seconds,
+    positive_count,
     positive_seconds,
 )
 from hostbatch.errors import HostbatchError, SelectionError
@@ -37,6 +39,10 @@ def build_explain_parser() -> Parser:
     add_ssh_config_options(parser)
     parser.add_argument("--connect-timeout", type=positive_seconds, metavar="S",
                         help="as for batch_run: overrides every other source")
+    parser.add_argument("--keepalive", dest="keepalive_interval", type=non_negative_seconds,
+                        metavar="S", help="as for batch_run: overrides every other source")
+    parser.add_argument("--keepalive-count", dest="keepalive_count_max", type=positive_count,
+                        metavar="N", help="as for batch_run: overrides every other source")
     parser.add_argument("host", metavar="HOST", help="an inventory host name")
     return parser
 
@@ -51,6 +57,14 @@ def auth_methods(resolved: Resolved) -> tuple[str, str]:
                   if sources.get(key) not in (None, BUILT_IN)]
     source = sources[decided_by[0]] if decided_by else BUILT_IN
     return ", ".join(describe_auth(spec)) or "none", source
+
+
+def _keepalive_text(interval: float, count: int) -> str:
+    """``every 15s, give up after 3 unanswered`` or ``off``."""
+    if interval <= 0:
+        return "off"
+    return (f"probe after {interval:g}s of silence, give up after {count} unanswered "
+            f"(about {interval * (count + 1):g}s)")
 
 
 def _hop_text(hop: Resolved) -> str:
@@ -74,6 +88,8 @@ def setting_lines(resolved: Resolved, env: Environment, prefix: str = "") -> lis
          sources["identities_only"]),
         ("known_hosts", ", ".join(known), sources["known_hosts"]),
         ("connect_timeout", f"{spec.connect_timeout:g}s", sources["connect_timeout"]),
+        ("keepalive", _keepalive_text(spec.keepalive_interval, spec.keepalive_count_max),
+         sources["keepalive_interval"]),
     ]
     if not prefix:
         chain = " -> ".join(f"{hop.spec.name} ({_hop_text(hop)})" for hop in resolved.hops)
@@ -101,6 +117,8 @@ def explain(args: argparse.Namespace, env: Environment, out: SafeStream,
                              [args.host])
     # The same layers as a run (hostbatch.prepare), kept with their sources.
     overrides = HostOverrides(user=args.user, connect_timeout=args.connect_timeout,
+                              keepalive_interval=args.keepalive_interval,
+                              keepalive_count_max=args.keepalive_count_max,
                               ssh_config=args.ssh_config)
     resolved = host_resolver(inventory, overrides, env.home, warn).resolve(args.host)
     config = ssh_config_path(args.ssh_config, env.home)

@@ -58,6 +58,8 @@ KEYSCAN_STATUSES = {
     ExitStatus.UNREACHABLE: "some key CHANGED or is revoked, or some host was unreachable "
                             "(wins over 1)",
     ExitStatus.INTERRUPTED: "interrupted by Ctrl-C: nothing is written",
+    ExitStatus.TERMINATED: "ended by SIGTERM: nothing is written",
+    ExitStatus.HANGUP: "ended by SIGHUP: nothing is written",
 }
 
 
@@ -196,9 +198,10 @@ def perform(hosts: list[HostSpec], action: Action, options: RunOptions, env: Env
     _report(rows, shared, stderr, prog)
     if result.interrupted:
         stderr.write(f"{prog}: interrupted: nothing recorded\n".encode())
-        return ExitStatus.INTERRUPTED
+        return result.exit_status
     new = new_keys(rows)
-    recorded = not new or _ask_and_record(new, options.output.yes, confirm or terminal_confirm(env),
+    recorded = not new or _ask_and_record(new, options.output.yes,
+                                          confirm or terminal_confirm(env),
                                           stderr, prog)
     if needs_attention(rows):
         return ExitStatus.UNREACHABLE

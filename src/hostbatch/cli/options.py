@@ -14,6 +14,7 @@ from hostbatch.errors import UsageError
 from hostbatch.exit_status import ExitStatus, exit_status_help
 from hostbatch.history import DEFAULT_OUTPUT_CAP
 from hostbatch.inventory.loader import INVENTORY_FORMATS
+from hostbatch.inventory.model import DEFAULT_KEEPALIVE_COUNT_MAX, DEFAULT_KEEPALIVE_INTERVAL
 from hostbatch.rollout import Amount
 from hostbatch.settings import DEFAULT_FORKS, DEFAULT_RETRIES
 from hostbatch.ssh.shell import is_identifier
@@ -48,7 +49,7 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see {self.prog} --help)")
 
 
-def _positive_int(text: str) -> int:
+def positive_count(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
@@ -77,6 +78,17 @@ def positive_seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
     if not 0 < value <= 10**7:
         raise argparse.ArgumentTypeError(f"{text!r} must be a positive number of seconds")
+    return value
+
+
+def non_negative_seconds(text: str) -> float:
+    """Seconds, zero (off) up to a day."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 <= value <= 86400:
+        raise argparse.ArgumentTypeError(f"{text!r} must be between 0 and 86400 seconds")
     return value
 
 
@@ -111,7 +123,7 @@ def add_rollout_options(parser: argparse.ArgumentParser) -> None:
     """``--canary``, ``--batch``, ``--max-fail`` and ``--confirm-over``."""
     rollout = parser.add_argument_group(
         "rollout (hosts in selection order; hosts never started are reported as skipped)")
-    rollout.add_argument("--canary", type=_positive_int, metavar="N",
+    rollout.add_argument("--canary", type=positive_count, metavar="N",
                          help="run on the first N hosts alone first; stop there if any fails")
     rollout.add_argument("--batch", type=_amount, metavar="N|P%",
                          help="run the other hosts in waves of N hosts (or P%% of the hosts); "
@@ -178,11 +190,21 @@ def add_common_options(parser: argparse.ArgumentParser, *, accept_new: bool = Tr
     select.add_argument("--list", action="store_true",
                         help="print the selected host names and exit without connecting")
     limits = parser.add_argument_group("connections")
-    limits.add_argument("-f", "--forks", type=_positive_int, default=DEFAULT_FORKS, metavar="N",
+    limits.add_argument("-f", "--forks", type=positive_count, default=DEFAULT_FORKS, metavar="N",
                         help=f"at most N hosts at once (default {DEFAULT_FORKS})")
     limits.add_argument("--connect-timeout", type=positive_seconds, metavar="S",
                         help="seconds for TCP connect + SSH handshake + authentication "
                              "(default: inventory connect_timeout, else 10)")
+    limits.add_argument("--keepalive", dest="keepalive_interval", type=non_negative_seconds,
+                        metavar="S",
+                        help="probe a host silent for S seconds, as ssh's ServerAliveInterval "
+                             f"(0: never; default: inventory keepalive_interval, ssh_config, "
+                             f"else {DEFAULT_KEEPALIVE_INTERVAL:g})")
+    limits.add_argument("--keepalive-count", dest="keepalive_count_max", type=positive_count,
+                        metavar="N",
+                        help="give a host up after N unanswered probes, as ServerAliveCountMax "
+                             f"(default: inventory keepalive_count_max, ssh_config, else "
+                             f"{DEFAULT_KEEPALIVE_COUNT_MAX})")
     limits.add_argument("--retries", type=non_negative_int, default=DEFAULT_RETRIES, metavar="N",
                         help="retry a connection closed during the handshake N times "
                              f"(default {DEFAULT_RETRIES})")
@@ -190,7 +212,7 @@ def add_common_options(parser: argparse.ArgumentParser, *, accept_new: bool = Tr
         limits.add_argument("--accept-new", action="store_true",
                             help="accept and record unknown host keys (changed keys are "
                                  "always refused)")
-    limits.add_argument("--workers", type=_positive_int, metavar="N", help=argparse.SUPPRESS)
+    limits.add_argument("--workers", type=positive_count, metavar="N", help=argparse.SUPPRESS)
     auth = parser.add_argument_group("authentication")
     if log_in:
         auth.add_argument("--ask-pass", action="store_true",

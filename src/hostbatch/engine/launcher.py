@@ -11,15 +11,19 @@ objects when it forks (only the job queue's feeder thread starts later, after ev
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
+import os
 from multiprocessing.connection import Connection
 from typing import Any
 
 
-def _worker_entry(*args: Any) -> None:
+def _worker_entry(config_reader: Connection, jobs: Any, events_writer: Connection,
+                  cancel_fd: int, cancel_write_fd: int) -> None:
+    os.close(cancel_write_fd)  # only the parent may hold it: its end of file means parent death
     from hostbatch.engine.worker import worker_main
 
-    worker_main(*args)
+    worker_main(config_reader, jobs, events_writer, cancel_fd)
 
 
 class WorkerLauncher:
@@ -33,8 +37,12 @@ class WorkerLauncher:
 
     def __init__(self) -> None:
         self.context = multiprocessing.get_context("fork")
-        self.cancel = self.context.Event()
+        # A pipe, not a multiprocessing.Event: a worker killed while holding an Event's lock
+        # would hang the parent's set() forever; a write to a pipe never waits on a worker.
+        self._cancel_read, self._cancel_write = os.pipe()
         self.jobs = self.context.Queue()
+        self._cancelled = False
+        self._taken = 0
         self._idle: list[tuple[Any, Connection, Connection]] = []
 
     def start(self, count: int = 1) -> WorkerLauncher:
@@ -48,12 +56,24 @@ class WorkerLauncher:
         events_reader, events_writer = self.context.Pipe(duplex=False)
         process = self.context.Process(
             target=_worker_entry, name="hostbatch-worker",
-            args=(config_reader, self.jobs, events_writer, self.cancel), daemon=True,
+            args=(config_reader, self.jobs, events_writer, self._cancel_read,
+                  self._cancel_write), daemon=True,
         )
         process.start()
         config_reader.close()
         events_writer.close()
         return process, config_writer, events_reader
+
+    def cancel(self) -> None:
+        """Tell every worker of the run to cancel it (safe in a signal handler).
+
+        One byte per worker: each worker reads exactly one, then keeps reading to notice
+        the end of file that the parent's death would cause.
+        """
+        if not self._cancelled:
+            self._cancelled = True
+            with contextlib.suppress(OSError):
+                os.write(self._cancel_write, b"x" * max(1, self._taken))
 
     def take(self, count: int) -> list[tuple[Any, Connection, Connection]]:
         """``count`` workers: the idle ones first, then new ones; other idle ones are let go."""
@@ -63,4 +83,5 @@ class WorkerLauncher:
         self._idle = []
         while len(taken) < count:
             taken.append(self._spawn())
+        self._taken = len(taken)
         return taken

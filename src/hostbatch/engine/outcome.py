@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from dataclasses import dataclass, field
 
 from hostbatch.engine.events import (
@@ -20,6 +21,11 @@ UNREACHABLE_KINDS = frozenset({
     FailureKind.CONNECT, FailureKind.AUTH, FailureKind.HOSTKEY, FailureKind.TIMEOUT,
     FailureKind.PROTOCOL, FailureKind.DISCONNECT, FailureKind.INTERNAL,
 })
+
+
+_SIGNAL_STATUS: dict[int, ExitStatus] = {
+    signal.SIGINT: ExitStatus.INTERRUPTED, signal.SIGTERM: ExitStatus.TERMINATED,
+    signal.SIGHUP: ExitStatus.HANGUP}
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +57,8 @@ class BatchResult:
     outcomes: dict[str, HostOutcome] = field(default_factory=dict)
     started: set[str] = field(default_factory=set)
     interrupted: bool = False
+    #: The signal that interrupted the run (SIGINT, SIGTERM, SIGHUP), when one did.
+    signal: int | None = None
     stop_reason: str | None = None
 
     def record(self, event: Event) -> None:
@@ -101,10 +109,10 @@ class BatchResult:
 
     @property
     def exit_status(self) -> ExitStatus:
-        """130 if interrupted, else 3 if any host did not complete, else 1 if any command
-        failed or a host was skipped, else 0."""
+        """128 + the signal if interrupted (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP), else 3 if any
+        host did not complete, else 1 if any command failed or a host was skipped, else 0."""
         if self.interrupted:
-            return ExitStatus.INTERRUPTED
+            return _SIGNAL_STATUS.get(self.signal or 0, ExitStatus.INTERRUPTED)
         if self.unreachable or self.missing():
             return ExitStatus.UNREACHABLE
         if self.failed or self.not_completed:

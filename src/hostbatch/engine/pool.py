@@ -22,10 +22,12 @@ import signal
 import time
 from collections.abc import Callable, Iterator, Sequence
 from multiprocessing.connection import Connection, wait
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
 from hostbatch.actions import GetFiles, PutFiles, RunInput
+from hostbatch.atomic import remove_leftovers
 from hostbatch.engine.events import Event, HostExited, HostFailed, HostStarted, TerminalEvent
 from hostbatch.engine.jobs import Job
 from hostbatch.engine.launcher import WorkerLauncher
@@ -97,7 +99,7 @@ class WorkerPool:
             return
         self.cancelled_by = signum
         self._deadline = time.monotonic() + CANCEL_GRACE
-        self._launcher.cancel.set()
+        self._launcher.cancel()
 
     def events(self) -> Iterator[Event]:
         """Start the workers and yield every event, ending with one terminal event per host."""
@@ -211,22 +213,38 @@ class WorkerPool:
                 process.join()
 
     def _synthesize_missing(self) -> Iterator[Event]:
-        """Give every host without a terminal event one, so each host has exactly one."""
+        """Give every host without a terminal event one, so each host has exactly one.
+
+        A get whose worker was killed mid-file leaves temporary files in ``LOCAL/HOST/``:
+        they are removed here, so only complete files ever remain.
+        """
         for job in self.jobs:
             host = job.host.name
             if host in self._finished:
                 continue
+            if isinstance(job.action, GetFiles) and host in self._started:
+                remove_leftovers(Path(job.action.local_dir) / host)
             if self.cancelled_by is None:
                 yield HostFailed(host, FailureKind.INTERNAL, "worker process ended unexpectedly")
             elif host in self._started:
-                yield HostFailed(host, FailureKind.INTERRUPTED,
-                                 "interrupted; the command may still be running")
+                yield HostFailed(host, FailureKind.INTERRUPTED, _unfinished(job))
             else:
                 yield HostFailed(host, FailureKind.SKIPPED, "not started: the run was interrupted")
 
 
+def _unfinished(job: Job) -> str:
+    """What is known of a started host whose worker was stopped before it reported."""
+    if isinstance(job.action, PutFiles):
+        return ("interrupted during the copy; files already in place are complete, a "
+                "temporary .part file may remain on the host")
+    if isinstance(job.action, GetFiles):
+        return "interrupted during the copy; files already in place are complete"
+    return "interrupted; the command may still be running"
+
+
 class interrupt_handlers:
-    """Route SIGINT and SIGTERM to ``on_signal`` (instead of KeyboardInterrupt) while active."""
+    """Route SIGINT, SIGTERM and SIGHUP to ``on_signal`` (instead of KeyboardInterrupt or
+    death) while active: each ends the run as Ctrl-C does, remote commands killed."""
 
     def __init__(self, on_signal: Callable[[int], None]) -> None:
         self.on_signal = on_signal
@@ -236,7 +254,7 @@ class interrupt_handlers:
         self.on_signal(signum)
 
     def __enter__(self) -> interrupt_handlers:
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             self._previous[signum] = signal.signal(signum, self._handle)
         return self
 

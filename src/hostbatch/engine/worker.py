@@ -54,6 +54,8 @@ BATCH_BYTES = 1024 * 1024
 #: at most this many events (each at most one network read of output) wait in a worker.
 PENDING_MAX = 64
 _STOP = object()
+#: A worker whose parent died exits once its hosts are cleaned up, or after this many seconds.
+ORPHAN_GRACE = 8.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,26 +82,18 @@ def _raise_fd_limit() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
-def worker_main(config_in: Connection, jobs: Any, events_out: Connection, cancel: Any) -> None:
+def worker_main(config_in: Connection, jobs: Any, events_out: Connection,
+                cancel_fd: int) -> None:
     """Entry point of a worker process: import the SSH stack, wait for the run's
     :class:`WorkerConfig`, then run jobs from ``jobs`` until sentinels arrive.
 
     A worker may be started before the run is known (see ``engine.pool.WorkerLauncher``), so
     its ~0.1 s import of paramiko overlaps the parent's own start-up; if the parent ends
-    without sending a configuration, the worker just exits.
+    without sending a configuration, the worker just exits. ``cancel_fd`` is the read end of
+    the run's cancel pipe: a byte on it cancels the run, and its end of file means the parent
+    died (:class:`_ParentLink`).
     """
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    _raise_fd_limit()
-    # paramiko.config imports invoke when installed (for ssh_config "Match exec"), which pulls
-    # in asyncio and unittest.mock: ~30 ms of CPU per worker. Workers never parse ssh_config
-    # (the parent does), so this process does without it.
-    sys.modules.setdefault("invoke", None)  # type: ignore[arg-type]
-    # paramiko logs some failures (e.g. "channel open FAILED" through a jump host) at ERROR;
-    # with no handler, logging's last resort would print them raw on the user's stderr. Every
-    # failure reaches the user as a host event instead.
-    logging.getLogger("paramiko").addHandler(logging.NullHandler())
-    logging.getLogger("paramiko").propagate = False
+    _prepare_process()
     from hostbatch.ssh.connect import Connector  # paramiko is imported only in workers
 
     try:
@@ -110,51 +104,125 @@ def worker_main(config_in: Connection, jobs: Any, events_out: Connection, cancel
         config_in.close()
     connector = Connector(home=config.home, accept_new=config.settings.accept_new,
                           retries=config.settings.retries)
-    pending: queue.Queue[Any] = queue.Queue(maxsize=PENDING_MAX)
-    wake_read, wake_write = os.pipe()
-
-    def watch_cancel() -> None:
-        cancel.wait()
-        connector.cancel()
-        os.write(wake_write, b"x")  # never read: stays readable, waking every select at once
-
-    threading.Thread(target=watch_cancel, name="cancel-watch", daemon=True).start()
-    forwarder = threading.Thread(target=_forward, args=(pending, events_out), name="forward")
-    forwarder.start()
-    runner = _JobRunner(config, connector, pending.put, wake_read)
+    link = _ParentLink(events_out, cancel_fd, connector)
+    runner = _JobRunner(config, connector, link.emit, link.wake_fd)
+    link.start(runner)
     threads = [threading.Thread(target=runner.loop, args=(jobs,), name=f"host-{n}")
                for n in range(config.threads)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    pending.put(_STOP)
-    forwarder.join()
-    events_out.close()
+    link.close()
 
 
-def _forward(pending: queue.Queue[Any], events_out: Connection) -> None:
-    """Send events to the parent in batches, as fast as they come; stop at ``_STOP``."""
-    while True:
-        batch = [pending.get()]
-        size = 0
-        while len(batch) < BATCH_MAX and size < BATCH_BYTES:
+def _prepare_process() -> None:
+    """Signals, descriptor limit and logging of a worker process."""
+    # Signals belong to the parent: Ctrl-C, `timeout` and service managers signal the whole
+    # process group, and the parent turns each into a cancel that workers carry out (killing
+    # remote commands) instead of dying with them mid-way.
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_IGN)
+    _raise_fd_limit()
+    # paramiko.config imports invoke when installed (for ssh_config "Match exec"), which pulls
+    # in asyncio and unittest.mock: ~30 ms of CPU per worker. Workers never parse ssh_config
+    # (the parent does), so this process does without it.
+    sys.modules.setdefault("invoke", None)  # type: ignore[arg-type]
+    # paramiko logs some failures (e.g. "channel open FAILED" through a jump host) at ERROR;
+    # with no handler, logging's last resort would print them raw on the user's stderr. Every
+    # failure reaches the user as a host event instead.
+    logging.getLogger("paramiko").addHandler(logging.NullHandler())
+    logging.getLogger("paramiko").propagate = False
+
+
+class _ParentLink:
+    """The worker's side of its parent: events out in batches, cancellation in, and what to
+    do when the parent is gone.
+
+    The parent is gone when the cancel pipe reports end of file (only the parent holds its
+    write end) or an event cannot be sent. Then the run is cancelled exactly as on Ctrl-C
+    (remote commands killed, temporary files removed), events are dropped, and the process
+    exits once its hosts are done or :data:`ORPHAN_GRACE` has passed.
+    """
+
+    def __init__(self, events_out: Connection, cancel_fd: int, connector: Connector) -> None:
+        self.events_out = events_out
+        self.cancel_fd = cancel_fd
+        self.connector = connector
+        self.pending: queue.Queue[Any] = queue.Queue(maxsize=PENDING_MAX)
+        self.wake_fd, self._wake_write = os.pipe()
+        self.orphaned = False
+        self._runner: _JobRunner | None = None
+        self._forwarder = threading.Thread(target=self._forward, name="forward")
+
+    def start(self, runner: _JobRunner) -> None:
+        """Start forwarding events and watching for cancellation."""
+        self._runner = runner
+        threading.Thread(target=self._watch_cancel, name="cancel-watch", daemon=True).start()
+        self._forwarder.start()
+
+    def emit(self, event: Event) -> None:
+        """Queue an event for the parent (blocks while the queue is full: backpressure)."""
+        self.pending.put(event)
+
+    def close(self) -> None:
+        """Send what is left and close the pipe (every host is done)."""
+        self.pending.put(_STOP)
+        self._forwarder.join()
+        with contextlib.suppress(OSError):
+            self.events_out.close()
+
+    def _watch_cancel(self) -> None:
+        """A byte on the cancel pipe cancels the run; its end of file means the parent died."""
+        while True:
             try:
-                event = pending.get_nowait()
-            except queue.Empty:
-                break
-            batch.append(event)
-            size += len(event.data) if isinstance(event, OutputLines) else 0
-        stop = batch[-1] is _STOP
-        if stop:
-            batch.pop()
-        if batch:
-            try:
-                events_out.send_bytes(pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL))
-            except (BrokenPipeError, OSError):
-                os._exit(1)  # the parent is gone: nobody is left to report to
-        if stop:
+                data = os.read(self.cancel_fd, 1)
+            except OSError:
+                data = b""
+            if not data:
+                self._orphan()
+                return
+            self._cancel()
+
+    def _cancel(self) -> None:
+        self.connector.cancel()
+        os.write(self._wake_write, b"x")  # never read: stays readable, waking every select
+
+    def _orphan(self) -> None:
+        if self.orphaned:
             return
+        self.orphaned = True
+        self._cancel()
+        threading.Thread(target=self._exit_when_idle, name="orphan", daemon=True).start()
+
+    def _exit_when_idle(self) -> None:
+        if self._runner is not None:
+            self._runner.wait_idle(ORPHAN_GRACE)
+        os._exit(0)
+
+    def _forward(self) -> None:
+        """Send events in batches, as fast as they come; stop at ``_STOP``."""
+        while True:
+            batch = [self.pending.get()]
+            size = 0
+            while len(batch) < BATCH_MAX and size < BATCH_BYTES:
+                try:
+                    event = self.pending.get_nowait()
+                except queue.Empty:
+                    break
+                batch.append(event)
+                size += len(event.data) if isinstance(event, OutputLines) else 0
+            stop = batch[-1] is _STOP
+            if stop:
+                batch.pop()
+            if batch and not self.orphaned:
+                try:
+                    self.events_out.send_bytes(pickle.dumps(batch,
+                                                            protocol=pickle.HIGHEST_PROTOCOL))
+                except (BrokenPipeError, OSError):
+                    self._orphan()  # nobody is left to report to: clean up and go
+            if stop:
+                return
 
 
 class _JobRunner:
@@ -166,6 +234,8 @@ class _JobRunner:
         self.connector = connector
         self.emit = emit
         self.wake_fd = wake_fd
+        self._active = 0
+        self._idle = threading.Condition()
 
     def loop(self, jobs: Any) -> None:
         while True:
@@ -174,7 +244,19 @@ class _JobRunner:
                 return
             if self.connector.cancelled.is_set():
                 continue  # the parent reports never-started hosts as skipped
-            self.perform(job)
+            with self._idle:
+                self._active += 1
+            try:
+                self.perform(job)
+            finally:
+                with self._idle:
+                    self._active -= 1
+                    self._idle.notify_all()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until no job is being performed (or ``timeout``); whether that happened."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._active == 0, timeout)
 
     def context(self, job: Job) -> HostContext:
         """The job's context: limits, cancellation, and callbacks that emit its events."""

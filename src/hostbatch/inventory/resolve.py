@@ -20,7 +20,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from hostbatch.errors import UsageError
-from hostbatch.inventory.model import DEFAULT_CONNECT_TIMEOUT, DEFAULT_PORT, HostSpec, Inventory
+from hostbatch.inventory.model import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_KEEPALIVE_COUNT_MAX,
+    DEFAULT_KEEPALIVE_INTERVAL,
+    DEFAULT_PORT,
+    HostSpec,
+    Inventory,
+)
 
 COMMAND_LINE = "command line"
 HOST_SECTION = "host section"
@@ -54,7 +61,8 @@ def built_in(name: str, local_user: str) -> dict[str, Any]:
     return {"hostname": name, "port": DEFAULT_PORT, "user": local_user, "password": None,
             "identity_files": (), "identities_only": True,
             "connect_timeout": DEFAULT_CONNECT_TIMEOUT, "known_hosts": None, "proxy_jump": (),
-            "sudo_password": None}
+            "sudo_password": None, "keepalive_interval": DEFAULT_KEEPALIVE_INTERVAL,
+            "keepalive_count_max": DEFAULT_KEEPALIVE_COUNT_MAX}
 
 
 def normalize(raw: Mapping[str, Any]) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from hostbatch.secrets import Secret
 #: sudo_password_env, which names an environment variable holding the sudo_password.
 HOST_KEYS = ("hostname", "port", "user", "password", "password_env", "password_cmd",
              "identity_file", "identities_only", "connect_timeout", "known_hosts", "proxy_jump",
-             "sudo_password", "sudo_password_env")
+             "sudo_password", "sudo_password_env", "keepalive_interval", "keepalive_count_max")
 #: Keys of [defaults] only: settings of the whole run rather than of a host.
 RUN_KEYS = ("confirm_over",)
 #: Keys of [group:NAME].
@@ -92,6 +92,26 @@ class Validator:
             raise self.fail(f"connect_timeout {value!r} must be between 0 and 86400 seconds",
                             section, "connect_timeout")
         return seconds
+
+    def keepalive(self, value: str, section: str) -> float:
+        """``keepalive_interval``: seconds, 0 (off) to a day."""
+        try:
+            seconds = float(value)
+        except ValueError:
+            raise self.fail(f"keepalive_interval {value!r} is not a number of seconds", section,
+                            "keepalive_interval") from None
+        if not 0 <= seconds <= 86400:
+            raise self.fail(f"keepalive_interval {value!r} must be between 0 (off) and 86400 "
+                            "seconds", section, "keepalive_interval")
+        return seconds
+
+    def keepalive_count(self, value: str, section: str) -> int:
+        """``keepalive_count_max``: unanswered probes before giving up, at least 1."""
+        count = self.count(value, section, "keepalive_count_max")
+        if count < 1:
+            raise self.fail(f"keepalive_count_max {value!r} must be at least 1", section,
+                            "keepalive_count_max")
+        return count
 
     def boolean(self, value: str, section: str, key: str) -> bool:
         """``yes``/``no``/``true``/``false``, in any case."""
@@ -189,6 +209,8 @@ def host_settings(check: Validator, section: str, raw: Mapping[str, str],
         "password_cmd": lambda v: check.command(v, section),
         "identity_file": lambda v: os.path.expanduser(check.non_empty(v, section, "identity_file")),
         "connect_timeout": lambda v: check.timeout(v, section),
+        "keepalive_interval": lambda v: check.keepalive(v, section),
+        "keepalive_count_max": lambda v: check.keepalive_count(v, section),
         "known_hosts": lambda v: os.path.expanduser(check.non_empty(v, section, "known_hosts")),
         "identities_only": lambda v: check.boolean(v, section, "identities_only"),
         "proxy_jump": lambda v: check.jumps(check.non_empty(v, section, "proxy_jump"), section),

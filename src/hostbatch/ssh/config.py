@@ -85,6 +85,12 @@ class SshConfig:
         if "connecttimeout" in found:
             result["connect_timeout"] = float(self._number(found["connecttimeout"],
                                                            "ConnectTimeout", int))
+        if "serveraliveinterval" in found:
+            result["keepalive_interval"] = float(self._number(
+                found["serveraliveinterval"], "ServerAliveInterval", int, minimum=0))
+        if "serveralivecountmax" in found:
+            result["keepalive_count_max"] = self._number(found["serveralivecountmax"],
+                                                         "ServerAliveCountMax", int)
         if "userknownhostsfile" in found:
             first = shlex.split(found["userknownhostsfile"])[:1]
             if first and first[0] != "none":
@@ -96,13 +102,14 @@ class SshConfig:
             return self.home + value[1:]
         return value
 
-    def _number(self, value: str, key: str, kind: type[int]) -> int:
+    def _number(self, value: str, key: str, kind: type[int], *, minimum: int = 1) -> int:
         try:
             number = kind(value)
         except ValueError:
             raise UsageError(f"ssh_config {self.path}: {key} {value!r} is not a number") from None
-        if number <= 0:
-            raise UsageError(f"ssh_config {self.path}: {key} {value!r} must be positive")
+        if number < minimum:
+            raise UsageError(f"ssh_config {self.path}: {key} {value!r} must be at least "
+                             f"{minimum}")
         return number
 
 

@@ -22,6 +22,7 @@ from hostbatch.ssh.sftp import (
     READ_BLOCK,
     REQUEST_SIZE,
     TransferState,
+    abandon,
     close_quietly,
     expand_remote,
     in_parallel,
@@ -104,6 +105,28 @@ def _get_file(sftp: paramiko.SFTPClient, transport: paramiko.Transport, action: 
               remote: str, attrs: paramiko.SFTPAttributes, local: Path,
               state: TransferState) -> None:
     started = time.monotonic()
+    try:
+        received = _receive(sftp, transport, action, remote, attrs, local, state)
+    except BaseException as exc:
+        # Closing a file with prefetch requests in flight reads every one of them first (the
+        # rest of the file): abandoning the SFTP channel makes Ctrl-C and errors take effect
+        # at once.
+        abandon(sftp)
+        if isinstance(exc, HostJobError) or not isinstance(exc, Exception):
+            raise
+        if (isinstance(exc, OSError) and exc.filename is not None
+                and Path(exc.filename).parent == local.parent):
+            raise HostJobError(FailureKind.TRANSFER, f"cannot write {local}: "
+                               f"{exc.strerror}") from None
+        raise sftp_failure("get", remote, exc) from None
+    state.progress(remote, received, attrs.st_size or 0, final=True)
+    state.landed(remote, str(local), received, time.monotonic() - started)
+
+
+def _receive(sftp: paramiko.SFTPClient, transport: paramiko.Transport, action: GetFiles,
+             remote: str, attrs: paramiko.SFTPAttributes, local: Path,
+             state: TransferState) -> int:
+    """Copy ``remote`` to ``local`` through a temporary file; return the bytes received."""
     total = attrs.st_size or 0
     digest = hashlib.sha256()
     received = 0
@@ -112,36 +135,26 @@ def _get_file(sftp: paramiko.SFTPClient, transport: paramiko.Transport, action: 
         if action.preserve_times and attrs.st_mtime is not None:
             os.utime(temp, (attrs.st_atime or attrs.st_mtime, attrs.st_mtime))
 
-    try:
-        # Not fsynced, as scp does not: a tree of many small files would pay one disk flush
-        # per file; the rename still never shows a half-written file.
-        with sftp.open(remote, "rb") as source, atomic_write(
-                local, stat.S_IMODE(attrs.st_mode or 0o644), before_rename=set_times,
-                durable=False) as sink:
-            source.MAX_REQUEST_SIZE = REQUEST_SIZE
-            source.prefetch(total)
-            while received < total:
-                state.check(sftp)
-                block = source.read(min(READ_BLOCK, total - received))
-                if not block:
-                    break
-                sink.write(block)
-                digest.update(block)
-                received += len(block)
-                state.progress(remote, received, total)
-            if received != total:
-                raise HostJobError(FailureKind.TRANSFER, f"get {remote}: got {received} of "
-                                   f"{total} bytes")
-            if action.verify and remote_sha256(transport, sftp, remote) != digest.hexdigest():
-                raise HostJobError(FailureKind.TRANSFER, f"get {remote}: SHA-256 mismatch")
-    except HostJobError:
-        raise
-    except OSError as exc:
-        if exc.filename is not None and Path(exc.filename).parent == local.parent:
-            raise HostJobError(FailureKind.TRANSFER, f"cannot write {local}: "
-                               f"{exc.strerror}") from None
-        raise sftp_failure("get", remote, exc) from None
-    except Exception as exc:
-        raise sftp_failure("get", remote, exc) from None
-    state.progress(remote, received, total, final=True)
-    state.landed(remote, str(local), received, time.monotonic() - started)
+    source = sftp.open(remote, "rb")
+    # Not fsynced, as scp does not: a tree of many small files would pay one disk flush per
+    # file; the rename still never shows a half-written file.
+    with atomic_write(local, stat.S_IMODE(attrs.st_mode or 0o644), before_rename=set_times,
+                      durable=False) as sink:
+        source.MAX_REQUEST_SIZE = REQUEST_SIZE
+        source.prefetch(total)
+        while received < total:
+            state.check(sftp)
+            block = source.read(min(READ_BLOCK, total - received))
+            if not block:
+                break
+            sink.write(block)
+            digest.update(block)
+            received += len(block)
+            state.progress(remote, received, total)
+        if received != total:
+            raise HostJobError(FailureKind.TRANSFER, f"get {remote}: got {received} of "
+                               f"{total} bytes")
+        if action.verify and remote_sha256(transport, sftp, remote) != digest.hexdigest():
+            raise HostJobError(FailureKind.TRANSFER, f"get {remote}: SHA-256 mismatch")
+    source.close()
+    return received

@@ -212,6 +212,15 @@ def remove_quietly(transport: paramiko.Transport, path: str) -> None:
             cleanup.close()
 
 
+def abandon(sftp: paramiko.SFTPClient) -> None:
+    """Close an SFTP session's channel without waiting for the answers still in flight (a
+    prefetching read has the rest of its file in flight); its requests are abandoned."""
+    with contextlib.suppress(Exception):
+        channel = sftp.get_channel()
+        if channel is not None:
+            channel.close()
+
+
 def close_quietly(sftp: paramiko.SFTPClient) -> None:
     """Close an SFTP session whose connection may already be gone; the outcome is decided."""
     with contextlib.suppress(Exception):
