@@ -51,8 +51,18 @@ def test_sudo_wrap_shape() -> None:
 def test_sudo_kill_and_script_invocation() -> None:
     assert shlex.split(sudo_kill("TERM", 42, MARKERS)) == [
         "sudo", "-S", "-p", MARKERS.prompt, "--", "kill", "-s", "TERM", "--", "-42"]
-    assert shlex.split(script_invocation("/home/u/.x y", ["a b", "it's"])) == [
-        "/home/u/.x y", "a b", "it's"]
+
+
+def test_script_invocation_runs_the_script_and_leaves_no_file(tmp_path: Path) -> None:
+    script = tmp_path / "a script 'x'"
+    script.write_text("#!/bin/sh\necho \"args:$#:$1:$2\"\n"
+                      "test -e \"$SCRIPT\" && echo still there || echo gone\n")
+    script.chmod(0o700)
+    done = subprocess.run(["sh", "-c", script_invocation(str(script), ["a b", "it's"])],
+                          capture_output=True, text=True, timeout=10, check=True,
+                          env={"PATH": "/usr/bin:/bin", "SCRIPT": str(script)})
+    assert done.stdout == "args:2:a b:it's\ngone\n"
+    assert not script.exists()
 
 
 @pytest.mark.parametrize(("name", "ok"), [("A", True), ("_x1", True), ("1A", False),

@@ -102,6 +102,13 @@ def worker_main(config_in: Connection, jobs: Any, events_out: Connection,
         return
     finally:
         config_in.close()
+    # From here on the run's signals belong to the parent: Ctrl-C, `timeout` and service
+    # managers signal the whole process group, and the parent turns each into a cancel that
+    # workers carry out (killing remote commands) instead of dying with them mid-way. Until
+    # now SIGTERM stayed fatal, so a parent exiting before the run (a usage error) can end
+    # its idle workers as multiprocessing does, with SIGTERM.
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_IGN)
     connector = Connector(home=config.home, accept_new=config.settings.accept_new,
                           retries=config.settings.retries)
     link = _ParentLink(events_out, cancel_fd, connector)
@@ -118,11 +125,7 @@ def worker_main(config_in: Connection, jobs: Any, events_out: Connection,
 
 def _prepare_process() -> None:
     """Signals, descriptor limit and logging of a worker process."""
-    # Signals belong to the parent: Ctrl-C, `timeout` and service managers signal the whole
-    # process group, and the parent turns each into a cancel that workers carry out (killing
-    # remote commands) instead of dying with them mid-way.
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C belongs to the parent
     _raise_fd_limit()
     # paramiko.config imports invoke when installed (for ssh_config "Match exec"), which pulls
     # in asyncio and unittest.mock: ~30 ms of CPU per worker. Workers never parse ssh_config

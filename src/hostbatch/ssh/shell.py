@@ -12,8 +12,8 @@
   line to stderr: everything sudo printed before it (prompts, "Sorry, try again") is sudo's,
   everything after it is the command's. sudo resets the environment, so the exports go
   inside ``SCRIPT``.
-* ``--script FILE`` runs the uploaded copy by its absolute path (so its shebang is honoured),
-  with the arguments quoted.
+* ``--script FILE`` runs the uploaded copy through a descriptor after unlinking it (so its
+  shebang is honoured and nothing stays on disk), with the arguments quoted.
 * ``--verify`` checks a copied file with ``sha256sum`` on the host (:func:`sha256_command`).
 """
 
@@ -50,9 +50,22 @@ def exports(env: Sequence[tuple[str, str]]) -> str:
     return "".join(f"export {key}={shlex.quote(value)}; " for key, value in env)
 
 
+#: The descriptor an uploaded script is held open on while it runs (see script_invocation).
+SCRIPT_FD = 9
+
+
 def script_invocation(path: str, args: Sequence[str]) -> str:
-    """Run the script at ``path`` with ``args``, each quoted."""
-    return " ".join(shlex.quote(word) for word in (path, *args))
+    """Run the script at ``path`` with ``args`` (each quoted), removing the file first.
+
+    The shell opens the script on descriptor :data:`SCRIPT_FD`, unlinks it, then executes it
+    through ``/dev/fd/N`` (its shebang is honoured): once the command starts, nothing is left
+    on the host's disk, even if the connection drops or the host reboots mid-script. The
+    script sees ``/dev/fd/N`` as its ``$0``.
+    """
+    quoted = shlex.quote(path)
+    words = " ".join(shlex.quote(word) for word in args)
+    return (f"{{ rm -f -- {quoted}; exec /dev/fd/{SCRIPT_FD}{' ' + words if words else ''}; }}"
+            f" {SCRIPT_FD}< {quoted}")
 
 
 def sudo_wrap(inner: str, markers: SudoMarkers, shell: str = "/bin/sh") -> str:
