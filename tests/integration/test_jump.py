@@ -12,8 +12,11 @@ Addresses: jump hosts 127.0.23.1-3, targets 127.0.24.10-17.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import secrets
 import shutil
+import signal
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -223,6 +226,70 @@ def test_a_bastion_dying_mid_command_is_named_in_each_failure(jumpnet: JumpNet, 
     for event in events.values():
         assert event["kind"] == "disconnect", event
         assert "jump host bastion" in event["error"], event
+
+
+def test_a_frozen_bastion_ends_each_target_by_keepalive_naming_it(
+        jumpnet: JumpNet, cli: Cli, tmp_path: Path) -> None:
+    inventory = jumpnet.inventory(tmp_path / "hosts.ini")
+    sleep = f"sleep 9.{secrets.randbelow(10**6):06d}"
+    proc = cli.popen("-i", inventory, "-h", "t1,t2", "--json", "--keepalive", "1",
+                     "--keepalive-count", "2", "-cmd", f"{sleep}; echo done",
+                     start_new_session=True)
+    frozen: list[int] = []
+    try:
+        deadline = time.monotonic() + 30
+        while len(remote_processes(f"^{sleep}$")) < 2:  # both commands run
+            assert time.monotonic() < deadline and proc.poll() is None, "commands never started"
+            time.sleep(0.05)
+        frozen = jumpnet.bastion.freeze_connections()
+        froze = time.monotonic()
+        stdout, stderr = proc.communicate(timeout=60)
+        took = time.monotonic() - froze
+    finally:
+        jumpnet.bastion.thaw(frozen)
+        jumpnet.bastion.kill_connections()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 3, stderr
+    assert took < 9.0, took  # the commands alone would have run 9 s more
+    events = terminals(parse_jsonl(stdout.decode()), ["t1", "t2"])
+    for event in events.values():
+        assert event["kind"] == "disconnect", event
+        assert event["error"].startswith("jump host bastion"), event
+        assert "no answer to 2 keepalives in 2s" in event["error"], event
+
+
+def test_killing_the_controller_kills_the_commands_behind_the_bastion(
+        jumpnet: JumpNet, cli: Cli, tmp_path: Path) -> None:
+    inventory = jumpnet.inventory(tmp_path / "hosts.ini")
+    sleep = f"sleep 9.{secrets.randbelow(10**6):06d}"
+    proc = cli.popen("-i", inventory, "-h", "t1,t2", "-cmd", sleep, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while len(remote_processes(f"^{sleep}$")) < 2:
+            assert time.monotonic() < deadline and proc.poll() is None, "commands never started"
+            time.sleep(0.05)
+        proc.kill()  # the parent alone
+        proc.wait(timeout=10)
+        killed = time.monotonic()
+        while remote_processes(f"^{sleep}$") and time.monotonic() - killed < 10:
+            time.sleep(0.1)
+        assert remote_processes(f"^{sleep}$") == [], "commands outlived the controller"
+        while _group_alive(proc.pid) and time.monotonic() - killed < 10:
+            time.sleep(0.1)
+        assert not _group_alive(proc.pid), "a worker outlived the controller by 10 s"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def test_closing_targets_never_drops_the_shared_bastion(jumpnet: JumpNet, cli: Cli,

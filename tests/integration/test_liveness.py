@@ -233,3 +233,60 @@ def test_a_second_ctrl_c_exits_at_once(spawn: Any, inventory: Path) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
     subprocess.run(["pkill", "-f", pattern], check=False)
+
+
+# ------------------------------------------------------------------ local files
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 256 KiB tmpfs: a disk that fills up."""
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)],
+                   check=True, timeout=30)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False, timeout=30)
+
+
+def test_outdir_on_a_full_disk_leaves_no_partial_file(cli: Cli, inventory: Path,
+                                                      tiny_disk: Path) -> None:
+    result = cli.run("-i", inventory, "-g", "all", "-o", tiny_disk, "-cmd",
+                     "head -c 200000 /dev/zero | base64")
+    assert result.returncode == 0, result  # the hosts' own outcome is unchanged
+    assert "cannot write" in result.stderr and "No space left" in result.stderr, result
+    leftovers = [p.name for p in tiny_disk.iterdir() if p.name.endswith(".part")]
+    assert leftovers == [], leftovers
+    for path in tiny_disk.iterdir():  # what is there is whole: a status or a full output
+        if not path.name.endswith(".status"):
+            assert path.stat().st_size == len(
+                subprocess.run("head -c 200000 /dev/zero | base64", shell=True,
+                               capture_output=True, check=True).stdout), path
+
+
+def test_ctrl_c_mid_get_takes_effect_at_once_and_leaves_only_whole_files(
+        spawn: Any, live_fleet: Fleet, tmp_path: Path) -> None:
+    remote = tmp_path / "remote"
+    remote.mkdir()
+    big = remote / "big.bin"
+    with big.open("wb") as handle:
+        handle.truncate(2 << 30)  # sparse on the host's side: cheap to create, slow to get
+    local = tmp_path / "local"
+    as_root = write_inventory(tmp_path / "root.ini",
+                              {"live01": fleet_host(live_fleet, "live01", user="root")})
+    scp = Cli(tmp_path / "scp-home", tmp_path / "scp-cwd", command="scp")
+    proc = spawn("-i", as_root, "--json", "-h", "live01", "-action", "get",
+                 "-remote", big, "-local", local, cli_=scp)
+    reader = LineReader(proc)
+    assert reader.until(lambda line: '"progress"' in line, 60), reader.lines
+    os.killpg(proc.pid, signal.SIGINT)
+    signalled = time.monotonic()
+    lines = reader.rest(timeout=30)
+    assert proc.wait(timeout=20) == 130
+    assert time.monotonic() - signalled < 3.0
+    ends = terminals(parse_jsonl("\n".join(lines)), ["live01"])
+    assert ends["live01"]["kind"] == "interrupted", ends
+    assert "command" not in ends["live01"]["error"], ends  # a copy is not a command
+    assert [p for p in local.rglob("*") if p.is_file()] == []

@@ -169,6 +169,24 @@ class InetdJumpHost:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=5)
 
+    def freeze_connections(self) -> list[int]:
+        """SIGSTOP every connection served so far and all its processes (a hung jump host
+        whose kernel still answers TCP); returns the pids for :meth:`thaw`."""
+        with self._lock:
+            groups = [proc.pid for proc in self._procs]
+        frozen: list[int] = []
+        for pgid in groups:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pgid, signal.SIGSTOP)
+                frozen.append(pgid)
+        return frozen
+
+    def thaw(self, groups: list[int]) -> None:
+        """Undo :meth:`freeze_connections`."""
+        for pgid in groups:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pgid, signal.SIGCONT)
+
     def close(self) -> None:
         self._closed.set()
         self._sock.close()

@@ -19,8 +19,12 @@ from typing import Any
 
 
 def _worker_entry(config_reader: Connection, jobs: Any, events_writer: Connection,
-                  cancel_fd: int, cancel_write_fd: int) -> None:
-    os.close(cancel_write_fd)  # only the parent may hold it: its end of file means parent death
+                  cancel_fd: int, parent_fds: tuple[int, ...]) -> None:
+    # Only the parent may hold the write ends of the cancel pipes (this worker's and those
+    # of the workers forked before it): their end of file then means the parent died.
+    for fd in parent_fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
     from hostbatch.engine.worker import worker_main
 
     worker_main(config_reader, jobs, events_writer, cancel_fd)
@@ -37,12 +41,12 @@ class WorkerLauncher:
 
     def __init__(self) -> None:
         self.context = multiprocessing.get_context("fork")
-        # A pipe, not a multiprocessing.Event: a worker killed while holding an Event's lock
-        # would hang the parent's set() forever; a write to a pipe never waits on a worker.
-        self._cancel_read, self._cancel_write = os.pipe()
+        # A pipe per worker, not a multiprocessing.Event: a worker killed while holding an
+        # Event's lock would hang the parent's set() forever; a write to a pipe never waits.
+        self._cancel_writers: dict[Any, int] = {}
         self.jobs = self.context.Queue()
         self._cancelled = False
-        self._taken = 0
+        self._taken: list[Any] = []
         self._idle: list[tuple[Any, Connection, Connection]] = []
 
     def start(self, count: int = 1) -> WorkerLauncher:
@@ -54,34 +58,43 @@ class WorkerLauncher:
     def _spawn(self) -> tuple[Any, Connection, Connection]:
         config_reader, config_writer = self.context.Pipe(duplex=False)
         events_reader, events_writer = self.context.Pipe(duplex=False)
+        cancel_read, cancel_write = os.pipe()
         process = self.context.Process(
             target=_worker_entry, name="hostbatch-worker",
-            args=(config_reader, self.jobs, events_writer, self._cancel_read,
-                  self._cancel_write), daemon=True,
+            args=(config_reader, self.jobs, events_writer, cancel_read,
+                  (*self._cancel_writers.values(), cancel_write)), daemon=True,
         )
         process.start()
         config_reader.close()
         events_writer.close()
+        os.close(cancel_read)
+        self._cancel_writers[process] = cancel_write
         return process, config_writer, events_reader
 
     def cancel(self) -> None:
-        """Tell every worker of the run to cancel it (safe in a signal handler).
-
-        One byte per worker: each worker reads exactly one, then keeps reading to notice
-        the end of file that the parent's death would cause.
-        """
+        """Tell every worker of the run to cancel it (safe in a signal handler): a byte on
+        each one's cancel pipe."""
         if not self._cancelled:
             self._cancelled = True
+            for process in self._taken:
+                with contextlib.suppress(OSError, KeyError):
+                    os.write(self._cancel_writers[process], b"x")
+
+    def release(self, process: Any) -> None:
+        """Forget a worker that has ended: close its cancel pipe."""
+        fd = self._cancel_writers.pop(process, None)
+        if fd is not None:
             with contextlib.suppress(OSError):
-                os.write(self._cancel_write, b"x" * max(1, self._taken))
+                os.close(fd)
 
     def take(self, count: int) -> list[tuple[Any, Connection, Connection]]:
         """``count`` workers: the idle ones first, then new ones; other idle ones are let go."""
         taken = self._idle[:count]
-        for _process, config_writer, _events in self._idle[count:]:
+        for process, config_writer, _events in self._idle[count:]:
             config_writer.close()
+            self.release(process)
         self._idle = []
         while len(taken) < count:
             taken.append(self._spawn())
-        self._taken = len(taken)
+        self._taken = [process for process, _, _ in taken]
         return taken

@@ -211,6 +211,7 @@ class WorkerPool:
             if process.is_alive():
                 process.kill()
                 process.join()
+            self._launcher.release(process)
 
     def _synthesize_missing(self) -> Iterator[Event]:
         """Give every host without a terminal event one, so each host has exactly one.

@@ -176,7 +176,8 @@ class _ParentLink:
             self.events_out.close()
 
     def _watch_cancel(self) -> None:
-        """A byte on the cancel pipe cancels the run; its end of file means the parent died."""
+        """A byte on this worker's cancel pipe cancels the run; its end of file means the
+        parent died."""
         while True:
             try:
                 data = os.read(self.cancel_fd, 1)

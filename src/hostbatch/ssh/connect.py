@@ -71,7 +71,7 @@ class Connector:
         self._connecting: set[paramiko.Transport] = set()
         self._via: dict[paramiko.Transport, HostSpec] = {}
         self.liveness = LivenessMonitor()
-        self.jumps = JumpRegistry(self.connect, self.close, self.liveness.verdict)
+        self.jumps = JumpRegistry(self.connect, self.close, self.liveness)
 
     # --- cancellation -------------------------------------------------------------------
     def cancel(self) -> None:

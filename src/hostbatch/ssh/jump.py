@@ -22,12 +22,11 @@ import paramiko
 from hostbatch.errors import FailureKind
 from hostbatch.inventory.model import HostSpec
 from hostbatch.ssh.errors import HostJobError
+from hostbatch.ssh.keepalive import LivenessMonitor
 
 LearnKey = Callable[[str, str, str], None]
 Connect = Callable[[HostSpec, LearnKey], paramiko.Transport]
 Close = Callable[[paramiko.Transport], None]
-#: Why the keepalive monitor closed a transport, or ``None``.
-Verdict = Callable[[paramiko.Transport], "str | None"]
 
 
 def describe(hop: HostSpec) -> str:
@@ -47,10 +46,10 @@ class _Entry:
 class JumpRegistry:
     """Shared jump-host transports of one worker process (thread-safe)."""
 
-    def __init__(self, connect: Connect, close: Close, verdict: Verdict) -> None:
+    def __init__(self, connect: Connect, close: Close, liveness: LivenessMonitor) -> None:
         self._connect = connect
         self._close = close
-        self._verdict = verdict
+        self._liveness = liveness
         self._lock = threading.Lock()
         self._entries: dict[HostSpec, _Entry] = {}
 
@@ -90,10 +89,17 @@ class JumpRegistry:
         was doing: a target still logging in then fails as ``connect``, not ``auth``)."""
         for hop in spec.jump_chain:
             transport = self.transport_of(hop)
-            if transport is not None and not transport.is_active():
-                verdict = self._verdict(transport)
-                if verdict is not None:
-                    return HostJobError(FailureKind.DISCONNECT, f"{describe(hop)}: {verdict}")
+            if transport is None:
+                continue
+            verdict = self._liveness.verdict(transport)
+            if verdict is None and failure.kind is FailureKind.DISCONNECT and (
+                    0 < 2 * hop.keepalive_interval <= self._liveness.quiet_for(transport)):
+                # The target went quiet because the jump host did: it is frozen too (a live
+                # one answers its probe within an interval), its own probes not yet used up.
+                verdict = failure.message
+            if verdict is not None:
+                return HostJobError(FailureKind.DISCONNECT, f"{describe(hop)}: {verdict}")
+            if not transport.is_active():
                 kind = (failure.kind if failure.kind in (FailureKind.DISCONNECT,
                                                          FailureKind.INTERRUPTED)
                         else FailureKind.CONNECT)

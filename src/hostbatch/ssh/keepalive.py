@@ -106,6 +106,12 @@ class LivenessMonitor:
             entry = self._watches.get(transport)
         return None if entry is None else entry.verdict
 
+    def quiet_for(self, transport: paramiko.Transport) -> float:
+        """Seconds since ``transport`` last received a byte (0 if it is not watched)."""
+        with self._lock:
+            entry = self._watches.get(transport)
+        return 0.0 if entry is None else time.monotonic() - entry.sock.last_received
+
     def _run(self) -> None:
         while True:
             with self._lock:
