@@ -1,8 +1,8 @@
 """Read a server's host key after the key exchange: for ``hostbatch keyscan``.
 
-The worker connects with ``Connector.connect(spec, learn, key_only=True)`` (key exchange only:
-no host-key check, no authentication; same deadlines, retries, cancellation and route as any
-connection) and closes the transport as it closes every other one.
+The worker opens a session with ``Connector.open(spec, learn, key_only=True)`` (key exchange
+only: no host-key check, no authentication; same deadlines, retries, cancellation and route as
+any connection), reads the key with ``Session.scan_key`` and closes it like any other.
 
 Like a first connection of hostbatch itself (and unlike ``ssh-keyscan``, which asks for every
 key type), one key is fetched per host: of the types already recorded for the host in
