@@ -24,6 +24,7 @@ from tests.integration.conftest import (
     fleet_host,
     json_lines,
     parse_jsonl,
+    process_group_alive,
     terminals,
     wait_for_processes,
     write_inventory,
@@ -88,12 +89,16 @@ def _stderr(proc: subprocess.Popen[bytes]) -> str:
     return proc.stderr.read().decode() if proc.stderr else ""
 
 
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+def _start_everywhere(spawn: Any, inventory: Path, pattern: str,
+                      ) -> tuple[subprocess.Popen[bytes], LineReader]:
+    """A run of ``echo started; PATTERN`` on every host, once all three are running it."""
+    proc = spawn("-i", inventory, "-g", "all", "-cmd", f"echo started; {pattern}")
+    reader = LineReader(proc)
+    everyone = [f"{host}: started" for host in NAMES]
+    assert reader.until(lambda _: all(x in reader.lines for x in everyone), 30), reader.lines
+    seen, _ = wait_for_processes(pattern, 20.0, present=True, user=TEST_USER)
+    assert len(seen) == 3, seen
+    return proc, reader
 
 
 # ------------------------------------------------------------------ a host that freezes
@@ -178,12 +183,7 @@ def test_a_signal_to_the_process_group_ends_the_run_like_ctrl_c(
     """What `timeout` or a service manager sends: to every process of the group, workers
     included. It used to kill the workers and hang the parent."""
     pattern = f"sleep 33{signum:02d}"
-    proc = spawn("-i", inventory, "-g", "all", "-cmd", f"echo started; {pattern}")
-    reader = LineReader(proc)
-    everyone = [f"{host}: started" for host in NAMES]
-    assert reader.until(lambda _: all(x in reader.lines for x in everyone), 30), reader.lines
-    seen, _ = wait_for_processes(pattern, 20.0, present=True, user=TEST_USER)
-    assert len(seen) == 3, seen
+    proc, reader = _start_everywhere(spawn, inventory, pattern)
     os.killpg(proc.pid, signum)
     reader.rest(timeout=30)
     assert proc.wait(timeout=20) == status
@@ -199,18 +199,13 @@ def test_a_signal_to_the_process_group_ends_the_run_like_ctrl_c(
 def test_killing_the_controller_leaves_no_worker_and_no_remote_command(
         spawn: Any, inventory: Path) -> None:
     pattern = "sleep 3399"
-    proc = spawn("-i", inventory, "-g", "all", "-cmd", f"echo started; {pattern}")
-    reader = LineReader(proc)
-    everyone = [f"{host}: started" for host in NAMES]
-    assert reader.until(lambda _: all(x in reader.lines for x in everyone), 30), reader.lines
-    seen, _ = wait_for_processes(pattern, 20.0, present=True, user=TEST_USER)
-    assert len(seen) == 3, seen
+    proc, _ = _start_everywhere(spawn, inventory, pattern)
     proc.kill()  # the parent alone, as the OOM killer does
     proc.wait(timeout=10)
     killed = time.monotonic()
-    while _group_alive(proc.pid) and time.monotonic() - killed < 15:
+    while process_group_alive(proc.pid) and time.monotonic() - killed < 15:
         time.sleep(0.1)
-    assert not _group_alive(proc.pid), "a worker outlived its parent"
+    assert not process_group_alive(proc.pid), "a worker outlived its parent"
     assert time.monotonic() - killed < 10.0
     leftover, _ = wait_for_processes(pattern, 5.0, present=False)
     assert leftover == [], f"remote commands survived the controller: {leftover}"
