@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -66,6 +68,18 @@ def frozen(live_fleet: Fleet) -> Iterator[Callable[[str], None]]:
         live_fleet.thaw_whole_host(name, pids)
         live_fleet.stop_host(name)
         live_fleet.start_host(name)
+
+
+@pytest.fixture
+def shared_dir() -> Iterator[Path]:
+    """A directory the test user can write (tmp_path is root's alone): root logins are
+    avoided here, as a frozen root login can leave root's shell start-up files half-run."""
+    path = Path(tempfile.mkdtemp(prefix="hostbatch-live-"))
+    path.chmod(0o777)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture
@@ -130,17 +144,14 @@ def test_a_host_frozen_mid_command_ends_as_disconnect_by_keepalive(
 
 
 def test_a_host_frozen_mid_put_ends_as_disconnect_by_keepalive(
-        spawn: Any, live_fleet: Fleet, tmp_path: Path,
+        spawn: Any, inventory: Path, tmp_path: Path, shared_dir: Path,
         frozen: Callable[[str], None]) -> None:
     source = tmp_path / "big.bin"
     with source.open("wb") as handle:
         handle.truncate(1 << 30)  # sparse: cheap to read here, slow enough to send
-    remote = tmp_path / "remote"
-    remote.mkdir()
-    as_root = write_inventory(tmp_path / "root.ini",
-                              {"live02": fleet_host(live_fleet, "live02", user="root")})
+    remote = shared_dir
     scp = Cli(tmp_path / "scp-home", tmp_path / "scp-cwd", command="scp")
-    proc = spawn("-i", as_root, "--json", *KEEPALIVE, "-h", "live02", "-action", "put",
+    proc = spawn("-i", inventory, "--json", *KEEPALIVE, "-h", "live02", "-action", "put",
                  "-local", source, "-remote", f"{remote}/", cli_=scp)
     reader = LineReader(proc)
     assert reader.until(lambda line: '"progress"' in line, 60), reader.lines
@@ -262,17 +273,14 @@ def test_outdir_on_a_full_disk_leaves_no_partial_file(cli: Cli, inventory: Path,
 
 
 def test_ctrl_c_mid_get_takes_effect_at_once_and_leaves_only_whole_files(
-        spawn: Any, live_fleet: Fleet, tmp_path: Path) -> None:
-    remote = tmp_path / "remote"
-    remote.mkdir()
-    big = remote / "big.bin"
+        spawn: Any, inventory: Path, tmp_path: Path, shared_dir: Path) -> None:
+    big = shared_dir / "big.bin"
     with big.open("wb") as handle:
         handle.truncate(2 << 30)  # sparse on the host's side: cheap to create, slow to get
+    big.chmod(0o644)
     local = tmp_path / "local"
-    as_root = write_inventory(tmp_path / "root.ini",
-                              {"live01": fleet_host(live_fleet, "live01", user="root")})
     scp = Cli(tmp_path / "scp-home", tmp_path / "scp-cwd", command="scp")
-    proc = spawn("-i", as_root, "--json", "-h", "live01", "-action", "get",
+    proc = spawn("-i", inventory, "--json", "-h", "live01", "-action", "get",
                  "-remote", big, "-local", local, cli_=scp)
     reader = LineReader(proc)
     assert reader.until(lambda line: '"progress"' in line, 60), reader.lines
