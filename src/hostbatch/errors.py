@@ -13,6 +13,20 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 
+#: The most characters of user input an error or warning quotes back.
+ECHO_LIMIT = 80
+
+
+def excerpt(text: str, limit: int = ECHO_LIMIT) -> str:
+    """``text`` quoted as ``repr`` does, cut to ``limit`` characters with an ellipsis.
+
+    Every message that quotes input goes through this, so a pasted blob or a runaway line
+    still gives a short, one-line error (``repr`` also escapes line breaks).
+    """
+    if len(text) <= limit:
+        return repr(text)
+    return repr(text[:limit - 1] + "\u2026")
+
 
 class FailureKind(enum.Enum):
     """Why one host did not run to completion; the values are the ``--json`` ``kind`` strings."""

@@ -15,6 +15,7 @@ kept as written (ansible-core 2.19 warns about characters such as ``-`` but keep
 from __future__ import annotations
 
 import ast
+import itertools
 import re
 import shlex
 import string
@@ -22,6 +23,8 @@ import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from hostbatch.errors import excerpt
 
 #: The largest range expansion accepted; a typo like ``[1:9999999]`` must not eat memory.
 MAX_EXPANSION = 100_000
@@ -104,13 +107,23 @@ class AnsibleInventory:
 
     def depth(self, group: str) -> int:
         """Ansible's group depth: ``all`` is 0, others one more than their deepest parent."""
-        if group == "all":
-            return 0
-        cached = self._depth.get(group)
-        if cached is None:
-            parents = self.groups[group].parents
-            cached = self._depth[group] = 1 + max((self.depth(p) for p in parents), default=0)
-        return cached
+        # Its own stack, not recursion: groups may nest thousands deep.
+        depths = self._depth
+        depths["all"] = 0
+        stack = [group]
+        while stack:
+            name = stack[-1]
+            if name in depths:
+                stack.pop()
+                continue
+            parents = self.groups[name].parents
+            missing = [p for p in parents if p not in depths]
+            if missing:
+                stack.extend(missing)
+                continue
+            depths[name] = 1 + max((depths[p] for p in parents), default=0)
+            stack.pop()
+        return depths[group]
 
     def resolved_vars(self, host: str) -> dict[str, Any]:
         """The host's variables: group variables from the shallowest group to the deepest
@@ -142,53 +155,71 @@ def parse_value(text: str) -> Any:
     return value
 
 
-def expand_range(pattern: str) -> list[str]:
-    """Expand Ansible host ranges: ``web[01:20]``, ``db[a:f]``, ``n[1:9:2]``, several per name."""
-    if "[" not in pattern:
-        return [pattern]
-    head, _, rest = pattern.partition("[")
-    body, closed, tail = rest.partition("]")
-    if not closed:
-        raise AnsibleSyntaxError(f"unbalanced bracket in host pattern {pattern!r}")
+def _range_values(body: str) -> list[str]:
+    """The values of one bracket body: ``01:20``, ``a:f``, ``1:9:2``."""
+    shown = excerpt(f"[{body}]")
     bounds = body.split(":")
     if len(bounds) not in (2, 3):
-        raise AnsibleSyntaxError(f"host range [{body}] must be begin:end or begin:end:step")
+        raise AnsibleSyntaxError(f"host range {shown} must be begin:end or begin:end:step")
     begin, end = bounds[0] or "0", bounds[1]
     if not end:
-        raise AnsibleSyntaxError(f"host range [{body}] has no end value")
+        raise AnsibleSyntaxError(f"host range {shown} has no end value")
     try:
         step = int(bounds[2]) if len(bounds) == 3 else 1
     except ValueError:
-        raise AnsibleSyntaxError(f"host range [{body}] has a step that is not a number") from None
+        raise AnsibleSyntaxError(f"host range {shown} has a step that is not a number") from None
     if step < 1:
-        raise AnsibleSyntaxError(f"host range [{body}] needs a positive step")
+        raise AnsibleSyntaxError(f"host range {shown} needs a positive step")
     width = 0
     if begin[0] == "0" and len(begin) > 1:
         if len(begin) != len(end):
-            raise AnsibleSyntaxError(f"host range [{body}] must have begin and end of equal "
+            raise AnsibleSyntaxError(f"host range {shown} must have begin and end of equal "
                                      "length when zero-padded")
         width = len(begin)
-    values: list[str]
     if begin in string.ascii_letters and end in string.ascii_letters:
         low, high = string.ascii_letters.index(begin), string.ascii_letters.index(end)
         if low > high:
-            raise AnsibleSyntaxError(f"host range [{body}] must have begin <= end")
-        values = list(string.ascii_letters[low:high + 1:step])
-    else:
-        try:
-            low, high = int(begin), int(end)
-        except ValueError:
-            raise AnsibleSyntaxError(f"host range [{body}] is neither numbers nor "
-                                     "letters") from None
-        if (high - low) // step >= MAX_EXPANSION:
-            raise AnsibleSyntaxError(f"host range [{body}] expands to more than "
+            raise AnsibleSyntaxError(f"host range {shown} must have begin <= end")
+        return list(string.ascii_letters[low:high + 1:step])
+    try:
+        low, high = int(begin), int(end)
+    except ValueError:
+        raise AnsibleSyntaxError(f"host range {shown} is neither numbers nor letters") from None
+    if (high - low) // step >= MAX_EXPANSION:
+        raise AnsibleSyntaxError(f"host range {shown} expands to more than "
+                                 f"{MAX_EXPANSION} names")
+    return [str(n).zfill(width) for n in range(low, high + 1, step)]
+
+
+def expand_range(pattern: str) -> list[str]:
+    """Expand Ansible host ranges: ``web[01:20]``, ``db[a:f]``, ``n[1:9:2]``, several per name.
+
+    The brackets are read left to right (no recursion: a name may hold thousands of them) and
+    the count of names is checked after each, before any name is built.
+    """
+    literals: list[str] = []
+    choices: list[list[str]] = []
+    total = 1
+    rest = pattern
+    while "[" in rest:
+        head, _, rest = rest.partition("[")
+        body, closed, rest = rest.partition("]")
+        if not closed:
+            raise AnsibleSyntaxError(f"unbalanced bracket in host pattern {excerpt(pattern)}")
+        literals.append(head)
+        choices.append(_range_values(body))
+        total *= len(choices[-1])
+        if total > MAX_EXPANSION:
+            raise AnsibleSyntaxError(f"{excerpt(pattern)} expands to more than "
                                      f"{MAX_EXPANSION} names")
-        values = [str(n).zfill(width) for n in range(low, high + 1, step)]
-    names: list[str] = []
-    for value in values:
-        names.extend(expand_range(f"{head}{value}{tail}"))
-        if len(names) > MAX_EXPANSION:
-            raise AnsibleSyntaxError(f"{pattern!r} expands to more than {MAX_EXPANSION} names")
+    literals.append(rest)
+    names = []
+    for combo in itertools.product(*choices):
+        parts = [literals[0]]
+        for value, literal in zip(combo, literals[1:], strict=True):
+            parts.append(value)
+            parts.append(literal)
+        names.append("".join(parts))
     return names
 
 
