@@ -97,8 +97,7 @@ def select(
                 f"{_suggestion(item, inventory.group_names())}",
                 [item],
             )
-        for group in groups:
-            chosen.update(inventory.group_members(group))
+        chosen.update(inventory.members_of(groups))
     chosen_before_exclude = bool(chosen)
     for item in _items(selection.exclude):
         matched = _match_hosts(item, inventory)

@@ -12,7 +12,7 @@ from hostbatch.actions import RunCommand
 from hostbatch.cli.environment import Environment
 from hostbatch.cli.failures import make_warn, run_reporting_errors
 from hostbatch.cli.options import Parser, add_output_options, check_output_options, non_negative_int
-from hostbatch.errors import HostbatchError, UsageError
+from hostbatch.errors import HostbatchError, UsageError, excerpt
 from hostbatch.exit_status import ExitStatus
 from hostbatch.render.output import SafeStream, use_color
 
@@ -46,9 +46,9 @@ def _run_id(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a run id (a number)") from None
+        raise argparse.ArgumentTypeError(f"{excerpt(text)} is not a run id (a number)") from None
     if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a run id (a number from 1)")
+        raise argparse.ArgumentTypeError(f"{excerpt(text)} is not a run id (a number from 1)")
     return value
 
 
@@ -182,7 +182,8 @@ def _diff(argv: list[str], env: Environment, stdout: SafeStream, stderr: SafeStr
         first, second = store.run(args.first), store.run(args.second)
         if (first.action, first.command) != (second.action, second.command) and not args.force:
             raise UsageError(f"runs {first.id} and {second.id} ran different commands "
-                             f"({printable(first.command)!r} and {printable(second.command)!r}); "
+                             f"({excerpt(printable(first.command))} and "
+                             f"{excerpt(printable(second.command))}); "
                              "add --force to compare them anyway")
         hosts = len({row.host for run in (first, second) for row in store.hosts(run.id)})
         changed = []

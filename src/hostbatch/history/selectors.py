@@ -15,7 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hostbatch.errors import UsageError
+from hostbatch.errors import UsageError, excerpt
 from hostbatch.inventory.ranges import split_list
 from hostbatch.selection import Selection
 
@@ -59,7 +59,7 @@ class _Resolver:
     def _names(self, item: str, option: str) -> list[str]:
         match = _SHORTCUT.match(item)
         if match is None:
-            raise UsageError(f"{option} {item!r}: unknown shortcut "
+            raise UsageError(f"{option} {excerpt(item)}: unknown shortcut "
                              "(use @failed, @failed:ID, @ok or @ok:ID)")
         which, run_id = match.groups()
         store = self.store()

@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from hostbatch.errors import excerpt
+from hostbatch.errors import clip, excerpt
 
 #: The largest range expansion accepted; a typo like ``[1:9999999]`` must not eat memory.
 MAX_EXPANSION = 100_000
@@ -68,6 +68,29 @@ def ancestors_in(groups: Mapping[str, AnsibleGroup], group: str) -> set[str]:
             found.add(name)
             stack.extend(groups[name].parents)
     return found
+
+
+def _descends(groups: Mapping[str, AnsibleGroup], group: str, ancestor: str) -> bool:
+    """True when ``group`` descends from ``ancestor``.
+
+    Walks up from ``group`` and down from ``ancestor`` in turn and stops when either walk is
+    done: linking groups one by one in a chain thousands deep then costs little whichever
+    way the file orders them (one walk alone is quadratic for one of the orders).
+    """
+    up, down = [group], [ancestor]
+    seen_up: set[str] = set()
+    seen_down: set[str] = set()
+    while up and down:
+        for stack, seen, target, step in ((up, seen_up, ancestor, "parents"),
+                                          (down, seen_down, group, "children")):
+            name = stack.pop()
+            if name in seen:
+                continue
+            if name == target:
+                return True
+            seen.add(name)
+            stack.extend(getattr(groups[name], step))
+    return False
 
 
 @dataclass
@@ -271,14 +294,14 @@ class _Parser:
                     group, state = section.group(1), section.group(2) or "hosts"
                     self.section(group, state, number)
                 elif line.startswith("[") and line.endswith("]"):
-                    raise AnsibleSyntaxError(f"invalid section header {line!r} (no spaces "
+                    raise AnsibleSyntaxError(f"invalid section header {excerpt(line)} (no spaces "
                                              "allowed)")
                 elif state == "hosts":
                     self.host_line(line, group, number)
                 elif state == "vars":
                     key, sep, value = line.partition("=")
                     if not sep:
-                        raise AnsibleSyntaxError(f"expected key=value, got {line!r}")
+                        raise AnsibleSyntaxError(f"expected key=value, got {excerpt(line)}")
                     self.group_variable(group, key.strip(), value.strip())
                 else:
                     self.child_line(line, group, number)
@@ -287,10 +310,10 @@ class _Parser:
                 raise
         for name, pending in self.pending.items():
             if pending.state == "vars":
-                raise AnsibleSyntaxError(f"section [{name}:vars] is for group {name!r}, which "
-                                         "is never defined", pending.line)
-            raise AnsibleSyntaxError(f"section [{pending.parents[-1]}:children] names group "
-                                     f"{name!r}, which is never defined", pending.line)
+                raise AnsibleSyntaxError(f"section [{clip(name)}:vars] is for group "
+                                         f"{excerpt(name)}, which is never defined", pending.line)
+            raise AnsibleSyntaxError(f"section [{clip(pending.parents[-1])}:children] names group "
+                                     f"{excerpt(name)}, which is never defined", pending.line)
         return self.reconcile()
 
     def group_variable(self, group: str, key: str, text: str) -> None:
@@ -303,8 +326,8 @@ class _Parser:
 
     def section(self, group: str, state: str, number: int) -> None:
         if state not in ("hosts", "children", "vars"):
-            raise AnsibleSyntaxError(f"section [{group}:{state}] has unknown type {state!r} "
-                                     "(hosts, children or vars)")
+            raise AnsibleSyntaxError(f"section [{clip(group)}:{clip(state)}] has unknown type "
+                                     f"{excerpt(state)} (hosts, children or vars)")
         if group not in self.groups and state == "vars" and group not in self.pending:
             self.pending[group] = _Pending(number, "vars")
         self.group(group)
@@ -324,7 +347,7 @@ class _Parser:
     def child_line(self, line: str, group: str, number: int) -> None:
         match = _GROUP_NAME.match(line)
         if not match:
-            raise AnsibleSyntaxError(f"expected a group name, got {line!r}")
+            raise AnsibleSyntaxError(f"expected a group name, got {excerpt(line)}")
         child = match.group(1)
         if child in self.groups:
             self.link(group, child, number)
@@ -342,14 +365,14 @@ class _Parser:
             return
         pattern, port = split_host_port(tokens[0])
         if tokens[0].endswith(":") and port is None:
-            raise AnsibleSyntaxError(f"host pattern {tokens[0]!r} ends in ':' (a port must "
+            raise AnsibleSyntaxError(f"host pattern {excerpt(tokens[0])} ends in ':' (a port must "
                                      "follow)", number)
         variables: dict[str, Any] = {}
         for token in tokens[1:]:
             key, sep, value = token.partition("=")
             if not sep:
                 raise AnsibleSyntaxError(f"expected key=value after the host name, got "
-                                         f"{token!r}", number)
+                                         f"{excerpt(token)}", number)
             variables[key] = parse_value(value)
         for host in expand_range(pattern):
             if host not in self.host_vars and port is not None:
@@ -363,9 +386,9 @@ class _Parser:
                 target.hosts.append(host)
 
     def link(self, parent: str, child: str, number: int) -> None:
-        if child == parent or child in ancestors_in(self.groups, parent):
-            raise AnsibleSyntaxError(f"making {child!r} a child of {parent!r} creates a loop "
-                                     "of groups", number)
+        if child == parent or _descends(self.groups, parent, child):
+            raise AnsibleSyntaxError(f"making {excerpt(child)} a child of {excerpt(parent)} "
+                                     "creates a loop of groups", number)
         if child not in self.groups[parent].children:
             self.groups[parent].children.append(child)
             self.groups[child].parents.append(parent)

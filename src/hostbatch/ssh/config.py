@@ -30,7 +30,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hostbatch.errors import UsageError
+from hostbatch.errors import UsageError, clip, excerpt
 
 if TYPE_CHECKING:
     import paramiko
@@ -68,7 +68,8 @@ class SshConfig:
         try:
             found = self.config.lookup(name)
         except Exception as exc:  # paramiko raises assorted errors for odd Match lines
-            raise UsageError(f"ssh_config {self.path}: cannot look up {name!r}: {exc}") from None
+            raise UsageError(f"ssh_config {self.path}: cannot look up {excerpt(name)}: "
+                             f"{clip(str(exc))}") from None
         result: dict[str, Any] = {}
         if found.get("hostname") and found["hostname"] != name:
             result["hostname"] = found["hostname"]
@@ -100,9 +101,10 @@ class SshConfig:
         try:
             number = kind(value)
         except ValueError:
-            raise UsageError(f"ssh_config {self.path}: {key} {value!r} is not a number") from None
+            raise UsageError(f"ssh_config {self.path}: {key} {excerpt(value)} is not a "
+                             "number") from None
         if number <= 0:
-            raise UsageError(f"ssh_config {self.path}: {key} {value!r} must be positive")
+            raise UsageError(f"ssh_config {self.path}: {key} {excerpt(value)} must be positive")
         return number
 
 
