@@ -165,7 +165,7 @@ class Validator:
         """``sudo_password_env``: the value of the variable it names, which must be set."""
         name = self.non_empty(name, section, "sudo_password_env")
         if name not in environ:
-            raise self.fail(f"environment variable {excerpt(name)} is not set", section,
+            raise self.fail(f"environment variable {clip(name)} is not set", section,
                             "sudo_password_env")
         return Secret(environ[name])
 
