@@ -18,7 +18,15 @@ from hostbatch.inventory.loader import load_inventory
 from hostbatch.inventory.validate import GROUP_KEYS, HOST_KEYS
 from hostbatch.selection import Selection, select
 
-from .properties import check_message, fast, junk, long_token, run_cli, time_limit
+from .properties import (
+    check_message,
+    fast,
+    forget_secrets,  # noqa: F401  (autouse fixture)
+    junk,
+    long_token,
+    run_cli,
+    time_limit,
+)
 
 _NAME = st.one_of(st.sampled_from(["web", "db1", "h1", "all", "g", "x.y", "a-b"]),
                   st.text(string.ascii_lowercase + string.digits + "._-", min_size=1, max_size=8))

@@ -17,7 +17,13 @@ from hostbatch.inventory.ranges import MAX_EXPANSION, RangeError, expand, is_ran
 from hostbatch.nodeset import fold, fold_text
 from hostbatch.selection import Selection, select
 
-from .properties import check_message, fast, junk, time_limit
+from .properties import (
+    check_message,
+    fast,
+    forget_secrets,  # noqa: F401  (autouse fixture)
+    junk,
+    time_limit,
+)
 
 _NUMBER = st.one_of(st.integers(0, 30).map(str), st.integers(0, 10**12).map(str),
                     st.integers(0, 999).map(lambda n: f"{n:03d}"),
