@@ -54,13 +54,16 @@ class SshConfig:
     def load(cls, path: Path, home: str) -> SshConfig:
         """Parse ``path`` (and what it includes); a broken file is a one-line usage error."""
         notes: list[str] = []
-        text = "\n".join(_expand(path, home, 0, notes))
+        try:
+            text = "\n".join(_expand(path, home, 0, notes))
+        except ValueError as exc:  # shlex: an unclosed quote in a Host, Include or path line
+            raise UsageError(f"cannot parse ssh_config {path}: {clip(str(exc))}") from None
         with _invoke_hidden():
             import paramiko
         try:
             config = paramiko.SSHConfig.from_text(text)
         except (paramiko.ConfigParseError, ValueError) as exc:
-            raise UsageError(f"cannot parse ssh_config {path}: {exc}") from None
+            raise UsageError(f"cannot parse ssh_config {path}: {clip(str(exc), 160)}") from None
         return cls(config, path, home, notes)
 
     def lookup(self, name: str) -> dict[str, Any]:
@@ -146,7 +149,7 @@ def _expand(path: Path, home: str, depth: int, notes: list[str],
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"cannot read ssh_config {path}: {exc}") from None
+        raise UsageError(f"cannot read ssh_config {path}: {clip(str(exc), 160)}") from None
     lines: list[str] = []
     header: str | None = None
     condition = outer
