@@ -14,7 +14,7 @@ import fnmatch
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from hostbatch.errors import SelectionError, UsageError
+from hostbatch.errors import SelectionError, UsageError, excerpt
 from hostbatch.inventory.model import HostSpec, Inventory
 from hostbatch.inventory.ranges import RangeError, expand, is_range, split_list
 
@@ -52,7 +52,7 @@ def _match_hosts(item: str, inventory: Inventory) -> list[str]:
         try:
             patterns = expand(item)
         except RangeError as exc:
-            raise UsageError(f"bad host range {item!r}: {exc}") from None
+            raise UsageError(f"bad host range {excerpt(item)}: {exc}") from None
     exact = {p for p in patterns if not _GLOB_CHARS & set(p)}
     globs = [p for p in patterns if _GLOB_CHARS & set(p)]
     return [name for name in inventory.hosts
@@ -84,7 +84,8 @@ def select(
         matched = _match_hosts(item, inventory)
         if not matched:
             raise SelectionError(
-                f"host {item!r} is not in {inventory.path}{_suggestion(item, inventory.hosts)}",
+                f"host {excerpt(item)} is not in {inventory.path}"
+                f"{_suggestion(item, inventory.hosts)}",
                 [item],
             )
         chosen.update(matched)
@@ -92,17 +93,16 @@ def select(
         groups = _match_groups(item, inventory)
         if not groups:
             raise SelectionError(
-                f"group {item!r} is not in {inventory.path}"
+                f"group {excerpt(item)} is not in {inventory.path}"
                 f"{_suggestion(item, inventory.group_names())}",
                 [item],
             )
-        for group in groups:
-            chosen.update(inventory.group_members(group))
+        chosen.update(inventory.members_of(groups))
     chosen_before_exclude = bool(chosen)
     for item in _items(selection.exclude):
         matched = _match_hosts(item, inventory)
         if not matched and warn is not None:
-            warn(f"-x {item!r} matches no host{_suggestion(item, inventory.hosts)}")
+            warn(f"-x {excerpt(item)} matches no host{_suggestion(item, inventory.hosts)}")
         chosen.difference_update(matched)
     hosts = [spec for name, spec in inventory.hosts.items() if name in chosen]
     if not hosts:
