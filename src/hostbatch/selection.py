@@ -1,7 +1,8 @@
-"""Turn the user's ``-h``/``-g``/``-x`` expressions into the list of hosts to run on.
+"""Turn the user's ``-h``/``-g``/``-H``/``-x`` expressions into the list of hosts to run on.
 
-The selection is the union of the ``-h`` hosts and the ``-g`` groups, minus the ``-x`` hosts,
-each host once, in inventory order. A ``-h`` item is an exact name, a numeric range
+The selection is the union of the ``-h`` hosts, the ``-g`` groups and the ``-H`` ad-hoc hosts
+(:mod:`hostbatch.inventory.adhoc`), minus the ``-x`` hosts, each host once, in inventory order
+(ad-hoc hosts last, as given). A ``-h`` item is an exact name, a numeric range
 (``web[01-03]``) or a shell glob (``web*``); a ``-g`` item is a group name or glob. Anything that
 matches nothing is an error with the nearest names suggested, so a typo never silently shrinks a
 rollout.
@@ -15,10 +16,14 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from hostbatch.errors import SelectionError, UsageError, excerpt
+from hostbatch.inventory.adhoc import adhoc_sections
 from hostbatch.inventory.model import HostSpec, Inventory
 from hostbatch.inventory.ranges import RangeError, expand, is_range, split_list
 
 _GLOB_CHARS = frozenset("*?[")
+#: The error when no host expression was given at all.
+NOTHING_SELECTED = ("no hosts selected: give -h HOSTS, -g GROUPS (-g all for every host) or "
+                    "-H HOSTS (hosts not in the inventory)")
 
 
 @dataclass(frozen=True)
@@ -28,9 +33,15 @@ class Selection:
     hosts: Sequence[str] = ()
     groups: Sequence[str] = ()
     exclude: Sequence[str] = ()
+    adhoc: Sequence[str] = ()
 
     def is_empty(self) -> bool:
-        """True when neither hosts nor groups were asked for."""
+        """True when no hosts, groups or ad-hoc hosts were asked for."""
+        return not any(split_list(item) for item in (*self.hosts, *self.groups, *self.adhoc))
+
+    @property
+    def adhoc_only(self) -> bool:
+        """Only ``-H`` hosts were asked for: no inventory is needed."""
         return not any(split_list(item) for item in (*self.hosts, *self.groups))
 
 
@@ -77,15 +88,15 @@ def select(
 ) -> list[HostSpec]:
     """Resolve ``selection`` against ``inventory``; raise if anything matches nothing."""
     if selection.is_empty():
-        raise UsageError("no hosts selected: give -h HOSTS and/or -g GROUPS "
-                         "(-g all for every host)")
-    chosen: set[str] = set()
+        raise UsageError(NOTHING_SELECTED)
+    chosen: set[str] = set(adhoc_sections(selection.adhoc))
     for item in _items(selection.hosts):
         matched = _match_hosts(item, inventory)
         if not matched:
             raise SelectionError(
                 f"host {excerpt(item)} is not in {inventory.path}"
-                f"{_suggestion(item, inventory.hosts)}",
+                f"{_suggestion(item, inventory.hosts)}; use -H NAME for a host that is not in "
+                "the inventory",
                 [item],
             )
         chosen.update(matched)

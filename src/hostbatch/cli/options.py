@@ -180,9 +180,13 @@ def add_common_options(parser: argparse.ArgumentParser, *, accept_new: bool = Tr
     parser.add_argument("--version", action="store_true", help="show the version and exit")
     add_inventory_options(parser)
     add_ssh_config_options(parser)
-    select = parser.add_argument_group("host selection (the union of -h and -g, minus -x)")
+    select = parser.add_argument_group("host selection (the union of -h, -g and -H, minus -x)")
     select.add_argument("-h", "--hosts", action="append", default=[], metavar="HOSTS",
                         help="comma list of host names, globs (web*) or ranges (web[01-03])")
+    select.add_argument("-H", "--adhoc", action="append", default=[], metavar="HOSTS",
+                        help="hosts that are not in the inventory, as pssh -H: comma list of "
+                             "[user@]host[:port], ranges allowed; they take [defaults] and "
+                             "ssh_config (no inventory needed)")
     select.add_argument("-g", "--groups", action="append", default=[], metavar="GROUPS",
                         help="comma list of groups (implicit group: all)")
     select.add_argument("-x", "--exclude", action="append", default=[], metavar="HOSTS",
