@@ -5,12 +5,14 @@ from __future__ import annotations
 import contextlib
 import os
 import posixpath
+import stat
 import time
 
 import paramiko
 
 from hostbatch.actions import LocalEntry, PutFiles
 from hostbatch.errors import FailureKind
+from hostbatch.ssh import stream_put
 from hostbatch.ssh.errors import HostJobError
 from hostbatch.ssh.sftp import (
     READ_BLOCK,
@@ -28,6 +30,7 @@ from hostbatch.ssh.sftp import (
     sftp_failure,
     temp_name,
 )
+from hostbatch.ssh.shared_source import source_bytes
 
 
 def _resolve_put_target(sftp: paramiko.SFTPClient, action: PutFiles) -> str:
@@ -63,8 +66,21 @@ def put(transport: paramiko.Transport, action: PutFiles, state: TransferState) -
         target = _resolve_put_target(sftp, action)
         top = action.entries[0]
         if top.kind != "dir":
-            _put_file(sftp, transport, action, top, action.source, target, state)
+            if not (action.sync.enabled and _file_unchanged(sftp, transport, action, target,
+                                                            state)):
+                _put_file(sftp, transport, action, top, action.source, target, state)
             return
+        exists = is_dir(sftp, target)
+        if exists is False:
+            raise HostJobError(FailureKind.TRANSFER,
+                               f"remote {target} exists and is not a directory")
+        state.note = stream_put.probe(transport, state)
+        if not state.note:
+            stream_put.put_tree(transport, sftp, action, target, exists is True, state)
+            return
+        if action.sync.enabled:
+            raise HostJobError(FailureKind.TRANSFER, "--sync of a tree needs GNU tar and find "
+                               "on the host")
         dirs: list[tuple[str, LocalEntry]] = []
         files: list[tuple[LocalEntry, str, str]] = []
         for entry in action.entries:
@@ -120,15 +136,22 @@ def _put_file(sftp: paramiko.SFTPClient, transport: paramiko.Transport, action: 
               entry: LocalEntry, local: str, remote: str, state: TransferState) -> None:
     started = time.monotonic()
     temp = temp_name(remote)
+    if action.sync.dry_run:
+        state.ctx.on_plan("send", remote)
+        state.files, state.bytes = state.files + 1, state.bytes + entry.size
+        return
     try:
-        with open(local, "rb") as source, sftp.open(temp, "wb") as sink:
+        data = source_bytes(local, entry.size)
+        with sftp.open(temp, "wb") as sink:
             sink.MAX_REQUEST_SIZE = REQUEST_SIZE
             sink.set_pipelined(True)
             sent = 0
-            while block := source.read(READ_BLOCK):
+            while sent < len(data):
                 state.check(sftp)
-                sink.write(block)
+                block = data[sent:sent + READ_BLOCK]
+                sink.write(bytes(block))
                 sent += len(block)
+                state.throttle(len(block))
                 state.progress(remote, sent, entry.size)
         set_attributes(sftp, temp, entry, action.preserve_times)
         size = sftp.stat(temp).st_size
@@ -153,3 +176,22 @@ def _put_file(sftp: paramiko.SFTPClient, transport: paramiko.Transport, action: 
         raise
     state.progress(remote, sent, entry.size, final=True)
     state.landed(local, remote, sent, time.monotonic() - started)
+
+
+def _file_unchanged(sftp: paramiko.SFTPClient, transport: paramiko.Transport,
+                    action: PutFiles, target: str, state: TransferState) -> bool:
+    """``--sync`` of one file: whether the target already matches (size, mode, and mtime or
+    with ``--checksum`` SHA-256), which counts it as unchanged."""
+    top = action.entries[0]
+    try:
+        attrs = sftp.stat(target)
+    except FileNotFoundError:
+        return False
+    same = (stat.S_ISREG(attrs.st_mode or 0) and attrs.st_size == top.size
+            and stat.S_IMODE(attrs.st_mode or 0) == stat.S_IMODE(top.mode))
+    if same and action.sync.checksum:
+        same = remote_sha256(transport, sftp, target) == top.sha256
+    elif same:
+        same = int(attrs.st_mtime or 0) == int(top.mtime)
+    state.unchanged += same
+    return same

@@ -51,21 +51,45 @@ class TransferState:
     """One host's transfer in progress: its deadline and cancellation (from the
     :class:`HostContext`), rate-limited progress reports, and the files and bytes landed."""
 
-    def __init__(self, ctx: HostContext) -> None:
+    def __init__(self, ctx: HostContext, limit_rate: int = 0) -> None:
         self.ctx = ctx
         self.host = ctx.host
         #: A transfer's time limit counts from the start of the host's job.
         self.deadline = ctx.deadline_from(ctx.started)
         self.files = 0
         self.bytes = 0
+        #: What a sync found: files (and links) left as they were, entries deleted.
+        self.unchanged = 0
+        self.deleted = 0
+        #: How the files moved: "stream" (tar over an exec channel) or "sftp".
+        self.method = "sftp"
+        #: Why a tree went over SFTP instead of a stream ("" when it did not).
+        self.note = ""
+        #: --limit-rate in bytes per second (0: none), over every byte this host moves.
+        self.limit_rate = limit_rate
+        self._moved = 0
+        self._rate_start = time.monotonic()
         self._last_progress = 0.0
         self._lock = threading.Lock()
 
-    def check(self, sftp: paramiko.SFTPClient | None = None) -> None:
+    def throttle(self, size: int) -> None:
+        """Count ``size`` bytes moved and, under ``--limit-rate``, sleep until the host's
+        average rate is back under the limit (waking at once on Ctrl-C)."""
+        if not self.limit_rate:
+            return
+        with self._lock:
+            self._moved += size
+            due = self._rate_start + self._moved / self.limit_rate
+        while (wait := due - time.monotonic()) > 0:
+            self.ctx.cancelled.wait(min(wait, 0.25))
+            self.check()
+
+    def check(self, sftp: paramiko.SFTPClient | None = None,
+              channel: paramiko.Channel | None = None) -> None:
         """Raise if the run was cancelled or the host's deadline passed.
 
-        Also bounds the next blocking call on ``sftp`` by the time left, so a server that stops
-        answering mid-transfer cannot hold the host past its deadline.
+        Also bounds the next blocking call on ``sftp`` (or ``channel``) by the time left, so a
+        server that stops answering mid-transfer cannot hold the host past its deadline.
         """
         if self.ctx.is_cancelled:
             raise HostJobError(FailureKind.INTERRUPTED, "interrupted during the transfer")
@@ -74,7 +98,8 @@ class TransferState:
             if left <= 0:
                 raise HostJobError(FailureKind.TIMEOUT,
                                    f"transfer timed out after {self.ctx.timeout:g}s")
-            channel = sftp.get_channel() if sftp is not None else None
+            if sftp is not None:
+                channel = sftp.get_channel()
             if channel is not None:
                 channel.settimeout(left)
 
