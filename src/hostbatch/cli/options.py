@@ -337,4 +337,26 @@ def build_scp_parser(prog: str) -> Parser:
                       help="put: create missing remote directories")
     copy.add_argument("--timeout", type=positive_seconds, metavar="S",
                       help="per-host deadline for the whole transfer (default: none)")
+    sync = parser.add_argument_group("incremental copies")
+    sync.add_argument("--sync", action="store_true",
+                      help="send only files whose size, mode or modification time differ "
+                           "from the destination's copy (keeps modification times)")
+    sync.add_argument("--checksum", action="store_true",
+                      help="with --sync: compare SHA-256 instead of modification times")
+    sync.add_argument("--delete", action="store_true",
+                      help="with --sync: remove files under the destination that the source "
+                           "does not have (try --dry-run first)")
+    sync.add_argument("--dry-run", action="store_true",
+                      help="with --sync: list per host what would be sent and deleted; "
+                           "change nothing")
+    copy.add_argument("--limit-rate", type=_rate, metavar="RATE", default=0,
+                      help="at most RATE bytes per second per host (e.g. 500K, 20M)")
     return parser
+
+
+def _rate(text: str) -> int:
+    """A transfer rate in bytes per second (``20M``, ``500K``; binary units), above 0."""
+    value = _size(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive rate (e.g. 500K, 20M)")
+    return value

@@ -153,7 +153,7 @@ def _put_file(sftp: paramiko.SFTPClient, transport: paramiko.Transport, action: 
                 sent += len(block)
                 state.throttle(len(block))
                 state.progress(remote, sent, entry.size)
-        set_attributes(sftp, temp, entry, action.preserve_times)
+        set_attributes(sftp, temp, entry, action.preserve_times or action.sync.enabled)
         size = sftp.stat(temp).st_size
         if size != sent:
             raise HostJobError(FailureKind.TRANSFER, f"put {remote}: remote size {size} "

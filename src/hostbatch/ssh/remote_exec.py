@@ -33,6 +33,7 @@ class RemoteProcess:
                  state: TransferState) -> None:
         state.check()
         self.state = state
+        self.transport = transport
         try:
             self.channel = transport.open_session(timeout=30)
             self.channel.exec_command(command)
@@ -85,6 +86,10 @@ class RemoteProcess:
             self.channel.shutdown_write()
         while not self.channel.status_event.wait(POLL_SECONDS):
             self.state.check()
+            if not self.channel.get_transport() or not self.transport.is_active():
+                raise HostJobError(FailureKind.DISCONNECT, "connection lost during the copy")
+            if self.channel.closed:
+                return -1, bytes(self._stderr)  # ended by a signal: no exit status
             self._drain_stderr()
             with contextlib.suppress(OSError):
                 while self.channel.recv_ready():
