@@ -29,6 +29,7 @@ from hostbatch.ssh.sftp import (
     set_attributes,
     sftp_failure,
     temp_name,
+    wire_path,
 )
 from hostbatch.ssh.shared_source import source_bytes
 
@@ -116,7 +117,7 @@ def _ensure_dir(sftp: paramiko.SFTPClient, path: str) -> None:
         raise HostJobError(FailureKind.TRANSFER, f"remote {path} exists and is not a directory")
     if kind is None:
         try:
-            sftp.mkdir(path, 0o700)
+            sftp.mkdir(wire_path(path), 0o700)
         except OSError as exc:
             raise sftp_failure("mkdir", path, exc) from None
 
@@ -124,11 +125,11 @@ def _ensure_dir(sftp: paramiko.SFTPClient, path: str) -> None:
 def _put_link(sftp: paramiko.SFTPClient, entry: LocalEntry, remote: str) -> None:
     temp = temp_name(remote)
     try:
-        sftp.symlink(entry.link_target, temp)
-        sftp.posix_rename(temp, remote)
+        sftp.symlink(wire_path(entry.link_target), wire_path(temp))
+        sftp.posix_rename(wire_path(temp), wire_path(remote))
     except Exception as exc:
         with contextlib.suppress(Exception):
-            sftp.remove(temp)
+            sftp.remove(wire_path(temp))
         raise sftp_failure("symlink", remote, exc) from None
 
 
@@ -142,7 +143,7 @@ def _put_file(sftp: paramiko.SFTPClient, transport: paramiko.Transport, action: 
         return
     try:
         data = source_bytes(local, entry.size)
-        with sftp.open(temp, "wb") as sink:
+        with sftp.open(wire_path(temp), "wb") as sink:
             sink.MAX_REQUEST_SIZE = REQUEST_SIZE
             sink.set_pipelined(True)
             sent = 0
@@ -154,7 +155,7 @@ def _put_file(sftp: paramiko.SFTPClient, transport: paramiko.Transport, action: 
                 state.throttle(len(block))
                 state.progress(remote, sent, entry.size)
         set_attributes(sftp, temp, entry, action.preserve_times or action.sync.enabled)
-        size = sftp.stat(temp).st_size
+        size = sftp.stat(wire_path(temp)).st_size
         if size != sent:
             raise HostJobError(FailureKind.TRANSFER, f"put {remote}: remote size {size} "
                               f"differs from {sent} bytes sent (disk full, or a write failed)")
@@ -163,7 +164,7 @@ def _put_file(sftp: paramiko.SFTPClient, transport: paramiko.Transport, action: 
             if digest != entry.sha256:
                 raise HostJobError(FailureKind.TRANSFER, f"put {remote}: SHA-256 mismatch "
                                   "after transfer")
-        sftp.posix_rename(temp, remote)
+        sftp.posix_rename(wire_path(temp), wire_path(remote))
     except BaseException as exc:
         remove_quietly(transport, temp)
         if isinstance(exc, HostJobError):
@@ -184,7 +185,7 @@ def _file_unchanged(sftp: paramiko.SFTPClient, transport: paramiko.Transport,
     with ``--checksum`` SHA-256), which counts it as unchanged."""
     top = action.entries[0]
     try:
-        attrs = sftp.stat(target)
+        attrs = sftp.stat(wire_path(target))
     except FileNotFoundError:
         return False
     same = (stat.S_ISREG(attrs.st_mode or 0) and attrs.st_size == top.size

@@ -152,6 +152,7 @@ def first_error_line(errors: bytes, status: int) -> str:
     """The most telling line of a failed command's stderr, for a one-line message."""
     lines = [line for line in errors.decode("utf-8", "replace").splitlines() if line.strip()]
     for line in lines:
-        if "No space left" in line or "Disk quota" in line:
-            return "disk full (No space left on device)"
+        # GNU tar reports a short write (what a full disk causes) as "Wrote only N of M".
+        if "No space left" in line or "Disk quota" in line or "Wrote only" in line:
+            return f"disk full (No space left on device): {line}"
     return lines[0] if lines else f"exit status {status}"

@@ -121,6 +121,12 @@ class TransferState:
         self.ctx.on_file(source, destination, size, duration)
 
 
+def wire_path(path: str) -> bytes:
+    """A path as the bytes SFTP carries: a name that is not UTF-8 (a str holding surrogate
+    escapes) goes back to its own bytes, where paramiko's strict UTF-8 would refuse it."""
+    return os.fsencode(path)
+
+
 def temp_name(path: str) -> str:
     directory, name = posixpath.split(path)
     return posixpath.join(directory, f".{name}.hostbatch-{secrets.token_hex(4)}.part")
@@ -160,7 +166,7 @@ def sftp_failure(action: str, path: str, exc: BaseException) -> HostJobError:
 def is_dir(sftp: paramiko.SFTPClient, path: str) -> bool | None:
     """True for a directory, False for anything else, None when nothing is there."""
     try:
-        return stat.S_ISDIR(sftp.stat(path).st_mode or 0)
+        return stat.S_ISDIR(sftp.stat(wire_path(path)).st_mode or 0)
     except FileNotFoundError:
         return None
 
@@ -232,7 +238,7 @@ def remove_quietly(transport: paramiko.Transport, path: str) -> None:
         channel.invoke_subsystem("sftp")
         cleanup = paramiko.SFTPClient(channel)
         try:
-            cleanup.remove(path)
+            cleanup.remove(wire_path(path))
         finally:
             cleanup.close()
 
@@ -259,7 +265,7 @@ def remote_sha256(transport: paramiko.Transport, sftp: paramiko.SFTPClient, path
     if status == 0 and output:
         return output.split()[0].decode("ascii", "replace").lstrip("\\")
     digest = hashlib.sha256()
-    with sftp.open(path, "rb") as handle:
+    with sftp.open(wire_path(path), "rb") as handle:
         handle.MAX_REQUEST_SIZE = REQUEST_SIZE
         handle.prefetch()
         while block := handle.read(READ_BLOCK):
@@ -275,13 +281,13 @@ def makedirs(sftp: paramiko.SFTPClient, path: str) -> None:
         current = posixpath.dirname(current)
     for directory in reversed(missing):
         try:
-            sftp.mkdir(directory)
+            sftp.mkdir(wire_path(directory))
         except OSError as exc:
             raise sftp_failure("mkdir", directory, exc) from None
 
 
 def set_attributes(sftp: paramiko.SFTPClient, path: str, entry: LocalEntry,
                     preserve_times: bool) -> None:
-    sftp.chmod(path, stat.S_IMODE(entry.mode))
+    sftp.chmod(wire_path(path), stat.S_IMODE(entry.mode))
     if preserve_times:
-        sftp.utime(path, (entry.atime, entry.mtime))
+        sftp.utime(wire_path(path), (entry.atime, entry.mtime))

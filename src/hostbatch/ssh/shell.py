@@ -78,9 +78,9 @@ def kill_group(signal_name: str, pgid: int) -> str:
     return f"sh -c 'kill -s {signal_name} -- -{pgid}' >/dev/null 2>&1"
 
 
-def sha256_command(path: str) -> str:
+def sha256_command(path: str) -> bytes:
     """Print the SHA-256 of the remote file at ``path`` (``sha256sum`` format)."""
-    return f"sha256sum -- {shlex.quote(path)}"
+    return b"sha256sum -- " + quote_path(path)
 
 
 def build_command(command: str, env: Sequence[tuple[str, str]] = (), *,
@@ -119,8 +119,11 @@ def tar_extract_command(stage: str, *, preserve_times: bool) -> bytes:
     everything even as root (as an SFTP upload does), ``-m`` drops mtimes unless kept (``-p``
     of batch_scp)."""
     touch = b"" if preserve_times else b" -m"
+    # A stream cut short (a dropped connection) ends tar with an error: the host then removes
+    # the staging directory itself, since no channel may be left to do it from here.
     return (b"tar -x -p --no-same-owner --delay-directory-restore" + touch + b" -f - -C "
-            + quote_path(stage))
+            + quote_path(stage) + b" || { s=$?; " + remove_tree_command(stage)
+            + b"; exit $s; }")
 
 
 def tar_create_command(path: str, names_on_stdin: bool) -> bytes:
