@@ -130,7 +130,8 @@ def tar_create_command(path: str, names_on_stdin: bool) -> bytes:
     """Write the tree at ``path`` (its contents, members ``./...``) as a tar stream on stdout;
     with ``names_on_stdin`` only the NUL-separated members read from stdin, not recursing."""
     if names_on_stdin:
-        return (b"tar -c -f - --format=gnu --no-recursion --null -T - -C " + quote_path(path))
+        return (b"tar -c -f - --format=gnu --no-recursion -C " + quote_path(path)
+                + b" --null -T -")  # -C first: it applies to the names that follow it
     return b"tar -c -f - --format=gnu -C " + quote_path(path) + b" ."
 
 
