@@ -309,9 +309,10 @@ def build_scp_parser(prog: str) -> Parser:
         prog=prog,
         add_help=False,
         allow_abbrev=False,
-        description="Copy files to (put) or from (get) many hosts over SFTP, in parallel. "
-                    "A put lands via a temporary name and an atomic rename; a get writes "
-                    "LOCAL/HOST/NAME for each host.",
+        description="Copy files to (put) or from (get) many hosts, in parallel: files over "
+                    "SFTP, trees (-r) as one tar stream per host (SFTP where the host lacks "
+                    "GNU tar). Everything lands via a temporary name or a staging directory "
+                    "and atomic renames; a get writes LOCAL/HOST/NAME for each host.",
         epilog=exit_status_help(meanings={
             ExitStatus.COMMAND_FAILED: "a transfer failed on some host"}) + RUN_NOTES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
