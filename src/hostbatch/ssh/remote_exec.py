@@ -89,7 +89,11 @@ class RemoteProcess:
             if not self.channel.get_transport() or not self.transport.is_active():
                 raise HostJobError(FailureKind.DISCONNECT, "connection lost during the copy")
             if self.channel.closed:
-                return -1, bytes(self._stderr)  # ended by a signal: no exit status
+                # The exit status comes before the close: read it if it raced this check;
+                # a channel closed without one was ended by a signal.
+                if self.channel.status_event.wait(POLL_SECONDS):
+                    break
+                return -1, bytes(self._stderr)
             self._drain_stderr()
             with contextlib.suppress(OSError):
                 while self.channel.recv_ready():
