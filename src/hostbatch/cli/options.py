@@ -335,9 +335,10 @@ def build_scp_parser(prog: str) -> Parser:
         prog=prog,
         add_help=False,
         allow_abbrev=False,
-        description="Copy files to (put) or from (get) many hosts over SFTP, in parallel. "
-                    "A put lands via a temporary name and an atomic rename; a get writes "
-                    "LOCAL/HOST/NAME for each host.",
+        description="Copy files to (put) or from (get) many hosts, in parallel: files over "
+                    "SFTP, trees (-r) as one tar stream per host (SFTP where the host lacks "
+                    "GNU tar). Everything lands via a temporary name or a staging directory "
+                    "and atomic renames; a get writes LOCAL/HOST/NAME for each host.",
         epilog=exit_status_help(meanings={
             ExitStatus.COMMAND_FAILED: "a transfer failed on some host"}) + RUN_NOTES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -363,4 +364,26 @@ def build_scp_parser(prog: str) -> Parser:
                       help="put: create missing remote directories")
     copy.add_argument("--timeout", type=positive_seconds, metavar="S",
                       help="per-host deadline for the whole transfer (default: none)")
+    sync = parser.add_argument_group("incremental copies")
+    sync.add_argument("--sync", action="store_true",
+                      help="send only files whose size, mode or modification time differ "
+                           "from the destination's copy (keeps modification times)")
+    sync.add_argument("--checksum", action="store_true",
+                      help="with --sync: compare SHA-256 instead of modification times")
+    sync.add_argument("--delete", action="store_true",
+                      help="with --sync: remove files under the destination that the source "
+                           "does not have (try --dry-run first)")
+    sync.add_argument("--dry-run", action="store_true",
+                      help="with --sync: list per host what would be sent and deleted; "
+                           "change nothing")
+    copy.add_argument("--limit-rate", type=_rate, metavar="RATE", default=0,
+                      help="at most RATE bytes per second per host (e.g. 500K, 20M)")
     return parser
+
+
+def _rate(text: str) -> int:
+    """A transfer rate in bytes per second (``20M``, ``500K``; binary units), above 0."""
+    value = _size(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive rate (e.g. 500K, 20M)")
+    return value
