@@ -1137,6 +1137,12 @@ def _detach(args: argparse.Namespace) -> int:
         os.dup2(log_fd, 2)
         os.close(null_fd)
         os.close(log_fd)
+        # A daemon keeps nothing of its starter's: an inherited lock (flock FILE fleet
+        # --detach) would otherwise stay held for the fleet's whole life.
+        for fd in [int(name) for name in os.listdir("/proc/self/fd")]:
+            if fd > 2 and fd != write_fd:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
 
         def ready(inventory: Path) -> None:
             _write_private(pid_file, f"{os.getpid()}\n", 0o644)
