@@ -13,6 +13,7 @@ from tests.integration.conftest import (
     host_lines,
     write_inventory,
 )
+from tests.integration.test_keyscan import KeyscanCli
 from tests.support.fleet import Fleet
 
 pytestmark = pytest.mark.integration
@@ -70,6 +71,6 @@ def test_batch_scp_and_keyscan_take_minus_capital_h(cli: Cli, main_fleet: Fleet,
                   "-local", tmp_path / "out")
     assert got.returncode == 0, got
     assert (tmp_path / "out" / "web02" / "hostname").read_text()
-    scan = scp.run("keyscan", "-H", "web02", via="hostbatch")
+    scan = KeyscanCli(cli).run("-H", "web02")
     assert scan.returncode == 0, scan
     assert "known" in scan.stdout and "web02" in scan.stdout, scan
