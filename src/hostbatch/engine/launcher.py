@@ -17,6 +17,9 @@ import os
 from multiprocessing.connection import Connection
 from typing import Any
 
+#: How long :meth:`WorkerLauncher.close` waits for the job queue's feeder thread to end.
+FEEDER_WAIT = 0.2
+
 
 def _worker_entry(config_reader: Connection, jobs: Any, events_writer: Connection,
                   cancel_fd: int, cancel_write_fd: int) -> None:
@@ -68,7 +71,7 @@ class WorkerLauncher:
         """Tell every worker of the run to cancel it (safe in a signal handler).
 
         One byte per worker: each worker reads exactly one, then keeps reading to notice
-        the end of file that the parent's death would cause.
+        the end of file that the parent's death would cause. Does nothing after :meth:`close`.
         """
         if not self._cancelled:
             self._cancelled = True
@@ -85,3 +88,31 @@ class WorkerLauncher:
             taken.append(self._spawn())
         self._taken = len(taken)
         return taken
+
+    def close(self, wait: float = FEEDER_WAIT) -> None:
+        """Release what the launcher holds, once its run's workers have ended: the cancel pipe,
+        the pipes of workers never taken (which then exit), and the job queue, whose feeder
+        thread (which holds the queue's two pipe ends) is given ``wait`` seconds to finish.
+
+        A launcher serves one run; a long-lived program calls ``run()`` many times, and each
+        run's two cancel-pipe descriptors used to stay open for good. Idempotent. A later
+        :meth:`cancel` (a signal arriving late) writes nothing: the descriptor number may
+        already belong to another file.
+        """
+        self.jobs.close()
+        # After a normal run the workers took every job and sentinel, so the feeder ends at
+        # once; joined here, the caller gets back a process without it. After an interrupted
+        # run it may be stuck writing jobs nobody reads: then it is not waited for longer.
+        feeder = getattr(self.jobs, "_thread", None)
+        if feeder is not None and wait > 0:
+            feeder.join(wait)
+        self._cancelled = True
+        for fd in (self._cancel_read, self._cancel_write):
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self._cancel_read = self._cancel_write = -1
+        for _process, config_writer, events_reader in self._idle:
+            config_writer.close()
+            events_reader.close()
+        self._idle = []
