@@ -15,7 +15,7 @@ import fnmatch
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from hostbatch.errors import SelectionError, UsageError, excerpt
+from hostbatch.errors import SelectionError, UsageError, clip, excerpt
 from hostbatch.inventory.adhoc import adhoc_sections
 from hostbatch.inventory.model import HostSpec, Inventory
 from hostbatch.inventory.ranges import RangeError, expand, is_range, split_list
@@ -52,6 +52,17 @@ def _items(values: Iterable[str]) -> list[str]:
 def _suggestion(word: str, names: Iterable[str]) -> str:
     close = difflib.get_close_matches(word, list(names), n=3, cutoff=0.5)
     return f" (did you mean {', '.join(close)}?)" if close else ""
+
+
+def _group_list(word: str, inventory: Inventory, shown: int = 8) -> str:
+    """The groups there are, nearest to ``word`` first, a few of them."""
+    names = [name for name in inventory.group_names() if name != "all"]
+    if not names:
+        return "it defines no groups (-g all selects every host)"
+    ranked = sorted(names, key=lambda name: -difflib.SequenceMatcher(None, word, name).ratio())
+    listed = ", ".join(ranked[:shown]) + (f" and {len(names) - shown} more"
+                                          if len(names) > shown else "")
+    return f"its groups: {listed}"
 
 
 def _match_hosts(item: str, inventory: Inventory) -> list[str]:
@@ -93,6 +104,8 @@ def select(
     for item in _items(selection.hosts):
         matched = _match_hosts(item, inventory)
         if not matched:
+            if item in inventory.group_names():
+                raise SelectionError(f"{excerpt(item)} is a group: use -g {clip(item)}", [item])
             raise SelectionError(
                 f"host {excerpt(item)} is not in {inventory.path}"
                 f"{_suggestion(item, inventory.hosts)}; use -H NAME for a host that is not in "
@@ -103,11 +116,12 @@ def select(
     for item in _items(selection.groups):
         groups = _match_groups(item, inventory)
         if not groups:
+            if item in inventory.hosts:
+                raise SelectionError(f"{excerpt(item)} is a host: use -h {clip(item)}", [item])
             raise SelectionError(
                 f"group {excerpt(item)} is not in {inventory.path}"
-                f"{_suggestion(item, inventory.group_names())}",
-                [item],
-            )
+                f"{_suggestion(item, inventory.group_names())}; "
+                f"{_group_list(item, inventory)}", [item])
         chosen.update(inventory.members_of(groups))
     chosen_before_exclude = bool(chosen)
     for item in _items(selection.exclude):

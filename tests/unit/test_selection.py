@@ -168,6 +168,21 @@ def test_unmatched_host_or_group_is_an_error(
         assert "did you mean" in message and suggested in message
 
 
+def test_a_host_given_to_minus_g_and_a_group_given_to_minus_h_say_so(
+        inventory: Inventory) -> None:
+    with pytest.raises(SelectionError, match="'db1' is a host: use -h db1"):
+        names(inventory, (), ("db1",))
+    with pytest.raises(SelectionError, match="'db_servers' is a group: use -g db_servers"):
+        names(inventory, ("db_servers",), ())
+
+
+def test_an_unknown_group_lists_the_groups_nearest_first(inventory: Inventory) -> None:
+    with pytest.raises(SelectionError) as caught:
+        names(inventory, (), ("dbservers",))
+    listed = str(caught.value).split("its groups: ", 1)[1].split(", ")
+    assert listed[0] == "db_servers" and "web_clusters" in listed
+
+
 def test_selection_error_types() -> None:
     assert issubclass(SelectionError, HostbatchError)
     assert issubclass(SelectionError, LookupError)
