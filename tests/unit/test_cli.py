@@ -419,3 +419,16 @@ def test_make_warn_redacts_labels_and_flushes() -> None:
     make_warn("batch_run", out)(f"password {secret.reveal()} looks odd")
     make_warn("hostbatch", out, label=None)("plain")
     assert out.getvalue() == b"batch_run: warning: password *** looks odd\nhostbatch: plain\n"
+
+
+@pytest.mark.parametrize(("argv", "hint"), [
+    (["-g", "all", "-w", "web1", "-cmd", "true"], "use -h HOSTS (inventory hosts) or -H HOSTS"),
+    (["-g", "all", "-t", "5", "-cmd", "true"], "use --timeout S"),
+    (["-g", "all", "-p", "9", "-cmd", "true"], "use -f N"),
+    (["-g", "all", "--frks", "3", "-cmd", "true"], "did you mean --forks?"),
+])
+def test_pssh_and_clush_habits_get_a_pointer(cli: Cli, inventory_path: Path, argv: list[str],
+                                             hint: str) -> None:
+    result = cli("-i", str(inventory_path), *argv)
+    assert result.status == 2 and hint in result.stderr, result
+    assert result.stderr.count("\n") == 1
