@@ -59,6 +59,21 @@ class LocalEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class SyncOptions:
+    """Incremental copying (``--sync``): send only what differs from the destination's copy.
+
+    ``enabled``: compare size and modification time (rsync's quick check), or with
+    ``checksum`` SHA-256; ``delete`` also removes what the source does not have;
+    ``dry_run`` only reports what would be sent and deleted.
+    """
+
+    enabled: bool = False
+    checksum: bool = False
+    delete: bool = False
+    dry_run: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class PutFiles:
     """Copy the local ``source`` (a file, or with ``recursive`` a tree) to ``remote`` on each host.
 
@@ -72,6 +87,9 @@ class PutFiles:
     preserve_times: bool = False
     verify: bool = False
     mkdir: bool = False
+    sync: SyncOptions = SyncOptions()
+    #: Bytes per second per host (``--limit-rate``); 0: no limit.
+    limit_rate: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +102,9 @@ class GetFiles:
     recursive: bool = False
     preserve_times: bool = False
     verify: bool = False
+    sync: SyncOptions = SyncOptions()
+    #: Bytes per second per host (``--limit-rate``); 0: no limit.
+    limit_rate: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,24 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 
+#: The most characters of user input an error or warning quotes back.
+ECHO_LIMIT = 80
+
+
+def clip(text: str, limit: int = ECHO_LIMIT) -> str:
+    """``text`` cut to ``limit`` characters, the last one an ellipsis when it was longer."""
+    return text if len(text) <= limit else text[:limit - 1] + "\u2026"
+
+
+def excerpt(text: object, limit: int = ECHO_LIMIT) -> str:
+    """``text`` (a string, or anything turned into one) quoted as ``repr`` does, cut to
+    ``limit`` characters with an ellipsis.
+
+    Every message that quotes input goes through this, so a pasted blob or a runaway line
+    still gives a short, one-line error (``repr`` also escapes line breaks).
+    """
+    return repr(clip(text if isinstance(text, str) else str(text), limit))
+
 
 class FailureKind(enum.Enum):
     """Why one host did not run to completion; the values are the ``--json`` ``kind`` strings."""
@@ -56,9 +74,9 @@ class InventoryError(HostbatchError):
         if path:
             where.append(path)
         if section:
-            where.append(f"[{section}]")
+            where.append(f"[{clip(section)}]")
         if key:
-            where.append(key)
+            where.append(clip(key))
         super().__init__(f"{' '.join(where)}: {message}" if where else message)
 
 

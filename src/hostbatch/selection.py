@@ -1,7 +1,8 @@
-"""Turn the user's ``-h``/``-g``/``-x`` expressions into the list of hosts to run on.
+"""Turn the user's ``-h``/``-g``/``-H``/``-x`` expressions into the list of hosts to run on.
 
-The selection is the union of the ``-h`` hosts and the ``-g`` groups, minus the ``-x`` hosts,
-each host once, in inventory order. A ``-h`` item is an exact name, a numeric range
+The selection is the union of the ``-h`` hosts, the ``-g`` groups and the ``-H`` ad-hoc hosts
+(:mod:`hostbatch.inventory.adhoc`), minus the ``-x`` hosts, each host once, in inventory order
+(ad-hoc hosts last, as given). A ``-h`` item is an exact name, a numeric range
 (``web[01-03]``) or a shell glob (``web*``); a ``-g`` item is a group name or glob. Anything that
 matches nothing is an error with the nearest names suggested, so a typo never silently shrinks a
 rollout.
@@ -14,11 +15,15 @@ import fnmatch
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from hostbatch.errors import SelectionError, UsageError
+from hostbatch.errors import SelectionError, UsageError, excerpt
+from hostbatch.inventory.adhoc import adhoc_sections
 from hostbatch.inventory.model import HostSpec, Inventory
 from hostbatch.inventory.ranges import RangeError, expand, is_range, split_list
 
 _GLOB_CHARS = frozenset("*?[")
+#: The error when no host expression was given at all.
+NOTHING_SELECTED = ("no hosts selected: give -h HOSTS, -g GROUPS (-g all for every host) or "
+                    "-H HOSTS (hosts not in the inventory)")
 
 
 @dataclass(frozen=True)
@@ -28,9 +33,15 @@ class Selection:
     hosts: Sequence[str] = ()
     groups: Sequence[str] = ()
     exclude: Sequence[str] = ()
+    adhoc: Sequence[str] = ()
 
     def is_empty(self) -> bool:
-        """True when neither hosts nor groups were asked for."""
+        """True when no hosts, groups or ad-hoc hosts were asked for."""
+        return not any(split_list(item) for item in (*self.hosts, *self.groups, *self.adhoc))
+
+    @property
+    def adhoc_only(self) -> bool:
+        """Only ``-H`` hosts were asked for: no inventory is needed."""
         return not any(split_list(item) for item in (*self.hosts, *self.groups))
 
 
@@ -52,7 +63,7 @@ def _match_hosts(item: str, inventory: Inventory) -> list[str]:
         try:
             patterns = expand(item)
         except RangeError as exc:
-            raise UsageError(f"bad host range {item!r}: {exc}") from None
+            raise UsageError(f"bad host range {excerpt(item)}: {exc}") from None
     exact = {p for p in patterns if not _GLOB_CHARS & set(p)}
     globs = [p for p in patterns if _GLOB_CHARS & set(p)]
     return [name for name in inventory.hosts
@@ -77,14 +88,15 @@ def select(
 ) -> list[HostSpec]:
     """Resolve ``selection`` against ``inventory``; raise if anything matches nothing."""
     if selection.is_empty():
-        raise UsageError("no hosts selected: give -h HOSTS and/or -g GROUPS "
-                         "(-g all for every host)")
-    chosen: set[str] = set()
+        raise UsageError(NOTHING_SELECTED)
+    chosen: set[str] = set(adhoc_sections(selection.adhoc))
     for item in _items(selection.hosts):
         matched = _match_hosts(item, inventory)
         if not matched:
             raise SelectionError(
-                f"host {item!r} is not in {inventory.path}{_suggestion(item, inventory.hosts)}",
+                f"host {excerpt(item)} is not in {inventory.path}"
+                f"{_suggestion(item, inventory.hosts)}; use -H NAME for a host that is not in "
+                "the inventory",
                 [item],
             )
         chosen.update(matched)
@@ -92,17 +104,16 @@ def select(
         groups = _match_groups(item, inventory)
         if not groups:
             raise SelectionError(
-                f"group {item!r} is not in {inventory.path}"
+                f"group {excerpt(item)} is not in {inventory.path}"
                 f"{_suggestion(item, inventory.group_names())}",
                 [item],
             )
-        for group in groups:
-            chosen.update(inventory.group_members(group))
+        chosen.update(inventory.members_of(groups))
     chosen_before_exclude = bool(chosen)
     for item in _items(selection.exclude):
         matched = _match_hosts(item, inventory)
         if not matched and warn is not None:
-            warn(f"-x {item!r} matches no host{_suggestion(item, inventory.hosts)}")
+            warn(f"-x {excerpt(item)} matches no host{_suggestion(item, inventory.hosts)}")
         chosen.difference_update(matched)
     hosts = [spec for name, spec in inventory.hosts.items() if name in chosen]
     if not hosts:

@@ -363,6 +363,15 @@ def refused_port(addr: str) -> int:
         return int(sock.getsockname()[1])
 
 
+def process_group_alive(pgid: int) -> bool:
+    """Whether any process is left in process group ``pgid`` (a run's workers included)."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def interrupt_group(proc: subprocess.Popen[bytes]) -> None:
     """Send SIGINT to the process group of ``proc`` (started with start_new_session), as a
     terminal's Ctrl-C does to the foreground job."""

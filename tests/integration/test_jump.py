@@ -28,6 +28,7 @@ from tests.integration.conftest import (
     TEST_PASSWORD,
     Cli,
     parse_jsonl,
+    process_group_alive,
     remote_processes,
     terminals,
     write_inventory,
@@ -276,20 +277,12 @@ def test_killing_the_controller_kills_the_commands_behind_the_bastion(
         while remote_processes(f"^{sleep}$") and time.monotonic() - killed < 10:
             time.sleep(0.1)
         assert remote_processes(f"^{sleep}$") == [], "commands outlived the controller"
-        while _group_alive(proc.pid) and time.monotonic() - killed < 10:
+        while process_group_alive(proc.pid) and time.monotonic() - killed < 10:
             time.sleep(0.1)
-        assert not _group_alive(proc.pid), "a worker outlived the controller by 10 s"
+        assert not process_group_alive(proc.pid), "a worker outlived the controller by 10 s"
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def test_closing_targets_never_drops_the_shared_bastion(jumpnet: JumpNet, cli: Cli,

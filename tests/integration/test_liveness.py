@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,6 +26,7 @@ from tests.integration.conftest import (
     fleet_host,
     json_lines,
     parse_jsonl,
+    process_group_alive,
     terminals,
     wait_for_processes,
     write_inventory,
@@ -68,6 +71,18 @@ def frozen(live_fleet: Fleet) -> Iterator[Callable[[str], None]]:
 
 
 @pytest.fixture
+def shared_dir() -> Iterator[Path]:
+    """A directory the test user can write (tmp_path is root's alone): root logins are
+    avoided here, as a frozen root login can leave root's shell start-up files half-run."""
+    path = Path(tempfile.mkdtemp(prefix="hostbatch-live-"))
+    path.chmod(0o777)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
 def spawn(cli: Cli) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
     """Start the CLI in a session of its own; whatever is left is killed (by its group id)."""
     procs: list[subprocess.Popen[bytes]] = []
@@ -88,12 +103,16 @@ def _stderr(proc: subprocess.Popen[bytes]) -> str:
     return proc.stderr.read().decode() if proc.stderr else ""
 
 
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+def _start_everywhere(spawn: Any, inventory: Path, pattern: str,
+                      ) -> tuple[subprocess.Popen[bytes], LineReader]:
+    """A run of ``echo started; PATTERN`` on every host, once all three are running it."""
+    proc = spawn("-i", inventory, "-g", "all", "-cmd", f"echo started; {pattern}")
+    reader = LineReader(proc)
+    everyone = [f"{host}: started" for host in NAMES]
+    assert reader.until(lambda _: all(x in reader.lines for x in everyone), 30), reader.lines
+    seen, _ = wait_for_processes(pattern, 20.0, present=True, user=TEST_USER)
+    assert len(seen) == 3, seen
+    return proc, reader
 
 
 # ------------------------------------------------------------------ a host that freezes
@@ -125,17 +144,14 @@ def test_a_host_frozen_mid_command_ends_as_disconnect_by_keepalive(
 
 
 def test_a_host_frozen_mid_put_ends_as_disconnect_by_keepalive(
-        spawn: Any, live_fleet: Fleet, tmp_path: Path,
+        spawn: Any, inventory: Path, tmp_path: Path, shared_dir: Path,
         frozen: Callable[[str], None]) -> None:
     source = tmp_path / "big.bin"
     with source.open("wb") as handle:
         handle.truncate(1 << 30)  # sparse: cheap to read here, slow enough to send
-    remote = tmp_path / "remote"
-    remote.mkdir()
-    as_root = write_inventory(tmp_path / "root.ini",
-                              {"live02": fleet_host(live_fleet, "live02", user="root")})
+    remote = shared_dir
     scp = Cli(tmp_path / "scp-home", tmp_path / "scp-cwd", command="scp")
-    proc = spawn("-i", as_root, "--json", *KEEPALIVE, "-h", "live02", "-action", "put",
+    proc = spawn("-i", inventory, "--json", *KEEPALIVE, "-h", "live02", "-action", "put",
                  "-local", source, "-remote", f"{remote}/", cli_=scp)
     reader = LineReader(proc)
     assert reader.until(lambda line: '"progress"' in line, 60), reader.lines
@@ -178,12 +194,7 @@ def test_a_signal_to_the_process_group_ends_the_run_like_ctrl_c(
     """What `timeout` or a service manager sends: to every process of the group, workers
     included. It used to kill the workers and hang the parent."""
     pattern = f"sleep 33{signum:02d}"
-    proc = spawn("-i", inventory, "-g", "all", "-cmd", f"echo started; {pattern}")
-    reader = LineReader(proc)
-    everyone = [f"{host}: started" for host in NAMES]
-    assert reader.until(lambda _: all(x in reader.lines for x in everyone), 30), reader.lines
-    seen, _ = wait_for_processes(pattern, 20.0, present=True, user=TEST_USER)
-    assert len(seen) == 3, seen
+    proc, reader = _start_everywhere(spawn, inventory, pattern)
     os.killpg(proc.pid, signum)
     reader.rest(timeout=30)
     assert proc.wait(timeout=20) == status
@@ -199,18 +210,13 @@ def test_a_signal_to_the_process_group_ends_the_run_like_ctrl_c(
 def test_killing_the_controller_leaves_no_worker_and_no_remote_command(
         spawn: Any, inventory: Path) -> None:
     pattern = "sleep 3399"
-    proc = spawn("-i", inventory, "-g", "all", "-cmd", f"echo started; {pattern}")
-    reader = LineReader(proc)
-    everyone = [f"{host}: started" for host in NAMES]
-    assert reader.until(lambda _: all(x in reader.lines for x in everyone), 30), reader.lines
-    seen, _ = wait_for_processes(pattern, 20.0, present=True, user=TEST_USER)
-    assert len(seen) == 3, seen
+    proc, _ = _start_everywhere(spawn, inventory, pattern)
     proc.kill()  # the parent alone, as the OOM killer does
     proc.wait(timeout=10)
     killed = time.monotonic()
-    while _group_alive(proc.pid) and time.monotonic() - killed < 15:
+    while process_group_alive(proc.pid) and time.monotonic() - killed < 15:
         time.sleep(0.1)
-    assert not _group_alive(proc.pid), "a worker outlived its parent"
+    assert not process_group_alive(proc.pid), "a worker outlived its parent"
     assert time.monotonic() - killed < 10.0
     leftover, _ = wait_for_processes(pattern, 5.0, present=False)
     assert leftover == [], f"remote commands survived the controller: {leftover}"
@@ -267,17 +273,14 @@ def test_outdir_on_a_full_disk_leaves_no_partial_file(cli: Cli, inventory: Path,
 
 
 def test_ctrl_c_mid_get_takes_effect_at_once_and_leaves_only_whole_files(
-        spawn: Any, live_fleet: Fleet, tmp_path: Path) -> None:
-    remote = tmp_path / "remote"
-    remote.mkdir()
-    big = remote / "big.bin"
+        spawn: Any, inventory: Path, tmp_path: Path, shared_dir: Path) -> None:
+    big = shared_dir / "big.bin"
     with big.open("wb") as handle:
         handle.truncate(2 << 30)  # sparse on the host's side: cheap to create, slow to get
+    big.chmod(0o644)
     local = tmp_path / "local"
-    as_root = write_inventory(tmp_path / "root.ini",
-                              {"live01": fleet_host(live_fleet, "live01", user="root")})
     scp = Cli(tmp_path / "scp-home", tmp_path / "scp-cwd", command="scp")
-    proc = spawn("-i", as_root, "--json", "-h", "live01", "-action", "get",
+    proc = spawn("-i", inventory, "--json", "-h", "live01", "-action", "get",
                  "-remote", big, "-local", local, cli_=scp)
     reader = LineReader(proc)
     assert reader.until(lambda line: '"progress"' in line, 60), reader.lines

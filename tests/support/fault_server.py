@@ -23,7 +23,13 @@ selected by ``mode``:
     ``exec`` sends ``bytes`` bytes of stdout, then cuts the TCP connection (FIN,
     or RST with ``reset=True``) without exit status or channel close.
 ``hang``
-    authentication and ``exec`` succeed, then nothing is ever sent.
+    authentication and ``exec`` succeed, then nothing is ever sent (keepalives are still
+    answered: a command that is merely silent).
+``freeze_after``
+    ``exec`` sends ``lines`` lines (``"line 1\\n"``..., default 1), then the server freezes
+    as a hung machine does: no more output, no exit status, and the first global request
+    (a client's keepalive) blocks its transport for good, so nothing is ever answered or
+    read again while the TCP connection stays open.
 ``auth_hang``
     banner and key exchange complete, authentication is never answered.
 
@@ -72,6 +78,7 @@ MODES: dict[str, frozenset[str]] = {
     "drip": frozenset({"lines", "interval", "exit_status"}),
     "drop_after": frozenset({"bytes", "reset"}),
     "hang": frozenset(),
+    "freeze_after": frozenset({"lines"}),
     "auth_hang": frozenset(),
 }
 
@@ -212,6 +219,13 @@ class _Handler(paramiko.ServerInterface):
         else:
             ok = key.get_base64() == server.authorized_blob
         return AUTH_SUCCESSFUL if ok else AUTH_FAILED
+
+    # -- global requests
+    def check_global_request(self, kind: str, msg: paramiko.Message) -> bool:
+        if self._server.mode == "freeze_after":
+            # Runs on the transport thread: blocking it stops every answer and every read.
+            self._server._stopping.wait()
+        return False
 
     # -- channels
     def check_channel_request(self, kind: str, chanid: int) -> int:
@@ -446,6 +460,10 @@ class FaultServer:
                 self._drip(channel)
             elif self.mode == "drop_after":
                 self._drop_after(transport, channel)
+            elif self.mode == "freeze_after":
+                for number in range(1, int(self.params.get("lines", 1)) + 1):
+                    channel.sendall(f"line {number}\n".encode())
+                self._stopping.wait()
             else:
                 self._run_command(channel, command)
         except _CLIENT_GONE as exc:

@@ -903,6 +903,27 @@ class Fleet:
         for pid in pids:
             _signal(pid, signal.SIGCONT)
 
+    def kill_sessions(self, name: str) -> list[int]:
+        """SIGKILL everything below host ``name``'s listener (connection handlers, login shells,
+        commands) and leave the listener up: every open connection to the host drops at once,
+        as when its sshd sessions crash or are killed mid-command, while new connections are
+        still served. Frozen first, so no process forks past the kill. Returns the killed pids.
+        """
+        proc = self._procs[name]
+        protected = _own_lineage()
+        frozen: set[int] = set()
+        for _ in range(20):
+            new = _descendants({proc.pid, *frozen}, _process_table()) - frozen - protected
+            new.discard(proc.pid)
+            if not new:
+                break
+            for pid in new:
+                _signal(pid, signal.SIGSTOP)
+            frozen |= new
+        for pid in frozen:
+            _signal(pid, signal.SIGKILL)
+        return sorted(frozen)
+
     def __enter__(self) -> Fleet:
         return self.start()
 
@@ -1137,6 +1158,12 @@ def _detach(args: argparse.Namespace) -> int:
         os.dup2(log_fd, 2)
         os.close(null_fd)
         os.close(log_fd)
+        # A daemon keeps nothing of its starter's: an inherited lock (flock FILE fleet
+        # --detach) would otherwise stay held for the fleet's whole life.
+        for fd in [int(name) for name in os.listdir("/proc/self/fd")]:
+            if fd > 2 and fd != write_fd:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
 
         def ready(inventory: Path) -> None:
             _write_private(pid_file, f"{os.getpid()}\n", 0o644)

@@ -28,3 +28,17 @@ def write_inventory(tmp_path: Path) -> WriteInventory:
 def warnings_seen() -> list[str]:
     """A list that a ``warn=warnings_seen.append`` callback fills."""
     return []
+
+
+class Answers:
+    """A prompt that answers from a list and records every question (EOF when none is left)."""
+
+    def __init__(self, *answers: str) -> None:
+        self.answers = list(answers)
+        self.questions: list[str] = []
+
+    def __call__(self, question: str) -> str:
+        self.questions.append(question)
+        if not self.answers:
+            raise EOFError
+        return self.answers.pop(0)

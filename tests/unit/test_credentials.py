@@ -22,25 +22,14 @@ from hostbatch.prepare import unlock_keys
 from hostbatch.secrets import Secret, redact
 from hostbatch.ssh import keys
 
+from .conftest import Answers
+
 PASSPHRASE = "Key pass;#% phrase"
 
 
 def hosts(*specs: tuple[str, dict[str, object]]) -> list[HostSpec]:
     return [HostSpec(name=name, hostname=name, **options) for name, options in specs]  # type: ignore[arg-type]
 
-
-class Answers:
-    """A prompt that answers from a list and records every question."""
-
-    def __init__(self, *answers: str) -> None:
-        self.answers = list(answers)
-        self.questions: list[str] = []
-
-    def __call__(self, question: str) -> str:
-        self.questions.append(question)
-        if not self.answers:
-            raise EOFError
-        return self.answers.pop(0)
 
 
 # --------------------------------------------------------------------------- password_env

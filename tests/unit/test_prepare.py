@@ -18,25 +18,12 @@ from hostbatch.inventory.model import HostSpec, Inventory
 from hostbatch.prepare import HostOverrides, prepare_hosts, settle_credentials
 from hostbatch.secrets import Secret
 
-from .conftest import WriteInventory
+from .conftest import Answers, WriteInventory
 
 #: Each layer's value of ``user`` and ``connect_timeout``.
 LAYERS = {"cli": ("c", 1.0), "section": ("h", 2.0), "defaults": ("d", 3.0),
           "ssh": ("s", 4.0)}
 
-
-class Answers:
-    """A prompt that answers from a list and records each question."""
-
-    def __init__(self, *answers: str) -> None:
-        self.answers = list(answers)
-        self.questions: list[str] = []
-
-    def __call__(self, question: str) -> str:
-        self.questions.append(question)
-        if not self.answers:
-            raise EOFError
-        return self.answers.pop(0)
 
 
 def _setup(tmp_path: Path, write_inventory: WriteInventory, layers: set[str]

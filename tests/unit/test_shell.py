@@ -28,10 +28,11 @@ MARKERS = SudoMarkers.from_nonce("0123abcd")
 MARKER = "HBM-0123456789abcdef"
 
 
-def sh(command: str) -> str:
+def sh(command: str | bytes) -> str:
     """What /bin/sh prints for ``command`` (the quoting is checked by a real shell)."""
-    return subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=10,
-                          check=True).stdout
+    return subprocess.run([b"sh", b"-c", command if isinstance(command, bytes)
+                           else command.encode()], capture_output=True, timeout=10,
+                          check=True).stdout.decode("utf-8", "replace")
 
 
 @pytest.mark.parametrize("value", ["plain", "a  b", "it's", "$HOME `id`", "", "grüße", "x\ny"])

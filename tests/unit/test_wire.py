@@ -17,6 +17,7 @@ from hostbatch.actions import (
     RunCommand,
     RunInput,
     ScanHostKey,
+    SyncOptions,
 )
 from hostbatch.engine import wire
 from hostbatch.engine.events import (
@@ -29,6 +30,7 @@ from hostbatch.engine.events import (
     HostStarted,
     OutputLines,
     TransferDone,
+    TransferPlanned,
     TransferProgress,
 )
 from hostbatch.engine.jobs import Job
@@ -48,7 +50,8 @@ ACTIONS: list[Action] = [
     PutFiles("src", "/srv/", (LocalEntry("", "dir", 0o755),
                               LocalEntry("a b", "file", 0o600, 12, 1.5, 2.5, "", "ab" * 32),
                               LocalEntry("l", "link", link_target="../x")),
-             recursive=True, preserve_times=True, verify=True, mkdir=True),
+             recursive=True, preserve_times=True, verify=True, mkdir=True,
+             sync=SyncOptions(enabled=True, checksum=True, delete=True), limit_rate=1000),
     GetFiles("/etc/os-release", "out", recursive=False, verify=True),
     ScanHostKey(),
 ]
@@ -61,6 +64,9 @@ EVENTS: list[Event] = [
     TransferProgress("web01", "/srv/a", 10, 20),
     FileTransferred("web01", "get", "/srv/a", "out/web01/a", 20, 0.1),
     TransferDone("web01", 2, 40, 0.3),
+    TransferDone("web01", 1, 10, 0.3, method="stream", unchanged=5, deleted=2, sync=True,
+                 dry_run=True, note="why"),
+    TransferPlanned("web01", "delete", "/srv/old"),
     HostKeyScanned("web01", "[127.0.0.10]:2222", "ssh-ed25519", "AAAA", "SHA256:y", 0.2),
 ]
 

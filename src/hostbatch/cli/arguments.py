@@ -21,11 +21,12 @@ from hostbatch.settings import RunSettings
 
 @dataclass(frozen=True, slots=True)
 class SelectionOptions:
-    """Which inventory, and which hosts in it (``-i``, ``-h``, ``-g``, ``-x``, ``--list``)."""
+    """Which inventory, and which hosts (``-i``, ``-h``, ``-g``, ``-H``, ``-x``, ``--list``)."""
 
     hosts: tuple[str, ...] = ()
     groups: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
+    adhoc: tuple[str, ...] = ()
     inventory: str | None = None
     inventory_format: str = "auto"
     insecure_inventory: bool = False
@@ -34,12 +35,16 @@ class SelectionOptions:
     @property
     def selection(self) -> Selection:
         """The host expressions, for :func:`hostbatch.selection.select`."""
-        return Selection(list(self.hosts), list(self.groups), list(self.exclude))
+        return Selection(list(self.hosts), list(self.groups), list(self.exclude),
+                         list(self.adhoc))
 
     def as_recorded(self) -> dict[str, list[str]]:
         """The expressions as the history records them."""
-        return {"hosts": list(self.hosts), "groups": list(self.groups),
-                "exclude": list(self.exclude)}
+        recorded = {"hosts": list(self.hosts), "groups": list(self.groups),
+                    "exclude": list(self.exclude)}
+        if self.adhoc:
+            recorded["adhoc"] = list(self.adhoc)
+        return recorded
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +103,8 @@ def run_options(args: argparse.Namespace) -> RunOptions:
     return RunOptions(
         selection=SelectionOptions(
             hosts=tuple(flag("hosts", [])), groups=tuple(flag("groups", [])),
-            exclude=tuple(flag("exclude", [])), inventory=flag("inventory", None),
+            exclude=tuple(flag("exclude", [])), adhoc=tuple(flag("adhoc", [])),
+            inventory=flag("inventory", None),
             inventory_format=flag("inventory_format", "auto"),
             insecure_inventory=flag("insecure_inventory", False),
             list_only=flag("list", False)),

@@ -12,7 +12,7 @@ from hostbatch.actions import RunCommand
 from hostbatch.cli.environment import Environment
 from hostbatch.cli.failures import make_warn, run_reporting_errors
 from hostbatch.cli.options import Parser, add_output_options, check_output_options, non_negative_int
-from hostbatch.errors import HostbatchError, UsageError
+from hostbatch.errors import UsageError, excerpt
 from hostbatch.exit_status import ExitStatus
 from hostbatch.render.output import SafeStream, use_color
 
@@ -46,9 +46,9 @@ def _run_id(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a run id (a number)") from None
+        raise argparse.ArgumentTypeError(f"{excerpt(text)} is not a run id (a number)") from None
     if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a run id (a number from 1)")
+        raise argparse.ArgumentTypeError(f"{excerpt(text)} is not a run id (a number from 1)")
     return value
 
 
@@ -60,9 +60,10 @@ def _parser(prog: str, description: str, epilog: str | None = None) -> Parser:
 
 
 def _open(env: Environment) -> HistoryStore:
-    from hostbatch.history.store import HistoryStore, history_path
+    from hostbatch.history.store import READ_BUSY_TIMEOUT, HistoryStore, history_path
 
-    return HistoryStore.open(history_path(env.environ, env.home), create=False)
+    return HistoryStore.open(history_path(env.environ, env.home), create=False,
+                             busy_timeout=READ_BUSY_TIMEOUT)
 
 
 def printable(text: str) -> str:
@@ -182,7 +183,8 @@ def _diff(argv: list[str], env: Environment, stdout: SafeStream, stderr: SafeStr
         first, second = store.run(args.first), store.run(args.second)
         if (first.action, first.command) != (second.action, second.command) and not args.force:
             raise UsageError(f"runs {first.id} and {second.id} ran different commands "
-                             f"({printable(first.command)!r} and {printable(second.command)!r}); "
+                             f"({excerpt(printable(first.command))} and "
+                             f"{excerpt(printable(second.command))}); "
                              "add --force to compare them anyway")
         hosts = len({row.host for run in (first, second) for row in store.hosts(run.id)})
         changed = []
@@ -229,6 +231,8 @@ def history_main(argv: Sequence[str], env: Environment, prog: str = "hostbatch h
     """``hostbatch history [list|show|diff|prune] ...``; ``list`` when no subcommand is named."""
     import sqlite3
 
+    from hostbatch.history.store import history_path, unusable
+
     stdout, stderr = SafeStream(env.stdout), SafeStream(env.stderr)
     words = list(argv)
     name = words.pop(0) if words and words[0] in _COMMANDS else "list"
@@ -237,7 +241,8 @@ def history_main(argv: Sequence[str], env: Environment, prog: str = "hostbatch h
         try:
             return _COMMANDS[name](words, env, stdout, stderr,
                                    prog if name == "list" else f"{prog} {name}")
-        except sqlite3.Error as exc:
-            raise HostbatchError(f"cannot read the history: {exc}") from None
+        except (sqlite3.Error, ValueError, TypeError, KeyError, IndexError) as exc:
+            # A damaged file: not a database, truncated, rows of the wrong type or shape.
+            raise unusable(history_path(env.environ, env.home), exc) from None
 
     return run_reporting_errors(prog, words, stdout, stderr, body)

@@ -24,13 +24,14 @@ from hostbatch.cli.options import (
     check_output_options,
 )
 from hostbatch.engine.launcher import WorkerLauncher
-from hostbatch.errors import UsageError
+from hostbatch.errors import InventoryError, UsageError
 from hostbatch.exit_status import ExitStatus
 from hostbatch.inventory.model import HostSpec
 from hostbatch.render.output import SafeStream
+from hostbatch.selection import NOTHING_SELECTED
 
 if TYPE_CHECKING:
-    from hostbatch.cli.arguments import RunOptions
+    from hostbatch.cli.arguments import RunOptions, SelectionOptions
     from hostbatch.inventory.model import Inventory
     from hostbatch.prepare import HostOverrides
     from hostbatch.selection import Selection
@@ -85,6 +86,33 @@ def _settle_credentials(hosts: list[HostSpec], overrides: HostOverrides, env: En
                               inventory_path=inventory, sudo_prompt=sudo_prompt)
 
 
+def _select(picked: SelectionOptions, env: Environment, warn: Callable[[str], None]
+            ) -> tuple[Inventory, list[HostSpec]]:
+    """The inventory (with the ``-H`` hosts added) and the selected hosts in it.
+
+    With only ``-H`` hosts, an inventory is read if one is found (for its ``[defaults]``),
+    and none is needed.
+    """
+    from hostbatch.history.selectors import uses_history
+    from hostbatch.inventory.adhoc import with_adhoc
+    from hostbatch.inventory.loader import load_inventory, locate_inventory
+    from hostbatch.selection import select
+
+    selection = picked.selection
+    try:
+        path = locate_inventory(picked.inventory, env.environ)
+    except InventoryError:
+        if not selection.adhoc_only:
+            raise
+        path = None
+    inventory = with_adhoc(None if path is None else load_inventory(
+        path, warn=warn, environ=env.environ, inventory_format=picked.inventory_format,
+        insecure=picked.insecure_inventory), selection.adhoc)
+    if uses_history(selection):
+        selection = history_selection(selection, inventory, env)
+    return inventory, select(inventory, selection, warn=warn)
+
+
 def _first_set(*values: int | None) -> int | None:
     return next((value for value in values if value is not None), None)
 
@@ -102,10 +130,7 @@ def _main(argv: Sequence[str], env: Environment, prog: str,
     from hostbatch.cli.confirm import confirm
     from hostbatch.cli.execute import execute
     from hostbatch.cli.inputs import prepare
-    from hostbatch.history.selectors import uses_history
-    from hostbatch.inventory.loader import load_inventory, locate_inventory
     from hostbatch.prepare import resolve_settings
-    from hostbatch.selection import select
 
     stdout, stderr = SafeStream(env.stdout), SafeStream(env.stderr)
 
@@ -126,15 +151,8 @@ def _main(argv: Sequence[str], env: Environment, prog: str,
         selection = picked.selection
         make_action = check(args)
         if selection.is_empty():
-            raise UsageError("no hosts selected: give -h HOSTS and/or -g GROUPS "
-                             "(-g all for every host)")
-        inventory = load_inventory(locate_inventory(picked.inventory, env.environ), warn=warn,
-                                   environ=env.environ,
-                                   inventory_format=picked.inventory_format,
-                                   insecure=picked.insecure_inventory)
-        if uses_history(selection):
-            selection = history_selection(selection, inventory, env)
-        hosts = select(inventory, selection, warn=warn)
+            raise UsageError(NOTHING_SELECTED)
+        inventory, hosts = _select(picked, env, warn)
         if picked.list_only:
             stdout.write("".join(f"{spec.name}\n" for spec in hosts).encode())
             return ExitStatus.OK

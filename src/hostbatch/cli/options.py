@@ -198,9 +198,13 @@ def add_common_options(parser: argparse.ArgumentParser, *, accept_new: bool = Tr
     parser.add_argument("--version", action="store_true", help="show the version and exit")
     add_inventory_options(parser)
     add_ssh_config_options(parser)
-    select = parser.add_argument_group("host selection (the union of -h and -g, minus -x)")
+    select = parser.add_argument_group("host selection (the union of -h, -g and -H, minus -x)")
     select.add_argument("-h", "--hosts", action="append", default=[], metavar="HOSTS",
                         help="comma list of host names, globs (web*) or ranges (web[01-03])")
+    select.add_argument("-H", "--adhoc", action="append", default=[], metavar="HOSTS",
+                        help="hosts that are not in the inventory, as pssh -H: comma list of "
+                             "[user@]host[:port], ranges allowed; they take [defaults] and "
+                             "ssh_config (no inventory needed)")
     select.add_argument("-g", "--groups", action="append", default=[], metavar="GROUPS",
                         help="comma list of groups (implicit group: all)")
     select.add_argument("-x", "--exclude", action="append", default=[], metavar="HOSTS",
@@ -349,9 +353,10 @@ def build_scp_parser(prog: str) -> Parser:
         prog=prog,
         add_help=False,
         allow_abbrev=False,
-        description="Copy files to (put) or from (get) many hosts over SFTP, in parallel. "
-                    "A put lands via a temporary name and an atomic rename; a get writes "
-                    "LOCAL/HOST/NAME for each host.",
+        description="Copy files to (put) or from (get) many hosts, in parallel: files over "
+                    "SFTP, trees (-r) as one tar stream per host (SFTP where the host lacks "
+                    "GNU tar). Everything lands via a temporary name or a staging directory "
+                    "and atomic renames; a get writes LOCAL/HOST/NAME for each host.",
         epilog=exit_status_help(meanings={
             ExitStatus.COMMAND_FAILED: "a transfer failed on some host"}) + RUN_NOTES
         + SCP_EXAMPLES,
@@ -378,4 +383,26 @@ def build_scp_parser(prog: str) -> Parser:
                       help="put: create missing remote directories")
     copy.add_argument("--timeout", type=positive_seconds, metavar="S",
                       help="per-host deadline for the whole transfer (default: none)")
+    sync = parser.add_argument_group("incremental copies")
+    sync.add_argument("--sync", action="store_true",
+                      help="send only files whose size, mode or modification time differ "
+                           "from the destination's copy (keeps modification times)")
+    sync.add_argument("--checksum", action="store_true",
+                      help="with --sync: compare SHA-256 instead of modification times")
+    sync.add_argument("--delete", action="store_true",
+                      help="with --sync: remove files under the destination that the source "
+                           "does not have (try --dry-run first)")
+    sync.add_argument("--dry-run", action="store_true",
+                      help="with --sync: list per host what would be sent and deleted; "
+                           "change nothing")
+    copy.add_argument("--limit-rate", type=_rate, metavar="RATE", default=0,
+                      help="at most RATE bytes per second per host (e.g. 500K, 20M)")
     return parser
+
+
+def _rate(text: str) -> int:
+    """A transfer rate in bytes per second (``20M``, ``500K``; binary units), above 0."""
+    value = _size(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive rate (e.g. 500K, 20M)")
+    return value

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from hostbatch.actions import GetFiles, PutFiles
+from hostbatch.actions import GetFiles, PutFiles, SyncOptions
 from hostbatch.errors import UsageError
 from hostbatch.local_files import prepare_get_dir, scan_source
 
@@ -25,15 +25,24 @@ def check_arguments(args: argparse.Namespace) -> None:
     if not args.local:
         raise UsageError("no local path given: use -local PATH")
     _check_remote(args.remote)
+    for flag, given in (("--checksum", args.checksum), ("--delete", args.delete),
+                        ("--dry-run", args.dry_run)):
+        if given and not args.sync:
+            raise UsageError(f"{flag} works only with --sync")
 
 
 def action_from(args: argparse.Namespace) -> PutFiles | GetFiles:
     """The action of a ``batch_scp`` invocation; local problems raise :class:`UsageError`."""
     check_arguments(args)
     remote = _check_remote(args.remote)
+    sync = SyncOptions(enabled=args.sync, checksum=args.checksum, delete=args.delete,
+                       dry_run=args.dry_run)
     if args.action == "put":
-        entries = scan_source(args.local, recursive=args.recursive, verify=args.verify)
+        entries = scan_source(args.local, recursive=args.recursive,
+                              verify=args.verify or args.checksum)
         return PutFiles(args.local, remote, entries, recursive=args.recursive,
-                        preserve_times=args.preserve, verify=args.verify, mkdir=args.mkdir)
+                        preserve_times=args.preserve, verify=args.verify, mkdir=args.mkdir,
+                        sync=sync, limit_rate=args.limit_rate)
     return GetFiles(remote, prepare_get_dir(args.local), recursive=args.recursive,
-                    preserve_times=args.preserve, verify=args.verify)
+                    preserve_times=args.preserve, verify=args.verify, sync=sync,
+                    limit_rate=args.limit_rate)

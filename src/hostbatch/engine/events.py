@@ -111,18 +111,51 @@ class FileTransferred:
 
 
 @dataclass(frozen=True, slots=True)
+class TransferPlanned:
+    """``--dry-run``: a file the sync would send, or an entry it would delete, on one host."""
+
+    host: str
+    change: Literal["send", "delete"]
+    path: str
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``planned`` event of ``batch_scp --dry-run --json``."""
+        return {"host": self.host, "event": "planned", "change": self.change,
+                "path": self.path}
+
+
+@dataclass(frozen=True, slots=True)
 class TransferDone:
-    """Every file of the host's transfer landed: the terminal event of a successful copy."""
+    """Every file of the host's transfer landed: the terminal event of a successful copy.
+
+    ``files`` and ``bytes``: files landed (sent) and their bytes; ``unchanged`` and
+    ``deleted``: what a sync left alone and removed; ``method``: ``stream`` (a tar stream)
+    or ``sftp``; ``note``: why a tree went over SFTP. With ``dry_run``, the counts are what
+    the sync would do.
+    """
 
     host: str
     files: int
     bytes: int
     duration: float
+    method: str = "sftp"
+    unchanged: int = 0
+    deleted: int = 0
+    sync: bool = False
+    dry_run: bool = False
+    note: str = ""
 
     def to_json(self) -> dict[str, Any]:
         """The terminal ``done`` event of ``batch_scp --json``."""
-        return {"host": self.host, "event": "done", "files": self.files, "bytes": self.bytes,
-                "duration": round(self.duration, 3)}
+        result: dict[str, Any] = {
+            "host": self.host, "event": "done", "files": self.files, "sent": self.files,
+            "unchanged": self.unchanged, "deleted": self.deleted, "bytes": self.bytes,
+            "method": self.method, "duration": round(self.duration, 3)}
+        if self.dry_run:
+            result["dry_run"] = True
+        if self.note:
+            result["note"] = self.note
+        return result
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,5 +205,5 @@ class HostKeyLearned:
 
 
 Event = (HostStarted | OutputLines | HostExited | HostFailed | HostKeyLearned | TransferProgress
-         | FileTransferred | TransferDone | HostKeyScanned)
+         | FileTransferred | TransferPlanned | TransferDone | HostKeyScanned)
 TerminalEvent = HostExited | HostFailed | TransferDone | HostKeyScanned

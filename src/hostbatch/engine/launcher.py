@@ -17,6 +17,9 @@ import os
 from multiprocessing.connection import Connection
 from typing import Any
 
+#: How long :meth:`WorkerLauncher.close` waits for the job queue's feeder thread to end.
+FEEDER_WAIT = 0.2
+
 
 def _worker_entry(config_reader: Connection, jobs: Any, events_writer: Connection,
                   cancel_fd: int, parent_fds: tuple[int, ...]) -> None:
@@ -73,7 +76,7 @@ class WorkerLauncher:
 
     def cancel(self) -> None:
         """Tell every worker of the run to cancel it (safe in a signal handler): a byte on
-        each one's cancel pipe."""
+        each one's cancel pipe. Does nothing after :meth:`close`."""
         if not self._cancelled:
             self._cancelled = True
             for process in self._taken:
@@ -98,3 +101,29 @@ class WorkerLauncher:
             taken.append(self._spawn())
         self._taken = [process for process, _, _ in taken]
         return taken
+
+    def close(self, wait: float = FEEDER_WAIT) -> None:
+        """Release what the launcher holds, once its run's workers have ended: the cancel
+        pipes, the pipes of workers never taken (which then exit), and the job queue, whose
+        feeder thread (which holds the queue's two pipe ends) is given ``wait`` seconds to
+        finish.
+
+        A launcher serves one run; a long-lived program calls ``run()`` many times, and each
+        run's descriptors used to stay open for good. Idempotent. A later :meth:`cancel` (a
+        signal arriving late) writes nothing: the descriptor number may already belong to
+        another file.
+        """
+        self.jobs.close()
+        # After a normal run the workers took every job and sentinel, so the feeder ends at
+        # once; joined here, the caller gets back a process without it. After an interrupted
+        # run it may be stuck writing jobs nobody reads: then it is not waited for longer.
+        feeder = getattr(self.jobs, "_thread", None)
+        if feeder is not None and wait > 0:
+            feeder.join(wait)
+        self._cancelled = True
+        for process in list(self._cancel_writers):
+            self.release(process)
+        for _process, config_writer, events_reader in self._idle:
+            config_writer.close()
+            events_reader.close()
+        self._idle = []

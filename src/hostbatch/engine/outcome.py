@@ -39,6 +39,10 @@ class HostOutcome:
     message: str = ""
     files: int = 0
     bytes: int = 0
+    #: For a ``--sync`` copy: files left unchanged and entries deleted (``sync`` set).
+    unchanged: int = 0
+    deleted: int = 0
+    sync: bool = False
 
     @property
     def ok(self) -> bool:
@@ -70,8 +74,10 @@ class BatchResult:
                                                     exit_status=event.exit_status,
                                                     message=event.note)
         elif isinstance(event, TransferDone):
-            self.outcomes[event.host] = HostOutcome(event.host, event.duration, exit_status=0,
-                                                    files=event.files, bytes=event.bytes)
+            self.outcomes[event.host] = HostOutcome(
+                event.host, event.duration, exit_status=0, files=event.files,
+                bytes=event.bytes, unchanged=event.unchanged, deleted=event.deleted,
+                sync=event.sync)
         elif isinstance(event, HostFailed):
             self.outcomes[event.host] = HostOutcome(event.host, event.duration,
                                                     failure=event.kind, message=event.message)

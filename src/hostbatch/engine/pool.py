@@ -30,7 +30,7 @@ from hostbatch.actions import GetFiles, PutFiles, RunInput
 from hostbatch.atomic import remove_leftovers
 from hostbatch.engine.events import Event, HostExited, HostFailed, HostStarted, TerminalEvent
 from hostbatch.engine.jobs import Job
-from hostbatch.engine.launcher import WorkerLauncher
+from hostbatch.engine.launcher import FEEDER_WAIT, WorkerLauncher
 from hostbatch.engine.worker import WorkerConfig
 from hostbatch.errors import FailureKind
 from hostbatch.rollout import Rollout
@@ -137,6 +137,9 @@ class WorkerPool:
             job_queue.cancel_join_thread()
             job_queue.close()
             self._stop_workers()
+            for connection in self._connections:
+                connection.close()
+            self._launcher.close(wait=0 if self._force else FEEDER_WAIT)
         yield from self._synthesize_missing()
 
     def _send_sentinels(self) -> None:

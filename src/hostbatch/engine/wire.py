@@ -35,7 +35,7 @@ WIRE_VERSION = 1
 _CLASSES: dict[str, type[Any]] = {
     cls.__name__: cls
     for cls in (
-        *typing.get_args(actions.Action), actions.LocalEntry, actions.RunInput,
+        *typing.get_args(actions.Action), actions.LocalEntry, actions.RunInput, actions.SyncOptions,
         *typing.get_args(events.Event), jobs.Job, HostSpec,
     )
 }

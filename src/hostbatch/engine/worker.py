@@ -34,6 +34,7 @@ from hostbatch.engine.events import (
     HostStarted,
     OutputLines,
     TransferDone,
+    TransferPlanned,
     TransferProgress,
 )
 from hostbatch.engine.jobs import Job
@@ -280,6 +281,8 @@ class _JobRunner:
                 TransferProgress(host, path, done, total)),
             on_file=lambda source, destination, size, duration: self.emit(
                 FileTransferred(host, direction, source, destination, size, duration)),
+            on_plan=lambda change, path: self.emit(
+                TransferPlanned(host, "delete" if change == "delete" else "send", path)),
         )
 
     def perform(self, job: Job) -> None:
@@ -328,4 +331,7 @@ class _JobRunner:
                               result.note)
         totals = session.put(action, ctx) if isinstance(action, PutFiles) \
             else session.get(action, ctx)
-        return TransferDone(host, totals.files, totals.bytes, time.monotonic() - ctx.started)
+        return TransferDone(host, totals.files, totals.bytes, time.monotonic() - ctx.started,
+                            method=totals.method, unchanged=totals.unchanged,
+                            deleted=totals.deleted, sync=action.sync.enabled,
+                            dry_run=action.sync.dry_run, note=totals.note)

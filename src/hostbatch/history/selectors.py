@@ -15,7 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hostbatch.errors import UsageError
+from hostbatch.errors import UsageError, excerpt
 from hostbatch.inventory.ranges import split_list
 from hostbatch.selection import Selection
 
@@ -40,9 +40,10 @@ class _Resolver:
 
     def store(self) -> HistoryStore:
         if self._store is None:
-            from hostbatch.history.store import HistoryStore
+            from hostbatch.history.store import READ_BUSY_TIMEOUT, HistoryStore
 
-            self._store = HistoryStore.open(self.path, create=False)
+            self._store = HistoryStore.open(self.path, create=False,
+                                            busy_timeout=READ_BUSY_TIMEOUT)
         return self._store
 
     def close(self) -> None:
@@ -59,7 +60,7 @@ class _Resolver:
     def _names(self, item: str, option: str) -> list[str]:
         match = _SHORTCUT.match(item)
         if match is None:
-            raise UsageError(f"{option} {item!r}: unknown shortcut "
+            raise UsageError(f"{option} {excerpt(item)}: unknown shortcut "
                              "(use @failed, @failed:ID, @ok or @ok:ID)")
         which, run_id = match.groups()
         store = self.store()
@@ -86,13 +87,13 @@ def resolve_shortcuts(selection: Selection, history: Path, known: Collection[str
     """
     import sqlite3
 
-    from hostbatch.history.store import HistoryError
+    from hostbatch.history.store import unusable
 
     resolver = _Resolver(history, known, inventory_path)
     try:
         return replace(selection, hosts=resolver.expand(selection.hosts, "-h"),
                        exclude=resolver.expand(selection.exclude, "-x"))
-    except sqlite3.Error as exc:
-        raise HistoryError(f"cannot read the history {history}: {exc}") from None
+    except (sqlite3.Error, ValueError, TypeError, IndexError) as exc:
+        raise unusable(history, exc) from None
     finally:
         resolver.close()

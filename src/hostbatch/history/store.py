@@ -18,12 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hostbatch.errors import HostbatchError
+from hostbatch.errors import HostbatchError, clip
 
 #: Bumped whenever the schema changes; a newer database is left alone.
 SCHEMA_VERSION = 1
 #: How long a write waits for another run's transaction before it gives up.
 BUSY_TIMEOUT = 10.0
+#: How long ``hostbatch history`` and ``@failed`` wait for a database another process holds
+#: locked, before saying so (a person is waiting for the answer).
+READ_BUSY_TIMEOUT = 2.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -75,6 +78,16 @@ HOST_STATES = (OK, "failed", "unreachable", "interrupted", "skipped")
 
 class HistoryError(HostbatchError):
     """The history cannot answer: no database yet, an unknown run, an unreadable file."""
+
+
+def unusable(path: Path, exc: BaseException | str) -> HistoryError:
+    """The one-line error for a history database that cannot be read: what is wrong and how
+    to move the file aside (the next run then starts a new one)."""
+    problem = exc if isinstance(exc, str) else str(exc) or type(exc).__name__
+    if "locked" in problem:
+        problem += " (another hostbatch is using it: try again)"
+    return HistoryError(f"cannot read the history {path}: {clip(problem)}; to start a new "
+                        f"history, move it aside: mv {path} {path}.broken")
 
 
 def history_path(environ: Mapping[str, str], home: str) -> Path:
@@ -222,9 +235,9 @@ class HistoryStore:
         try:
             connection.execute("PRAGMA foreign_keys = ON")
             version = connection.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise HistoryError(f"{path} was written by a newer hostbatch "
-                                   f"(schema {version}, this one reads {SCHEMA_VERSION})")
+            if version > SCHEMA_VERSION or version < 0:
+                raise unusable(path, f"written by a newer hostbatch or damaged (schema "
+                                     f"{version}, this one reads {SCHEMA_VERSION})")
             if not create and version == 0:
                 raise HistoryError(f"no run history yet ({path} holds no runs)")
             if create:

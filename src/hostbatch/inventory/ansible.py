@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from hostbatch.errors import InventoryError, UsageError
+from hostbatch.errors import InventoryError, UsageError, clip
 from hostbatch.inventory.ansible_ini import AnsibleInventory, AnsibleSyntaxError, parse_ansible_ini
 from hostbatch.inventory.model import Group, Inventory
 from hostbatch.inventory.resolve import Resolver
@@ -122,6 +122,14 @@ def _proxy_command_hop(command: str) -> str | None:
     return f"{hop}:{port}" if port else hop
 
 
+def _some(names: set[str], shown: int = 8) -> str:
+    """The first ``shown`` of ``names`` in order, each clipped, and how many more: a warning
+    stays one short line however many variables a file sets."""
+    ordered = sorted(names)
+    more = f" and {len(ordered) - shown} more" if len(ordered) > shown else ""
+    return ", ".join(clip(name, 40) for name in ordered[:shown]) + more
+
+
 class _HostBuilder:
     """Turns one host's resolved variables into hostbatch settings, noting what it cannot use.
 
@@ -145,10 +153,10 @@ class _HostBuilder:
                          f"{'them' if several else 'it'})")
         if self.unsupported:
             parts.append("Ansible variables not supported by hostbatch, ignored: "
-                         + ", ".join(sorted(self.unsupported)))
+                         + _some(self.unsupported))
         if self.playbook:
             parts.append("variables for playbooks, not used by hostbatch: "
-                         + ", ".join(sorted(self.playbook)))
+                         + _some(self.playbook))
         return "; ".join(parts) or None
 
     def fail(self, host: str, variable: str, message: str) -> InventoryError:
@@ -183,7 +191,7 @@ class _HostBuilder:
             except (TypeError, ValueError):
                 raise self.fail(host, variable, "port is not a number") from None
             if not 1 <= port <= 65535:
-                raise self.fail(host, variable, f"port {port} is out of range (1-65535)")
+                raise self.fail(host, variable, f"port {clip(str(port))} is out of range (1-65535)")
             return port
         if field_name == "connect_timeout":
             try:

@@ -15,6 +15,7 @@ kept as written (ansible-core 2.19 warns about characters such as ``-`` but keep
 from __future__ import annotations
 
 import ast
+import itertools
 import re
 import shlex
 import string
@@ -22,6 +23,8 @@ import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from hostbatch.errors import clip, excerpt
 
 #: The largest range expansion accepted; a typo like ``[1:9999999]`` must not eat memory.
 MAX_EXPANSION = 100_000
@@ -67,6 +70,29 @@ def ancestors_in(groups: Mapping[str, AnsibleGroup], group: str) -> set[str]:
     return found
 
 
+def _descends(groups: Mapping[str, AnsibleGroup], group: str, ancestor: str) -> bool:
+    """True when ``group`` descends from ``ancestor``.
+
+    Walks up from ``group`` and down from ``ancestor`` in turn and stops when either walk is
+    done: linking groups one by one in a chain thousands deep then costs little whichever
+    way the file orders them (one walk alone is quadratic for one of the orders).
+    """
+    up, down = [group], [ancestor]
+    seen_up: set[str] = set()
+    seen_down: set[str] = set()
+    while up and down:
+        for stack, seen, target, step in ((up, seen_up, ancestor, "parents"),
+                                          (down, seen_down, group, "children")):
+            name = stack.pop()
+            if name in seen:
+                continue
+            if name == target:
+                return True
+            seen.add(name)
+            stack.extend(getattr(groups[name], step))
+    return False
+
+
 @dataclass
 class AnsibleInventory:
     """The parsed file: groups (``all`` and ``ungrouped`` always exist) and each host's own
@@ -104,13 +130,23 @@ class AnsibleInventory:
 
     def depth(self, group: str) -> int:
         """Ansible's group depth: ``all`` is 0, others one more than their deepest parent."""
-        if group == "all":
-            return 0
-        cached = self._depth.get(group)
-        if cached is None:
-            parents = self.groups[group].parents
-            cached = self._depth[group] = 1 + max((self.depth(p) for p in parents), default=0)
-        return cached
+        # Its own stack, not recursion: groups may nest thousands deep.
+        depths = self._depth
+        depths["all"] = 0
+        stack = [group]
+        while stack:
+            name = stack[-1]
+            if name in depths:
+                stack.pop()
+                continue
+            parents = self.groups[name].parents
+            missing = [p for p in parents if p not in depths]
+            if missing:
+                stack.extend(missing)
+                continue
+            depths[name] = 1 + max((depths[p] for p in parents), default=0)
+            stack.pop()
+        return depths[group]
 
     def resolved_vars(self, host: str) -> dict[str, Any]:
         """The host's variables: group variables from the shallowest group to the deepest
@@ -142,53 +178,71 @@ def parse_value(text: str) -> Any:
     return value
 
 
-def expand_range(pattern: str) -> list[str]:
-    """Expand Ansible host ranges: ``web[01:20]``, ``db[a:f]``, ``n[1:9:2]``, several per name."""
-    if "[" not in pattern:
-        return [pattern]
-    head, _, rest = pattern.partition("[")
-    body, closed, tail = rest.partition("]")
-    if not closed:
-        raise AnsibleSyntaxError(f"unbalanced bracket in host pattern {pattern!r}")
+def _range_values(body: str) -> list[str]:
+    """The values of one bracket body: ``01:20``, ``a:f``, ``1:9:2``."""
+    shown = excerpt(f"[{body}]")
     bounds = body.split(":")
     if len(bounds) not in (2, 3):
-        raise AnsibleSyntaxError(f"host range [{body}] must be begin:end or begin:end:step")
+        raise AnsibleSyntaxError(f"host range {shown} must be begin:end or begin:end:step")
     begin, end = bounds[0] or "0", bounds[1]
     if not end:
-        raise AnsibleSyntaxError(f"host range [{body}] has no end value")
+        raise AnsibleSyntaxError(f"host range {shown} has no end value")
     try:
         step = int(bounds[2]) if len(bounds) == 3 else 1
     except ValueError:
-        raise AnsibleSyntaxError(f"host range [{body}] has a step that is not a number") from None
+        raise AnsibleSyntaxError(f"host range {shown} has a step that is not a number") from None
     if step < 1:
-        raise AnsibleSyntaxError(f"host range [{body}] needs a positive step")
+        raise AnsibleSyntaxError(f"host range {shown} needs a positive step")
     width = 0
     if begin[0] == "0" and len(begin) > 1:
         if len(begin) != len(end):
-            raise AnsibleSyntaxError(f"host range [{body}] must have begin and end of equal "
+            raise AnsibleSyntaxError(f"host range {shown} must have begin and end of equal "
                                      "length when zero-padded")
         width = len(begin)
-    values: list[str]
     if begin in string.ascii_letters and end in string.ascii_letters:
         low, high = string.ascii_letters.index(begin), string.ascii_letters.index(end)
         if low > high:
-            raise AnsibleSyntaxError(f"host range [{body}] must have begin <= end")
-        values = list(string.ascii_letters[low:high + 1:step])
-    else:
-        try:
-            low, high = int(begin), int(end)
-        except ValueError:
-            raise AnsibleSyntaxError(f"host range [{body}] is neither numbers nor "
-                                     "letters") from None
-        if (high - low) // step >= MAX_EXPANSION:
-            raise AnsibleSyntaxError(f"host range [{body}] expands to more than "
+            raise AnsibleSyntaxError(f"host range {shown} must have begin <= end")
+        return list(string.ascii_letters[low:high + 1:step])
+    try:
+        low, high = int(begin), int(end)
+    except ValueError:
+        raise AnsibleSyntaxError(f"host range {shown} is neither numbers nor letters") from None
+    if (high - low) // step >= MAX_EXPANSION:
+        raise AnsibleSyntaxError(f"host range {shown} expands to more than "
+                                 f"{MAX_EXPANSION} names")
+    return [str(n).zfill(width) for n in range(low, high + 1, step)]
+
+
+def expand_range(pattern: str) -> list[str]:
+    """Expand Ansible host ranges: ``web[01:20]``, ``db[a:f]``, ``n[1:9:2]``, several per name.
+
+    The brackets are read left to right (no recursion: a name may hold thousands of them) and
+    the count of names is checked after each, before any name is built.
+    """
+    literals: list[str] = []
+    choices: list[list[str]] = []
+    total = 1
+    rest = pattern
+    while "[" in rest:
+        head, _, rest = rest.partition("[")
+        body, closed, rest = rest.partition("]")
+        if not closed:
+            raise AnsibleSyntaxError(f"unbalanced bracket in host pattern {excerpt(pattern)}")
+        literals.append(head)
+        choices.append(_range_values(body))
+        total *= len(choices[-1])
+        if total > MAX_EXPANSION:
+            raise AnsibleSyntaxError(f"{excerpt(pattern)} expands to more than "
                                      f"{MAX_EXPANSION} names")
-        values = [str(n).zfill(width) for n in range(low, high + 1, step)]
-    names: list[str] = []
-    for value in values:
-        names.extend(expand_range(f"{head}{value}{tail}"))
-        if len(names) > MAX_EXPANSION:
-            raise AnsibleSyntaxError(f"{pattern!r} expands to more than {MAX_EXPANSION} names")
+    literals.append(rest)
+    names = []
+    for combo in itertools.product(*choices):
+        parts = [literals[0]]
+        for value, literal in zip(combo, literals[1:], strict=True):
+            parts.append(value)
+            parts.append(literal)
+        names.append("".join(parts))
     return names
 
 
@@ -240,14 +294,14 @@ class _Parser:
                     group, state = section.group(1), section.group(2) or "hosts"
                     self.section(group, state, number)
                 elif line.startswith("[") and line.endswith("]"):
-                    raise AnsibleSyntaxError(f"invalid section header {line!r} (no spaces "
+                    raise AnsibleSyntaxError(f"invalid section header {excerpt(line)} (no spaces "
                                              "allowed)")
                 elif state == "hosts":
                     self.host_line(line, group, number)
                 elif state == "vars":
                     key, sep, value = line.partition("=")
                     if not sep:
-                        raise AnsibleSyntaxError(f"expected key=value, got {line!r}")
+                        raise AnsibleSyntaxError(f"expected key=value, got {excerpt(line)}")
                     self.group_variable(group, key.strip(), value.strip())
                 else:
                     self.child_line(line, group, number)
@@ -256,10 +310,10 @@ class _Parser:
                 raise
         for name, pending in self.pending.items():
             if pending.state == "vars":
-                raise AnsibleSyntaxError(f"section [{name}:vars] is for group {name!r}, which "
-                                         "is never defined", pending.line)
-            raise AnsibleSyntaxError(f"section [{pending.parents[-1]}:children] names group "
-                                     f"{name!r}, which is never defined", pending.line)
+                raise AnsibleSyntaxError(f"section [{clip(name)}:vars] is for group "
+                                         f"{excerpt(name)}, which is never defined", pending.line)
+            raise AnsibleSyntaxError(f"section [{clip(pending.parents[-1])}:children] names group "
+                                     f"{excerpt(name)}, which is never defined", pending.line)
         return self.reconcile()
 
     def group_variable(self, group: str, key: str, text: str) -> None:
@@ -272,8 +326,8 @@ class _Parser:
 
     def section(self, group: str, state: str, number: int) -> None:
         if state not in ("hosts", "children", "vars"):
-            raise AnsibleSyntaxError(f"section [{group}:{state}] has unknown type {state!r} "
-                                     "(hosts, children or vars)")
+            raise AnsibleSyntaxError(f"section [{clip(group)}:{clip(state)}] has unknown type "
+                                     f"{excerpt(state)} (hosts, children or vars)")
         if group not in self.groups and state == "vars" and group not in self.pending:
             self.pending[group] = _Pending(number, "vars")
         self.group(group)
@@ -293,7 +347,7 @@ class _Parser:
     def child_line(self, line: str, group: str, number: int) -> None:
         match = _GROUP_NAME.match(line)
         if not match:
-            raise AnsibleSyntaxError(f"expected a group name, got {line!r}")
+            raise AnsibleSyntaxError(f"expected a group name, got {excerpt(line)}")
         child = match.group(1)
         if child in self.groups:
             self.link(group, child, number)
@@ -311,14 +365,14 @@ class _Parser:
             return
         pattern, port = split_host_port(tokens[0])
         if tokens[0].endswith(":") and port is None:
-            raise AnsibleSyntaxError(f"host pattern {tokens[0]!r} ends in ':' (a port must "
+            raise AnsibleSyntaxError(f"host pattern {excerpt(tokens[0])} ends in ':' (a port must "
                                      "follow)", number)
         variables: dict[str, Any] = {}
         for token in tokens[1:]:
             key, sep, value = token.partition("=")
             if not sep:
                 raise AnsibleSyntaxError(f"expected key=value after the host name, got "
-                                         f"{token!r}", number)
+                                         f"{excerpt(token)}", number)
             variables[key] = parse_value(value)
         for host in expand_range(pattern):
             if host not in self.host_vars and port is not None:
@@ -332,9 +386,9 @@ class _Parser:
                 target.hosts.append(host)
 
     def link(self, parent: str, child: str, number: int) -> None:
-        if child == parent or child in ancestors_in(self.groups, parent):
-            raise AnsibleSyntaxError(f"making {child!r} a child of {parent!r} creates a loop "
-                                     "of groups", number)
+        if child == parent or _descends(self.groups, parent, child):
+            raise AnsibleSyntaxError(f"making {excerpt(child)} a child of {excerpt(parent)} "
+                                     "creates a loop of groups", number)
         if child not in self.groups[parent].children:
             self.groups[parent].children.append(child)
             self.groups[child].parents.append(parent)

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from hostbatch.atomic import write_atomically
-from hostbatch.errors import InventoryError
+from hostbatch.errors import InventoryError, excerpt
 from hostbatch.inventory.loader import load_inventory
 from hostbatch.inventory.model import DEFAULT_CONNECT_TIMEOUT, DEFAULT_PORT, HostSpec, Inventory
 from hostbatch.inventory.ranges import expand
@@ -92,7 +92,7 @@ def compress(names: Sequence[str]) -> list[str]:
 
 def _check_name(name: str, what: str) -> None:
     if not NAME.match(name):
-        raise InventoryError(f"{what} {name!r} cannot be written in the hostbatch format "
+        raise InventoryError(f"{what} {excerpt(name)} cannot be written in the hostbatch format "
                              "(names are letters, digits and _.:@%+-)")
 
 

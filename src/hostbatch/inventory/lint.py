@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from hostbatch.errors import InventoryError
+from hostbatch.errors import InventoryError, clip, excerpt
 from hostbatch.inventory.detect import looks_like_ansible
 from hostbatch.inventory.model import DEFAULT_PORT, Inventory
 from hostbatch.inventory.ranges import split_list
@@ -56,8 +56,8 @@ class Problem:
 
     def format(self, path: str) -> str:
         """``FILE: [section] key: severity: message (line N)``."""
-        where = " ".join(p for p in (f"[{self.section}]" if self.section else "", self.key or "")
-                         if p)
+        where = " ".join(p for p in (f"[{clip(self.section)}]" if self.section else "",
+                                     clip(self.key or "")) if p)
         line = f" (line {self.line})" if self.line else ""
         return f"{path}: {where + ': ' if where else ''}{self.severity}: {self.message}{line}"
 
@@ -96,6 +96,7 @@ class LintReport:
 def _sections(text: str, report: LintReport) -> list[_Section]:
     """Split INI text into sections as configparser would, noting repeats and stray lines."""
     sections: list[_Section] = []
+    names: set[str] = set()
     current: _Section | None = None
     last_key: str | None = None
     for number, raw in enumerate(text.splitlines(), 1):
@@ -105,8 +106,9 @@ def _sections(text: str, report: LintReport) -> list[_Section]:
         header = _SECTION.match(stripped)
         if header:
             name = header.group(1).strip()
-            if any(s.name == name for s in sections):
+            if name in names:
                 report.add("error", "section appears twice", name, line=number)
+            names.add(name)
             current, last_key = _Section(name, number), None
             sections.append(current)
             continue
@@ -118,7 +120,7 @@ def _sections(text: str, report: LintReport) -> list[_Section]:
             continue
         option = _OPTION.match(stripped)
         if not option:
-            report.add("error", f"not a 'key = value' line: {stripped[:60]!r}", current.name,
+            report.add("error", f"not a 'key = value' line: {excerpt(stripped)}", current.name,
                        line=number)
             continue
         key = option.group(1).strip().lower()
@@ -216,8 +218,8 @@ def _check_members(report: LintReport, groups: Mapping[str, tuple[list[str], lis
                 continue
             close = difflib.get_close_matches(member, list(hosts), n=1, cutoff=0.8)
             if close:
-                report.add("warning", f"{member!r} has no [host:{member}] section, so it is "
-                           f"dialled as {member!r} (did you mean {close[0]!r}?)",
+                report.add("warning", f"{excerpt(member)} has no [host:{member}] section, so it is "
+                           f"dialled as {excerpt(member)} (did you mean {excerpt(close[0])}?)",
                            f"group:{name}", "hosts")
 
 
@@ -225,7 +227,8 @@ def _check_groups(report: LintReport, groups: Mapping[str, tuple[list[str], list
     """Every undefined child group and every cycle of groups."""
     children = {name: group_children for name, (_, group_children) in groups.items()}
     for name, child in undefined_children(children):
-        report.add("error", f"child group {child!r} is not defined{suggest(child, list(groups))}",
+        report.add("error", f"child group {excerpt(child)} is not defined"
+                   f"{suggest(child, list(groups))}",
                    f"group:{name}", "children")
     for cycle in find_group_cycles(children):
         report.add("error", f"groups form a cycle: {cycle}", f"group:{cycle.group}", "children")
@@ -262,8 +265,9 @@ def lint_model(report: LintReport, inventory: Inventory, path: Path,
     for name in inventory.hosts:
         if name not in grouped:
             report.add("warning", "host is in no group (only in 'all')", sections(name))
+    with_hosts = _groups_with_hosts(inventory)
     for group in inventory.groups.values():
-        if group.name != "ungrouped" and not inventory.group_members(group.name):
+        if group.name != "ungrouped" and group.name not in with_hosts:
             report.add("warning", "group has no hosts", f"group:{group.name}")
     secret_hosts = [s.name for s in inventory.hosts.values()
                     if s.password is not None or s.sudo_password is not None]
@@ -276,6 +280,27 @@ def lint_model(report: LintReport, inventory: Inventory, path: Path,
             report.add("error", f"holds passwords ({', '.join(secret_hosts[:3])}"
                        f"{', ...' if len(secret_hosts) > 3 else ''}) and is readable by "
                        f"others (mode {stat.S_IMODE(mode):04o}); run: chmod 600 {path}")
+
+
+def _groups_with_hosts(inventory: Inventory) -> set[str]:
+    """The groups holding a host of the inventory, directly or through their children.
+
+    One walk up from the groups with hosts of their own, rather than a walk down from every
+    group: groups nested thousands deep would make that quadratic.
+    """
+    parents: dict[str, list[str]] = {}
+    for group in inventory.groups.values():
+        for child in group.children:
+            parents.setdefault(child, []).append(group.name)
+    stack = [group.name for group in inventory.groups.values()
+             if any(host in inventory.hosts for host in group.hosts)]
+    found: set[str] = set()
+    while stack:
+        name = stack.pop()
+        if name not in found:
+            found.add(name)
+            stack.extend(parents.get(name, ()))
+    return found
 
 
 def _mask_passwords(report: LintReport, inventory: Inventory) -> None:

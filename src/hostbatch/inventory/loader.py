@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hostbatch.errors import InventoryError, UsageError
+from hostbatch.errors import ECHO_LIMIT, InventoryError, UsageError, clip, excerpt
 from hostbatch.inventory.detect import looks_like_ansible
 from hostbatch.inventory.model import Group, Inventory
 from hostbatch.inventory.ranges import split_list
@@ -77,8 +77,9 @@ def _read_parser(path: Path) -> configparser.RawConfigParser:
         raise InventoryError(f"line {exc.lineno}: a key before any [section] header",
                              path=str(path)) from None
     except configparser.Error as exc:
-        first = str(exc).splitlines()[-1].strip()
-        raise InventoryError(f"cannot parse: {first}", path=str(path)) from None
+        first = str(exc).splitlines()[-1].strip()  # "[line  3]: 'the line'"
+        raise InventoryError(f"cannot parse: {clip(first, 2 * ECHO_LIMIT)}",
+                             path=str(path)) from None
     return parser
 
 
@@ -86,7 +87,8 @@ def _check_children(check: Validator, groups: dict[str, Group]) -> None:
     """Refuse the first undefined child group, then the first cycle of groups."""
     children = {name: group.children for name, group in groups.items()}
     for name, child in undefined_children(children):
-        raise check.fail(f"child group {child!r} is not defined{suggest(child, list(groups))}",
+        raise check.fail(f"child group {excerpt(child)} is not defined"
+                         f"{suggest(child, list(groups))}",
                          f"group:{name}", "children")
     for cycle in find_group_cycles(children):
         raise check.fail(f"groups form a cycle: {cycle}", f"group:{cycle.group}", "children")
@@ -107,7 +109,7 @@ def load_inventory(path: Path, *, warn: Callable[[str], None] | None = None,
     (Ansible when the file looks like one: ``detect.looks_like_ansible``).
     """
     if inventory_format not in INVENTORY_FORMATS:
-        raise InventoryError(f"unknown inventory format {inventory_format!r} "
+        raise InventoryError(f"unknown inventory format {excerpt(inventory_format)} "
                              f"(one of {', '.join(INVENTORY_FORMATS)})")
     if inventory_format == "ansible" or (inventory_format == "auto"
                                          and looks_like_ansible(read_inventory_text(path))):

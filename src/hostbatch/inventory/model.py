@@ -100,10 +100,15 @@ class Inventory:
         The implicit group ``all`` holds every host unless the file defines its own ``all``.
         Cycles are rejected when the inventory is loaded, so the walk always ends.
         """
-        if name == "all" and "all" not in self.groups:
+        return self.members_of([name])
+
+    def members_of(self, names: list[str]) -> list[str]:
+        """:meth:`group_members` of several groups at once, in one walk (``-g 'g*'`` over
+        thousands of nested groups would otherwise walk the same children again and again)."""
+        if "all" in names and "all" not in self.groups:
             return list(self.hosts)
         seen: set[str] = set()
-        stack = [name]
+        stack = list(names)
         visited: set[str] = set()
         while stack:
             group = self.groups[stack.pop()]

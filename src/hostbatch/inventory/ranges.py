@@ -10,6 +10,8 @@ from __future__ import annotations
 import itertools
 import re
 
+from hostbatch.errors import excerpt
+
 _RANGE_BODY = re.compile(r"^\d+(-\d+)?(,\d+(-\d+)?)*$")
 _BRACKET = re.compile(r"\[([^\[\]]*)\]")
 
@@ -29,37 +31,51 @@ def is_range(text: str) -> bool:
     return "[" not in _BRACKET.sub("", text) and "]" not in _BRACKET.sub("", text)
 
 
+def _number(text: str, body: str) -> int:
+    try:
+        return int(text)
+    except ValueError:  # more digits than int() reads (sys.get_int_max_str_digits)
+        raise RangeError(f"range [{excerpt(body)[1:-1]}] holds a number too long to "
+                         "read") from None
+
+
 def _expand_body(body: str) -> list[str]:
     values: list[str] = []
     for part in body.split(","):
         low_text, _, high_text = part.partition("-")
         high_text = high_text or low_text
-        low, high = int(low_text), int(high_text)
+        low, high = _number(low_text, body), _number(high_text, body)
         if low > high:
-            raise RangeError(f"range [{part}] runs backwards")
+            raise RangeError(f"range [{excerpt(part)[1:-1]}] runs backwards")
         padded = len(low_text) == len(high_text) or low_text.startswith("0")
         width = len(low_text) if padded else 0
         if high - low + len(values) >= MAX_EXPANSION:
-            raise RangeError(f"range [{body}] expands to more than {MAX_EXPANSION} names")
+            raise RangeError(f"range [{excerpt(body)[1:-1]}] expands to more than "
+                             f"{MAX_EXPANSION} names")
         values.extend(str(n).zfill(width) for n in range(low, high + 1))
     return values
 
 
 def expand(text: str) -> list[str]:
-    """Expand every numeric bracket group in ``text``; a plain name expands to itself."""
+    """Expand every numeric bracket group in ``text``; a plain name expands to itself.
+
+    More than :data:`MAX_EXPANSION` names is a :class:`RangeError`, raised before they are
+    built: each bracket's values are counted as they are read, and so is their product.
+    """
     if not is_range(text):
         if ("[" in text or "]" in text) and _BRACKET.search(text) is None:
-            raise RangeError(f"unbalanced bracket in {text!r}")
+            raise RangeError(f"unbalanced bracket in {excerpt(text)}")
         return [text]
     pieces = _BRACKET.split(text)
     # split() alternates literal, body, literal, body, ... literal
     literals = pieces[0::2]
-    choices = [_expand_body(body) for body in pieces[1::2]]
+    choices: list[list[str]] = []
     total = 1
-    for choice in choices:
-        total *= len(choice)
-    if total > MAX_EXPANSION:
-        raise RangeError(f"{text!r} expands to more than {MAX_EXPANSION} names")
+    for body in pieces[1::2]:
+        choices.append(_expand_body(body))
+        total *= len(choices[-1])
+        if total > MAX_EXPANSION:
+            raise RangeError(f"{excerpt(text)} expands to more than {MAX_EXPANSION} names")
     names = []
     for combo in itertools.product(*choices):
         parts = [literals[0]]

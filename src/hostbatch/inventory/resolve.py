@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from hostbatch.errors import UsageError
+from hostbatch.errors import UsageError, clip, excerpt
 from hostbatch.inventory.model import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_KEEPALIVE_COUNT_MAX,
@@ -91,10 +91,11 @@ def parse_jump(text: str) -> tuple[str | None, str, int | None]:
     """``[user@]host[:port]`` as (user, host, port); a bracketed IPv6 host loses its brackets."""
     match = _HOP.match(text.strip())
     if not match:
-        raise UsageError(f"invalid jump host {text!r}: expected [user@]host[:port]")
+        raise UsageError(f"invalid jump host {excerpt(text)}: expected [user@]host[:port]")
     port = int(match["port"]) if match["port"] else None
     if port is not None and not 1 <= port <= 65535:
-        raise UsageError(f"invalid jump host {text!r}: port {port} is out of range")
+        raise UsageError(f"invalid jump host {excerpt(text)}: port {clip(str(port))} is out "
+                         "of range")
     return match["user"], match["host"].strip("[]"), port
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hostbatch.errors import InventoryError, UsageError
+from hostbatch.errors import InventoryError, UsageError, clip, excerpt
 from hostbatch.inventory.ranges import RangeError, expand, split_list
 from hostbatch.inventory.resolve import PASSWORD_KEYS, jump_list
 from hostbatch.secrets import Secret
@@ -43,7 +43,7 @@ _INLINE_HINT = " (comments after a value are not supported: put them on a line o
 def suggest(word: str, choices: Sequence[str]) -> str:
     """`` (did you mean 'X'?)`` for the closest of ``choices``, or an empty string."""
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+    return f" (did you mean {excerpt(close[0])}?)" if close else ""
 
 
 class Validator:
@@ -67,7 +67,7 @@ class Validator:
         """A host or group name (``what`` says which, for the message)."""
         if not NAME.match(value):
             hint = _INLINE_HINT if (" " in value or ";" in value or "#" in value) else ""
-            raise self.fail(f"invalid {what} {value!r}{hint}", section, key)
+            raise self.fail(f"invalid {what} {excerpt(value)}{hint}", section, key)
         return value
 
     def port(self, value: str, section: str) -> int:
@@ -76,9 +76,10 @@ class Validator:
             port = int(value)
         except ValueError:
             hint = _INLINE_HINT if (";" in value or "#" in value) else ""
-            raise self.fail(f"port {value!r} is not a number{hint}", section, "port") from None
+            raise self.fail(f"port {excerpt(value)} is not a number{hint}", section,
+                            "port") from None
         if not 1 <= port <= 65535:
-            raise self.fail(f"port {port} is out of range (1-65535)", section, "port")
+            raise self.fail(f"port {clip(str(port))} is out of range (1-65535)", section, "port")
         return port
 
     def timeout(self, value: str, section: str) -> float:
@@ -86,10 +87,10 @@ class Validator:
         try:
             seconds = float(value)
         except ValueError:
-            raise self.fail(f"connect_timeout {value!r} is not a number of seconds", section,
+            raise self.fail(f"connect_timeout {excerpt(value)} is not a number of seconds", section,
                             "connect_timeout") from None
         if not 0 < seconds <= 86400:
-            raise self.fail(f"connect_timeout {value!r} must be between 0 and 86400 seconds",
+            raise self.fail(f"connect_timeout {excerpt(value)} must be between 0 and 86400 seconds",
                             section, "connect_timeout")
         return seconds
 
@@ -117,7 +118,7 @@ class Validator:
         """``yes``/``no``/``true``/``false``, in any case."""
         lowered = value.lower()
         if lowered not in ("yes", "no", "true", "false"):
-            raise self.fail(f"{value!r} is not yes or no", section, key)
+            raise self.fail(f"{excerpt(value)} is not yes or no", section, key)
         return lowered in ("yes", "true")
 
     def jumps(self, value: str, section: str) -> tuple[str, ...]:
@@ -132,9 +133,9 @@ class Validator:
         try:
             number = int(value)
         except ValueError:
-            raise self.fail(f"{value!r} is not a whole number", section, key) from None
+            raise self.fail(f"{excerpt(value)} is not a whole number", section, key) from None
         if number < 0:
-            raise self.fail(f"{value!r} must not be negative", section, key)
+            raise self.fail(f"{excerpt(value)} must not be negative", section, key)
         return number
 
     def non_empty(self, value: str, section: str, key: str) -> str:
@@ -146,7 +147,7 @@ class Validator:
     def env_name(self, value: str, section: str) -> str:
         """The name of an environment variable (``password_env``)."""
         if not _ENV_NAME.match(value):
-            raise self.fail(f"{value!r} is not an environment variable name", section,
+            raise self.fail(f"{excerpt(value)} is not an environment variable name", section,
                             "password_env")
         return value
 
@@ -184,7 +185,7 @@ class Validator:
         """``sudo_password_env``: the value of the variable it names, which must be set."""
         name = self.non_empty(name, section, "sudo_password_env")
         if name not in environ:
-            raise self.fail(f"environment variable {name} is not set", section,
+            raise self.fail(f"environment variable {clip(name)} is not set", section,
                             "sudo_password_env")
         return Secret(environ[name])
 

@@ -12,6 +12,7 @@ from hostbatch.engine.events import (
     HostFailed,
     OutputLines,
     TransferDone,
+    TransferPlanned,
     TransferProgress,
 )
 from hostbatch.render.output import SafeStream
@@ -40,11 +41,14 @@ class JsonRenderer:
         if isinstance(event, OutputLines):
             text = _output_lines_json(event)
         elif isinstance(event, HostExited | HostFailed | TransferDone | TransferProgress
-                        | FileTransferred):
+                        | FileTransferred | TransferPlanned):
             text = json.dumps(event.to_json(), ensure_ascii=False) + "\n"
         else:
             return
-        self.stdout.write(text.encode("utf-8"))
+        # A file name that is not UTF-8 holds surrogate escapes (U+DC80-U+DCFF for its stray
+        # bytes); backslashreplace writes each as the JSON escape "\udcXX", which decodes
+        # back to the same code point: lossless, and still valid UTF-8 JSON.
+        self.stdout.write(text.encode("utf-8", "backslashreplace"))
         self.stdout.flush()
 
     def close(self) -> None:

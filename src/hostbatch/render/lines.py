@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from hostbatch.engine.events import Event, FileTransferred, HostFailed, OutputLines
+from hostbatch.engine.events import (
+    Event,
+    FileTransferred,
+    HostFailed,
+    OutputLines,
+    TransferDone,
+    TransferPlanned,
+)
 from hostbatch.render.output import SafeStream
 
 _CYAN, _YELLOW, _RED, _RESET = b"\x1b[36m", b"\x1b[33m", b"\x1b[31m", b"\x1b[0m"
@@ -70,12 +77,25 @@ class LineRenderer:
         elif isinstance(event, FileTransferred):
             line = (f"{event.direction} {event.source} -> {event.destination} "
                     f"({format_size(event.size)}, {format_rate(event.size, event.duration)})")
-            self.stdout.write(self._prefix(event.host, "stdout") + line.encode() + b"\n")
-            self.stdout.flush()
+            self._copy_line(event.host, line)
+        elif isinstance(event, TransferPlanned):
+            self._copy_line(event.host, f"would {event.change} {event.path}")
+        elif isinstance(event, TransferDone) and event.sync:
+            verb = "would send" if event.dry_run else "sent"
+            self._copy_line(event.host, f"sync: {event.files} {verb} "
+                            f"({format_size(event.bytes)}), {event.unchanged} unchanged, "
+                            f"{event.deleted} {'to delete' if event.dry_run else 'deleted'}")
         elif isinstance(event, HostFailed):
             text = f"hostbatch: {event.host}: {event.kind.value}: {event.message}\n".encode()
             self.stderr.write(_RED + text[:-1] + _RESET + b"\n" if self.color_stderr else text)
             self.stderr.flush()
+
+    def _copy_line(self, host: str, line: str) -> None:
+        """One line of a copy on stdout; names that are not UTF-8 go out as their own bytes
+        (surrogate escapes undone), as ``ls`` would print them."""
+        self.stdout.write(self._prefix(host, "stdout") + line.encode("utf-8", "surrogateescape")
+                          + b"\n")
+        self.stdout.flush()
 
     def close(self) -> None:
         """Flush both streams."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from hostbatch.engine.outcome import BatchResult, HostOutcome
 from hostbatch.errors import FailureKind
+from hostbatch.render.lines import format_size
 from hostbatch.render.output import SafeStream
 
 SLOWEST = 3
@@ -57,6 +58,13 @@ def format_summary(result: BatchResult, elapsed: float, *, color: bool) -> str:
         never = sum(1 for o in problems if o.failure is FailureKind.SKIPPED)
         lines.append(f"  rollout stopped: {result.stop_reason}; {never} host"
                      f"{'s' if never != 1 else ''} not started")
+    synced = [o for o in result.outcomes.values() if o.sync and o.ok]
+    if synced:
+        lines.append(f"  sync: {sum(o.files for o in synced)} sent "
+                     f"({format_size(sum(o.bytes for o in synced))}), "
+                     f"{sum(o.unchanged for o in synced)} unchanged, "
+                     f"{sum(o.deleted for o in synced)} deleted on {len(synced)} host"
+                     f"{'s' if len(synced) != 1 else ''}")
     width = max((len(o.host) for o in problems), default=0)
     for outcome in problems:
         lines.append(f"  {_label(outcome):<11} {outcome.host:<{width}}  {_reason(outcome)}")

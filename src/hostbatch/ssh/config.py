@@ -30,7 +30,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hostbatch.errors import UsageError
+from hostbatch.errors import UsageError, clip, excerpt
 
 if TYPE_CHECKING:
     import paramiko
@@ -54,13 +54,16 @@ class SshConfig:
     def load(cls, path: Path, home: str) -> SshConfig:
         """Parse ``path`` (and what it includes); a broken file is a one-line usage error."""
         notes: list[str] = []
-        text = "\n".join(_expand(path, home, 0, notes))
+        try:
+            text = "\n".join(_expand(path, home, 0, notes))
+        except ValueError as exc:  # shlex: an unclosed quote in a Host, Include or path line
+            raise UsageError(f"cannot parse ssh_config {path}: {clip(str(exc))}") from None
         with _invoke_hidden():
             import paramiko
         try:
             config = paramiko.SSHConfig.from_text(text)
         except (paramiko.ConfigParseError, ValueError) as exc:
-            raise UsageError(f"cannot parse ssh_config {path}: {exc}") from None
+            raise UsageError(f"cannot parse ssh_config {path}: {clip(str(exc), 160)}") from None
         return cls(config, path, home, notes)
 
     def lookup(self, name: str) -> dict[str, Any]:
@@ -68,7 +71,8 @@ class SshConfig:
         try:
             found = self.config.lookup(name)
         except Exception as exc:  # paramiko raises assorted errors for odd Match lines
-            raise UsageError(f"ssh_config {self.path}: cannot look up {name!r}: {exc}") from None
+            raise UsageError(f"ssh_config {self.path}: cannot look up {excerpt(name)}: "
+                             f"{clip(str(exc))}") from None
         result: dict[str, Any] = {}
         if found.get("hostname") and found["hostname"] != name:
             result["hostname"] = found["hostname"]
@@ -106,10 +110,11 @@ class SshConfig:
         try:
             number = kind(value)
         except ValueError:
-            raise UsageError(f"ssh_config {self.path}: {key} {value!r} is not a number") from None
+            raise UsageError(f"ssh_config {self.path}: {key} {excerpt(value)} is not a "
+                             "number") from None
         if number < minimum:
-            raise UsageError(f"ssh_config {self.path}: {key} {value!r} must be at least "
-                             f"{minimum}")
+            raise UsageError(f"ssh_config {self.path}: {key} {excerpt(value)} must be at "
+                             f"least {minimum}")
         return number
 
 
@@ -151,7 +156,7 @@ def _expand(path: Path, home: str, depth: int, notes: list[str],
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"cannot read ssh_config {path}: {exc}") from None
+        raise UsageError(f"cannot read ssh_config {path}: {clip(str(exc), 160)}") from None
     lines: list[str] = []
     header: str | None = None
     condition = outer

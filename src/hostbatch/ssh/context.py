@@ -21,6 +21,8 @@ OnLines = Callable[[Stream, bytes, bool], None]
 OnProgress = Callable[[str, int, int], None]
 #: Receives (source, destination, size, seconds) for each file that landed.
 OnFile = Callable[[str, str, int, float], None]
+#: Receives ("send" or "delete", path) for each change a ``--dry-run`` sync would make.
+OnPlan = Callable[[str, str], None]
 
 
 def _ignore(*_: object) -> None:
@@ -47,6 +49,7 @@ class HostContext:
     on_lines: OnLines = _ignore
     on_progress: OnProgress = _ignore
     on_file: OnFile = _ignore
+    on_plan: OnPlan = _ignore
 
     def deadline_from(self, start: float) -> float | None:
         """The absolute deadline of work that began at ``start``, or ``None``."""

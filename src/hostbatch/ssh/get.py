@@ -17,6 +17,7 @@ import paramiko
 from hostbatch.actions import GetFiles
 from hostbatch.atomic import atomic_write
 from hostbatch.errors import FailureKind
+from hostbatch.ssh import stream_get, stream_put
 from hostbatch.ssh.errors import HostJobError
 from hostbatch.ssh.sftp import (
     READ_BLOCK,
@@ -50,8 +51,17 @@ def get(transport: paramiko.Transport, action: GetFiles, state: TransferState) -
         name = posixpath.basename(remote) if remote not in ("/", ".") else state.host
         target = host_dir / name
         if not is_dir:
-            _get_file(sftp, transport, action, remote, top, target, state)
+            if not (action.sync.enabled and _file_unchanged(sftp, transport, action, remote, top,
+                                                            target, state)):
+                _get_file(sftp, transport, action, remote, top, target, state)
             return
+        state.note = stream_put.probe(transport, state)
+        if not state.note:
+            stream_get.get_tree(transport, action, remote, target, state)
+            return
+        if action.sync.enabled:
+            raise HostJobError(FailureKind.TRANSFER, "--sync of a tree needs GNU tar and find "
+                               "on the host")
         dirs: list[tuple[Path, paramiko.SFTPAttributes]] = [(target, top)]
         target.mkdir(exist_ok=True)
         files: list[tuple[str, paramiko.SFTPAttributes, Path]] = []
@@ -105,6 +115,11 @@ def _get_file(sftp: paramiko.SFTPClient, transport: paramiko.Transport, action: 
               remote: str, attrs: paramiko.SFTPAttributes, local: Path,
               state: TransferState) -> None:
     started = time.monotonic()
+    total = attrs.st_size or 0
+    if action.sync.dry_run:
+        state.ctx.on_plan("send", str(local))
+        state.files, state.bytes = state.files + 1, state.bytes + total
+        return
     try:
         received = _receive(sftp, transport, action, remote, attrs, local, state)
     except BaseException as exc:
@@ -119,7 +134,7 @@ def _get_file(sftp: paramiko.SFTPClient, transport: paramiko.Transport, action: 
             raise HostJobError(FailureKind.TRANSFER, f"cannot write {local}: "
                                f"{exc.strerror}") from None
         raise sftp_failure("get", remote, exc) from None
-    state.progress(remote, received, attrs.st_size or 0, final=True)
+    state.progress(remote, received, total, final=True)
     state.landed(remote, str(local), received, time.monotonic() - started)
 
 
@@ -132,7 +147,7 @@ def _receive(sftp: paramiko.SFTPClient, transport: paramiko.Transport, action: G
     received = 0
 
     def set_times(temp: Path) -> None:
-        if action.preserve_times and attrs.st_mtime is not None:
+        if (action.preserve_times or action.sync.enabled) and attrs.st_mtime is not None:
             os.utime(temp, (attrs.st_atime or attrs.st_mtime, attrs.st_mtime))
 
     source = sftp.open(remote, "rb")
@@ -150,6 +165,7 @@ def _receive(sftp: paramiko.SFTPClient, transport: paramiko.Transport, action: G
             sink.write(block)
             digest.update(block)
             received += len(block)
+            state.throttle(len(block))
             state.progress(remote, received, total)
         if received != total:
             raise HostJobError(FailureKind.TRANSFER, f"get {remote}: got {received} of "
@@ -158,3 +174,26 @@ def _receive(sftp: paramiko.SFTPClient, transport: paramiko.Transport, action: G
             raise HostJobError(FailureKind.TRANSFER, f"get {remote}: SHA-256 mismatch")
     source.close()
     return received
+
+
+def _file_unchanged(sftp: paramiko.SFTPClient, transport: paramiko.Transport,
+                    action: GetFiles, remote: str, attrs: paramiko.SFTPAttributes,
+                    local: Path, state: TransferState) -> bool:
+    """``--sync`` of one file: whether the local copy already matches the remote file (size,
+    mode, and mtime or with ``--checksum`` SHA-256), which counts it as unchanged."""
+    try:
+        info = local.lstat()
+    except FileNotFoundError:
+        return False
+    same = (stat.S_ISREG(info.st_mode) and info.st_size == attrs.st_size
+            and stat.S_IMODE(info.st_mode) == stat.S_IMODE(attrs.st_mode or 0))
+    if same and action.sync.checksum:
+        digest = hashlib.sha256()
+        with open(local, "rb") as handle:
+            while block := handle.read(READ_BLOCK):
+                digest.update(block)
+        same = digest.hexdigest() == remote_sha256(transport, sftp, remote)
+    elif same:
+        same = int(info.st_mtime) == int(attrs.st_mtime or 0)
+    state.unchanged += same
+    return same

@@ -5,12 +5,14 @@ from __future__ import annotations
 import contextlib
 import os
 import posixpath
+import stat
 import time
 
 import paramiko
 
 from hostbatch.actions import LocalEntry, PutFiles
 from hostbatch.errors import FailureKind
+from hostbatch.ssh import stream_put
 from hostbatch.ssh.errors import HostJobError
 from hostbatch.ssh.sftp import (
     READ_BLOCK,
@@ -27,7 +29,9 @@ from hostbatch.ssh.sftp import (
     set_attributes,
     sftp_failure,
     temp_name,
+    wire_path,
 )
+from hostbatch.ssh.shared_source import source_bytes
 
 
 def _resolve_put_target(sftp: paramiko.SFTPClient, action: PutFiles) -> str:
@@ -63,8 +67,21 @@ def put(transport: paramiko.Transport, action: PutFiles, state: TransferState) -
         target = _resolve_put_target(sftp, action)
         top = action.entries[0]
         if top.kind != "dir":
-            _put_file(sftp, transport, action, top, action.source, target, state)
+            if not (action.sync.enabled and _file_unchanged(sftp, transport, action, target,
+                                                            state)):
+                _put_file(sftp, transport, action, top, action.source, target, state)
             return
+        exists = is_dir(sftp, target)
+        if exists is False:
+            raise HostJobError(FailureKind.TRANSFER,
+                               f"remote {target} exists and is not a directory")
+        state.note = stream_put.probe(transport, state)
+        if not state.note:
+            stream_put.put_tree(transport, sftp, action, target, exists is True, state)
+            return
+        if action.sync.enabled:
+            raise HostJobError(FailureKind.TRANSFER, "--sync of a tree needs GNU tar and find "
+                               "on the host")
         dirs: list[tuple[str, LocalEntry]] = []
         files: list[tuple[LocalEntry, str, str]] = []
         for entry in action.entries:
@@ -100,7 +117,7 @@ def _ensure_dir(sftp: paramiko.SFTPClient, path: str) -> None:
         raise HostJobError(FailureKind.TRANSFER, f"remote {path} exists and is not a directory")
     if kind is None:
         try:
-            sftp.mkdir(path, 0o700)
+            sftp.mkdir(wire_path(path), 0o700)
         except OSError as exc:
             raise sftp_failure("mkdir", path, exc) from None
 
@@ -108,11 +125,11 @@ def _ensure_dir(sftp: paramiko.SFTPClient, path: str) -> None:
 def _put_link(sftp: paramiko.SFTPClient, entry: LocalEntry, remote: str) -> None:
     temp = temp_name(remote)
     try:
-        sftp.symlink(entry.link_target, temp)
-        sftp.posix_rename(temp, remote)
+        sftp.symlink(wire_path(entry.link_target), wire_path(temp))
+        sftp.posix_rename(wire_path(temp), wire_path(remote))
     except Exception as exc:
         with contextlib.suppress(Exception):
-            sftp.remove(temp)
+            sftp.remove(wire_path(temp))
         raise sftp_failure("symlink", remote, exc) from None
 
 
@@ -120,18 +137,25 @@ def _put_file(sftp: paramiko.SFTPClient, transport: paramiko.Transport, action: 
               entry: LocalEntry, local: str, remote: str, state: TransferState) -> None:
     started = time.monotonic()
     temp = temp_name(remote)
+    if action.sync.dry_run:
+        state.ctx.on_plan("send", remote)
+        state.files, state.bytes = state.files + 1, state.bytes + entry.size
+        return
     try:
-        with open(local, "rb") as source, sftp.open(temp, "wb") as sink:
+        data = source_bytes(local, entry.size)
+        with sftp.open(wire_path(temp), "wb") as sink:
             sink.MAX_REQUEST_SIZE = REQUEST_SIZE
             sink.set_pipelined(True)
             sent = 0
-            while block := source.read(READ_BLOCK):
+            while sent < len(data):
                 state.check(sftp)
-                sink.write(block)
+                block = data[sent:sent + READ_BLOCK]
+                sink.write(bytes(block))
                 sent += len(block)
+                state.throttle(len(block))
                 state.progress(remote, sent, entry.size)
-        set_attributes(sftp, temp, entry, action.preserve_times)
-        size = sftp.stat(temp).st_size
+        set_attributes(sftp, temp, entry, action.preserve_times or action.sync.enabled)
+        size = sftp.stat(wire_path(temp)).st_size
         if size != sent:
             raise HostJobError(FailureKind.TRANSFER, f"put {remote}: remote size {size} "
                               f"differs from {sent} bytes sent (disk full, or a write failed)")
@@ -140,7 +164,7 @@ def _put_file(sftp: paramiko.SFTPClient, transport: paramiko.Transport, action: 
             if digest != entry.sha256:
                 raise HostJobError(FailureKind.TRANSFER, f"put {remote}: SHA-256 mismatch "
                                   "after transfer")
-        sftp.posix_rename(temp, remote)
+        sftp.posix_rename(wire_path(temp), wire_path(remote))
     except BaseException as exc:
         remove_quietly(transport, temp)
         if isinstance(exc, HostJobError):
@@ -153,3 +177,22 @@ def _put_file(sftp: paramiko.SFTPClient, transport: paramiko.Transport, action: 
         raise
     state.progress(remote, sent, entry.size, final=True)
     state.landed(local, remote, sent, time.monotonic() - started)
+
+
+def _file_unchanged(sftp: paramiko.SFTPClient, transport: paramiko.Transport,
+                    action: PutFiles, target: str, state: TransferState) -> bool:
+    """``--sync`` of one file: whether the target already matches (size, mode, and mtime or
+    with ``--checksum`` SHA-256), which counts it as unchanged."""
+    top = action.entries[0]
+    try:
+        attrs = sftp.stat(wire_path(target))
+    except FileNotFoundError:
+        return False
+    same = (stat.S_ISREG(attrs.st_mode or 0) and attrs.st_size == top.size
+            and stat.S_IMODE(attrs.st_mode or 0) == stat.S_IMODE(top.mode))
+    if same and action.sync.checksum:
+        same = remote_sha256(transport, sftp, target) == top.sha256
+    elif same:
+        same = int(attrs.st_mtime or 0) == int(top.mtime)
+    state.unchanged += same
+    return same

@@ -32,10 +32,21 @@ from hostbatch.ssh.sudo import SudoAuth
 
 @dataclass(frozen=True, slots=True)
 class TransferTotals:
-    """What a put or get moved: files landed and their bytes."""
+    """What a put or get moved: files landed and their bytes, what a sync left unchanged and
+    deleted, and how (``stream`` or ``sftp``, with the reason for SFTP in ``note``)."""
 
     files: int
     bytes: int
+    unchanged: int = 0
+    deleted: int = 0
+    method: str = "sftp"
+    note: str = ""
+
+    @classmethod
+    def of(cls, state: TransferState) -> TransferTotals:
+        """The totals a finished transfer's state counted."""
+        return cls(state.files, state.bytes, state.unchanged, state.deleted, state.method,
+                   state.note)
 
 
 class Session:
@@ -93,17 +104,17 @@ class Session:
 
     def put(self, action: PutFiles, ctx: HostContext) -> TransferTotals:
         """Copy the local source to the host, each file landing atomically."""
-        state = TransferState(ctx)
+        state = TransferState(ctx, action.limit_rate)
         with self._liveness():
             put_files.put(self._transport, action, state)
-        return TransferTotals(state.files, state.bytes)
+        return TransferTotals.of(state)
 
     def get(self, action: GetFiles, ctx: HostContext) -> TransferTotals:
         """Copy the remote path into ``LOCAL/HOST/``, each file landing atomically."""
-        state = TransferState(ctx)
+        state = TransferState(ctx, action.limit_rate)
         with self._liveness():
             get_files.get(self._transport, action, state)
-        return TransferTotals(state.files, state.bytes)
+        return TransferTotals.of(state)
 
     def scan_key(self) -> ScannedKey:
         """The host key the server proved it holds during the key exchange."""

@@ -51,21 +51,45 @@ class TransferState:
     """One host's transfer in progress: its deadline and cancellation (from the
     :class:`HostContext`), rate-limited progress reports, and the files and bytes landed."""
 
-    def __init__(self, ctx: HostContext) -> None:
+    def __init__(self, ctx: HostContext, limit_rate: int = 0) -> None:
         self.ctx = ctx
         self.host = ctx.host
         #: A transfer's time limit counts from the start of the host's job.
         self.deadline = ctx.deadline_from(ctx.started)
         self.files = 0
         self.bytes = 0
+        #: What a sync found: files (and links) left as they were, entries deleted.
+        self.unchanged = 0
+        self.deleted = 0
+        #: How the files moved: "stream" (tar over an exec channel) or "sftp".
+        self.method = "sftp"
+        #: Why a tree went over SFTP instead of a stream ("" when it did not).
+        self.note = ""
+        #: --limit-rate in bytes per second (0: none), over every byte this host moves.
+        self.limit_rate = limit_rate
+        self._moved = 0
+        self._rate_start = time.monotonic()
         self._last_progress = 0.0
         self._lock = threading.Lock()
 
-    def check(self, sftp: paramiko.SFTPClient | None = None) -> None:
+    def throttle(self, size: int) -> None:
+        """Count ``size`` bytes moved and, under ``--limit-rate``, sleep until the host's
+        average rate is back under the limit (waking at once on Ctrl-C)."""
+        if not self.limit_rate:
+            return
+        with self._lock:
+            self._moved += size
+            due = self._rate_start + self._moved / self.limit_rate
+        while (wait := due - time.monotonic()) > 0:
+            self.ctx.cancelled.wait(min(wait, 0.25))
+            self.check()
+
+    def check(self, sftp: paramiko.SFTPClient | None = None,
+              channel: paramiko.Channel | None = None) -> None:
         """Raise if the run was cancelled or the host's deadline passed.
 
-        Also bounds the next blocking call on ``sftp`` by the time left, so a server that stops
-        answering mid-transfer cannot hold the host past its deadline.
+        Also bounds the next blocking call on ``sftp`` (or ``channel``) by the time left, so a
+        server that stops answering mid-transfer cannot hold the host past its deadline.
         """
         if self.ctx.is_cancelled:
             raise HostJobError(FailureKind.INTERRUPTED, "interrupted during the transfer")
@@ -74,7 +98,8 @@ class TransferState:
             if left <= 0:
                 raise HostJobError(FailureKind.TIMEOUT,
                                    f"transfer timed out after {self.ctx.timeout:g}s")
-            channel = sftp.get_channel() if sftp is not None else None
+            if sftp is not None:
+                channel = sftp.get_channel()
             if channel is not None:
                 channel.settimeout(left)
 
@@ -94,6 +119,12 @@ class TransferState:
             self.files += 1
             self.bytes += size
         self.ctx.on_file(source, destination, size, duration)
+
+
+def wire_path(path: str) -> bytes:
+    """A path as the bytes SFTP carries: a name that is not UTF-8 (a str holding surrogate
+    escapes) goes back to its own bytes, where paramiko's strict UTF-8 would refuse it."""
+    return os.fsencode(path)
 
 
 def temp_name(path: str) -> str:
@@ -135,7 +166,7 @@ def sftp_failure(action: str, path: str, exc: BaseException) -> HostJobError:
 def is_dir(sftp: paramiko.SFTPClient, path: str) -> bool | None:
     """True for a directory, False for anything else, None when nothing is there."""
     try:
-        return stat.S_ISDIR(sftp.stat(path).st_mode or 0)
+        return stat.S_ISDIR(sftp.stat(wire_path(path)).st_mode or 0)
     except FileNotFoundError:
         return None
 
@@ -207,7 +238,7 @@ def remove_quietly(transport: paramiko.Transport, path: str) -> None:
         channel.invoke_subsystem("sftp")
         cleanup = paramiko.SFTPClient(channel)
         try:
-            cleanup.remove(path)
+            cleanup.remove(wire_path(path))
         finally:
             cleanup.close()
 
@@ -243,7 +274,7 @@ def remote_sha256(transport: paramiko.Transport, sftp: paramiko.SFTPClient, path
     if status == 0 and output:
         return output.split()[0].decode("ascii", "replace").lstrip("\\")
     digest = hashlib.sha256()
-    with sftp.open(path, "rb") as handle:
+    with sftp.open(wire_path(path), "rb") as handle:
         handle.MAX_REQUEST_SIZE = REQUEST_SIZE
         handle.prefetch()
         while block := handle.read(READ_BLOCK):
@@ -259,13 +290,13 @@ def makedirs(sftp: paramiko.SFTPClient, path: str) -> None:
         current = posixpath.dirname(current)
     for directory in reversed(missing):
         try:
-            sftp.mkdir(directory)
+            sftp.mkdir(wire_path(directory))
         except OSError as exc:
             raise sftp_failure("mkdir", directory, exc) from None
 
 
 def set_attributes(sftp: paramiko.SFTPClient, path: str, entry: LocalEntry,
                     preserve_times: bool) -> None:
-    sftp.chmod(path, stat.S_IMODE(entry.mode))
+    sftp.chmod(wire_path(path), stat.S_IMODE(entry.mode))
     if preserve_times:
-        sftp.utime(path, (entry.atime, entry.mtime))
+        sftp.utime(wire_path(path), (entry.atime, entry.mtime))

@@ -91,9 +91,9 @@ def kill_group(signal_name: str, pgid: int) -> str:
     return f"sh -c 'kill -s {signal_name} -- -{pgid}' >/dev/null 2>&1"
 
 
-def sha256_command(path: str) -> str:
+def sha256_command(path: str) -> bytes:
     """Print the SHA-256 of the remote file at ``path`` (``sha256sum`` format)."""
-    return f"sha256sum -- {shlex.quote(path)}"
+    return b"sha256sum -- " + quote_path(path)
 
 
 def build_command(command: str, env: Sequence[tuple[str, str]] = (), *,
@@ -101,3 +101,147 @@ def build_command(command: str, env: Sequence[tuple[str, str]] = (), *,
     """The command text for the login shell (before the kill wrapper is added)."""
     inner = exports(env) + command
     return sudo_wrap(inner, sudo) if sudo is not None else inner
+
+
+# Tree streams (``batch_scp -r``). Paths may hold any byte but NUL (a name that is not UTF-8
+# arrives here as a str with surrogate escapes), so these builders return bytes, each path
+# quoted with shlex.quote on its surrogate-escaped text: single quotes pass every byte as is.
+
+def quote_path(path: str) -> bytes:
+    """``path`` quoted for a POSIX shell, as the bytes the host's file system uses."""
+    return shlex.quote(path).encode("utf-8", "surrogateescape")
+
+
+#: Prints the versions of the GNU tools a tree stream needs; a host where this prints less
+#: falls back to SFTP.
+STREAM_PROBE = (b"tar --version 2>/dev/null | head -n 1; "
+                b"find --version 2>/dev/null | head -n 1")
+
+
+def stream_tools_usable(probe_output: bytes) -> bool:
+    """Whether :data:`STREAM_PROBE`'s output shows GNU tar and GNU find."""
+    return b"GNU tar" in probe_output and b"GNU findutils" in probe_output
+
+
+def tar_extract_command(stage: str, *, preserve_times: bool) -> bytes:
+    """Unpack a tar stream from stdin into the existing directory ``stage``.
+
+    ``-p`` keeps modes exactly (no umask), ``--delay-directory-restore`` sets a directory's
+    mode only at the end (a read-only one still fills, whatever the member order),
+    ``--no-same-owner`` makes the login user own
+    everything even as root (as an SFTP upload does), ``-m`` drops mtimes unless kept (``-p``
+    of batch_scp)."""
+    touch = b"" if preserve_times else b" -m"
+    # A stream cut short (a dropped connection) ends tar with an error: the host then removes
+    # the staging directory itself, since no channel may be left to do it from here.
+    return (b"tar -x -p --no-same-owner --delay-directory-restore" + touch + b" -f - -C "
+            + quote_path(stage) + b" || { s=$?; " + remove_tree_command(stage)
+            + b"; exit $s; }")
+
+
+def tar_create_command(path: str, names_on_stdin: bool) -> bytes:
+    """Write the tree at ``path`` (its contents, members ``./...``) as a tar stream on stdout;
+    with ``names_on_stdin`` only the NUL-separated members read from stdin, not recursing."""
+    if names_on_stdin:
+        return (b"tar -c -f - --format=gnu --no-recursion -C " + quote_path(path)
+                + b" --null -T -")  # -C first: it applies to the names that follow it
+    return b"tar -c -f - --format=gnu -C " + quote_path(path) + b" ."
+
+
+def tree_listing_command(path: str) -> bytes:
+    """Everything below ``path``: per entry ``TYPE SIZE MTIME MODE\\0RELPATH\\0LINK\\0``."""
+    return (b"find " + quote_path(path) +
+            b" -mindepth 1 -printf '%y %s %T@ %m\\0%P\\0%l\\0'")
+
+
+def sha256_tree_command(path: str) -> bytes:
+    """SHA-256 of files below ``path`` named NUL-separated on stdin (so no command line grows
+    with the tree), as NUL-terminated ``sha256sum -z`` records."""
+    return (b"cd " + quote_path(path) + b" && xargs -0 -r sha256sum -z --")
+
+
+def remove_tree_command(path: str) -> bytes:
+    """Remove ``path`` and everything in it, read-only directories included; silent."""
+    quoted = quote_path(path)
+    return b"chmod -R u+rwx -- " + quoted + b" 2>/dev/null || :; rm -rf -- " + quoted
+
+
+#: Bytes of arguments per generated command line, far below any host's ARG_MAX.
+_ARGS_PER_LINE = 64 * 1024
+
+
+def _batched(command: bytes, args: Sequence[bytes], tail: bytes = b"") -> list[bytes]:
+    """``command ARGS... tail`` lines, as few as keep each line's arguments short."""
+    lines: list[bytes] = []
+    batch: list[bytes] = []
+    size = 0
+    for arg in args:
+        if batch and size + len(arg) > _ARGS_PER_LINE:
+            lines.append(b" ".join([command, *batch, tail]).rstrip())
+            batch, size = [], 0
+        batch.append(arg)
+        size += len(arg) + 1
+    if batch:
+        lines.append(b" ".join([command, *batch, tail]).rstrip())
+    return lines
+
+
+@dataclass(frozen=True, slots=True)
+class TreeReplace:
+    """What :func:`replace_tree_script` does once a tree is staged and verified.
+
+    ``dirs``: (relpath, mode, mtime) of every directory of the tree, ``""`` the top;
+    ``moves``: staged files and links to rename into place; ``deletions``: (relpath, whether
+    it is a directory) to remove afterwards (``--delete``); ``fresh``: the target does not
+    exist, so the staging directory itself is renamed into place.
+    """
+
+    stage: str
+    target: str
+    dirs: Sequence[tuple[str, int, float]]
+    moves: Sequence[str]
+    deletions: Sequence[tuple[str, bool]] = ()
+    preserve_times: bool = False
+    fresh: bool = False
+
+
+def replace_tree_script(plan: TreeReplace) -> bytes:
+    """The ``sh`` script that moves a staged tree into place: every file by ``rename(2)``
+    (atomic per file), grouped into one ``mv`` per directory, then deletions, then the
+    directories' modes (and times with ``-p``), then the empty staging directory goes."""
+    def under(root: str, rel: str) -> bytes:
+        return quote_path(f"{root}/{rel}" if rel else root)
+
+    target = quote_path(plan.target)
+    lines = [b"set -e"]
+    if plan.fresh:
+        lines.append(b"mv -T -- " + quote_path(plan.stage) + b" " + target)
+    else:
+        dirs = [under(plan.target, rel) for rel, _, _ in plan.dirs]
+        lines += _batched(b"mkdir -p --", dirs)
+        lines += [line + b" 2>/dev/null || true" for line in _batched(b"chmod u+rwx --", dirs)]
+        by_dir: dict[str, list[str]] = {}
+        for rel in plan.moves:
+            by_dir.setdefault(rel.rpartition("/")[0], []).append(rel)
+        for parent, rels in by_dir.items():
+            lines += _batched(b"mv -f --", [under(plan.stage, rel) for rel in rels],
+                              under(plan.target, parent))
+        doomed = [under(plan.target, rel) for rel, _ in plan.deletions]
+        # Only directories: chmod follows a symlink named on its command line.
+        doomed_dirs = [under(plan.target, rel) for rel, is_dir in plan.deletions if is_dir]
+        lines += [line + b" 2>/dev/null || :" for line in _batched(b"chmod -R u+rwx --",
+                                                                    doomed_dirs)]
+        lines += _batched(b"rm -rf --", doomed)
+    by_mode: dict[int, list[bytes]] = {}
+    by_time: dict[int, list[bytes]] = {}
+    for rel, mode, mtime in plan.dirs:
+        by_mode.setdefault(mode & 0o7777, []).append(under(plan.target, rel))
+        by_time.setdefault(int(mtime), []).append(under(plan.target, rel))
+    for mode, paths in by_mode.items():
+        lines += _batched(f"chmod {mode:o} --".encode(), paths)
+    if plan.preserve_times:
+        for mtime, paths in by_time.items():
+            lines += _batched(f"touch -m -d @{mtime} --".encode(), paths)
+    if not plan.fresh:
+        lines.append(b"cd / && " + remove_tree_command(plan.stage))
+    return b"\n".join(lines) + b"\n"

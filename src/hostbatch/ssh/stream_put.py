@@ -1,0 +1,192 @@
+"""``put -r`` as one tar stream per host: staged beside the target, verified, then moved
+into place.
+
+1. ``tar -x`` unpacks the stream into ``.NAME.hostbatch-RANDOM.stage`` beside the target
+   (mode 0700, same file system, so moving out of it is a ``rename``).
+2. With ``--verify``, ``sha256sum`` on the host checks every staged file.
+3. Only then does one ``sh`` script (:func:`~hostbatch.ssh.shell.replace_tree_script`)
+   rename each file over its target (or the whole staging directory, for a new target),
+   delete what ``--delete`` removes, and set the directories' modes.
+
+Any failure before step 3 (a full disk, a dropped connection, ``--timeout``, Ctrl-C) leaves
+every old file as it was; the staging directory is removed on a fresh channel.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import posixpath
+import secrets
+
+import paramiko
+
+from hostbatch.actions import LocalEntry, PutFiles
+from hostbatch.errors import FailureKind
+from hostbatch.ssh.errors import HostJobError
+from hostbatch.ssh.remote_exec import RemoteProcess, cleanup_remote, first_error_line, run_remote
+from hostbatch.ssh.sftp import TransferState, sftp_failure
+from hostbatch.ssh.shared_source import source_bytes
+from hostbatch.ssh.shell import (
+    STREAM_PROBE,
+    TreeReplace,
+    remove_tree_command,
+    replace_tree_script,
+    sha256_tree_command,
+    stream_tools_usable,
+    tar_extract_command,
+    tree_listing_command,
+)
+from hostbatch.ssh.sync import SyncPlan, checksum_candidates, compare, entry_stats, parse_listing
+from hostbatch.ssh.tarstream import Sent, write_tree
+
+
+def shell_path(path: str) -> str:
+    """A remote path as a shell argument can take it: relative ones start with ``./`` (so a
+    name such as ``-x`` is never an option)."""
+    return path if path.startswith("/") or path.startswith("./") or path == "." \
+        else "./" + path
+
+
+def stage_name(target: str) -> str:
+    """The staging directory beside ``target``: hidden, named for it and for hostbatch."""
+    directory, name = posixpath.split(target.rstrip("/"))
+    return posixpath.join(directory or ".", f".{name}.hostbatch-{secrets.token_hex(4)}.stage")
+
+
+def probe(transport: paramiko.Transport, state: TransferState) -> str:
+    """``""`` when the host has the tools of a tree stream, else why it has not."""
+    status, output, _ = run_remote(transport, STREAM_PROBE, state)
+    if status == 0 and stream_tools_usable(output):
+        return ""
+    return "no GNU tar and find on the host: copied over SFTP"
+
+
+def remote_sums(transport: paramiko.Transport, root: str, relpaths: list[str],
+                state: TransferState) -> dict[str, str]:
+    """SHA-256 of ``relpaths`` below ``root``, computed on the host."""
+    if not relpaths:
+        return {}
+    names = b"".join(os.fsencode("./" + rel) + b"\0" for rel in relpaths)
+    status, output, errors = run_remote(transport, sha256_tree_command(root), state, names)
+    if status != 0:
+        raise HostJobError(FailureKind.TRANSFER, f"sha256sum in {root}: "
+                           f"{first_error_line(errors, status)}")
+    sums: dict[str, str] = {}
+    for record in output.split(b"\0"):
+        digest, _, name = record.partition(b"  ")
+        if name:
+            sums[os.fsdecode(name).removeprefix("./")] = digest.decode("ascii").lstrip("\\")
+    return sums
+
+
+def sync_plan(transport: paramiko.Transport, action: PutFiles, target: str,
+              state: TransferState) -> SyncPlan:
+    """What a ``--sync`` put sends and deletes: the target's tree compared with the source."""
+    status, output, errors = run_remote(transport, tree_listing_command(target), state)
+    if status != 0:
+        raise HostJobError(FailureKind.TRANSFER, f"list {target}: "
+                           f"{first_error_line(errors, status)}")
+    source, dest = entry_stats(action.entries), parse_listing(output)
+    if not action.sync.checksum:
+        return compare(source, dest, delete=action.sync.delete)
+    wanted = checksum_candidates(source, dest)
+    source_sums = {e.relpath: e.sha256 for e in action.entries if e.kind == "file"}
+    return compare(source, dest, delete=action.sync.delete, source_sums=source_sums,
+                   dest_sums=remote_sums(transport, target, wanted, state))
+
+
+def put_tree(transport: paramiko.Transport, sftp: paramiko.SFTPClient, action: PutFiles,
+             target: str, exists: bool, state: TransferState) -> None:
+    """Put the scanned tree at ``target`` (``exists``: it is there already) as a stream."""
+    target = shell_path(target)
+    state.method = "stream"
+    everything = [e for e in action.entries[1:] if e.kind != "dir"]
+    if action.sync.enabled and exists:
+        plan = sync_plan(transport, action, target, state)
+    else:
+        plan = SyncPlan(send=[e.relpath for e in everything])
+    state.unchanged = plan.unchanged
+    if action.sync.dry_run:
+        _report_plan(action, target, plan, state)
+        return
+    chosen = set(plan.send)
+    entries = [e for e in action.entries[1:] if e.kind == "dir" or e.relpath in chosen]
+    stage = stage_name(target)
+    try:
+        sftp.mkdir(stage, 0o700)
+    except OSError as exc:
+        raise sftp_failure("mkdir", stage, exc) from None
+    try:
+        durations = _send(transport, action, entries, stage, target, state)
+        if action.verify:
+            _verify(transport, entries, stage, target, state)
+        dirs = [(e.relpath, e.mode, e.mtime) for e in action.entries if e.kind == "dir"]
+        script = replace_tree_script(TreeReplace(
+            stage, target, dirs, [e.relpath for e in entries if e.kind != "dir"],
+            plan.delete, action.preserve_times or action.sync.enabled, fresh=not exists))
+        status, _, errors = run_remote(transport, b"sh -s", state, script)
+        if status != 0:
+            raise HostJobError(FailureKind.TRANSFER, f"put {target}: moving the staged files "
+                               f"into place failed: {first_error_line(errors, status)}")
+    except BaseException:
+        cleanup_remote(transport, remove_tree_command(stage))
+        raise
+    state.deleted = len(plan.delete)
+    for sent_entry in (e for e in entries if e.kind == "file"):
+        state.landed(os.path.join(action.source, *sent_entry.relpath.split("/")),
+                     f"{target}/{sent_entry.relpath}", sent_entry.size,
+                     durations.get(sent_entry.relpath, 0.0))
+
+
+def _report_plan(action: PutFiles, target: str, plan: SyncPlan, state: TransferState) -> None:
+    """``--dry-run``: name every change, count it, change nothing."""
+    sizes = {e.relpath: e.size for e in action.entries}
+    for rel in plan.send:
+        state.ctx.on_plan("send", f"{target}/{rel}")
+        state.files += 1
+        state.bytes += sizes.get(rel, 0)
+    for rel, _ in plan.delete:
+        state.ctx.on_plan("delete", f"{target}/{rel}")
+    state.deleted = len(plan.delete)
+
+
+def _send(transport: paramiko.Transport, action: PutFiles, entries: list[LocalEntry],
+          stage: str, target: str, state: TransferState) -> dict[str, float]:
+    """Stream ``entries`` into ``tar -x`` in ``stage``; raise with tar's reason on failure.
+    Returns the seconds each file took to send, by relpath."""
+    process = RemoteProcess(transport, tar_extract_command(
+        stage, preserve_times=action.preserve_times or action.sync.enabled), state)
+
+    def content(entry: LocalEntry) -> memoryview | bytes:
+        local = os.path.join(action.source, *entry.relpath.split("/"))
+        try:
+            return source_bytes(local, entry.size)
+        except OSError as exc:
+            raise HostJobError(FailureKind.TRANSFER, f"cannot read {local}: "
+                               f"{exc.strerror}") from None
+
+    def progress(entry: LocalEntry, done: int) -> None:
+        state.progress(f"{target}/{entry.relpath}", done, entry.size)
+
+    sent: list[Sent] = []
+    try:
+        with contextlib.suppress(BrokenPipeError):  # tar stopped reading: finish() says why
+            sent = write_tree(process, entries, content, progress)
+        status, errors = process.finish()
+    finally:
+        process.close()
+    if status != 0 or len(sent) != sum(1 for e in entries if e.kind == "file"):
+        raise HostJobError(FailureKind.TRANSFER, f"put {target}: "
+                           f"{first_error_line(errors, status)}")
+    return {item.entry.relpath: item.duration for item in sent}
+
+
+def _verify(transport: paramiko.Transport, entries: list[LocalEntry], stage: str,
+            target: str, state: TransferState) -> None:
+    files = [e for e in entries if e.kind == "file"]
+    sums = remote_sums(transport, stage, [e.relpath for e in files], state)
+    for entry in files:
+        if sums.get(entry.relpath) != entry.sha256:
+            raise HostJobError(FailureKind.TRANSFER, f"put {target}/{entry.relpath}: SHA-256 "
+                               "mismatch after transfer")

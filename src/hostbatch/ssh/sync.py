@@ -1,0 +1,128 @@
+"""``--sync``: which entries of a source tree differ from the destination's copy (pure).
+
+rsync's quick check: a file is unchanged when the destination has a regular file of the same
+size, modification time (whole seconds) and mode; with ``--checksum``, of the same size, mode
+and SHA-256 instead. A symlink is unchanged when the destination has a symlink to the same
+target. Directories are always (re)made and their modes set; only files are counted.
+``--delete`` removes what the destination has and the source does not (the topmost such
+entry only: removing a directory removes what it holds).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+from hostbatch.actions import LocalEntry
+
+Kind = Literal["file", "dir", "link", "other"]
+_FIND_KINDS: dict[str, Kind] = {"f": "file", "d": "dir", "l": "link"}
+
+
+@dataclass(frozen=True, slots=True)
+class Stat:
+    """What the quick check looks at in one entry of a tree."""
+
+    kind: Kind
+    size: int = 0
+    mtime: float = 0.0
+    mode: int = 0
+    link: str = ""
+
+
+@dataclass(slots=True)
+class SyncPlan:
+    """The outcome of a comparison: relpaths to send, how many were unchanged, and the
+    (relpath, is a directory) pairs to delete."""
+
+    send: list[str] = field(default_factory=list)
+    unchanged: int = 0
+    delete: list[tuple[str, bool]] = field(default_factory=list)
+
+
+def parse_listing(output: bytes) -> dict[str, Stat]:
+    """The entries printed by :func:`hostbatch.ssh.shell.tree_listing_command`."""
+    fields = output.split(b"\0")
+    result: dict[str, Stat] = {}
+    for index in range(0, len(fields) - 2, 3):
+        head, path, link = fields[index:index + 3]
+        kind, size, mtime, mode = head.decode("ascii").split(" ")
+        result[os.fsdecode(path)] = Stat(_FIND_KINDS.get(kind, "other"), int(size),
+                                         float(mtime), int(mode, 8), os.fsdecode(link))
+    return result
+
+
+def local_listing(root: str) -> dict[str, Stat]:
+    """Every entry below the local directory ``root`` (empty when it is missing)."""
+    result: dict[str, Stat] = {}
+    if not os.path.isdir(root) or os.path.islink(root):
+        return result
+    for directory, dirs, files in os.walk(root):
+        base = os.path.relpath(directory, root)
+        for name in dirs + files:
+            path = os.path.join(directory, name)
+            info = os.lstat(path)
+            rel = name if base == "." else f"{base}/{name}".replace(os.sep, "/")
+            mode = info.st_mode
+            kind: Kind = ("dir" if stat.S_ISDIR(mode) else "link" if stat.S_ISLNK(mode)
+                          else "file" if stat.S_ISREG(mode) else "other")
+            result[rel] = Stat(kind, info.st_size, info.st_mtime, stat.S_IMODE(mode),
+                               os.readlink(path) if kind == "link" else "")
+    return result
+
+
+def entry_stats(entries: tuple[LocalEntry, ...]) -> dict[str, Stat]:
+    """The scanned source tree (below its top) as :class:`Stat` values."""
+    return {e.relpath: Stat(e.kind, e.size, e.mtime, e.mode & 0o7777, e.link_target)
+            for e in entries if e.relpath}
+
+
+def checksum_candidates(source: Mapping[str, Stat], dest: Mapping[str, Stat]) -> list[str]:
+    """Files whose checksums must be compared: a regular file on both sides, same size."""
+    return [rel for rel, have in source.items() if have.kind == "file"
+            and (other := dest.get(rel)) is not None and other.kind == "file"
+            and other.size == have.size]
+
+
+def compare(source: Mapping[str, Stat], dest: Mapping[str, Stat], *, delete: bool,
+            source_sums: Mapping[str, str] | None = None,
+            dest_sums: Mapping[str, str] | None = None) -> SyncPlan:
+    """What to send and delete so that ``dest`` matches ``source``; with sums given,
+    files compare by SHA-256 instead of modification time."""
+    plan = SyncPlan()
+    for rel, have in source.items():
+        other = dest.get(rel)
+        if have.kind == "dir":
+            continue
+        if other is not None and _same(rel, have, other, source_sums, dest_sums):
+            plan.unchanged += have.kind == "file"
+        else:
+            plan.send.append(rel)
+    if delete:
+        doomed = sorted(rel for rel in dest if rel not in source)
+        kept: set[str] = set()
+        for rel in doomed:
+            parent = rel.rpartition("/")[0]
+            while parent and parent not in kept:
+                parent = parent.rpartition("/")[0]
+            if parent:
+                continue  # inside a directory already being removed
+            kept.add(rel)
+            plan.delete.append((rel, dest[rel].kind == "dir"))
+    return plan
+
+
+def _same(rel: str, have: Stat, other: Stat, source_sums: Mapping[str, str] | None,
+          dest_sums: Mapping[str, str] | None) -> bool:
+    if have.kind != other.kind:
+        return False
+    if have.kind == "link":
+        return have.link == other.link
+    if have.size != other.size or have.mode != other.mode:
+        return False
+    if source_sums is not None and dest_sums is not None:
+        return rel in source_sums and source_sums.get(rel) == dest_sums.get(rel)
+    return int(have.mtime) == int(other.mtime)

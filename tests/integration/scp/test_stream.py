@@ -1,0 +1,158 @@
+"""Trees as one tar stream per host (issue 11): the stream is used, names that are not UTF-8
+survive both ways (and their JSON escape is lossless), a full disk and a deadline leave the
+old tree byte-identical with no staging directory behind, and a host without GNU tar falls
+back to SFTP, saying so."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.scp.scpkit import (
+    NAMES,
+    TEST_USER,
+    Cli,
+    RemoteDir,
+    diff_snapshots,
+    make_tree,
+    snapshot,
+)
+from tests.support.fleet import Fleet
+
+pytestmark = pytest.mark.integration
+
+#: A file name and a directory name that are not UTF-8 (Linux allows any byte but / and NUL).
+BAD_FILE = os.fsdecode(b"bad\xff name.txt")
+BAD_DIR = os.fsdecode(b"dir\xfe")
+#: An address outside the session fleet's, for the host without GNU tar.
+NO_TAR_ADDRESS = "127.0.9.30"
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    root = make_tree(tmp_path / "tree")
+    (root / BAD_FILE).write_bytes(b"not utf-8\n")
+    (root / BAD_DIR).mkdir()
+    (root / BAD_DIR / "inside").write_bytes(b"in a non-UTF-8 directory\n")
+    return root
+
+
+def test_tree_put_and_get_stream_with_names_that_are_not_utf8(
+        cli: Cli, inventory: Path, rdir: RemoteDir, tree: Path) -> None:
+    result = cli.run("-i", inventory, "-g", "all", "-r", "--verify", "--json", "-action", "put",
+                     "-local", tree, "-remote", rdir.path)
+    assert result.returncode == 0, result
+    expected = snapshot(tree)
+    for name, done in result.terminals(NAMES).items():
+        assert done["event"] == "done" and done["method"] == "stream", done
+        assert done["files"] == sum(1 for n in expected.values() if n.kind == "f"), done
+        assert diff_snapshots(expected, snapshot(rdir.local(name, "tree"))) == [], name
+    # The JSON is valid UTF-8; the stray byte is the escape \udcff, which decodes losslessly.
+    assert "\\udcff" in result.stdout
+    destinations = [e["destination"] for e in result.events() if e["event"] == "file"]
+    assert f"{rdir.path}/tree/{BAD_FILE}" in destinations
+    assert os.fsencode(f"{rdir.path}/tree/{BAD_FILE}").endswith(b"bad\xff name.txt")
+    assert rdir.temp_files() == {}
+
+    got = cli.run("-i", inventory, "-g", "all", "-r", "--verify", "--json", "-action", "get",
+                  "-remote", rdir / "tree", "-local", "got")
+    assert got.returncode == 0, got
+    for name, done in got.terminals(NAMES).items():
+        assert done["method"] == "stream", done
+        assert diff_snapshots(expected, snapshot(cli.cwd / "got" / name / "tree")) == [], name
+    leftovers = [p for p in (cli.cwd / "got").rglob("*") if ".hostbatch-" in p.name]
+    assert leftovers == []
+
+
+def test_tree_put_on_a_full_disk_keeps_the_old_tree(
+        cli: Cli, inventory: Path, rdir: RemoteDir, tmp_path: Path) -> None:
+    for name in ("scp1", "scp2"):
+        rdir.mkdir(name, "small")
+    rdir.mount_tiny("scp3", "small", "1m")
+    source = tmp_path / "tree"
+    source.mkdir()
+    (source / "a.txt").write_bytes(b"new a\n")
+    (source / "big.bin").write_bytes(secrets.token_bytes(3 << 20))
+    for name in NAMES:
+        rdir.mkdir(name, "small/tree")
+        rdir.write(name, "small/tree/a.txt", b"old a\n")
+    before = snapshot(rdir.local("scp3", "small"))
+    result = cli.run("-i", inventory, "-g", "all", "-r", "--json", "-action", "put", "-local",
+                     source, "-remote", rdir / "small")
+    assert result.returncode == 1, result
+    terminals = result.terminals(NAMES)
+    assert terminals["scp3"]["kind"] == "transfer", terminals
+    assert "disk full" in terminals["scp3"]["error"], terminals
+    assert terminals["scp1"]["event"] == terminals["scp2"]["event"] == "done", terminals
+    assert diff_snapshots(before, snapshot(rdir.local("scp3", "small"))) == []
+    assert rdir.temp_files() == {}
+
+
+def test_deadline_mid_stream_keeps_the_old_tree_and_limit_rate_holds(
+        cli: Cli, inventory: Path, rdir: RemoteDir, tmp_path: Path) -> None:
+    """--limit-rate 512K keeps a 3 MiB tree in flight past --timeout 2: the host times out,
+    its old tree is untouched and the staging directory is gone."""
+    source = tmp_path / "tree"
+    source.mkdir()
+    (source / "big.bin").write_bytes(secrets.token_bytes(3 << 20))
+    rdir.mkdir("scp1", "tree")
+    rdir.write("scp1", "tree/big.bin", b"old\n")
+    before = snapshot(rdir.local("scp1"))
+    started = time.monotonic()
+    result = cli.run("-i", inventory, "-h", "scp1", "-r", "--json", "--timeout", "2",
+                     "--limit-rate", "512K", "-action", "put", "-local", source, "-remote",
+                     rdir.path)
+    assert result.returncode == 3, result
+    assert result.terminals(["scp1"])["scp1"]["kind"] == "timeout", result
+    assert time.monotonic() - started < 15
+    assert diff_snapshots(before, snapshot(rdir.local("scp1"))) == []
+    assert rdir.temp_files() == {}
+    # The limit itself: 1 MiB at 512K/s takes about 2 s.
+    (source / "big.bin").write_bytes(secrets.token_bytes(1 << 20))
+    started = time.monotonic()
+    result = cli.run("-i", inventory, "-h", "scp1", "-r", "--limit-rate", "512K",
+                     "-action", "put", "-local", source, "-remote", rdir.path)
+    assert result.returncode == 0, result
+    assert time.monotonic() - started >= 1.8
+
+
+@pytest.fixture(scope="module")
+def no_tar_fleet(scp_user: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    """One host whose PATH finds a ``tar`` that is not GNU tar (as on BusyBox systems)."""
+    bin_dir = tmp_path_factory.mktemp("fake-tar-bin")
+    fake = bin_dir / "tar"
+    fake.write_text("#!/bin/sh\necho 'tar (busybox) 1.36.1'\nexit 1\n")
+    fake.chmod(0o755)
+    for path in (bin_dir, *bin_dir.parents):
+        if path != Path("/"):
+            path.chmod(path.stat().st_mode | 0o005)
+    with Fleet(tmp_path_factory.mktemp("no-tar-fleet"), 1, names=["notar"],
+               first_address=NO_TAR_ADDRESS, user=TEST_USER, private_tmp=True,
+               extra_sshd_config=f"SetEnv PATH={bin_dir}:/usr/bin:/bin") as fleet:
+        yield fleet
+
+
+def test_a_host_without_gnu_tar_falls_back_to_sftp(
+        cli: Cli, no_tar_fleet: Fleet, tree: Path, tmp_path: Path) -> None:
+    inventory = no_tar_fleet.write_inventory(tmp_path / "hosts.ini", {})
+    remote = f"/srv/hostbatch-fleet/fallback-{secrets.token_hex(3)}"
+    assert no_tar_fleet.ssh("notar", f"mkdir {remote}", timeout=30).returncode == 0
+    result = cli.run("-i", inventory, "-h", "notar", "-r", "--json", "-action", "put",
+                     "-local", tree, "-remote", remote)
+    assert result.returncode == 0, result
+    done = result.terminals(["notar"])["notar"]
+    assert done["method"] == "sftp" and "GNU tar" in done["note"], done
+    got = cli.run("-i", inventory, "-h", "notar", "-r", "-action", "get", "-remote",
+                  f"{remote}/tree/sub", "-local", "got")
+    assert got.returncode == 0, got
+    assert diff_snapshots(snapshot(tree / "sub"),
+                          snapshot(cli.cwd / "got" / "notar" / "sub")) == []
+    refused = cli.run("-i", inventory, "-h", "notar", "-r", "--sync", "-action", "put",
+                      "-local", tree, "-remote", remote)
+    assert refused.returncode == 1, refused
+    assert "--sync of a tree needs GNU tar" in refused.stderr, refused

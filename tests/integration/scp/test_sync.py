@@ -1,0 +1,107 @@
+"""``--sync``, ``--checksum``, ``--delete`` and ``--dry-run`` for put and get (issue 11): only
+what differs moves, deletions come last, a dry run changes nothing, and every host reports
+its counts in its line, the summary and the JSON ``done`` event."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.integration.scp.scpkit import NAMES, Cli, RemoteDir, diff_snapshots, snapshot
+
+pytestmark = pytest.mark.integration
+
+
+def small_tree(root: Path, count: int = 20) -> Path:
+    (root / "sub").mkdir(parents=True)
+    for number in range(count):
+        (root / ("sub" if number % 2 else "") / f"f{number}.txt").write_bytes(
+            f"file {number}\n".encode() * 50)
+    os.symlink("f0.txt", root / "link")
+    return root
+
+
+def counts(result_events: list[dict[str, object]]) -> dict[str, tuple[object, ...]]:
+    return {e["host"]: (e["sent"], e["unchanged"], e["deleted"]) for e in result_events
+            if e["event"] == "done"}  # type: ignore[index]
+
+
+def test_put_sync_sends_only_changes_and_deletes_last(
+        cli: Cli, inventory: Path, rdir: RemoteDir, tmp_path: Path) -> None:
+    tree = small_tree(tmp_path / "tree")
+    first = cli.run("-i", inventory, "-g", "all", "-r", "--sync", "--json", "-action", "put",
+                    "-local", tree, "-remote", rdir.path)
+    assert first.returncode == 0, first
+    assert set(counts(first.events()).values()) == {(20, 0, 0)}, first.stdout
+    again = cli.run("-i", inventory, "-g", "all", "-r", "--sync", "-action", "put",
+                    "-local", tree, "-remote", rdir.path)
+    assert again.returncode == 0, again
+    for name in NAMES:
+        assert f"{name}: sync: 0 sent (0 B), 20 unchanged, 0 deleted" in again.stdout, again
+    assert "sync: 0 sent (0 B), 60 unchanged, 0 deleted on 3 hosts" in again.stderr, again
+
+    (tree / "f0.txt").write_bytes(b"changed\n")
+    (tree / "sub" / "f1.txt").unlink()
+    rdir.write("scp1", "tree/extra", b"only on scp1\n")
+    before = {name: snapshot(rdir.local(name, "tree")) for name in NAMES}
+    dry = cli.run("-i", inventory, "-g", "all", "-r", "--sync", "--delete", "--dry-run",
+                  "--json", "-action", "put", "-local", tree, "-remote", rdir.path)
+    assert dry.returncode == 0, dry
+    planned = {(e["host"], e["change"], e["path"]) for e in dry.events()
+               if e["event"] == "planned"}
+    assert ("scp1", "delete", rdir / "tree/extra") in planned, planned
+    assert ("scp2", "send", rdir / "tree/f0.txt") in planned, planned
+    assert ("scp2", "delete", rdir / "tree/sub/f1.txt") in planned, planned
+    assert counts(dry.events()) == {"scp1": (1, 18, 2), "scp2": (1, 18, 1),
+                                    "scp3": (1, 18, 1)}, dry.stdout
+    assert {name: snapshot(rdir.local(name, "tree")) for name in NAMES} == before
+
+    real = cli.run("-i", inventory, "-g", "all", "-r", "--sync", "--delete", "--json",
+                   "-action", "put", "-local", tree, "-remote", rdir.path)
+    assert real.returncode == 0, real
+    assert counts(real.events()) == {"scp1": (1, 18, 2), "scp2": (1, 18, 1),
+                                     "scp3": (1, 18, 1)}, real.stdout
+    expected = snapshot(tree)
+    for name in NAMES:
+        assert diff_snapshots(expected, snapshot(rdir.local(name, "tree"))) == [], name
+    assert rdir.temp_files() == {}
+
+    # A new mtime alone: the quick check sends the file, --checksum does not.
+    os.utime(tree / "f2.txt", (2_000_000_000, 2_000_000_000))
+    by_sum = cli.run("-i", inventory, "-h", "scp1", "-r", "--sync", "--checksum", "--json",
+                     "-action", "put", "-local", tree, "-remote", rdir.path)
+    assert counts(by_sum.events()) == {"scp1": (0, 19, 0)}, by_sum
+    by_time = cli.run("-i", inventory, "-h", "scp1", "-r", "--sync", "--json", "-action",
+                      "put", "-local", tree, "-remote", rdir.path)
+    assert counts(by_time.events()) == {"scp1": (1, 18, 0)}, by_time
+
+
+def test_get_sync_fetches_only_what_differs(cli: Cli, inventory: Path, rdir: RemoteDir,
+                                            tmp_path: Path) -> None:
+    tree = small_tree(tmp_path / "tree", 6)
+    assert cli.run("-i", inventory, "-g", "all", "-r", "-p", "-action", "put", "-local",
+                   tree, "-remote", rdir.path).returncode == 0
+    args = ("-i", inventory, "-g", "all", "-r", "--sync", "--json", "-action", "get",
+            "-remote", rdir / "tree", "-local", "got")
+    first = cli.run(*args)
+    assert first.returncode == 0, first
+    assert set(counts(first.events()).values()) == {(6, 0, 0)}, first.stdout
+    assert set(counts(cli.run(*args).events()).values()) == {(0, 6, 0)}
+    os.unlink(rdir.local("scp2", "tree/sub/f1.txt"))
+    rdir.write("scp2", "tree/f0.txt", b"new on scp2\n")
+    result = cli.run(*args, "--delete")
+    assert counts(result.events())["scp2"] == (1, 4, 1), result.stdout
+    assert (cli.cwd / "got/scp2/tree/f0.txt").read_bytes() == b"new on scp2\n"
+    assert not (cli.cwd / "got/scp2/tree/sub/f1.txt").exists()
+    assert (cli.cwd / "got/scp1/tree/sub/f1.txt").exists()
+
+
+def test_sync_options_need_sync(cli: Cli, inventory: Path, tmp_path: Path) -> None:
+    for flag in ("--delete", "--dry-run", "--checksum"):
+        result = cli.run("-i", inventory, "-g", "all", flag, "-action", "put", "-local",
+                         inventory, "-remote", "/tmp/")
+        assert result.returncode == 2, result
+        assert f"{flag} works only with --sync" in result.stderr
+        assert "Traceback" not in result.stderr
