@@ -75,10 +75,32 @@ class _Entry:
         return positive
 
 
-def _wildcard(pattern: str) -> re.Pattern[str]:
-    """OpenSSH's pattern syntax: only ``*`` and ``?`` are special (``[`` is literal)."""
-    parts = (".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern.lower())
-    return re.compile("".join(parts))
+def _wildcard_matches(pattern: str, name: str) -> bool:
+    """OpenSSH's pattern syntax: only ``*`` and ``?`` are special (``[`` is literal).
+
+    A regular expression of ``.*`` pieces backtracks exponentially on a pattern with many
+    ``*`` (``*a*a*a...b``: seconds at 10 stars, minutes at 12), and a known_hosts file is
+    input. This matcher moves the last ``*`` forward one character at a time instead: at most
+    ``len(pattern) * len(name)`` steps, and a pattern needing more plain characters than
+    ``name`` has is refused before any step.
+    """
+    if len(pattern) - pattern.count("*") > len(name):
+        return False
+    p = n = 0
+    star, resume = -1, 0
+    while n < len(name):
+        if p < len(pattern) and pattern[p] == "*":
+            star, resume = p, n
+            p += 1
+        elif p < len(pattern) and pattern[p] in ("?", name[n]):
+            p += 1
+            n += 1
+        elif star >= 0:
+            resume += 1  # the last * takes one more character; retry from there
+            p, n = star + 1, resume
+        else:
+            return False
+    return pattern.count("*", p) == len(pattern) - p
 
 
 def _pattern_matches(pattern: str, name: str) -> bool:
@@ -92,8 +114,14 @@ def _pattern_matches(pattern: str, name: str) -> bool:
             return False
         return hmac.compare_digest(hmac.new(salt, name.encode(), hashlib.sha1).digest(), expected)
     if "*" in pattern or "?" in pattern:
-        return _wildcard(pattern).fullmatch(name) is not None
+        return _wildcard_matches(pattern.lower(), name)
     return pattern.lower() == name
+
+
+#: What separates the fields of a line for ssh: spaces and tabs, nothing else. ``str.split()``
+#: and ``splitlines`` also break at form feeds, ``\x1c`` and Unicode line separators, which would
+#: turn the tail of a comment into a live entry that ssh never sees.
+_FIELD_SEPARATOR = re.compile(r"[ \t]+")
 
 
 @dataclass
@@ -112,13 +140,13 @@ class KnownHosts:
                 text = Path(path).read_text(encoding="utf-8", errors="replace")
             except OSError:
                 continue
-            for line in text.splitlines():
+            for line in text.split("\n"):  # as ssh: only a newline ends a line
                 known._add_line(line)
         return known
 
     def _add_line(self, line: str) -> None:
-        fields = line.split()
-        if not fields or fields[0].startswith("#"):
+        fields = _FIELD_SEPARATOR.split(line.strip(" \t\r"))
+        if not fields[0] or fields[0].startswith("#"):
             return
         revoked = False
         if fields[0].startswith("@"):
@@ -172,7 +200,7 @@ def append_lines(path: str, lines: Sequence[str]) -> int:
         fcntl.flock(fd, fcntl.LOCK_EX)
         with open(fd, "rb", closefd=False) as handle:
             existing = handle.read()
-        present = {line.strip() for line in existing.decode("utf-8", "replace").splitlines()}
+        present = {line.strip() for line in existing.decode("utf-8", "replace").split("\n")}
         new = [line for line in dict.fromkeys(lines) if line.strip() not in present]
         if not new:
             return 0

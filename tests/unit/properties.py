@@ -87,7 +87,8 @@ def run_cli(main: Callable[[list[str], Environment], int], argv: Sequence[str],
             statuses: tuple[int, ...] = (0, 2)) -> Outcome:
     """Run ``main(argv)`` in-process, bounded by :func:`time_limit`, and check its outcome:
     one of ``statuses`` (``inventory lint`` documents 1 for a file with errors); exit 2 with
-    exactly one ``error:`` line; every stderr line short."""
+    exactly one ``error:`` line, or the usage text when no (sub)command was named; every
+    stderr line short."""
     out, err = io.BytesIO(), io.BytesIO()
     env = Environment(stdin=io.BytesIO(stdin), stdout=out, stderr=err, environ=environ,
                       stdout_isatty=False, stderr_isatty=False, stdin_isatty=False)
@@ -99,8 +100,9 @@ def run_cli(main: Callable[[list[str], Environment], int], argv: Sequence[str],
     assert "Traceback" not in outcome.stderr + outcome.stdout
     for line in outcome.stderr.splitlines():
         check_message(line)
-    if status == 2:
-        # Redaction may mask letters of "error:" when a password is one of them.
+    if status == 2 and not outcome.stderr.startswith("usage:"):
+        # A bare ``hostbatch`` or ``hostbatch inventory`` prints its usage instead. Redaction
+        # may mask letters of "error:" when a password is one of them.
         errors = [line for line in outcome.stderr.splitlines()
                   if re.search(r"[e*][r*][r*][o*][r*]:", line)]
         assert len(errors) == 1, outcome.stderr

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from hostbatch.cli.environment import Environment
-from hostbatch.cli.failures import make_warn
+from hostbatch.cli.failures import error_line, make_warn
 from hostbatch.cli.options import (
     Parser,
     add_inventory_options,
@@ -24,7 +24,7 @@ from hostbatch.cli.options import (
     positive_count,
     positive_seconds,
 )
-from hostbatch.errors import HostbatchError, SelectionError
+from hostbatch.errors import HostbatchError, SelectionError, excerpt
 from hostbatch.exit_status import ExitStatus
 from hostbatch.inventory.resolve import BUILT_IN, Resolved
 from hostbatch.render.output import SafeStream
@@ -113,7 +113,7 @@ def explain(args: argparse.Namespace, env: Environment, out: SafeStream,
     if args.host not in inventory.hosts:
         close = difflib.get_close_matches(args.host, list(inventory.hosts), n=3)
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
-        raise SelectionError(f"host {args.host!r} is not in {inventory.path}{hint}",
+        raise SelectionError(f"host {excerpt(args.host)} is not in {inventory.path}{hint}",
                              [args.host])
     # The same layers as a run (hostbatch.prepare), kept with their sources.
     overrides = HostOverrides(user=args.user, connect_timeout=args.connect_timeout,
@@ -144,7 +144,7 @@ def explain_main(argv: Sequence[str], env: Environment) -> int:
             return ExitStatus.OK
         return explain(parser.parse_args(list(argv)), env, out, err)
     except HostbatchError as exc:
-        err.write(f"hostbatch inventory explain: error: {exc}\n".encode())
+        err.write(error_line("hostbatch inventory explain", exc))
         return ExitStatus.USAGE
     finally:
         out.flush()

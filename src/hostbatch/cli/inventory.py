@@ -12,9 +12,9 @@ from pathlib import Path
 
 from hostbatch.cli.environment import Environment
 from hostbatch.cli.explain import explain_main
-from hostbatch.cli.failures import make_warn, run_reporting_errors
+from hostbatch.cli.failures import error_line, make_warn, run_reporting_errors
 from hostbatch.cli.options import Parser, add_inventory_options
-from hostbatch.errors import HostbatchError
+from hostbatch.errors import HostbatchError, excerpt
 from hostbatch.exit_status import ExitStatus
 from hostbatch.render.output import SafeStream
 
@@ -144,8 +144,8 @@ def main(argv: Sequence[str], env: Environment, prog: str = "hostbatch inventory
     command = SUBCOMMANDS.get(argv[0])
     name = f"{prog} {argv[0]}"
     if command is None:
-        env.stderr.write(f"{prog}: error: unknown subcommand {argv[0]!r} (one of "
-                         f"{', '.join(SUBCOMMANDS)})\n".encode())
+        env.stderr.write(error_line(prog, f"unknown subcommand {excerpt(argv[0])} (one of "
+                                          f"{', '.join(SUBCOMMANDS)})"))
         return ExitStatus.USAGE
     return run_reporting_errors(name, argv, env.stdout, env.stderr,
                                 lambda: command(argv[1:], env))

@@ -10,7 +10,8 @@ import argparse
 import os
 from typing import NoReturn
 
-from hostbatch.errors import UsageError
+from hostbatch.cli.failures import one_line
+from hostbatch.errors import ECHO_LIMIT, UsageError, excerpt
 from hostbatch.exit_status import ExitStatus, exit_status_help
 from hostbatch.history import DEFAULT_OUTPUT_CAP
 from hostbatch.inventory.loader import INVENTORY_FORMATS
@@ -61,19 +62,30 @@ examples:
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse that raises :class:`UsageError` instead of printing usage and exiting."""
+    """argparse that raises :class:`UsageError` instead of printing usage and exiting.
+
+    argparse quotes what it could not use in full (``unrecognized arguments: A B ...``, an
+    invalid choice's value, a type function's message): the message is cut to
+    :data:`PARSE_ECHO_LIMIT` characters, so a pasted blob in argv gives a short line that still
+    ends with where to look.
+    """
 
     def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{message} (see {self.prog} --help)")
+        raise UsageError(f"{one_line(message, PARSE_ECHO_LIMIT)} (see {self.prog} --help)")
+
+
+#: The most characters of an argparse message :meth:`Parser.error` keeps: the option's name
+#: and two quoted excerpts fit.
+PARSE_ECHO_LIMIT = 3 * ECHO_LIMIT
 
 
 def positive_count(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        raise argparse.ArgumentTypeError(f"{excerpt(text)} is not a whole number") from None
     if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+        raise argparse.ArgumentTypeError(f"{excerpt(text)} must be at least 1")
     return value
 
 
@@ -82,9 +94,9 @@ def non_negative_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        raise argparse.ArgumentTypeError(f"{excerpt(text)} is not a whole number") from None
     if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must not be negative")
+        raise argparse.ArgumentTypeError(f"{excerpt(text)} must not be negative")
     return value
 
 
@@ -93,9 +105,9 @@ def positive_seconds(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+        raise argparse.ArgumentTypeError(f"{excerpt(text)} is not a number of seconds") from None
     if not 0 < value <= 10**7:
-        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number of seconds")
+        raise argparse.ArgumentTypeError(f"{excerpt(text)} must be a positive number of seconds")
     return value
 
 
@@ -104,9 +116,9 @@ def non_negative_seconds(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+        raise argparse.ArgumentTypeError(f"{excerpt(text)} is not a number of seconds") from None
     if not 0 <= value <= 86400:
-        raise argparse.ArgumentTypeError(f"{text!r} must be between 0 and 86400 seconds")
+        raise argparse.ArgumentTypeError(f"{excerpt(text)} must be between 0 and 86400 seconds")
     return value
 
 
@@ -129,11 +141,11 @@ def _amount(text: str) -> Amount:
 def _env_pair(text: str) -> tuple[str, str]:
     name, sep, value = text.partition("=")
     if not sep:
-        raise argparse.ArgumentTypeError(f"{text!r} is not NAME=VALUE")
+        raise argparse.ArgumentTypeError(f"{excerpt(text)} is not NAME=VALUE")
     if not is_identifier(name):
         raise argparse.ArgumentTypeError(
-            f"{name!r} is not a shell variable name (letters, digits, _; not starting with a "
-            "digit)")
+            f"{excerpt(name)} is not a shell variable name (letters, digits, _; not starting "
+            "with a digit)")
     return name, value
 
 
@@ -301,10 +313,10 @@ def _size(text: str) -> int:
     try:
         value = int(number) * units[unit]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a size (e.g. 1048576, 512K, 4M)"
+        raise argparse.ArgumentTypeError(f"{excerpt(text)} is not a size (e.g. 1048576, 512K, 4M)"
                                          ) from None
     if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must not be negative")
+        raise argparse.ArgumentTypeError(f"{excerpt(text)} must not be negative")
     return value
 
 

@@ -7,7 +7,7 @@ import argparse
 import os
 
 from hostbatch.actions import RunCommand
-from hostbatch.errors import UsageError
+from hostbatch.errors import UsageError, excerpt
 
 
 def _words(args: argparse.Namespace) -> list[str]:
@@ -22,7 +22,7 @@ def command_text(args: argparse.Namespace) -> str:
     words = _words(args)
     if args.command is not None and words:
         raise UsageError(f"give the command once, with -cmd or after the options, not both "
-                         f"(extra: {' '.join(words)!r})")
+                         f"(extra: {excerpt(' '.join(words))})")
     command = args.command if args.command is not None else " ".join(words)
     if not command.strip():
         raise UsageError("no command given: use -cmd \"COMMAND\"")
