@@ -114,8 +114,11 @@ def test_no_history_records_nothing(cli: Cli, main_inventory: Path) -> None:
     assert result.returncode == 0, result
     assert not db_path(cli).exists()
     empty = history(cli)
-    assert empty.returncode == 2 and "no run history yet" in empty.stderr, empty
-    assert len(split_lines(empty.stderr)) == 1
+    assert (empty.returncode, empty.stdout, empty.stderr) == (
+        0, "no runs recorded yet\n", ""), empty
+    show = history(cli, "show")
+    assert show.returncode == 2 and "no run history yet" in show.stderr, show
+    assert len(split_lines(show.stderr)) == 1
     at_failed = cli.run("-i", main_inventory, "-h", "@failed", "-cmd", "true")
     assert at_failed.returncode == 2 and "no run history yet" in at_failed.stderr, at_failed
 

@@ -323,7 +323,7 @@ def test_invalid_inventory(cli: Cli, write_inventory: WriteInventory) -> None:
         (["-h", "h1"], "command"),
         (["-h", "h1", "-cmd", ""], "command"),
         (["-h", "h1", "-cmd", "   "], "command"),
-        (["-h", "h1", "-cmd", "true", "--", "false"], "once"),
+        (["-h", "h1", "-cmd", "true", "--", "false"], "one argument"),
         (["-h", "h1", "-f", "0", "-cmd", "true"], "0"),
         (["-h", "h1", "-f", "-3", "-cmd", "true"], "-f"),
         (["-h", "h1", "-f", "many", "-cmd", "true"], "many"),

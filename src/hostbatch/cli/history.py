@@ -86,7 +86,14 @@ def _list(argv: list[str], env: Environment, stdout: SafeStream, stderr: SafeStr
     if args.help:
         stdout.write(parser.format_help().encode())
         return ExitStatus.OK
-    store = _open(env)
+    from hostbatch.history.store import NoHistory
+
+    try:
+        store = _open(env)
+    except NoHistory:
+        if not args.json:  # an empty list, as JSON: nothing at all
+            stdout.write(b"no runs recorded yet\n")
+        return ExitStatus.OK
     try:
         runs = store.runs(args.limit)
     finally:

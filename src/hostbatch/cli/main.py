@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from hostbatch import __version__
 from hostbatch.actions import Action
 from hostbatch.cli.environment import Environment
-from hostbatch.cli.failures import make_warn, run_reporting_errors
+from hostbatch.cli.failures import error_line, make_warn, run_reporting_errors
 from hostbatch.cli.options import (
     Parser,
     build_run_parser,
@@ -24,7 +24,7 @@ from hostbatch.cli.options import (
     check_output_options,
 )
 from hostbatch.engine.launcher import WorkerLauncher
-from hostbatch.errors import InventoryError, UsageError
+from hostbatch.errors import InventoryError, UsageError, excerpt
 from hostbatch.exit_status import ExitStatus
 from hostbatch.inventory.model import HostSpec
 from hostbatch.render.output import SafeStream
@@ -244,7 +244,7 @@ def hostbatch_main(argv: Sequence[str], env: Environment, *,
                 "inventory": inventory_main, "help": help_main}
     command = commands.get(argv[0])
     if command is None:
-        env.stderr.write(f"hostbatch: error: unknown command {argv[0]!r} "
-                         "(see hostbatch --help)\n".encode())
+        env.stderr.write(error_line("hostbatch", f"unknown command {excerpt(argv[0])} "
+                                                 "(see hostbatch --help)"))
         return ExitStatus.USAGE
     return command(argv[1:], env, f"hostbatch {argv[0]}", launcher=launcher)

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 
 from hostbatch.actions import RunCommand
-from hostbatch.errors import UsageError, excerpt
+from hostbatch.errors import UsageError, clip, excerpt
 
 
 def _words(args: argparse.Namespace) -> list[str]:
@@ -21,8 +22,11 @@ def command_text(args: argparse.Namespace) -> str:
     """The command from ``-cmd`` or the trailing words, never both, never empty."""
     words = _words(args)
     if args.command is not None and words:
-        raise UsageError(f"give the command once, with -cmd or after the options, not both "
-                         f"(extra: {excerpt(' '.join(words))})")
+        # `-cmd ps aux | grep sshd` reaches us as -cmd ps plus "aux": the shell split it.
+        quoted = clip(shlex.quote(" ".join([args.command, *words])))
+        raise UsageError(f"the command must be one argument: quote it, as in -cmd {quoted} "
+                         f"(extra: {excerpt(' '.join(words))}; a | or > after it went to your "
+                         "own shell)")
     command = args.command if args.command is not None else " ".join(words)
     if not command.strip():
         raise UsageError("no command given: use -cmd \"COMMAND\"")

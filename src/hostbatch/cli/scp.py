@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from hostbatch.actions import GetFiles, PutFiles, SyncOptions
-from hostbatch.errors import UsageError
+from hostbatch.errors import UsageError, excerpt
 from hostbatch.local_files import prepare_get_dir, scan_source
 
 
@@ -13,8 +13,8 @@ def _check_remote(remote: str | None) -> str:
     if not remote:
         raise UsageError("no remote path given: use -remote PATH")
     if remote.startswith("~") and remote != "~" and not remote.startswith("~/"):
-        raise UsageError(f"remote path {remote!r}: only ~ and ~/ (the login user's home) are "
-                         "supported")
+        raise UsageError(f"remote path {excerpt(remote)}: only ~ and ~/ (the login user's "
+                         "home) are supported")
     return remote
 
 

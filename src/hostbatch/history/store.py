@@ -80,6 +80,10 @@ class HistoryError(HostbatchError):
     """The history cannot answer: no database yet, an unknown run, an unreadable file."""
 
 
+class NoHistory(HistoryError):
+    """Nothing was ever recorded (no database yet, or an empty one)."""
+
+
 def unusable(path: Path, exc: BaseException | str) -> HistoryError:
     """The one-line error for a history database that cannot be read: what is wrong and how
     to move the file aside (the next run then starts a new one)."""
@@ -227,7 +231,7 @@ class HistoryStore:
         if create:
             _create_private(path)
         elif not path.is_file():
-            raise HistoryError(f"no run history yet ({path} does not exist)")
+            raise NoHistory(f"no run history yet ({path} does not exist)")
         # Used by one thread at a time, but not always the one that opened it (the recorder
         # writes from a background thread).
         connection = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None,
@@ -239,7 +243,7 @@ class HistoryStore:
                 raise unusable(path, f"written by a newer hostbatch or damaged (schema "
                                      f"{version}, this one reads {SCHEMA_VERSION})")
             if not create and version == 0:
-                raise HistoryError(f"no run history yet ({path} holds no runs)")
+                raise NoHistory(f"no run history yet ({path} holds no runs)")
             if create:
                 _use_wal(connection, busy_timeout)
                 connection.execute("PRAGMA synchronous = NORMAL")

@@ -82,35 +82,32 @@ class Validator:
             raise self.fail(f"port {clip(str(port))} is out of range (1-65535)", section, "port")
         return port
 
-    def timeout(self, value: str, section: str) -> float:
-        """``connect_timeout``: seconds, over 0 and at most a day."""
+    def seconds(self, value: str, section: str, key: str, *, zero_allowed: bool) -> float:
+        """Seconds up to a day: over 0, or with ``zero_allowed`` 0 (off) or more."""
         try:
             seconds = float(value)
         except ValueError:
-            raise self.fail(f"connect_timeout {excerpt(value)} is not a number of seconds", section,
-                            "connect_timeout") from None
-        if not 0 < seconds <= 86400:
-            raise self.fail(f"connect_timeout {excerpt(value)} must be between 0 and 86400 seconds",
-                            section, "connect_timeout")
+            raise self.fail(f"{key} {excerpt(value)} is not a number of seconds", section,
+                            key) from None
+        if not (seconds >= 0 if zero_allowed else seconds > 0) or seconds > 86400:
+            low = "0 (off)" if zero_allowed else "0"
+            raise self.fail(f"{key} {excerpt(value)} must be between {low} and 86400 seconds",
+                            section, key)
         return seconds
+
+    def timeout(self, value: str, section: str) -> float:
+        """``connect_timeout``: seconds, over 0 and at most a day."""
+        return self.seconds(value, section, "connect_timeout", zero_allowed=False)
 
     def keepalive(self, value: str, section: str) -> float:
         """``keepalive_interval``: seconds, 0 (off) to a day."""
-        try:
-            seconds = float(value)
-        except ValueError:
-            raise self.fail(f"keepalive_interval {value!r} is not a number of seconds", section,
-                            "keepalive_interval") from None
-        if not 0 <= seconds <= 86400:
-            raise self.fail(f"keepalive_interval {value!r} must be between 0 (off) and 86400 "
-                            "seconds", section, "keepalive_interval")
-        return seconds
+        return self.seconds(value, section, "keepalive_interval", zero_allowed=True)
 
     def keepalive_count(self, value: str, section: str) -> int:
         """``keepalive_count_max``: unanswered probes before giving up, at least 1."""
         count = self.count(value, section, "keepalive_count_max")
         if count < 1:
-            raise self.fail(f"keepalive_count_max {value!r} must be at least 1", section,
+            raise self.fail(f"keepalive_count_max {excerpt(value)} must be at least 1", section,
                             "keepalive_count_max")
         return count
 
