@@ -208,8 +208,8 @@ def help_main(argv: Sequence[str], env: Environment, prog: str = "hostbatch help
         env.stdout.write(hostbatch_usage().encode())
         return ExitStatus.OK
     if argv[0] not in {command.name for command in COMMANDS}:
-        env.stderr.write(f"{prog}: error: unknown command {argv[0]!r} "
-                         "(see hostbatch --help)\n".encode())
+        env.stderr.write(error_line(prog, f"unknown command {excerpt(argv[0])} "
+                                          "(see hostbatch --help)"))
         return ExitStatus.USAGE
     named = argv[:2] if argv[0] in ("inventory", "history") else argv[:1]
     return hostbatch_main([*named, "--help"], env)
