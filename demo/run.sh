@@ -1,42 +1,63 @@
 #!/usr/bin/env bash
-# The hostbatch demo: a fleet of 4 real OpenSSH sshd hosts on 127.0.0.x, its inventory, and
-# batch_run against its groups. Run as root on Debian; installs what it needs first.
+# The hostbatch demo: a fleet of 4 real OpenSSH sshd hosts on 127.0.0.10-13, its inventory,
+# and batch_run / batch_scp / hostbatch against it. Run as root on Debian; installs what it
+# needs first (scripts/setup.sh).
+#
+#   demo/run.sh          run the demo, then stop the fleet and remove what it created
+#   demo/run.sh --keep   run the demo and leave the fleet running, with the three lines that
+#                        point your own shell at it (stop it later with demo/fleet.sh stop)
+#
+# Every command is printed exactly as it runs, so it can be pasted into that shell.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
-work=demo/work
-rm -rf "$work"; mkdir -p "$work"
-export PATH="$PWD/.venv/bin:$PATH"
+keep=0
+for arg in "$@"; do
+  case "$arg" in
+    --keep) keep=1 ;;
+    *) echo "usage: demo/run.sh [--keep]" >&2; exit 2 ;;
+  esac
+done
 
-# A dedicated login user keeps the demo independent of root's shell start-up files.
-.venv/bin/python -c 'import secrets; from tests.support.fleet import ensure_test_user; ensure_test_user("hbdemo", secrets.token_urlsafe(16))'
-.venv/bin/python -m tests.support.fleet --count 4 --workdir "$work" --user hbdemo --private-tmp \
-  --names web01,web02,web03,db01 --group web_clusters=web01,web02,web03 --group db_servers=db01 \
-  --detach >/dev/null
-trap 'kill "$(cat "$work/fleet.pid")" 2>/dev/null || true' EXIT
-export HOSTBATCH_INVENTORY="$work/hosts.ini"
-export XDG_STATE_HOME="$PWD/$work/state"   # the demo keeps its run history to itself
+demo/fleet.sh start >/dev/null
+[ "$keep" = 1 ] || trap 'demo/fleet.sh stop >/dev/null' EXIT
+eval "$(demo/fleet.sh env)"
+work=$(dirname "$HOSTBATCH_INVENTORY")
 
-show() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@" || echo "(exit status $?)"; }
+# Each line below is printed (with $work spelled out), then run as printed.
+show() {
+  local line=${1//\$work/$work}
+  printf '\n\033[1m$ %s\033[0m\n' "$line"
+  eval "$line" || echo "(exit status $?)"
+}
 
 echo "Demo fleet: 4 OpenSSH sshd hosts on loopback; inventory at $HOSTBATCH_INVENTORY"
-show cat "$HOSTBATCH_INVENTORY"
-show batch_run -g web_clusters,db_servers --list
-show batch_run -h web01,web02 -g db_servers -cmd 'echo "I am $(echo $SSH_CONNECTION | cut -d" " -f3)"; df -h / | tail -n 1'
-show batch_run -g all -x 'web0[2-3]' -cmd 'for i in 1 2 3; do echo "tick $i"; sleep 0.3; done; echo "warning on stderr" >&2'
-show batch_run -g web_clusters --json -cmd 'case "$SSH_CONNECTION" in *" 127.0.0.11 "*) echo "disk almost full" >&2; exit 1;; esac; echo fine'
-show batch_run -h 'web*' -g nosuchgroup -cmd true
-show batch_run -g all --timeout 1 -cmd 'sleep 30'
-
-# Each demo host has its own private filesystem at /srv/hostbatch-fleet (a tmpfs per sshd).
 printf 'print("hello from hostbatch")\n' > "$work/test.py"
-show batch_scp -g web_clusters -h db01 -action put -local "$work/test.py" -remote /srv/hostbatch-fleet/ --verify
-show batch_run -g all -cmd 'ls -l /srv/hostbatch-fleet/ && python3 /srv/hostbatch-fleet/test.py'
-show batch_scp -g all -action get -remote /srv/hostbatch-fleet/test.py -local "$work/collected"
-show find "$work/collected" -type f
-show batch_scp -g db_servers -action put -local "$work/test.py" -remote /srv/hostbatch-fleet/missing/dir/
-show batch_run -h @failed -cmd 'echo "retrying a host that failed in the last run"'
-show batch_run -g all -b -cmd 'uname -s; cat /etc/debian_version'
-show hostbatch history
-show hostbatch inventory explain web01
-show hostbatch inventory lint
+# Each demo host has its own private filesystem at /srv/hostbatch-fleet (a tmpfs per sshd).
+while IFS= read -r line <&3; do
+  show "$line"
+done 3<<'DEMO'
+cat "$HOSTBATCH_INVENTORY"
+batch_run -g web_clusters,db_servers --list
+batch_run -h web01,web02 -g db_servers -cmd 'echo "I am $(echo $SSH_CONNECTION | cut -d" " -f3)"; df -h / | tail -n 1'
+batch_run -g all -x 'web0[2-3]' -cmd 'for i in 1 2 3; do echo "tick $i"; sleep 0.3; done; echo "warning on stderr" >&2'
+batch_run -g web_clusters --json -cmd 'case "$SSH_CONNECTION" in *" 127.0.0.11 "*) echo "disk almost full" >&2; exit 1;; esac; echo fine'
+batch_run -h 'web*' -g nosuchgroup -cmd true
+batch_run -g all --timeout 1 -cmd 'sleep 30'
+batch_scp -g web_clusters -h db01 -action put -local "$work/test.py" -remote /srv/hostbatch-fleet/ --verify
+batch_run -g all -cmd 'ls -l /srv/hostbatch-fleet/ && python3 /srv/hostbatch-fleet/test.py'
+batch_scp -g all -action get -remote /srv/hostbatch-fleet/test.py -local "$work/collected"
+find "$work/collected" -type f
+batch_scp -g db_servers -action put -local "$work/test.py" -remote /srv/hostbatch-fleet/missing/dir/
+batch_run -h @failed -cmd 'echo "retrying a host that failed in the last run"'
+batch_run -g all -b -cmd 'uname -s; cat /etc/debian_version'
+hostbatch history
+hostbatch inventory explain web01
+hostbatch inventory lint
+DEMO
+
+if [ "$keep" = 1 ]; then
+  printf '\n\033[1mThe demo fleet is still running.\033[0m Paste these three lines into your shell:\n'
+  demo/fleet.sh env
+  echo "then try, e.g.: batch_run -g all -cmd uptime; hostbatch history; batch_run -h @failed -cmd true"
+  echo "Stop it, and remove the demo user and $work, with: demo/fleet.sh stop"
+fi

@@ -6,6 +6,10 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh --test
 .venv/bin/ruff check src tests bench
 .venv/bin/mypy
+# The docs site, in strict mode: a broken link or anchor, or a page not in the nav, fails.
+docs_site=$(mktemp -d)
+trap 'rm -rf "$docs_site"' EXIT
+.venv/bin/mkdocs build --strict --quiet --site-dir "$docs_site"
 status=0
 .venv/bin/python -m pytest -q -p no:cacheprovider "$@" || status=$?
 if [ "$status" = 5 ]; then

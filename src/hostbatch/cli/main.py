@@ -41,18 +41,6 @@ if TYPE_CHECKING:
 Perform = Callable[[list[HostSpec], Action, "RunOptions", Environment, SafeStream,
                     SafeStream, WorkerLauncher | None], int]
 
-HOSTBATCH_USAGE = """\
-usage: hostbatch COMMAND [OPTIONS]
-
-commands:
-  run        run a shell command on many hosts (same as batch_run)
-  scp        copy files to or from many hosts (same as batch_scp)
-  keyscan    fetch host keys, compare them with known_hosts, record new ones
-  inventory  inventory tools: lint, convert, explain
-  history    list, replay (show) and compare (diff) recorded runs
-
-Run 'hostbatch COMMAND --help' for the options of a command.
-"""
 
 
 def _run_checks(args: argparse.Namespace) -> Callable[[], Action]:
@@ -211,21 +199,49 @@ def inventory_main(argv: Sequence[str], env: Environment, prog: str = "hostbatch
     return status
 
 
+def help_main(argv: Sequence[str], env: Environment, prog: str = "hostbatch help", *,
+              launcher: WorkerLauncher | None = None) -> int:
+    """``hostbatch help [COMMAND [SUBCOMMAND]]``: that command's ``--help``."""
+    from hostbatch.cli.catalog import COMMANDS, hostbatch_usage
+
+    if not argv or argv[0] == "help":
+        env.stdout.write(hostbatch_usage().encode())
+        return ExitStatus.OK
+    if argv[0] not in {command.name for command in COMMANDS}:
+        env.stderr.write(error_line(prog, f"unknown command {excerpt(argv[0])} "
+                                          "(see hostbatch --help)"))
+        return ExitStatus.USAGE
+    named = argv[:2] if argv[0] in ("inventory", "history") else argv[:1]
+    return hostbatch_main([*named, "--help"], env)
+
+
 def hostbatch_main(argv: Sequence[str], env: Environment, *,
                    launcher: WorkerLauncher | None = None) -> int:
     """``hostbatch COMMAND ...``: dispatch to a subcommand."""
-    if not argv or argv[0] in ("--help", "help"):
-        (env.stdout if argv else env.stderr).write(HOSTBATCH_USAGE.encode())
+    if not argv or argv[0] == "--help":
+        from hostbatch.cli.catalog import hostbatch_usage
+
+        (env.stdout if argv else env.stderr).write(hostbatch_usage().encode())
         return ExitStatus.OK if argv else ExitStatus.USAGE
     if argv[0] == "--version":
         env.stdout.write(f"hostbatch {__version__}\n".encode())
         return ExitStatus.OK
+    if argv[0] == "__complete":  # hidden: what the completion scripts run on each TAB
+        from hostbatch.cli.completion import complete_main
+
+        return complete_main(argv[1:], env)
     if argv[0] == "history":
         from hostbatch.cli.history import history_main
 
         return history_main(argv[1:], env)
+    if argv[0] in ("man", "completion"):
+        from hostbatch.cli.completion import completion_main
+        from hostbatch.cli.man import man_main
+
+        show = man_main if argv[0] == "man" else completion_main
+        return show(argv[1:], env, f"hostbatch {argv[0]}")
     commands = {"run": run_main, "scp": scp_main, "keyscan": keyscan_main,
-                "inventory": inventory_main}
+                "inventory": inventory_main, "help": help_main}
     command = commands.get(argv[0])
     if command is None:
         env.stderr.write(error_line("hostbatch", f"unknown command {excerpt(argv[0])} "

@@ -43,6 +43,24 @@ are grouped by reason.  On a terminal, when lines are not streamed to it, a
 live progress line (done/running/failed/total, elapsed, ETA) is shown on
 stderr; never when stderr is piped."""
 
+#: The last lines of ``batch_run --help`` (and of its man page's EXAMPLES).
+RUN_EXAMPLES = """
+
+examples:
+  batch_run -g web -cmd 'systemctl is-active nginx'       # a group, streamed as HOST: LINE
+  batch_run -g all -x 'db*' -b -cmd 'cat /etc/debian_version'   # identical outputs once
+  batch_run -h @failed -cmd 'systemctl restart app'       # again, where the last run failed
+"""
+
+#: The last lines of ``batch_scp --help``.
+SCP_EXAMPLES = """
+
+examples:
+  batch_scp -g web -action put -local app.conf -remote /etc/app/     # to every web host
+  batch_scp -g all -action get -remote /etc/os-release -local ./got  # ./got/HOST/os-release
+  batch_scp -h @failed -action put -local app.conf -remote /etc/app/ # retry the failures
+"""
+
 
 class Parser(argparse.ArgumentParser):
     """argparse that raises :class:`UsageError` instead of printing usage and exiting.
@@ -358,7 +376,7 @@ def build_run_parser(prog: str) -> Parser:
         allow_abbrev=False,
         description="Run a shell command on many hosts over SSH, in parallel, streaming each "
                     "line as HOST: LINE.",
-        epilog=exit_status_help() + RUN_NOTES + RUN_OUTPUT_HELP,
+        epilog=exit_status_help() + RUN_NOTES + RUN_OUTPUT_HELP + RUN_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_common_options(parser)
@@ -386,7 +404,8 @@ def build_scp_parser(prog: str) -> Parser:
                     "GNU tar). Everything lands via a temporary name or a staging directory "
                     "and atomic renames; a get writes LOCAL/HOST/NAME for each host.",
         epilog=exit_status_help(meanings={
-            ExitStatus.COMMAND_FAILED: "a transfer failed on some host"}) + RUN_NOTES,
+            ExitStatus.COMMAND_FAILED: "a transfer failed on some host"}) + RUN_NOTES
+        + SCP_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_common_options(parser)
