@@ -23,6 +23,8 @@ command -v pgrep >/dev/null || packages+=(procps)
 if [ "$want_test" = 1 ]; then
   command -v sudo >/dev/null || packages+=(sudo)   # --sudo tests: a test user with a sudo rule
   command -v ip >/dev/null || packages+=(iproute2)   # jump-host tests: loopback up in a namespace
+  command -v zsh >/dev/null || packages+=(zsh)   # completion tests run the zsh script
+  command -v fish >/dev/null || packages+=(fish)   # ... and the fish one
   command -v rsync >/dev/null || packages+=(rsync)   # batch_scp --sync compared with parallel-rsync
 fi
 if [ "$want_bench" = 1 ]; then

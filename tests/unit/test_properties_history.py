@@ -38,7 +38,7 @@ def _healthy(path: Path) -> bytes:
     for number in (1, 2):
         run_id = store.begin_run(NewRun(started=float(number), user="me", action="run",
                                         command="uptime", selection={"hosts": ["h1"]},
-                                        inventory="hosts.ini", hosts=[("h1", "10.0.0.1")],
+                                        inventory="hosts.ini", hosts=[("h1", "127.0.0.21")],
                                         output_cap=1000))
         store.finish_run(run_id, finished=number + 1.0, elapsed=1.0, exit_status=0,
                          interrupted=False)

@@ -31,7 +31,7 @@ KEY_A = base64.b64encode(b"key-a" * 8).decode()
 KEY_B = base64.b64encode(b"key-b" * 8).decode()
 #: Host names a lookup asks about: short, port forms, upper case, and a long one.
 NAMES = ["web1", "WEB1", "db", "[web1]:2222", "a", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
-         "x" * 300, "10.0.0.1"]
+         "x" * 300, "127.0.0.21"]
 #: Characters of generated patterns: wildcards, negation and the bracket of ``[host]:port``.
 _PATTERN_CHARS = "ab*?![]:.1"
 
