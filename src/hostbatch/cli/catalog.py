@@ -17,7 +17,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from hostbatch.cli.environment import Environment
-from hostbatch.cli.options import Parser, build_run_parser, build_scp_parser
+from hostbatch.cli.options import build_run_parser, build_scp_parser
+from hostbatch.cli.parser import Parser
 
 
 @dataclass(frozen=True)

@@ -17,13 +17,13 @@ from pathlib import Path
 from hostbatch.cli.environment import Environment
 from hostbatch.cli.failures import error_line, make_warn
 from hostbatch.cli.options import (
-    Parser,
     add_inventory_options,
     add_ssh_config_options,
     non_negative_seconds,
     positive_count,
     positive_seconds,
 )
+from hostbatch.cli.parser import Parser
 from hostbatch.errors import HostbatchError, SelectionError, excerpt
 from hostbatch.exit_status import ExitStatus
 from hostbatch.inventory.resolve import BUILT_IN, Resolved
@@ -128,6 +128,11 @@ def explain(args: argparse.Namespace, env: Environment, out: SafeStream,
         rows += setting_lines(hop, env, f"jump{number}.")
     rows.append(("ssh_config", str(config) if config else "none",
                  "-F" if args.ssh_config else "default"))
+    from hostbatch.inventory.checks import host_findings
+
+    for spec in (resolved.spec, *(hop.spec for hop in resolved.hops)):
+        for finding in host_findings(spec, inventory.hosts, env.environ):
+            warn(f"{spec.name}: {finding.key}: {finding.message}")
     width = max(len(key) for key, _, _ in rows) + 2
     out.write("".join(f"{key:<{width}}{value}  ({source})\n"
                       for key, value, source in rows).encode())

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING
 from hostbatch.actions import RunCommand
 from hostbatch.cli.environment import Environment
 from hostbatch.cli.failures import make_warn, run_reporting_errors
-from hostbatch.cli.options import Parser, add_output_options, check_output_options, non_negative_int
+from hostbatch.cli.options import add_output_options, check_output_options, non_negative_int
+from hostbatch.cli.parser import Parser
 from hostbatch.errors import UsageError, excerpt
 from hostbatch.exit_status import ExitStatus
 from hostbatch.render.output import SafeStream, use_color

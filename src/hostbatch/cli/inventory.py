@@ -13,7 +13,8 @@ from pathlib import Path
 from hostbatch.cli.environment import Environment
 from hostbatch.cli.explain import explain_main
 from hostbatch.cli.failures import error_line, make_warn, run_reporting_errors
-from hostbatch.cli.options import Parser, add_inventory_options
+from hostbatch.cli.options import add_inventory_options
+from hostbatch.cli.parser import Parser
 from hostbatch.errors import HostbatchError, excerpt
 from hostbatch.exit_status import ExitStatus
 from hostbatch.render.output import SafeStream
@@ -82,7 +83,7 @@ def lint_main(argv: Sequence[str], env: Environment,
         stdout.write(parser.format_help().encode())
         return ExitStatus.OK
     path = _inventory_path(args, env)
-    report = lint_inventory(path, args.inventory_format)
+    report = lint_inventory(path, args.inventory_format, env.environ)
     stdout.write("".join(p.format(str(path)) + "\n" for p in report.problems).encode())
     errors, warnings = len(report.errors), len(report.warnings)
     stderr.write(f"{prog}: {path}: {errors} error(s), {warnings} warning(s)\n".encode())

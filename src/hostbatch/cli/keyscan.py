@@ -18,7 +18,8 @@ from hostbatch.cli.arguments import RunOptions
 from hostbatch.cli.confirm import YES
 from hostbatch.cli.environment import Environment
 from hostbatch.cli.failures import make_warn
-from hostbatch.cli.options import Parser, add_common_options
+from hostbatch.cli.options import add_common_options
+from hostbatch.cli.parser import Parser
 from hostbatch.engine.events import Event, HostFailed, HostKeyScanned
 from hostbatch.engine.launcher import WorkerLauncher
 from hostbatch.exit_status import ExitStatus, exit_status_help

@@ -17,12 +17,8 @@ from hostbatch import __version__
 from hostbatch.actions import Action
 from hostbatch.cli.environment import Environment
 from hostbatch.cli.failures import error_line, make_warn, run_reporting_errors
-from hostbatch.cli.options import (
-    Parser,
-    build_run_parser,
-    build_scp_parser,
-    check_output_options,
-)
+from hostbatch.cli.options import build_run_parser, build_scp_parser, check_output_options
+from hostbatch.cli.parser import Parser
 from hostbatch.engine.launcher import WorkerLauncher
 from hostbatch.errors import InventoryError, UsageError, excerpt
 from hostbatch.exit_status import ExitStatus

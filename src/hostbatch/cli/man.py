@@ -17,7 +17,7 @@ from hostbatch import __version__
 from hostbatch.cli import catalog
 from hostbatch.cli.environment import Environment
 from hostbatch.cli.failures import run_reporting_errors
-from hostbatch.cli.options import Parser
+from hostbatch.cli.parser import Parser
 from hostbatch.errors import HostbatchError
 from hostbatch.exit_status import ExitStatus
 

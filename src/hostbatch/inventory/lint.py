@@ -16,6 +16,7 @@ what the loader (or a run) would refuse; warnings are legal but probably uninten
 from __future__ import annotations
 
 import difflib
+import os
 import re
 import stat
 from collections.abc import Callable, Mapping
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from hostbatch.errors import InventoryError, clip, excerpt
+from hostbatch.inventory.checks import host_findings
 from hostbatch.inventory.detect import looks_like_ansible
 from hostbatch.inventory.model import DEFAULT_PORT, Inventory
 from hostbatch.inventory.ranges import split_list
@@ -251,8 +253,11 @@ def _partial_inventory(path: Path, defaults: dict[str, object],
 
 
 def lint_model(report: LintReport, inventory: Inventory, path: Path,
-               sections: Callable[[str], str]) -> None:
+               sections: Callable[[str], str], environ: Mapping[str, str]) -> None:
     """Checks on the resolved hosts, for both formats. ``sections`` names a host's section."""
+    for spec in inventory.hosts.values():
+        for finding in host_findings(spec, inventory.hosts, environ):
+            report.add(finding.severity, finding.message, sections(spec.name), finding.key)
     by_address: dict[tuple[str, int], list[str]] = {}
     for spec in inventory.hosts.values():
         by_address.setdefault((spec.hostname.lower(), spec.port), []).append(spec.name)
@@ -315,8 +320,11 @@ def _mask_passwords(report: LintReport, inventory: Inventory) -> None:
         report.problems[index] = replace(problem, message=message)
 
 
-def lint_inventory(path: Path, inventory_format: str = "auto") -> LintReport:
-    """Lint the inventory at ``path``; an unreadable file raises InventoryError."""
+def lint_inventory(path: Path, inventory_format: str = "auto",
+                   environ: Mapping[str, str] | None = None) -> LintReport:
+    """Lint the inventory at ``path``; an unreadable file raises InventoryError. ``environ``
+    (default ``os.environ``) is where ``password_env`` variables are looked for."""
+    environ = os.environ if environ is None else environ
     from hostbatch.inventory.ansible import load_ansible_inventory, parse_file
 
     text = read_inventory_text(path)
@@ -338,11 +346,11 @@ def lint_inventory(path: Path, inventory_format: str = "auto") -> LintReport:
                     report.add("warning", "the value goes on after whitespace and '#' or ';': "
                                "Ansible keeps that as part of the value (quote the value, or put "
                                "the comment on a line of its own)", f"{group.name}:vars", key)
-        lint_model(report, inventory, path, lambda name: name)
+        lint_model(report, inventory, path, lambda name: name, environ)
         _mask_passwords(report, inventory)
         return report
     report, inventory = lint_hostbatch(path, text)
-    lint_model(report, inventory, path, lambda name: f"host:{name}")
+    lint_model(report, inventory, path, lambda name: f"host:{name}", environ)
     _mask_passwords(report, inventory)
     report.problems.sort(key=lambda p: (p.line == 0, p.line))
     return report
