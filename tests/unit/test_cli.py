@@ -432,3 +432,13 @@ def test_pssh_and_clush_habits_get_a_pointer(cli: Cli, inventory_path: Path, arg
     result = cli("-i", str(inventory_path), *argv)
     assert result.status == 2 and hint in result.stderr, result
     assert result.stderr.count("\n") == 1
+
+
+def test_an_inventory_error_names_the_line_and_points_at_lint(cli: Cli,
+                                                             write_inventory: WriteInventory
+                                                             ) -> None:
+    path = write_inventory("[defaults]\nuser = x\n\n[host:web1]\nport = abc\n")
+    result = cli("-i", str(path), "-g", "all", "-cmd", "true")
+    assert result.status == 2
+    assert result.stderr.count("\n") == 1
+    assert "(line 5); to see every problem at once: hostbatch inventory lint -i" in result.stderr

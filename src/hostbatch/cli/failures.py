@@ -17,7 +17,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from hostbatch.errors import HostbatchError
+from hostbatch.errors import HostbatchError, InventoryError
 from hostbatch.exit_status import ExitStatus
 from hostbatch.secrets import redact
 
@@ -73,12 +73,26 @@ def make_warn(prog: str, stderr: Writable, *, label: str | None = "warning") -> 
     return warn
 
 
+def _lint_hint(error: InventoryError) -> str:
+    """Where in the file, and how to see every problem of it at once."""
+    from hostbatch.inventory.source import line_of
+
+    if not error.path or not error.section:
+        return ""
+    line = line_of(error.path, error.section, error.key)
+    where = f" (line {line})" if line else ""
+    return f"{where}; to see every problem at once: hostbatch inventory lint -i {error.path}"
+
+
 def run_reporting_errors(prog: str, argv: Sequence[str], stdout: Writable, stderr: Writable,
                          body: Callable[[], int]) -> int:
     """Return ``body()``, or the exit status of the error it raised (reported on ``stderr``);
     both streams are flushed either way."""
     try:
         return body()
+    except InventoryError as exc:
+        stderr.write(error_line(prog, f"{exc}{_lint_hint(exc)}"))
+        return ExitStatus.USAGE
     except HostbatchError as exc:
         stderr.write(error_line(prog, exc))
         return ExitStatus.USAGE

@@ -27,3 +27,26 @@ def read_inventory_text(path: Path) -> str:
     except UnicodeDecodeError as exc:
         raise InventoryError(f"inventory is not UTF-8 text ({exc.reason})",
                              path=str(path)) from None
+
+
+def line_of(path: str, section: str | None, key: str | None = None) -> int | None:
+    """The line of ``key`` in ``[section]`` (or of the section's header) in the file at
+    ``path``, for messages; ``None`` when it cannot be found or read."""
+    if not section:
+        return None
+    try:
+        lines = Path(path).read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return None
+    header = f"[{section}]"
+    found: int | None = None
+    for number, raw in enumerate(lines, 1):
+        text = raw.strip()
+        if text.startswith("["):
+            if found is not None:
+                break
+            if text == header:
+                found = number
+        elif found is not None and key and text.split("=", 1)[0].strip() == key:
+            return number
+    return found
