@@ -67,8 +67,7 @@ def test_batch_scp_and_keyscan_take_minus_capital_h(cli: Cli, main_fleet: Fleet,
                                                     tmp_path: Path) -> None:
     _ssh_config(cli, main_fleet, ["web02"])
     scp = Cli(cli.home, cli.cwd, command="scp")
-    got = scp.run("-H", "web02", "-action", "get", "-remote", "/etc/hostname",
-                  "-local", tmp_path / "out")
+    got = scp.run("-H", "web02", ":/etc/hostname", tmp_path / "out")  # scp's own shape
     assert got.returncode == 0, got
     assert (tmp_path / "out" / "web02" / "hostname").read_text()
     scan = KeyscanCli(cli).run("-H", "web02")

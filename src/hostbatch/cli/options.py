@@ -360,6 +360,10 @@ def build_scp_parser(prog: str) -> Parser:
     add_history_options(parser)
     add_rollout_options(parser)
     copy = parser.add_argument_group("copy")
+    copy.add_argument("paths", nargs="*", metavar="PATH",
+                      help="scp's own shape instead of -action/-local/-remote: SRC DEST puts "
+                           "SRC on every host as DEST; :REMOTE LOCALDIR gets REMOTE from every "
+                           "host into LOCALDIR/HOST/")
     copy.add_argument("-action", "--action", choices=("put", "get"),
                       help="put: local -> hosts; get: hosts -> LOCAL/HOST/")
     copy.add_argument("-local", "--local", metavar="PATH",

@@ -18,10 +18,40 @@ def _check_remote(remote: str | None) -> str:
     return remote
 
 
+#: Both ways of saying what to copy, for the errors that cannot tell which was meant.
+FORMS = ("batch_scp [selection] SRC DEST, batch_scp [selection] :REMOTE LOCALDIR, or "
+         "batch_scp [selection] -action put|get -local PATH -remote PATH")
+
+
+def _scp_shape(args: argparse.Namespace) -> None:
+    """Turn ``SRC DEST`` / ``:REMOTE LOCALDIR`` into ``-action/-local/-remote``, in place."""
+    paths: list[str] = list(args.paths)
+    if not paths:
+        return
+    if args.action is not None or args.local is not None or args.remote is not None:
+        raise UsageError(f"give the paths one way, not both: {FORMS}")
+    if len(paths) < 2:
+        raise UsageError(f"a copy needs a source and a destination: {FORMS}")
+    *sources, destination = paths
+    if len(sources) > 1:
+        raise UsageError("one source per copy: put the files in a directory and copy it "
+                         "with -r, or run once per source")
+    (source,) = sources
+    args.paths = []  # converted: a second check must not see both forms
+    if source.startswith(":") and not destination.startswith(":"):
+        args.action, args.remote, args.local = "get", source[1:], destination
+    elif not source.startswith(":"):
+        args.action, args.local = "put", source
+        args.remote = destination[1:] if destination.startswith(":") else destination
+    else:
+        raise UsageError(f"which side is remote? only one path may start with ':': {FORMS}")
+
+
 def check_arguments(args: argparse.Namespace) -> None:
     """Cheap checks that need no file system access (done before reading the inventory)."""
+    _scp_shape(args)
     if args.action is None:
-        raise UsageError("no action given: use -action put or -action get")
+        raise UsageError(f"nothing to copy: {FORMS}")
     if not args.local:
         raise UsageError("no local path given: use -local PATH")
     _check_remote(args.remote)
