@@ -17,8 +17,11 @@ import os
 from multiprocessing.connection import Connection
 from typing import Any
 
-#: How long :meth:`WorkerLauncher.close` waits for the job queue's feeder thread to end.
-FEEDER_WAIT = 0.2
+#: How long :meth:`WorkerLauncher.close` waits for the job queue's feeder thread to end after
+#: a run that was not cancelled: every job was taken, so it ends at once, but on a loaded
+#: machine "at once" can take a few hundred milliseconds (a caller must get back a process
+#: without it: tests/integration/test_soak.py).
+FEEDER_WAIT = 5.0
 
 
 def _worker_entry(config_reader: Connection, jobs: Any, events_writer: Connection,

@@ -139,7 +139,8 @@ class WorkerPool:
             self._stop_workers()
             for connection in self._connections:
                 connection.close()
-            self._launcher.close(wait=0 if self._force else FEEDER_WAIT)
+            # After a cancel, jobs nobody will take may hold the feeder: do not wait for it.
+            self._launcher.close(wait=0 if self.cancelled_by is not None else FEEDER_WAIT)
         yield from self._synthesize_missing()
 
     def _send_sentinels(self) -> None:
