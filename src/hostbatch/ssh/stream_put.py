@@ -70,6 +70,24 @@ def probe(transport: paramiko.Transport, state: TransferState) -> str:
     return "no GNU tar and find on the host: copied over SFTP"
 
 
+#: Between the probe's text and a listing in one command's output (the probe prints no NUL).
+_LISTING_MARK = b"\0\0\0"
+
+
+def probe_and_list(transport: paramiko.Transport, target: str,
+                   state: TransferState) -> tuple[str, tuple[int, bytes, bytes]]:
+    """:func:`probe` and the ``--sync`` listing of the existing ``target`` in one remote
+    command (one process start on the host instead of two): why the host cannot stream (or
+    ``""``), and the listing's exit status, output and errors."""
+    command = (STREAM_PROBE + b"; printf '\\0\\0\\0'; "
+               + tree_listing_command(shell_path(target)))
+    status, output, errors = run_remote(transport, command, state)
+    head, _, listing = output.partition(_LISTING_MARK)
+    if not stream_tools_usable(head):
+        return "no GNU tar and find on the host: copied over SFTP", (status, b"", errors)
+    return "", (status, listing, errors)
+
+
 def remote_sums(transport: paramiko.Transport, root: str, relpaths: list[str],
                 state: TransferState) -> dict[str, str]:
     """SHA-256 of ``relpaths`` below ``root``, computed on the host."""
@@ -89,10 +107,12 @@ def remote_sums(transport: paramiko.Transport, root: str, relpaths: list[str],
 
 
 def sync_plan(transport: paramiko.Transport, action: PutFiles, target: str,
-              state: TransferState) -> tuple[SyncPlan, dict[str, Stat]]:
+              state: TransferState, listed: tuple[int, bytes, bytes] | None = None
+              ) -> tuple[SyncPlan, dict[str, Stat]]:
     """What a ``--sync`` put sends and deletes (the target's tree compared with the source),
-    and the target's listing it was compared with."""
-    status, output, errors = run_remote(transport, tree_listing_command(target), state)
+    and the target's listing it was compared with (``listed``: already run, with the probe)."""
+    status, output, errors = listed or run_remote(transport, tree_listing_command(target),
+                                                  state)
     if status != 0:
         raise HostJobError(FailureKind.TRANSFER, f"list {target}: "
                            f"{first_error_line(errors, status)}")
@@ -133,13 +153,15 @@ def in_sync(sftp: paramiko.SFTPClient, action: PutFiles, target: str, plan: Sync
 
 
 def put_tree(transport: paramiko.Transport, sftp: paramiko.SFTPClient, action: PutFiles,
-             target: str, exists: bool, state: TransferState) -> None:
-    """Put the scanned tree at ``target`` (``exists``: it is there already) as a stream."""
+             target: str, exists: bool, state: TransferState,
+             listed: tuple[int, bytes, bytes] | None = None) -> None:
+    """Put the scanned tree at ``target`` (``exists``: it is there already) as a stream;
+    ``listed`` is the target's listing when :func:`probe_and_list` ran it."""
     target = shell_path(target)
     state.method = "stream"
     everything = [e for e in action.entries[1:] if e.kind != "dir"]
     if action.sync.enabled and exists:
-        plan, dest = sync_plan(transport, action, target, state)
+        plan, dest = sync_plan(transport, action, target, state, listed)
     else:
         plan, dest = SyncPlan(send=[e.relpath for e in everything]), {}
     state.unchanged = plan.unchanged
