@@ -76,7 +76,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from bench import benchkit  # noqa: E402
+from bench import benchkit, scp_more  # noqa: E402
 from bench.benchkit import (  # noqa: E402
     CLK_TCK,
     Interrupted,
@@ -102,9 +102,9 @@ from bench.benchkit import (  # noqa: E402
 )
 from tests.support.fleet import Fleet, ensure_test_user  # noqa: E402
 
-ALL_TOOLS = ("hostbatch", "pssh", "clush", "scp")
-PEERS = ("pssh", "clush")
-SCENARIOS = ("file", "tree", "single")
+ALL_TOOLS = ("hostbatch", "pssh", "clush", "prsync", "scp")
+PEERS = ("pssh", "clush", "prsync")
+SCENARIOS = ("file", "tree", "sync-same", "sync-one", "get", "single")
 BENCH_USER = "hbbench"
 DEFAULT_OUT = REPO / "bench" / "results-scp.md"
 DEFAULT_WORKDIR = Path("/tmp/hostbatch-bench-scp")
@@ -308,7 +308,7 @@ class Target:
 
 @dataclass(frozen=True)
 class Scenario:
-    key: str  # file, tree or single
+    key: str  # one of SCENARIOS (or warmup)
     payload: Payload
     names: tuple[str, ...]
 
@@ -340,6 +340,26 @@ def clear_destination(target: Target, names: Sequence[str]) -> None:
         name, proc = next(iter(failed.items()))
         raise RuntimeError(f"cannot clear {target.dest} on {len(failed)} hosts, e.g. {name}: "
                            f"{proc.stderr.strip()}")
+
+
+def prepare_hosts(target: Target, scenario: Scenario) -> None:
+    """Empty the destination on every host; seed it with the tree for the sync and get
+    scenarios (see bench/scp_more.py)."""
+    command = scp_more.seed_command(target.dest, scenario.payload.source, scenario.key)
+    results = on_hosts(target, scenario.names, command)
+    failed = {n: r for n, r in results.items() if r.returncode != 0}
+    if failed:
+        name, proc = next(iter(failed.items()))
+        raise RuntimeError(f"cannot prepare {target.dest} on {len(failed)} hosts, e.g. "
+                           f"{name}: {proc.stderr.strip()}")
+
+
+def verify_copies(target: Target, scenario: Scenario, tool: Tool) -> str:
+    """"" when every copy is exact: the fetched ones for get, else the hosts' ones."""
+    if scenario.key == "get":
+        return scp_more.verify_fetched(target.workdir, tool.name, scenario.names,
+                                       scenario.payload.source, MANIFEST_SCRIPT)
+    return verify_hosts(target, scenario)
 
 
 def verify_hosts(target: Target, scenario: Scenario) -> str:
@@ -485,11 +505,18 @@ class Hostbatch(Tool):
 
     def argv(self, target: Target, scenario: Scenario) -> list[str]:
         argv = [self.program, "-i", str(target.inventory), "-h", ",".join(scenario.names),
-                "-f", str(self.fanout), "-action", "put", "-local", str(scenario.payload.source),
-                "-remote", target.dest + "/", *self.extra]
+                "-f", str(self.fanout)]
+        source = scenario.payload.source
+        if scenario.key == "get":
+            argv += ["-action", "get", "-remote", f"{target.dest}/{source.name}",
+                     "-local", str(scp_more.get_dir(target.workdir))]
+        else:
+            argv += ["-action", "put", "-local", str(source), "-remote", target.dest + "/"]
+        if scenario.key in scp_more.SYNC:
+            argv.append("--sync")
         if scenario.payload.recursive:
             argv.append("-r")
-        return argv
+        return [*argv, *self.extra]
 
     def env(self) -> dict[str, str]:
         return {"NO_COLOR": "1"}
@@ -506,12 +533,16 @@ class Hostbatch(Tool):
             return problem
         if not summary_says_all_ok(target.err.read_bytes(), scenario.hosts):
             return f"summary does not say all {scenario.hosts} ok: {tail(target.err)}"
-        return ""
+        return scp_more.check_sync_summary(target.err.read_bytes(), scenario.key,
+                                           scenario.hosts)
 
 
 class Pssh(Tool):
     name = "pssh"
     _status = re.compile(rb"^\[\d+\] \d\d:\d\d:\d\d \[SUCCESS\] (\S+)", re.M)
+
+    def applies(self, scenario: Scenario) -> bool:
+        return scenario.key in ("file", "tree", "single", "warmup")
 
     def argv(self, target: Target, scenario: Scenario) -> list[str]:
         argv = ["parallel-scp", "-h", str(target.hostfile(scenario.names)),
@@ -523,6 +554,24 @@ class Pssh(Tool):
     def version(self) -> str:
         return ("parallel-scp " + first_line(["parallel-scp", "--version"])
                 + " (runs `scp -qC` per host)")
+
+
+class Prsync(Pssh):
+    """``parallel-rsync -a -r`` (Debian's pssh): the peer of ``--sync``."""
+
+    name = "prsync"
+
+    def applies(self, scenario: Scenario) -> bool:
+        return scenario.key in scp_more.SYNC
+
+    def argv(self, target: Target, scenario: Scenario) -> list[str]:
+        return scp_more.prsync_argv(target.hostfile(scenario.names), self.fanout,
+                                    target.fleet.ssh_config, scenario.payload.source,
+                                    target.dest)
+
+    def version(self) -> str:
+        return (f"parallel-rsync {first_line(['parallel-rsync', '--version'])} (runs "
+                f"`rsync -a` per host; {first_line(['rsync', '--version'])})")
 
     def check(self, target: Target, scenario: Scenario, status: int) -> str:
         problem = super().check(target, scenario, status)
@@ -539,12 +588,18 @@ class Clush(Tool):
     name = "clush"
     _progress = re.compile(rb"(clush: *\d+/ *\d+[^\r\n]*| +)\r")
 
+    def applies(self, scenario: Scenario) -> bool:
+        return scenario.key not in scp_more.SYNC
+
     def argv(self, target: Target, scenario: Scenario) -> list[str]:
         # clush picks -r itself for a directory source.
-        return ["clush", "-S", "--color=never", "-f", str(self.fanout),
+        argv = ["clush", "-S", "--color=never", "-f", str(self.fanout),
                 "-o", f"-F {target.fleet.ssh_config}",
-                "--hostfile", str(target.hostfile(scenario.names)),
-                "--copy", str(scenario.payload.source), "--dest", target.dest + "/"]
+                "--hostfile", str(target.hostfile(scenario.names))]
+        if scenario.key == "get":
+            return [*argv, "--rcopy", f"{target.dest}/{scenario.payload.source.name}",
+                    "--dest", str(scp_more.get_dir(target.workdir))]
+        return [*argv, "--copy", str(scenario.payload.source), "--dest", target.dest + "/"]
 
     def version(self) -> str:
         return first_line(["clush", "--version"]) + " (`clush --copy`, runs `scp` per host)"
@@ -562,7 +617,7 @@ class Scp(Tool):
     name = "scp"
 
     def applies(self, scenario: Scenario) -> bool:
-        return scenario.hosts == 1
+        return scenario.key in ("single", "warmup")
 
     def argv(self, target: Target, scenario: Scenario) -> list[str]:
         argv = ["scp", "-q", "-F", str(target.fleet.ssh_config)]
@@ -618,7 +673,9 @@ def run_once(tool: Tool, target: Target, scenario: Scenario, rep: int, *,
     With ``idle_wait``, first wait up to that many seconds for the machine to be quiet (busy
     below ``idle_cores`` cores), so foreign load disturbs the run as little as possible.
     """
-    clear_destination(target, scenario.names)
+    prepare_hosts(target, scenario)
+    if scenario.key == "get":
+        scp_more.clear_get_dir(target.workdir)
     env = {**os.environ, **tool.env(), **target.python_env}
     if "PYTHONPYCACHEPREFIX" in target.python_env:
         env.pop("PYTHONDONTWRITEBYTECODE", None)
@@ -641,7 +698,7 @@ def run_once(tool: Tool, target: Target, scenario: Scenario, rep: int, *,
     if wall >= timeout:
         problem = f"killed after the {timeout:g}s timeout"
     else:
-        problem = tool.check(target, scenario, status) or verify_hosts(target, scenario)
+        problem = tool.check(target, scenario, status) or verify_copies(target, scenario, tool)
     source = tool.source() if isinstance(tool, Hostbatch) else ""
     return RunResult(scenario.key, scenario.hosts, tool.name, rep, not problem, problem, status,
                      wall, usage.ru_utime, usage.ru_stime, client_tree, server, busy,
@@ -765,28 +822,46 @@ def best_peer(cells: Sequence[Cell], scenario: str, hosts: int) -> Cell | None:
 
 
 
+#: Issue 11's put targets: hostbatch's aggregate throughput over clush --copy's, at least.
+PUT_TARGETS = {"tree": 1.5, "file": 1.1}
+#: Issue 11: one file to one host, hostbatch's wall over OpenSSH scp's, at most.
+SINGLE_TARGET = 1.2
+
+
 def targets(cells: Sequence[Cell]) -> list[tuple[str, str, str]]:
-    """(target, measured, verdict) rows for issue 3's speed targets, from this run only."""
+    """(target, measured, verdict) rows for issue 11's speed targets, from this run only."""
     rows: list[tuple[str, str, str]] = []
 
-    multi = sorted({(c.scenario, c.hosts) for c in cells if c.scenario != "single"},
+    multi = sorted({(c.scenario, c.hosts) for c in cells if c.scenario in PUT_TARGETS},
                    key=lambda k: (SCENARIOS.index(k[0]), k[1]))
     for scenario, hosts in multi:
-        label = f"{scenario} to {hosts} hosts: aggregate throughput >= the best peer's"
+        goal = PUT_TARGETS[scenario]
+        label = f"{scenario} to {hosts} hosts: aggregate throughput >= {goal}x clush --copy"
         hb = find(cells, scenario, hosts, "hostbatch")
-        peer = best_peer(cells, scenario, hosts)
+        peer = find(cells, scenario, hosts, "clush")
         if hb and peer:
-            rows.append((label, f"{hb.throughput:.0f} vs {peer.tool} {peer.throughput:.0f} "
+            rows.append((label, f"{hb.throughput:.0f} vs {peer.throughput:.0f} "
                          f"MiB/s = {hb.throughput / peer.throughput:.2f}x",
-                         verdict(hb.throughput >= peer.throughput)))
+                         verdict(hb.throughput >= goal * peer.throughput)))
         else:
             rows.append((label, "n/a", verdict(None)))
-    label = "single host, file: wall <= 1.5x OpenSSH scp's"
+
+    def wall(scenario: str, hosts: int, tool: str) -> float | None:
+        cell = find(cells, scenario, hosts, tool)
+        return cell.wall if cell else None
+
+    def rate(scenario: str, hosts: int, tool: str) -> float | None:
+        cell = find(cells, scenario, hosts, tool)
+        return cell.throughput if cell else None
+
+    if any(c.scenario in scp_more.SEEDED for c in cells):
+        rows += scp_more.sync_and_get_targets(wall, rate, verdict)
+    label = f"single host, file: wall <= {SINGLE_TARGET}x OpenSSH scp's"
     hb = find(cells, "single", 1, "hostbatch")
     scp = find(cells, "single", 1, "scp")
     if hb and scp:
         rows.append((label, f"{hb.wall:.2f} s vs scp {scp.wall:.2f} s = {hb.wall / scp.wall:.2f}x",
-                     verdict(hb.wall <= 1.5 * scp.wall)))
+                     verdict(hb.wall <= SINGLE_TARGET * scp.wall)))
     else:
         rows.append((label, "n/a", verdict(None)))
     return rows
@@ -859,6 +934,11 @@ def collect_meta(args: argparse.Namespace, tools: Sequence[Tool],
 TITLES = {
     "file": "Put one file to N hosts",
     "tree": "Put a tree of small files to N hosts (`-r`)",
+    "sync-same": "The same tree again, unchanged: `--sync` (hostbatch), `rsync -a` "
+                 "(parallel-rsync); MiB/s counts the whole tree",
+    "sync-one": "The same tree with one file changed on each host: `--sync`, `rsync -a`; "
+                "MiB/s counts the whole tree",
+    "get": "Get a tree of small files from N hosts (`-action get -r`, `clush --rcopy`)",
     "single": "Put one file to one host (OpenSSH `scp` joins in)",
 }
 
@@ -875,8 +955,9 @@ def render(results: Sequence[RunResult], meta: Meta, analysis: str = "") -> str:
             "host as done, and every host's copy matched the source: names, sizes, file count "
             "and a SHA-256 of all contents). MiB/s is aggregate: hosts x payload / median wall. "
             "*vs best peer* divides this tool's MiB/s by that of the faster of pssh and clush "
-            "(above 1.00x is faster); *vs scp* divides the wall time by scp's (below 1.50x meets "
-            "the target). Client CPU includes every process the tool waited for; server CPU is "
+            "(and of parallel-rsync for the sync rows; above 1.00x is faster); *vs scp* "
+            "divides the wall time by scp's. Client CPU includes every process the tool waited "
+            "for; server CPU is "
             "what the sshd connections (with their sftp sessions) cost on the same cores; "
             "*other* is the machine's busy CPU minus both (kernel threads, foreign load).", ""]
     for scenario in SCENARIOS:
@@ -906,7 +987,7 @@ def render(results: Sequence[RunResult], meta: Meta, analysis: str = "") -> str:
                 f"| {fmt(busy_share * 100, '.0f')}% | {c.valid}/{c.runs}"
                 + (f" ({c.noisy} noisy)" if c.noisy else "") + " |")
         out.append("")
-    out += ["## Targets (issue 3, Speed), from this run", "",
+    out += ["## Targets (issue 11, Speed), from this run", "",
             "| target | measured | verdict |", "|---|---|---|"]
     out += [f"| {t} | {m} | {v} |" for t, m, v in targets(cells)]
     failures = [(c, p) for c in cells for p in c.problems]
@@ -991,7 +1072,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help=f"comma list, from {', '.join(ALL_TOOLS)} (scp: single host only)")
     parser.add_argument("--scenarios", default=",".join(SCENARIOS),
                         help="comma list: file (one file to N hosts), tree (small files to N "
-                        "hosts), single (one file to one host)")
+                        "hosts), sync-same (the tree again, unchanged, --sync), sync-one (one "
+                        "file changed, --sync), get (the tree from N hosts), single (one file "
+                        "to one host)")
     parser.add_argument("--file-mb", type=int, default=64, help="size of the file, in MiB")
     parser.add_argument("--tree-files", type=int, default=1000, help="files in the tree")
     parser.add_argument("--tree-dirs", type=int, default=10, help="subdirectories of the tree")
@@ -1115,9 +1198,11 @@ def build_tools(args: argparse.Namespace) -> list[Tool]:
                                        package=package, described=described),
         "pssh": lambda: Pssh(args.fanout),
         "clush": lambda: Clush(args.fanout),
+        "prsync": lambda: Prsync(args.fanout),
         "scp": lambda: Scp(args.fanout),
     }
-    needed = {"pssh": "parallel-scp", "clush": "clush", "scp": "scp"}
+    needed = {"pssh": "parallel-scp", "clush": "clush", "scp": "scp",
+              "prsync": "parallel-rsync"}
     for name in args.tool_names:
         if name in needed and shutil.which(needed[name]) is None:
             raise SystemExit(f"{needed[name]} not found; install it or drop {name} from --tools")
@@ -1135,8 +1220,9 @@ def build_scenarios(args: argparse.Namespace, target: Target,
         if key == "single":
             scenarios.append(Scenario(key, payloads["file"], (target.fleet.names[0],)))
             continue
+        payload = payloads["tree" if key in scp_more.SEEDED else key]
         for count in args.host_counts:
-            scenarios.append(Scenario(key, payloads[key], tuple(target.fleet.names[:count])))
+            scenarios.append(Scenario(key, payload, tuple(target.fleet.names[:count])))
     return scenarios
 
 
@@ -1159,7 +1245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     payloads: dict[str, Payload] = {}
     if {"file", "single"} & set(args.scenario_keys):
         payloads["file"] = make_file_payload(args.workdir / "payload", args.file_mb)
-    if "tree" in args.scenario_keys:
+    if {"tree", *scp_more.SEEDED} & set(args.scenario_keys):
         payloads["tree"] = make_tree_payload(args.workdir / "payload", args.tree_files,
                                              args.tree_dirs)
     ensure_test_user(BENCH_USER, secrets.token_urlsafe(18))

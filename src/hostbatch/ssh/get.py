@@ -27,9 +27,12 @@ from hostbatch.ssh.sftp import (
     close_quietly,
     expand_remote,
     in_parallel,
+    listdir_raw,
     open_sftp,
+    read_link,
     remote_sha256,
     sftp_failure,
+    wire_path,
 )
 
 
@@ -39,7 +42,7 @@ def get(transport: paramiko.Transport, action: GetFiles, state: TransferState) -
     remote = expand_remote(action.remote).rstrip("/") or "/"
     try:
         try:
-            top = sftp.stat(remote)
+            top = sftp.stat(wire_path(remote))
         except OSError as exc:
             raise sftp_failure("get", remote, exc) from None
         is_dir = stat.S_ISDIR(top.st_mode or 0)
@@ -95,17 +98,22 @@ def get(transport: paramiko.Transport, action: GetFiles, state: TransferState) -
 
 def _walk_remote(sftp: paramiko.SFTPClient, remote: str,
                  local: Path) -> Iterator[tuple[str, paramiko.SFTPAttributes, Path]]:
-    """Every entry below ``remote``, parents before children, with its local counterpart."""
-    for attrs in sorted(sftp.listdir_attr(remote), key=lambda a: a.filename):
-        path = posixpath.join(remote, attrs.filename)
-        target = local / attrs.filename
+    """Every entry below ``remote``, parents before children, with its local counterpart.
+
+    Names are listed as raw bytes (:func:`.sftp.listdir_raw`): one that is not UTF-8 arrives
+    as a surrogate-escaped str, lands locally under its own bytes, and is sent back to the
+    host as those bytes by every later request (:func:`.sftp.wire_path`).
+    """
+    for name, attrs in sorted(listdir_raw(sftp, remote), key=lambda entry: entry[0]):
+        path = posixpath.join(remote, name)
+        target = local / name
         yield path, attrs, target
         if stat.S_ISDIR(attrs.st_mode or 0):
             yield from _walk_remote(sftp, path, target)
 
 
 def _get_link(sftp: paramiko.SFTPClient, remote: str, local: Path) -> None:
-    link_target = sftp.readlink(remote) or ""
+    link_target = read_link(sftp, remote)
     temp = local.with_name(f".{local.name}.hostbatch-{secrets.token_hex(4)}.part")
     os.symlink(link_target, temp)
     os.replace(temp, local)
@@ -150,7 +158,7 @@ def _receive(sftp: paramiko.SFTPClient, transport: paramiko.Transport, action: G
         if (action.preserve_times or action.sync.enabled) and attrs.st_mtime is not None:
             os.utime(temp, (attrs.st_atime or attrs.st_mtime, attrs.st_mtime))
 
-    source = sftp.open(remote, "rb")
+    source = sftp.open(wire_path(remote), "rb")
     # Not fsynced, as scp does not: a tree of many small files would pay one disk flush per
     # file; the rename still never shows a half-written file.
     with atomic_write(local, stat.S_IMODE(attrs.st_mode or 0o644), before_rename=set_times,

@@ -75,9 +75,13 @@ def put(transport: paramiko.Transport, action: PutFiles, state: TransferState) -
         if exists is False:
             raise HostJobError(FailureKind.TRANSFER,
                                f"remote {target} exists and is not a directory")
-        state.note = stream_put.probe(transport, state)
+        listed = None
+        if action.sync.enabled and exists:
+            state.note, listed = stream_put.probe_and_list(transport, target, state)
+        else:
+            state.note = stream_put.probe(transport, state)
         if not state.note:
-            stream_put.put_tree(transport, sftp, action, target, exists is True, state)
+            stream_put.put_tree(transport, sftp, action, target, exists is True, state, listed)
             return
         if action.sync.enabled:
             raise HostJobError(FailureKind.TRANSFER, "--sync of a tree needs GNU tar and find "

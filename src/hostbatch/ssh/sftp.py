@@ -24,9 +24,10 @@ import stat
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import paramiko
+from paramiko.sftp import CMD_CLOSE, CMD_HANDLE, CMD_NAME, CMD_OPENDIR, CMD_READDIR
 
 from hostbatch.actions import LocalEntry
 from hostbatch.errors import FailureKind
@@ -125,6 +126,51 @@ def wire_path(path: str) -> bytes:
     """A path as the bytes SFTP carries: a name that is not UTF-8 (a str holding surrogate
     escapes) goes back to its own bytes, where paramiko's strict UTF-8 would refuse it."""
     return os.fsencode(path)
+
+
+def listdir_raw(sftp: paramiko.SFTPClient, path: str) -> list[tuple[str, paramiko.SFTPAttributes]]:
+    """The entries of the remote directory ``path`` (not ``.`` and ``..``), each name with its
+    attributes, in no order.
+
+    paramiko's ``listdir_attr`` decodes every name as strict UTF-8 and fails a whole listing
+    on one name that is not (Linux allows any byte but ``/`` and NUL). This reads the same
+    SSH_FXP_READDIR replies, keeping each name's raw bytes, and decodes them as the local file
+    system would (``os.fsdecode``: undecodable bytes become surrogate escapes, which
+    :func:`wire_path` turns back into the same bytes).
+    """
+    # paramiko's request layer and attribute parser are private (no stubs): reached untyped.
+    client: Any = sftp
+    parse: Any = paramiko.SFTPAttributes
+    kind, msg = client._request(CMD_OPENDIR, wire_path(path))
+    if kind != CMD_HANDLE:
+        raise paramiko.SFTPError("Expected handle")
+    handle = msg.get_binary()
+    entries: list[tuple[str, paramiko.SFTPAttributes]] = []
+    try:
+        while True:
+            try:
+                kind, msg = client._request(CMD_READDIR, handle)
+            except EOFError:  # the end of the listing
+                break
+            if kind != CMD_NAME:
+                raise paramiko.SFTPError("Expected name response")
+            for _ in range(msg.get_int()):
+                raw = msg.get_string()
+                msg.get_string()  # the ls -l style long name, unused
+                attrs: paramiko.SFTPAttributes = parse._from_msg(msg)
+                name = os.fsdecode(raw)
+                attrs.filename = name
+                if raw not in (b".", b".."):
+                    entries.append((name, attrs))
+    finally:
+        client._request(CMD_CLOSE, handle)
+    return entries
+
+
+def read_link(sftp: paramiko.SFTPClient, path: str) -> str:
+    """The target of the remote symlink ``path``, any bytes kept (as surrogate escapes)."""
+    target: str | bytes | None = sftp.readlink(wire_path(path))
+    return os.fsdecode(target) if target is not None else ""
 
 
 def temp_name(path: str) -> str:

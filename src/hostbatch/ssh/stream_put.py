@@ -18,6 +18,7 @@ import contextlib
 import os
 import posixpath
 import secrets
+import stat
 
 import paramiko
 
@@ -25,7 +26,7 @@ from hostbatch.actions import LocalEntry, PutFiles
 from hostbatch.errors import FailureKind
 from hostbatch.ssh.errors import HostJobError
 from hostbatch.ssh.remote_exec import RemoteProcess, cleanup_remote, first_error_line, run_remote
-from hostbatch.ssh.sftp import TransferState, sftp_failure
+from hostbatch.ssh.sftp import TransferState, sftp_failure, wire_path
 from hostbatch.ssh.shared_source import source_bytes
 from hostbatch.ssh.shell import (
     STREAM_PROBE,
@@ -37,7 +38,14 @@ from hostbatch.ssh.shell import (
     tar_extract_command,
     tree_listing_command,
 )
-from hostbatch.ssh.sync import SyncPlan, checksum_candidates, compare, entry_stats, parse_listing
+from hostbatch.ssh.sync import (
+    Stat,
+    SyncPlan,
+    checksum_candidates,
+    compare,
+    entry_stats,
+    parse_listing,
+)
 from hostbatch.ssh.tarstream import Sent, write_tree
 
 
@@ -62,6 +70,24 @@ def probe(transport: paramiko.Transport, state: TransferState) -> str:
     return "no GNU tar and find on the host: copied over SFTP"
 
 
+#: Between the probe's text and a listing in one command's output (the probe prints no NUL).
+_LISTING_MARK = b"\0\0\0"
+
+
+def probe_and_list(transport: paramiko.Transport, target: str,
+                   state: TransferState) -> tuple[str, tuple[int, bytes, bytes]]:
+    """:func:`probe` and the ``--sync`` listing of the existing ``target`` in one remote
+    command (one process start on the host instead of two): why the host cannot stream (or
+    ``""``), and the listing's exit status, output and errors."""
+    command = (STREAM_PROBE + b"; printf '\\0\\0\\0'; "
+               + tree_listing_command(shell_path(target)))
+    status, output, errors = run_remote(transport, command, state)
+    head, _, listing = output.partition(_LISTING_MARK)
+    if not stream_tools_usable(head):
+        return "no GNU tar and find on the host: copied over SFTP", (status, b"", errors)
+    return "", (status, listing, errors)
+
+
 def remote_sums(transport: paramiko.Transport, root: str, relpaths: list[str],
                 state: TransferState) -> dict[str, str]:
     """SHA-256 of ``relpaths`` below ``root``, computed on the host."""
@@ -81,34 +107,68 @@ def remote_sums(transport: paramiko.Transport, root: str, relpaths: list[str],
 
 
 def sync_plan(transport: paramiko.Transport, action: PutFiles, target: str,
-              state: TransferState) -> SyncPlan:
-    """What a ``--sync`` put sends and deletes: the target's tree compared with the source."""
-    status, output, errors = run_remote(transport, tree_listing_command(target), state)
+              state: TransferState, listed: tuple[int, bytes, bytes] | None = None
+              ) -> tuple[SyncPlan, dict[str, Stat]]:
+    """What a ``--sync`` put sends and deletes (the target's tree compared with the source),
+    and the target's listing it was compared with (``listed``: already run, with the probe)."""
+    status, output, errors = listed or run_remote(transport, tree_listing_command(target),
+                                                  state)
     if status != 0:
         raise HostJobError(FailureKind.TRANSFER, f"list {target}: "
                            f"{first_error_line(errors, status)}")
     source, dest = entry_stats(action.entries), parse_listing(output)
     if not action.sync.checksum:
-        return compare(source, dest, delete=action.sync.delete)
+        return compare(source, dest, delete=action.sync.delete), dest
     wanted = checksum_candidates(source, dest)
     source_sums = {e.relpath: e.sha256 for e in action.entries if e.kind == "file"}
     return compare(source, dest, delete=action.sync.delete, source_sums=source_sums,
-                   dest_sums=remote_sums(transport, target, wanted, state))
+                   dest_sums=remote_sums(transport, target, wanted, state)), dest
+
+
+def in_sync(sftp: paramiko.SFTPClient, action: PutFiles, target: str, plan: SyncPlan,
+            dest: dict[str, Stat]) -> bool:
+    """Whether a ``--sync`` has nothing to do: no file to send or delete, and every directory
+    of the source (the top one included) already on the host with its mode and whole-second
+    mtime. Then staging, tar and the replace script (two remote processes and a directory per
+    host) are skipped: an unchanged tree costs one listing."""
+    if plan.send or plan.delete:
+        return False
+    for entry in action.entries:
+        if entry.kind != "dir":
+            continue
+        if entry.relpath:
+            have = dest.get(entry.relpath)
+            if have is None or have.kind != "dir":
+                return False
+            mode, mtime = have.mode, have.mtime
+        else:
+            try:
+                attrs = sftp.stat(wire_path(target))
+            except OSError as exc:
+                raise sftp_failure("stat", target, exc) from None
+            mode, mtime = stat.S_IMODE(attrs.st_mode or 0), attrs.st_mtime or 0
+        if mode != entry.mode & 0o7777 or int(mtime) != int(entry.mtime):
+            return False
+    return True
 
 
 def put_tree(transport: paramiko.Transport, sftp: paramiko.SFTPClient, action: PutFiles,
-             target: str, exists: bool, state: TransferState) -> None:
-    """Put the scanned tree at ``target`` (``exists``: it is there already) as a stream."""
+             target: str, exists: bool, state: TransferState,
+             listed: tuple[int, bytes, bytes] | None = None) -> None:
+    """Put the scanned tree at ``target`` (``exists``: it is there already) as a stream;
+    ``listed`` is the target's listing when :func:`probe_and_list` ran it."""
     target = shell_path(target)
     state.method = "stream"
     everything = [e for e in action.entries[1:] if e.kind != "dir"]
     if action.sync.enabled and exists:
-        plan = sync_plan(transport, action, target, state)
+        plan, dest = sync_plan(transport, action, target, state, listed)
     else:
-        plan = SyncPlan(send=[e.relpath for e in everything])
+        plan, dest = SyncPlan(send=[e.relpath for e in everything]), {}
     state.unchanged = plan.unchanged
     if action.sync.dry_run:
         _report_plan(action, target, plan, state)
+        return
+    if action.sync.enabled and exists and in_sync(sftp, action, target, plan, dest):
         return
     chosen = set(plan.send)
     entries = [e for e in action.entries[1:] if e.kind == "dir" or e.relpath in chosen]

@@ -156,3 +156,30 @@ def test_a_host_without_gnu_tar_falls_back_to_sftp(
                       "-local", tree, "-remote", remote)
     assert refused.returncode == 1, refused
     assert "--sync of a tree needs GNU tar" in refused.stderr, refused
+
+
+def test_sftp_fallback_gets_names_that_are_not_utf8(
+        cli: Cli, no_tar_fleet: Fleet, tree: Path, tmp_path: Path) -> None:
+    """Without GNU tar a tree get lists directories over SFTP: a name (or a link target) that
+    is not UTF-8 arrives under its own bytes, and its JSON escape is lossless."""
+    os.symlink(os.fsdecode(b"target\xfd"), tree / "badlink")
+    inventory = no_tar_fleet.write_inventory(tmp_path / "hosts.ini", {})
+    remote = f"/srv/hostbatch-fleet/fallback-{secrets.token_hex(3)}"
+    assert no_tar_fleet.ssh("notar", f"mkdir {remote}", timeout=30).returncode == 0
+    put = cli.run("-i", inventory, "-h", "notar", "-r", "--json", "-action", "put",
+                  "-local", tree, "-remote", remote)
+    assert put.returncode == 0, put
+    got = cli.run("-i", inventory, "-h", "notar", "-r", "--verify", "--json", "-action", "get",
+                  "-remote", f"{remote}/tree", "-local", "got")
+    assert got.returncode == 0, got
+    done = got.terminals(["notar"])["notar"]
+    assert done["method"] == "sftp" and "GNU tar" in done["note"], done
+    copy = cli.cwd / "got" / "notar" / "tree"
+    assert diff_snapshots(snapshot(tree), snapshot(copy)) == []
+    assert (copy / BAD_FILE).read_bytes() == b"not utf-8\n"
+    assert os.readlink(os.fsencode(copy / "badlink")) == b"target\xfd"
+    sources = [e["source"] for e in got.events() if e["event"] == "file"]
+    assert f"{remote}/tree/{BAD_DIR}/inside" in sources
+    assert "\\udcff" in got.stdout and "\\udcfe" in got.stdout
+    leftovers = [p for p in (cli.cwd / "got").rglob("*") if ".hostbatch-" in p.name]
+    assert leftovers == []
