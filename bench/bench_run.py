@@ -93,13 +93,18 @@ from bench.benchkit import (  # noqa: E402
 )
 from tests.support.fleet import Fleet, ensure_test_user  # noqa: E402
 
-ALL_TOOLS = ("hostbatch", "pssh", "clush", "pdsh")
+ALL_TOOLS = ("hostbatch", "plain", "pssh", "clush", "pdsh")
+#: The plain paramiko-threads driver (``plain`` in --tools): hostbatch's CPU yardstick.
+PLAIN_DRIVER = Path(__file__).resolve().parent / "plain_ssh.py"
 PEERS = ("pssh", "clush")
 BENCH_USER = "hbbench"
 DEFAULT_OUT = REPO / "bench" / "results-run.md"
 DEFAULT_WORKDIR = REPO / "bench" / "work"
 #: ``seq 1 160000`` prints 1,008,895 bytes (160,000 lines): about 1 MB per host.
 BIG_COMMAND = "seq 1 160000"
+#: Issue 10's 1 MB: 1,333,336 bytes in 17,544 lines of 76 characters (base64 of zeros).
+B64_COMMAND = "head -c 1000000 /dev/zero | base64"
+BIG_WORKLOADS = ("1mb", "b64")
 #: Key exchange the fleet's servers offer by default (see --kex).
 CURVE25519 = "curve25519-sha256,curve25519-sha256@libssh.org"
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
@@ -386,6 +391,26 @@ class Hostbatch(Tool):
             return Verdict(False, f"summary does not say all {target.count} ok: "
                            f"{tail(target.err)}")
         return Verdict(True)
+
+
+class Plain(Tool):
+    """``bench/plain_ssh.py``: connect, exec, read, print ``HOST: LINE``, nothing else."""
+
+    name = "plain"
+    label_by_address = False
+
+    def argv(self, target: Target, command: str) -> list[str]:
+        hosts = target.fleet.workdir / "plain-hosts"
+        hosts.write_text("".join(f"{h.name} {h.address} {h.port}\n"
+                                 for h in target.fleet.hosts))
+        fleet = target.fleet
+        return [sys.executable, str(PLAIN_DRIVER), "--hosts", str(hosts), "--user", fleet.user,
+                "--key", str(fleet.client_key), "--known-hosts", str(fleet.known_hosts),
+                "--fanout", str(self.fanout), command]
+
+    def version(self) -> str:
+        return f"bench/plain_ssh.py (paramiko {package_version('paramiko')}, one process, " \
+               "a thread per host)"
 
 
 class Pssh(Tool):
@@ -699,6 +724,7 @@ def targets(cells: Sequence[Cell]) -> list[tuple[str, str, str]]:
                      verdict(ratio <= 0.6)))
     else:
         rows.append((label, "n/a", verdict(None)))
+    rows += issue10_targets(cells)
     mem_cells = [c for c in cells if c.hosts == 500 and c.tool == "hostbatch" and c.valid]
     if mem_cells:
         worst = max(mem_cells, key=lambda c: c.peak_rss)
@@ -708,6 +734,24 @@ def targets(cells: Sequence[Cell]) -> list[tuple[str, str, str]]:
         rows.append(("500 hosts: peak memory < 150 MB", text, verdict(worst.peak_rss < 150 * MB)))
     else:
         rows.append(("500 hosts: peak memory < 150 MB", "n/a", verdict(None)))
+    return rows
+
+
+def issue10_targets(cells: Sequence[Cell]) -> list[tuple[str, str, str]]:
+    """Issue 10's rows: client CPU against the plain driver at 100 hosts, PSS at 500 hosts,
+    for each output-heavy workload that was run."""
+    rows: list[tuple[str, str, str]] = []
+    for workload in BIG_WORKLOADS:
+        hb, plain = find(cells, 100, workload, "hostbatch"), find(cells, 100, workload, "plain")
+        if hb and plain:
+            share = hb.cpu / plain.cpu
+            rows.append((f"100 hosts `{workload}`: client CPU <= 1.15x the plain driver",
+                         f"{hb.cpu:.2f} s vs {plain.cpu:.2f} s = {share:.2f}x",
+                         verdict(share <= 1.15)))
+        big = find(cells, 500, workload, "hostbatch")
+        if big and big.peak_pss:
+            rows.append((f"500 hosts `{workload}`: peak PSS of the process tree < 150 MB",
+                         f"{big.peak_pss / MB:.0f} MB", verdict(big.peak_pss < 150 * MB)))
     return rows
 
 
@@ -849,7 +893,7 @@ def render(results: Sequence[RunResult], meta: Meta, workloads: dict[str, Worklo
             f"| {fmt(c.server_cpu, '.2f')} | {fmt(c.machine_busy, '.2f')} "
             f"| {fmt(c.other_cpu, '.2f')} | {c.valid}/{c.runs}"
             f"{f' ({c.noisy} noisy)' if c.noisy else ''} |")
-    out += ["", "## Targets (issue 2), from this run", "",
+    out += ["", "## Targets (issues 2 and 10), from this run", "",
             "| target | measured | verdict |", "|---|---|---|"]
     out += [f"| {t} | {m} | {v} |" for t, m, v in targets(cells)]
     out += before_after(cells)
@@ -921,8 +965,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--tools", default=",".join(ALL_TOOLS),
                         help=f"comma list, from {', '.join(ALL_TOOLS)}")
     parser.add_argument("--workloads", default="true,1mb",
-                        help="comma list: true (no output) and/or 1mb (`seq 1 160000`, about "
-                        "1 MB per host)")
+                        help="comma list: true (no output), 1mb (`seq 1 160000`, about "
+                        "1 MB per host in short lines) and/or b64 (issue 10's `head -c 1000000 "
+                        "/dev/zero | base64`, 1.3 MB in 76-character lines)")
     parser.add_argument("--big-max-hosts", type=int, default=100, metavar="N",
                         help="run the 1mb workload only on fleets of at most N hosts (it is "
                         "slow with 500: 500 MB of output per run)")
@@ -976,8 +1021,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     check_hosts_and_tools(parser, args, ALL_TOOLS)
     args.workload_keys = comma_list(args.workloads)
-    if set(args.workload_keys) - {"true", "1mb"} or not args.workload_keys:
-        parser.error("--workloads takes true and/or 1mb")
+    if set(args.workload_keys) - {"true", *BIG_WORKLOADS} or not args.workload_keys:
+        parser.error("--workloads takes true, 1mb and/or b64")
     if args.repeat < 1 or args.fanout < 1:
         parser.error("--repeat and --fanout must be >= 1")
     if args.raw is None:
@@ -1045,6 +1090,7 @@ def build_tools(args: argparse.Namespace) -> list[Tool]:
     makers: dict[str, Callable[[], Tool]] = {
         "hostbatch": lambda: Hostbatch(args.fanout, program),
         "baseline": lambda: Hostbatch(args.fanout, str(baseline), f"hostbatch@{args.baseline}"),
+        "plain": lambda: Plain(args.fanout),
         "pssh": lambda: Pssh(args.fanout),
         "clush": lambda: Clush(args.fanout),
         "pdsh": lambda: Pdsh(args.fanout),
@@ -1119,7 +1165,8 @@ def main(argv: Sequence[str] | None = None) -> int:
               "--workdir", file=sys.stderr)
         return 2
     tools = build_tools(args)
-    known = {"true": make_workload("true", "true"), "1mb": make_workload("1mb", BIG_COMMAND)}
+    known = {"true": make_workload("true", "true"), "1mb": make_workload("1mb", BIG_COMMAND),
+             "b64": make_workload("b64", B64_COMMAND)}
     workloads = {key: known[key] for key in args.workload_keys}
     # Ctrl-C even when started with SIGINT ignored (e.g. as a background job of a script).
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -1129,8 +1176,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     meta = collect_meta(args, tools, workloads)
     meta.notes += args.note
     skipped = [n for n in args.host_counts if n > args.big_max_hosts]
-    if "1mb" in workloads and skipped:
-        meta.notes.append(f"The 1mb workload was not run on the {', '.join(map(str, skipped))}"
+    if set(BIG_WORKLOADS) & set(workloads) and skipped:
+        meta.notes.append(f"The 1mb/b64 workloads was not run on the {', '.join(map(str, skipped))}"
                           f"-host fleet(s) (`--big-max-hosts {args.big_max_hosts}`): "
                           f"{max(skipped)} MB of output per run, slowest peers minutes per run.")
     results: list[RunResult] = []
@@ -1149,7 +1196,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             log(f"starting a fleet of {count} sshd hosts")
             with started_fleet(count, args.workdir, args.kex) as target:
                 mine = [w for w in workloads.values()
-                        if w.key != "1mb" or count <= args.big_max_hosts]
+                        if w.key not in BIG_WORKLOADS or count <= args.big_max_hosts]
                 if args.warmup:
                     for tool in tools:
                         warm = run_once(tool, target, workloads.get("true", mine[0]), -1,

@@ -15,6 +15,7 @@ stops, nothing is left queued, and the hosts it never started get a ``skipped`` 
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import pickle
@@ -42,6 +43,8 @@ CANCEL_GRACE = 8.0
 MAX_WORKERS = 4
 #: Fewer hosts than this per process are not worth another process's paramiko import.
 HOSTS_PER_WORKER = 32
+#: Capacity asked for each worker's events pipe: a few of its messages (see _enlarge_pipe).
+PIPE_SIZE = 1024 * 1024
 
 
 def plan_workers(job_count: int, settings: RunSettings, *,
@@ -117,6 +120,7 @@ class WorkerPool:
             config_writer.close()
             self._processes.append((process, threads))
             self._connections.append(events_reader)
+            _enlarge_pipe(events_reader)
         self._job_queue = job_queue
         if self.settings.rollout.active:
             # Gated feeding: at most one job per thread in flight, so a job on the queue is a
@@ -235,6 +239,19 @@ class WorkerPool:
                 yield HostFailed(host, FailureKind.INTERRUPTED, _unfinished(job))
             else:
                 yield HostFailed(host, FailureKind.SKIPPED, "not started: the run was interrupted")
+
+
+def _enlarge_pipe(connection: Connection) -> None:
+    """Give a worker's events pipe room for a whole message (:data:`PIPE_SIZE`).
+
+    With the default 64 KiB, a message of output crosses in many reads, each a context switch
+    between worker and parent; one read is cheaper. Where Linux refuses (another kernel, a
+    lower ``fs.pipe-max-size``), the default is kept: only speed depends on it.
+    """
+    import fcntl  # here, so runs that end before starting work do not pay for the import
+
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        fcntl.fcntl(connection.fileno(), fcntl.F_SETPIPE_SZ, PIPE_SIZE)
 
 
 def _unfinished(job: Job) -> str:

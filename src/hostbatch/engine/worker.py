@@ -49,11 +49,15 @@ if TYPE_CHECKING:
 
 #: Events per message to the parent; batching keeps pickling and pipe overhead off chatty hosts.
 BATCH_MAX = 512
-#: Output bytes per message to the parent, so one message never holds much memory.
-BATCH_BYTES = 1024 * 1024
+#: Output bytes per message to the parent: a message fits the events pipe whole (the parent
+#: enlarges it to 1 MiB), so the worker rarely waits on a half-read message.
+BATCH_BYTES = 256 * 1024
 #: Bounded, so a slow parent (a slow pipe downstream) slows the hosts instead of eating memory:
-#: at most this many events (each at most one network read of output) wait in a worker.
+#: at most this many events wait in a worker ...
 PENDING_MAX = 64
+#: ... holding at most this many bytes of output (one read of a host may be a whole channel
+#: window, so a count alone would not bound memory).
+PENDING_BYTES = 2 * 1024 * 1024
 _STOP = object()
 #: A worker whose parent died exits once its hosts are cleaned up, or after this many seconds.
 ORPHAN_GRACE = 8.0
@@ -154,6 +158,8 @@ class _ParentLink:
         self.cancel_fd = cancel_fd
         self.connector = connector
         self.pending: queue.Queue[Any] = queue.Queue(maxsize=PENDING_MAX)
+        self._pending_bytes = 0
+        self._room = threading.Condition()
         self.wake_fd, self._wake_write = os.pipe()
         self.orphaned = False
         self._runner: _JobRunner | None = None
@@ -167,7 +173,19 @@ class _ParentLink:
 
     def emit(self, event: Event) -> None:
         """Queue an event for the parent (blocks while the queue is full: backpressure)."""
+        size = _output_size(event)
+        if size:
+            with self._room:
+                self._room.wait_for(lambda: self._pending_bytes == 0
+                                    or self._pending_bytes + size <= PENDING_BYTES)
+                self._pending_bytes += size
         self.pending.put(event)
+
+    def _taken(self, size: int) -> None:
+        """``size`` bytes of output left the queue: make room for the hosts waiting on it."""
+        with self._room:
+            self._pending_bytes -= size
+            self._room.notify_all()
 
     def close(self) -> None:
         """Send what is left and close the pipe (every host is done)."""
@@ -209,14 +227,16 @@ class _ParentLink:
         """Send events in batches, as fast as they come; stop at ``_STOP``."""
         while True:
             batch = [self.pending.get()]
-            size = 0
+            size = _output_size(batch[0])
             while len(batch) < BATCH_MAX and size < BATCH_BYTES:
                 try:
                     event = self.pending.get_nowait()
                 except queue.Empty:
                     break
                 batch.append(event)
-                size += len(event.data) if isinstance(event, OutputLines) else 0
+                size += _output_size(event)
+            if size:
+                self._taken(size)
             stop = batch[-1] is _STOP
             if stop:
                 batch.pop()
@@ -228,6 +248,11 @@ class _ParentLink:
                     self._orphan()  # nobody is left to report to: clean up and go
             if stop:
                 return
+
+
+def _output_size(event: object) -> int:
+    """Bytes of output an event holds (0 for every other kind of event)."""
+    return len(event.data) if isinstance(event, OutputLines) else 0
 
 
 class _JobRunner:

@@ -30,7 +30,14 @@ from hostbatch.engine.events import (
 )
 from hostbatch.errors import FailureKind, HostbatchError
 from hostbatch.history import DEFAULT_OUTPUT_CAP
-from hostbatch.history.store import BUSY_TIMEOUT, OK, HistoryStore, HostUpdate, NewRun
+from hostbatch.history.store import (
+    BUSY_TIMEOUT,
+    OK,
+    Chunk,
+    HistoryStore,
+    HostUpdate,
+    NewRun,
+)
 from hostbatch.history.writer import BackgroundWriter
 from hostbatch.inventory.model import HostSpec
 from hostbatch.render.lines import format_size
@@ -70,7 +77,8 @@ class HistoryRecorder:
         self.warn = warn
         self.clock = clock
         self._seq = 0
-        self._chunks: list[tuple[int, str, str, bytearray]] = []
+        #: Rows waiting: (seq, host, stream, pieces), joined only when written (one copy).
+        self._chunks: list[tuple[int, str, str, list[bytes]]] = []
         self._updates: list[HostUpdate] = []
         self._pending = 0
         self._since: float | None = None
@@ -134,12 +142,12 @@ class HistoryRecorder:
     def _add(self, host: str, stream: str, data: bytes) -> None:
         chunks = self._chunks
         if chunks and stream in ("stdout", "stderr"):
-            _, last_host, last_stream, buffer = chunks[-1]
+            _, last_host, last_stream, pieces = chunks[-1]
             if last_host == host and last_stream == stream:
-                buffer += data  # consecutive blocks of one stream: one row
+                pieces.append(data)  # consecutive blocks of one stream: one row
                 self._pending += len(data)
                 return
-        chunks.append((self._seq, host, stream, bytearray(data)))
+        chunks.append((self._seq, host, stream, [data]))
         self._seq += 1
         self._pending += len(data)
         if self._since is None:
@@ -179,7 +187,8 @@ class HistoryRecorder:
         store = self.store
         if store is None or self._failed() or not (self._chunks or self._updates):
             return
-        chunks = [(seq, host, stream, bytes(data)) for seq, host, stream, data in self._chunks]
+        chunks: list[Chunk] = [(seq, host, stream, b"".join(pieces))
+                               for seq, host, stream, pieces in self._chunks]
         updates = self._updates
         self._chunks, self._updates, self._pending, self._since = [], [], 0, None
         self._writer.submit(lambda: store.append(self.run_id, chunks, updates))

@@ -21,13 +21,23 @@ from hostbatch.render.output import SafeStream
 _encode_string: Callable[[str], str] = json.encoder.encode_basestring
 
 
-def _output_lines_json(event: OutputLines) -> str:
-    """The same objects as ``event.to_json()``, built several times faster: output lines are
-    the bulk of a chatty run, so only the data is encoded per line."""
+#: Bytes that JSON writes as they are inside a string (``ensure_ascii=False``): printable
+#: ASCII but the quote and the backslash; and the newline, which only separates lines here.
+_VERBATIM = bytes(b for b in range(0x20, 0x80) if b not in b'"\\') + b"\n"
+
+
+def _output_lines_json(event: OutputLines) -> bytes:
+    """The same objects as ``event.to_json()``, built many times faster: output lines are the
+    bulk of a chatty run. When every byte is one JSON writes verbatim (the usual case), the
+    objects are made by one replace over the whole block; otherwise each line is encoded."""
     head = (f'{{"host": {json.dumps(event.host, ensure_ascii=False)}, '
-            f'"event": "{event.stream}", "data": ')
-    lines = event.data.decode("utf-8", "replace")[:-1].split("\n")
-    return "".join([f"{head}{_encode_string(line)}}}\n" for line in lines])
+            f'"event": "{event.stream}", "data": ').encode()
+    data = event.data
+    if data.isascii() and not data.translate(None, _VERBATIM):
+        return head + b'"' + data[:-1].replace(b"\n", b'"}\n' + head + b'"') + b'"}\n'
+    lines = data.decode("utf-8", "replace")[:-1].split("\n")
+    text = head.decode("utf-8")
+    return "".join([f"{text}{_encode_string(line)}}}\n" for line in lines]).encode("utf-8")
 
 
 class JsonRenderer:
@@ -39,16 +49,17 @@ class JsonRenderer:
     def handle(self, event: Event) -> None:
         """Write the objects for one event, if it has any."""
         if isinstance(event, OutputLines):
-            text = _output_lines_json(event)
+            data = _output_lines_json(event)
         elif isinstance(event, HostExited | HostFailed | TransferDone | TransferProgress
                         | FileTransferred | TransferPlanned):
             text = json.dumps(event.to_json(), ensure_ascii=False) + "\n"
+            # A file name that is not UTF-8 holds surrogate escapes (U+DC80-U+DCFF for its
+            # stray bytes); backslashreplace writes each as the JSON escape "\udcXX", which
+            # decodes back to the same code point: lossless, and still valid UTF-8 JSON.
+            data = text.encode("utf-8", "backslashreplace")
         else:
             return
-        # A file name that is not UTF-8 holds surrogate escapes (U+DC80-U+DCFF for its stray
-        # bytes); backslashreplace writes each as the JSON escape "\udcXX", which decodes
-        # back to the same code point: lossless, and still valid UTF-8 JSON.
-        self.stdout.write(text.encode("utf-8", "backslashreplace"))
+        self.stdout.write(data)
         self.stdout.flush()
 
     def close(self) -> None:

@@ -48,6 +48,14 @@ STDIN_CHUNK = 64 * 1024
 STDIN_POLL = 0.01
 #: Longest sleep in the output loop between checks of the channel's own state.
 SELECT_CAP = 0.5
+#: Window of a command's channel: what a host may send ahead of what we have read. It is what
+#: bounds a worker's memory on output-heavy runs (every host in flight may fill it while the
+#: parent is busy), so it is smaller than the transport's default; 256 KiB per host still
+#: outruns a Python client on loopback (measured: bench/results-run-issue10.md).
+COMMAND_WINDOW = 256 * 1024
+#: Bytes taken from the channel per read. Larger reads were measured to cost memory: a
+#: worker's threads then hold and free window-sized buffers, which the allocator keeps.
+READ_MAX = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,11 +161,11 @@ class _CommandRun:
         """Pass on every complete line received so far; feed stdin as the window allows."""
         channel, on_lines = self.channel, self.ctx.on_lines
         while channel.recv_ready():
-            block = self.markers.filter(self.out.feed(channel.recv(65536)))
+            block = self.markers.filter(self.out.feed(channel.recv(READ_MAX)))
             if block:
                 on_lines("stdout", block, False)
         while channel.recv_stderr_ready():
-            block = self.err.feed(self._on_stderr(channel.recv_stderr(65536)))
+            block = self.err.feed(self._on_stderr(channel.recv_stderr(READ_MAX)))
             if block:
                 on_lines("stderr", block, False)
         if self.watch is None or self.watch.started:
@@ -248,7 +256,7 @@ def run_command(transport: paramiko.Transport, command: str, ctx: HostContext, *
     password prompt is answered once, and stdin waits until the command has started.
     """
     try:
-        channel = transport.open_session(timeout=30)
+        channel = transport.open_session(timeout=30, window_size=COMMAND_WINDOW)
         channel.exec_command(wrap_command(command, ctx.marker))
         if stdin is None and sudo is None:
             channel.shutdown_write()  # stdin is empty, as with ssh -n
