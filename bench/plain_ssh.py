@@ -32,10 +32,17 @@ def _write(prefix: bytes, block: bytes) -> None:
         sys.stdout.buffer.flush()
 
 
+def name_of(address: str, port: int) -> str:
+    """The known_hosts name paramiko checks a host's key under."""
+    return address if port == 22 else f"[{address}]:{port}"
+
+
 def run_host(name: str, address: str, port: int, args: argparse.Namespace) -> int:
     """Run the command on one host, printing its stdout lines as they come; its status."""
     client = paramiko.SSHClient()
-    client.load_host_keys(args.known_hosts)
+    entry = name_of(address, port)
+    for key_type, key in (args.host_keys.lookup(entry) or {}).items():
+        client.get_host_keys().add(entry, key_type, key)
     client.set_missing_host_key_policy(paramiko.RejectPolicy())
     try:
         client.connect(address, port=port, username=args.user, key_filename=args.key,
@@ -71,6 +78,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--fanout", type=int, default=64)
     parser.add_argument("command")
     args = parser.parse_args(argv)
+    # Parsed once: each host parsing the whole file would cost O(hosts^2) key decodings.
+    args.host_keys = paramiko.HostKeys(args.known_hosts)
     with open(args.hosts) as handle:
         hosts = [line.split() for line in handle if line.strip()]
     with ThreadPoolExecutor(max_workers=args.fanout) as pool:
