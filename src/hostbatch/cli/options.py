@@ -60,47 +60,48 @@ examples:
 """
 
 
-def positive_count(text: str) -> int:
+def _whole(text: str, minimum: int, too_small: str) -> int:
+    """``text`` as a whole number of at least ``minimum``, else an argparse type error."""
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{excerpt(text)} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{excerpt(text)} must be at least 1")
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"{excerpt(text)} {too_small}")
     return value
+
+
+def _seconds(text: str, *, zero: bool, most: float, out_of_range: str) -> float:
+    """``text`` as seconds, over 0 (or from 0 with ``zero``) up to ``most``."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{excerpt(text)} is not a number of seconds") from None
+    if not (value >= 0 if zero else value > 0) or value > most:
+        raise argparse.ArgumentTypeError(f"{excerpt(text)} {out_of_range}")
+    return value
+
+
+def positive_count(text: str) -> int:
+    """An argparse type: a whole number, 1 or more (``-f``, ``--keepalive-count``)."""
+    return _whole(text, 1, "must be at least 1")
 
 
 def non_negative_int(text: str) -> int:
     """An argparse type: a whole number, 0 or more (``--retries``, ``history prune --keep``)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{excerpt(text)} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{excerpt(text)} must not be negative")
-    return value
+    return _whole(text, 0, "must not be negative")
 
 
 def positive_seconds(text: str) -> float:
     """An argparse type: a positive number of seconds, at most 10**7 (timeouts)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{excerpt(text)} is not a number of seconds") from None
-    if not 0 < value <= 10**7:
-        raise argparse.ArgumentTypeError(f"{excerpt(text)} must be a positive number of seconds")
-    return value
+    return _seconds(text, zero=False, most=10**7,
+                    out_of_range="must be a positive number of seconds")
 
 
 def non_negative_seconds(text: str) -> float:
-    """Seconds, zero (off) up to a day."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{excerpt(text)} is not a number of seconds") from None
-    if not 0 <= value <= 86400:
-        raise argparse.ArgumentTypeError(f"{excerpt(text)} must be between 0 and 86400 seconds")
-    return value
+    """An argparse type: seconds, zero (off) up to a day (``--keepalive``)."""
+    return _seconds(text, zero=True, most=86400,
+                    out_of_range="must be between 0 and 86400 seconds")
 
 
 def add_ssh_config_options(parser: argparse.ArgumentParser) -> None:
