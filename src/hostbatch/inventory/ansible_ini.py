@@ -15,7 +15,6 @@ kept as written (ansible-core 2.19 warns about characters such as ``-`` but keep
 from __future__ import annotations
 
 import ast
-import itertools
 import re
 import shlex
 import string
@@ -25,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hostbatch.errors import clip, excerpt
+from hostbatch.inventory.ranges import combine
 
 #: The largest range expansion accepted; a typo like ``[1:9999999]`` must not eat memory.
 MAX_EXPANSION = 100_000
@@ -236,14 +236,7 @@ def expand_range(pattern: str) -> list[str]:
             raise AnsibleSyntaxError(f"{excerpt(pattern)} expands to more than "
                                      f"{MAX_EXPANSION} names")
     literals.append(rest)
-    names = []
-    for combo in itertools.product(*choices):
-        parts = [literals[0]]
-        for value, literal in zip(combo, literals[1:], strict=True):
-            parts.append(value)
-            parts.append(literal)
-        names.append("".join(parts))
-    return names
+    return combine(literals, choices)
 
 
 def split_host_port(token: str) -> tuple[str, int | None]:

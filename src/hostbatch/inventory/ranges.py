@@ -76,6 +76,12 @@ def expand(text: str) -> list[str]:
         total *= len(choices[-1])
         if total > MAX_EXPANSION:
             raise RangeError(f"{excerpt(text)} expands to more than {MAX_EXPANSION} names")
+    return combine(literals, choices)
+
+
+def combine(literals: list[str], choices: list[list[str]]) -> list[str]:
+    """Every name made by putting one value of each choice between the literals around it
+    (``literals`` has one item more than ``choices``), in order."""
     names = []
     for combo in itertools.product(*choices):
         parts = [literals[0]]
