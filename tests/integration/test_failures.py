@@ -4,6 +4,7 @@ handshake failures, connections dropped mid-output, dripping and hanging servers
 from __future__ import annotations
 
 import itertools
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +13,10 @@ from typing import Any
 import paramiko
 import pytest
 
+from hostbatch.errors import FailureKind
+from hostbatch.ssh.command import run_command
+from hostbatch.ssh.context import HostContext
+from hostbatch.ssh.errors import HostJobError
 from tests.integration.conftest import (
     TEST_USER,
     Cli,
@@ -310,3 +315,30 @@ def test_hanging_command_times_out(cli: Cli, fault_server: Any, main_fleet: Flee
     assert (end["event"], end["kind"]) == ("error", "timeout"), end
     assert end["duration"] < 4.0, end
     assert result.duration < 15.0, result
+
+
+def test_connection_that_breaks_while_reading_output_is_a_disconnect(main_fleet: Fleet) -> None:
+    """paramiko's ``recv`` acknowledges the window it frees; when the connection has just
+    broken, that acknowledgement raises EOFError inside ``recv``. The command must end as
+    ``disconnect``, not as an internal error (the fault matrix saw it on a loaded machine)."""
+    host = main_fleet.host("web01")
+    sock = socket.create_connection((host.address, host.port), timeout=10)
+    transport = paramiko.Transport(sock)
+    try:
+        transport.connect(username=TEST_USER,
+                          pkey=paramiko.Ed25519Key.from_private_key_file(str(main_fleet.client_key)))
+        blocks: list[bytes] = []
+
+        def on_lines(_stream: str, block: bytes, _added: bool) -> None:
+            if not blocks:  # our side of the connection breaks: every later write fails
+                sock.shutdown(socket.SHUT_WR)
+            blocks.append(block)
+
+        ctx = HostContext(host="web01", marker="HBTEST", on_lines=on_lines)
+        with pytest.raises(HostJobError) as failure:
+            run_command(transport, "yes | head -c 4000000", ctx)
+        assert failure.value.kind is FailureKind.DISCONNECT, failure.value
+        assert "connection lost" in failure.value.message
+        assert blocks, "the output before the break was passed on"
+    finally:
+        transport.close()

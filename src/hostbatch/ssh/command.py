@@ -146,6 +146,7 @@ class _CommandRun:
         self.feeder = _StdinFeeder(channel, stdin or b"",
                                    open_=stdin is not None or sudo is not None)
         self.watch = sudo.watch() if sudo is not None else None
+        self.lost = False
 
     def _on_stderr(self, data: bytes) -> bytes:
         if self.watch is None:
@@ -160,14 +161,20 @@ class _CommandRun:
     def drain(self) -> None:
         """Pass on every complete line received so far; feed stdin as the window allows."""
         channel, on_lines = self.channel, self.ctx.on_lines
-        while channel.recv_ready():
-            block = self.markers.filter(self.out.feed(channel.recv(READ_MAX)))
-            if block:
-                on_lines("stdout", block, False)
-        while channel.recv_stderr_ready():
-            block = self.err.feed(self._on_stderr(channel.recv_stderr(READ_MAX)))
-            if block:
-                on_lines("stderr", block, False)
+        try:
+            while channel.recv_ready():
+                block = self.markers.filter(self.out.feed(channel.recv(READ_MAX)))
+                if block:
+                    on_lines("stdout", block, False)
+            while channel.recv_stderr_ready():
+                block = self.err.feed(self._on_stderr(channel.recv_stderr(READ_MAX)))
+                if block:
+                    on_lines("stderr", block, False)
+        except (OSError, EOFError, paramiko.SSHException):
+            # recv() acknowledges the window it frees; on a connection that just died the
+            # acknowledgement fails (the block it read goes with it): the connection is lost.
+            self.lost = True
+            return
         if self.watch is None or self.watch.started:
             self.feeder.pump()
 
@@ -175,7 +182,7 @@ class _CommandRun:
         """Kill the remote command, pass on what it printed, and say why it was stopped."""
         killed = _kill(self.transport, self.channel, self.markers.pgid, self.drain, self.sudo)
         self.flush()
-        self.channel.close()
+        _close(self.channel)
         return HostJobError(kind, f"{message}; {killed}")
 
     def flush(self) -> None:
@@ -223,6 +230,8 @@ class _CommandRun:
             if self.ctx.is_cancelled:
                 raise self.stop(FailureKind.INTERRUPTED, "interrupted")
             self.drain()
+            if self.lost:
+                break
             ended = channel.eof_received or channel.closed
             if ended and not (channel.recv_ready() or channel.recv_stderr_ready()):
                 break
@@ -231,12 +240,12 @@ class _CommandRun:
     def finish(self) -> CommandResult:
         """Wait for the exit status (it may come just after EOF) and say how it ended."""
         channel = self.channel
-        while not channel.exit_status_ready() and not channel.closed:
+        while not self.lost and not channel.exit_status_ready() and not channel.closed:
             left = self._time_left()
             channel.status_event.wait(0.05 if left is None else min(0.05, left))
-        status = channel.exit_status if channel.exit_status_ready() else -1
-        lost = not channel.eof_received or not self.transport.is_active()
-        channel.close()
+        status = channel.exit_status if channel.exit_status_ready() and not self.lost else -1
+        lost = self.lost or not channel.eof_received or not self.transport.is_active()
+        _close(channel)
         if self.watch is not None and not self.watch.started and not lost:
             raise HostJobError(FailureKind.AUTH, self.watch.refusal())
         if status >= 0:
@@ -266,6 +275,12 @@ def run_command(transport: paramiko.Transport, command: str, ctx: HostContext, *
     run = _CommandRun(transport, channel, ctx, stdin, sudo)
     run.stream()
     return run.finish()
+
+
+def _close(channel: paramiko.Channel) -> None:
+    """Close ``channel``; on a connection that just died, sending the close fails, harmlessly."""
+    with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
+        channel.close()
 
 
 class _StdinFeeder:
