@@ -73,6 +73,15 @@ class Session:
             if verdict is not None:
                 raise HostJobError(FailureKind.DISCONNECT, verdict) from None
             raise
+        except (EOFError, OSError, paramiko.SSHException):
+            # A paramiko call that writes (a window ack, a channel close) on a connection
+            # that just died raises; the connection is lost, not the program broken. While
+            # the connection is up, the exception is a real bug and stays one.
+            if self._transport.is_active():
+                raise
+            verdict = self._verdict(self._transport)
+            raise HostJobError(FailureKind.DISCONNECT,
+                               verdict or "connection lost during the job") from None
 
     @property
     def is_active(self) -> bool:
