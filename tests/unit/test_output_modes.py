@@ -170,10 +170,13 @@ def test_summary_lists_every_failed_host_on_one_line_each() -> None:
     result = BatchResult(hosts)
     for host in hosts:
         result.record(HostFailed(host, FailureKind.AUTH, "denied\nby policy", 0.1))
-    text = format_summary(result, 1.0, color=False)
+    text = format_summary(result, 1.0, color=False, full=True)
     lines = text.splitlines()
     assert len(lines) == 41, text  # the count line, then all 40 hosts: never truncated
     assert all(line.endswith("auth: denied by policy") for line in lines[1:]), text
+    # Compact (the default): one line for the kind, every host named in the folded list.
+    assert format_summary(result, 1.0, color=False).splitlines()[1:] == [
+        "  auth failed (40): h[000-039]"]
 
 
 @pytest.mark.parametrize(

@@ -60,6 +60,14 @@ class OutputOptions:
     outdir: str | None = None
     errdir: str | None = None
     yes: bool = False
+    #: ``compact`` or ``full`` (``-v``, ``--summary``); ``None``: full with ``-q``, else compact.
+    summary: str | None = None
+
+    @property
+    def full_summary(self) -> bool:
+        """The summary lists every failed host on its own line: asked for, or ``-q`` (where
+        no failure was printed as it happened)."""
+        return self.summary == "full" if self.summary is not None else self.quiet
 
     @property
     def streams_lines(self) -> bool:
@@ -136,7 +144,8 @@ def output_options(args: argparse.Namespace) -> OutputOptions:
     return OutputOptions(
         json=flag("json", False), quiet=flag("quiet", False), gather=flag("gather", False),
         diff=flag("diff", False), gather_stderr=flag("gather_stderr", False),
-        outdir=flag("outdir", None), errdir=flag("errdir", None), yes=flag("yes", False))
+        outdir=flag("outdir", None), errdir=flag("errdir", None), yes=flag("yes", False),
+        summary=flag("summary", None) or ("full" if flag("verbose", False) else None))
 
 
 class _Flags:

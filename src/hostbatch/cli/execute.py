@@ -18,7 +18,7 @@ from hostbatch.inventory.model import HostSpec
 from hostbatch.render import Renderer
 from hostbatch.render.jsonl import JsonRenderer
 from hostbatch.render.lines import LineRenderer
-from hostbatch.render.output import SafeStream, use_color
+from hostbatch.render.output import SafeStream, line_width, use_color
 from hostbatch.render.summary import write_summary
 
 if TYPE_CHECKING:  # rich is imported only when a display is shown
@@ -53,6 +53,11 @@ def _progress_renderer(action: Action, env: Environment, hosts: int,
     if isinstance(action, GetFiles):
         return TransferProgressRenderer(env.stderr, total_bytes=None, hosts=hosts, color=color)
     return RunProgressRenderer(env.stderr, hosts=hosts, color=color)
+
+
+def stderr_width(env: Environment) -> int:
+    """How many columns a host's line on stderr may take (terminal width, else a limit)."""
+    return line_width(bool(env.stderr_isatty), env.stderr, env.environ)
 
 
 def make_renderers(output: OutputOptions, env: Environment, stdout: SafeStream,
@@ -93,7 +98,7 @@ def make_renderers(output: OutputOptions, env: Environment, stdout: SafeStream,
                               addresses={spec.name: spec.hostname for spec in hosts}))
     elif not output.quiet:
         renderers.append(LineRenderer(stdout, stderr, color_stdout=color_stdout,
-                                      color_stderr=color_stderr))
+                                      color_stderr=color_stderr, width=stderr_width(env)))
     return renderers
 
 
@@ -132,7 +137,8 @@ def execute(hosts: list[HostSpec], action: Action, options: RunOptions, env: Env
     elapsed = time.monotonic() - started
     for renderer in renderers:
         renderer.close()
-    write_summary(stderr, result, elapsed, color=use_color(bool(env.stderr_isatty), env.environ))
+    write_summary(stderr, result, elapsed, color=use_color(bool(env.stderr_isatty), env.environ),
+                  full=options.output.full_summary, width=stderr_width(env))
     if recorder is not None:
         recorder.finish(result.exit_status, interrupted=result.interrupted, elapsed=elapsed)
     return result.exit_status

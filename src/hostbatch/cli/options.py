@@ -263,6 +263,13 @@ def add_output_options(parser: argparse.ArgumentParser, *, gather: bool) -> None
         output.add_argument("-e", "--errdir", metavar="DIR",
                             help="write each host's stderr to DIR/HOST and its result to "
                                  "DIR/HOST.status (created if missing)")
+    output.add_argument("-v", "--verbose", action="store_true",
+                        help="end with one summary line per failed host and its reason "
+                             "(same as --summary full)")
+    output.add_argument("--summary", choices=("compact", "full"),
+                        help="how the summary lists failures: compact, one line per kind "
+                             "with the folded hosts (default; each failure was printed as it "
+                             "happened), or full, one line per host (the default with -q)")
     output.add_argument("--debug", action="store_true",
                         help="show a traceback for internal errors")
 
@@ -278,6 +285,9 @@ def check_output_options(args: argparse.Namespace) -> None:
     if args.quiet and (gather or diff):
         raise UsageError(f"-q/--quiet prints only the summary; it cannot be combined with "
                          f"{'--diff' if diff else '-b/--gather'}")
+    if getattr(args, "verbose", False) and getattr(args, "summary", None) == "compact":
+        raise UsageError("-v asks for the full summary and --summary compact for the short "
+                         "one: give one")
     if getattr(args, "gather_stderr", False) and not (gather or diff):
         raise UsageError("--gather-stderr needs -b/--gather or --diff")
     outdir, errdir = getattr(args, "outdir", None), getattr(args, "errdir", None)
