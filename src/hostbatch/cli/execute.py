@@ -42,17 +42,19 @@ def _file_renderer(output: OutputOptions, hosts: list[HostSpec],
                              warn=warn)
 
 
-def _progress_renderer(action: Action, env: Environment, hosts: int,
-                       color: bool) -> TransferProgressRenderer | RunProgressRenderer:
+def _progress_renderer(action: Action, env: Environment, hosts: int, color: bool,
+                       staged: bool) -> TransferProgressRenderer | RunProgressRenderer:
     """The live display on stderr (a terminal): transfer bars for copies, else one line."""
     from hostbatch.render.progress import RunProgressRenderer, TransferProgressRenderer
 
     if isinstance(action, PutFiles):
         total = sum(e.size for e in action.entries) * hosts
-        return TransferProgressRenderer(env.stderr, total_bytes=total, hosts=hosts, color=color)
+        return TransferProgressRenderer(env.stderr, total_bytes=total, hosts=hosts, color=color,
+                                        staged=staged)
     if isinstance(action, GetFiles):
-        return TransferProgressRenderer(env.stderr, total_bytes=None, hosts=hosts, color=color)
-    return RunProgressRenderer(env.stderr, hosts=hosts, color=color)
+        return TransferProgressRenderer(env.stderr, total_bytes=None, hosts=hosts, color=color,
+                                        staged=staged)
+    return RunProgressRenderer(env.stderr, hosts=hosts, color=color, staged=staged)
 
 
 def stderr_width(env: Environment) -> int:
@@ -62,8 +64,9 @@ def stderr_width(env: Environment) -> int:
 
 def make_renderers(output: OutputOptions, env: Environment, stdout: SafeStream,
                    stderr: SafeStream, action: Action, hosts: list[HostSpec],
-                   warn: Callable[[str], None]) -> list[Renderer]:
-    """The renderers for this run's output mode.
+                   warn: Callable[[str], None], *, staged: bool = False) -> list[Renderer]:
+    """The renderers for this run's output mode (``staged``: a ``--canary``/``--batch``
+    rollout, whose progress shows no overall ETA).
 
     On a terminal, a copy gets a live transfer display on stderr, and a command whose lines
     are not streamed (gather, diff, quiet, JSON into a file) a live progress line. Lines bound
@@ -80,7 +83,7 @@ def make_renderers(output: OutputOptions, env: Environment, stdout: SafeStream,
     if env.stderr_isatty and not json_to_terminal and (copying or not output.streams_lines):
         from hostbatch.render.progress import ConsoleStream
 
-        progress = _progress_renderer(action, env, len(hosts), color_stderr)
+        progress = _progress_renderer(action, env, len(hosts), color_stderr, staged)
         stderr = SafeStream(ConsoleStream(progress.console))  # type: ignore[arg-type]
         if env.stdout_isatty:
             stdout = stderr
@@ -111,7 +114,9 @@ def execute(hosts: list[HostSpec], action: Action, options: RunOptions, env: Env
 
     warn = make_warn("hostbatch", stderr, label=None)
 
-    renderers = make_renderers(options.output, env, stdout, stderr, action, hosts, warn)
+    rollout = options.settings.rollout
+    renderers = make_renderers(options.output, env, stdout, stderr, action, hosts, warn,
+                               staged=bool(rollout.canary or rollout.batch))
 
     recorder = (start_recorder(hosts, action, options, env, warn) if options.history.enabled
                 else None)
