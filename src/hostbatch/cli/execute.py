@@ -48,7 +48,7 @@ def _progress_renderer(action: Action, env: Environment, hosts: int, color: bool
     from hostbatch.render.progress import RunProgressRenderer, TransferProgressRenderer
 
     if isinstance(action, PutFiles):
-        total = sum(e.size for e in action.entries) * hosts
+        total = action.total_size * hosts
         return TransferProgressRenderer(env.stderr, total_bytes=total, hosts=hosts, color=color,
                                         staged=staged)
     if isinstance(action, GetFiles):
