@@ -374,7 +374,8 @@ def build_scp_parser(prog: str) -> Parser:
     copy.add_argument("paths", nargs="*", metavar="PATH",
                       help="scp's own shape instead of -action/-local/-remote: SRC DEST puts "
                            "SRC on every host as DEST; :REMOTE LOCALDIR gets REMOTE from every "
-                           "host into LOCALDIR/HOST/")
+                           "host into LOCALDIR/HOST/; several sources (SRC... DIR, "
+                           ":REMOTE... LOCALDIR) each go into the directory")
     copy.add_argument("-action", "--action", choices=("put", "get"),
                       help="put: local -> hosts; get: hosts -> LOCAL/HOST/")
     copy.add_argument("-local", "--local", metavar="PATH",
