@@ -25,7 +25,8 @@ RUN_NOTES = """
   status at least 1.
 
 inventory: -i FILE, else $HOSTBATCH_INVENTORY, else ./hosts.ini, else
-~/.config/hostbatch/hosts.ini.  NO_COLOR disables colour.
+~/.config/hostbatch/hosts.ini.  NO_COLOR disables colour.  Personal defaults
+for options: $HOSTBATCH_CONFIG, else ~/.config/hostbatch/config.ini.
 
 authentication, per host: its identity_file (or the ssh-agent's copy), then
 its password; a host with neither tries the ssh-agent's keys, then ~/.ssh/id_*.
