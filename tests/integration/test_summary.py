@@ -112,3 +112,23 @@ def test_long_failure_lines_are_cut_and_json_keeps_them_whole(cli: Cli, inventor
     lines = [ANSI.sub("", line).rstrip("\r") for line in err.splitlines()]
     (live,) = [line for line in lines if line.startswith("hostbatch: long")]
     assert len(live) == 120, lines
+
+
+def test_config_file_defaults_apply_below_the_command_line(cli: Cli, inventory: Path,
+                                                           main_fleet: Fleet,
+                                                           tmp_path: Path) -> None:
+    config = tmp_path / "mine.ini"
+    config.write_text("[defaults]\nsummary = full\nconnect_timeout = 4\nforks = 2\n")
+    environ = {"HOSTBATCH_CONFIG": str(config)}
+    full = cli.run("-i", inventory, "-g", "mixed", "-cmd", failing_command(main_fleet),
+                   env=environ)
+    assert full.returncode == 3, full
+    assert any(line.split()[:2] == ["failed", "web02"] for line in summary_of(full.stderr))
+    compact = cli.run("-i", inventory, "-g", "mixed", "--summary", "compact", "-cmd",
+                      failing_command(main_fleet), env=environ)
+    assert "  exit 5 (1): web02" in summary_of(compact.stderr), compact
+    config.write_text("[defaults]\nsumary = full\n")
+    refused = cli.run("-i", inventory, "-g", "mixed", "-cmd", "true", env=environ)
+    assert refused.returncode == 2, refused
+    assert "sumary is not a setting (did you mean 'summary'?)" in refused.stderr, refused
+    assert "hosts in" not in refused.stderr  # nothing ran
