@@ -40,7 +40,8 @@ output modes: lines stream as HOST: LINE unless -b, --diff, -q or --json.
 -b/--diff group hosts by exact stdout bytes and by exit status; failed hosts
 are grouped by reason.  On a terminal, when lines are not streamed to it, a
 live progress line (done/running/failed/total, elapsed, ETA) is shown on
-stderr; never when stderr is piped."""
+stderr; never when stderr is piped.  The summary lists failed hosts folded by
+kind (timed out (3): web[04,07],db02); -v lists each with its reason."""
 
 #: The last lines of ``batch_run --help`` (and of its man page's EXAMPLES).
 RUN_EXAMPLES = """
