@@ -48,15 +48,14 @@ def _scp_shape(args: argparse.Namespace) -> None:
                          f"{FORMS}")
     else:
         raise UsageError(f"which side is remote? only one side may start with ':': {FORMS}")
-    _refuse_same_names([args.remote] if args.action == "get" else [args.local],
-                       getattr(args, "more_paths", []))
+    _refuse_same_names([args.remote if args.action == "get" else args.local, *args.more_paths])
 
 
-def _refuse_same_names(first: list[str], more: list[str]) -> None:
+def _refuse_same_names(sources: list[str]) -> None:
     """Two sources with one base name would land on the same path, the second replacing the
     first: refused, as it is never what was meant."""
     seen: dict[str, str] = {}
-    for path in first + more:
+    for path in sources:
         name = posixpath.basename(path.rstrip("/")) or path
         if name in seen:
             raise UsageError(f"{excerpt(seen[name])} and {excerpt(path)} would both land as "

@@ -230,7 +230,8 @@ class RunProgressRenderer:
 
     def waiting(self) -> str:
         """The hosts still running once few remain (see :func:`waiting_text`)."""
-        return waiting_text(self.running, self.hosts - self.done, self.clock())
+        # Called from rich's refresh thread too: work on a copy (taken in one C call).
+        return waiting_text(dict(self.running), self.hosts - self.done, self.clock())
 
     def shows_eta(self) -> bool:
         """An ETA is shown: enough hosts done, not staged, and not down to the last few."""
