@@ -7,6 +7,7 @@ below the SSH layer, so ``hostbatch.ssh`` can perform them without importing the
 
 from __future__ import annotations
 
+import dataclasses
 import shlex
 from dataclasses import dataclass
 from typing import Literal
@@ -77,7 +78,9 @@ class SyncOptions:
 class PutFiles:
     """Copy the local ``source`` (a file, or with ``recursive`` a tree) to ``remote`` on each host.
 
-    ``entries`` is the scanned tree, top item first, parents before children.
+    ``entries`` is the scanned tree, top item first, parents before children. ``more_sources``
+    holds further sources in order (scp's ``SRC... DEST``), each path with its own entries;
+    ``remote`` is then a directory that receives ``remote/BASENAME`` of each.
     """
 
     source: str
@@ -90,12 +93,35 @@ class PutFiles:
     sync: SyncOptions = SyncOptions()
     #: Bytes per second per host (``--limit-rate``); 0: no limit.
     limit_rate: int = 0
+    more_sources: tuple[tuple[str, tuple[LocalEntry, ...]], ...] = ()
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        """Every local source, in order."""
+        return (self.source, *(path for path, _ in self.more_sources))
+
+    @property
+    def total_size(self) -> int:
+        """The bytes of every source's files: what one host receives."""
+        return sum(e.size for e in self.entries) + sum(
+            e.size for _, entries in self.more_sources for e in entries)
+
+    def each_source(self) -> tuple[PutFiles, ...]:
+        """One single-source action per source, in order; each into the directory
+        ``remote/`` when there are several (a single-source action is itself)."""
+        if not self.more_sources:
+            return (self,)
+        into = self.remote.rstrip("/") + "/"
+        return tuple(dataclasses.replace(self, source=path, entries=entries, remote=into,
+                                         more_sources=())
+                     for path, entries in ((self.source, self.entries), *self.more_sources))
 
 
 @dataclass(frozen=True, slots=True)
 class GetFiles:
     """Copy ``remote`` (a file, or with ``recursive`` a tree) from each host to
-    ``local_dir/HOST/BASENAME``."""
+    ``local_dir/HOST/BASENAME``; ``more_remotes``: further remote paths, in order (scp's
+    ``:REMOTE... LOCALDIR``), each to ``local_dir/HOST/`` its own basename."""
 
     remote: str
     local_dir: str
@@ -105,6 +131,19 @@ class GetFiles:
     sync: SyncOptions = SyncOptions()
     #: Bytes per second per host (``--limit-rate``); 0: no limit.
     limit_rate: int = 0
+    more_remotes: tuple[str, ...] = ()
+
+    @property
+    def remotes(self) -> tuple[str, ...]:
+        """Every remote path, in order."""
+        return (self.remote, *self.more_remotes)
+
+    def each_remote(self) -> tuple[GetFiles, ...]:
+        """One single-path action per remote path, in order."""
+        if not self.more_remotes:
+            return (self,)
+        return tuple(dataclasses.replace(self, remote=remote, more_remotes=())
+                     for remote in self.remotes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +176,7 @@ def describe(action: Action) -> str:
             text = " ".join(f"{key}={shlex.quote(value)}" for key, value in action.env) + " " + text
         return f"sudo {text}" if action.sudo else text
     if isinstance(action, PutFiles):
-        return f"{action.source} -> {action.remote}"
+        return f"{' '.join(action.sources)} -> {action.remote}"
     if isinstance(action, GetFiles):
-        return f"{action.remote} -> {action.local_dir}"
+        return f"{' '.join(action.remotes)} -> {action.local_dir}"
     return "keyscan"

@@ -7,7 +7,8 @@ and no ``password_cmd`` runs for a run the user then declines):
 
 1. :func:`resolve_settings`: every setting in one order, highest first: command line
    (:class:`HostOverrides`: ``-l USER``, ``--connect-timeout``) > ``[host:NAME]`` >
-   ``[defaults]`` > ssh_config > built-in (:mod:`hostbatch.inventory.resolve` merges them).
+   ``[defaults]`` > ssh_config > the user's config file (``HostOverrides.config_file``) >
+   built-in (:mod:`hostbatch.inventory.resolve` merges them).
 2. :func:`settle_credentials`: password sources become passwords (``password_env``,
    ``password_cmd``, ``--ask-pass``: :mod:`hostbatch.credentials`), encrypted identity files get
    their passphrases (:func:`unlock_keys`), and ``--ask-sudo-pass`` asks the sudo password.
@@ -59,6 +60,10 @@ class HostOverrides:
     ssh_config: str | None = None
     ask_pass: bool = False
     ask_sudo_pass: bool = False
+    #: Per-host defaults of the user's config file (:mod:`hostbatch.userconfig`), as
+    #: (HostSpec field, value): not the command line's, but they travel with it; they sit
+    #: just above the built-in defaults.
+    config_file: tuple[tuple[str, Any], ...] = ()
 
     def command_line_layer(self) -> dict[str, Any]:
         """The per-host values given, as the highest layer of :class:`Resolver`."""
@@ -152,7 +157,8 @@ def host_resolver(inventory: Inventory, overrides: HostOverrides, home: str,
     """A resolver with every layer: command line, inventory, ssh_config, built-in (what
     ``hostbatch inventory explain`` shows, with each value's source)."""
     return Resolver.for_inventory(inventory, command_line=overrides.command_line_layer(),
-                                  ssh_lookup=ssh_config_lookup(overrides.ssh_config, home, warn))
+                                  ssh_lookup=ssh_config_lookup(overrides.ssh_config, home, warn),
+                                  user_config=dict(overrides.config_file))
 
 
 def resolve_settings(inventory: Inventory | None, hosts: Sequence[HostSpec],
@@ -167,10 +173,10 @@ def resolve_settings(inventory: Inventory | None, hosts: Sequence[HostSpec],
     if inventory is None:
         return _command_line_on_top(hosts, overrides)
     lookup = ssh_config_lookup(overrides.ssh_config, home_of(environ), warn)
-    if lookup is None and not overrides.user:
+    if lookup is None and not overrides.user and not overrides.config_file:
         return _command_line_on_top(hosts, overrides)
     resolver = Resolver.for_inventory(inventory, command_line=overrides.command_line_layer(),
-                                      ssh_lookup=lookup)
+                                      ssh_lookup=lookup, user_config=dict(overrides.config_file))
     return [resolver.resolve(spec.name).spec for spec in hosts]
 
 

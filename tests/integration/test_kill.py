@@ -175,9 +175,9 @@ def test_ctrl_c_json_interrupted_and_skipped(spawn: Any, main_fleet: Fleet,
         assert (ends[host]["event"], ends[host]["kind"]) == ("error", "skipped"), ends
         assert json_lines(events, host, "stdout") == []
     assert "Traceback" not in stderr
-    for host in WEB:
-        assert host in stderr, stderr
-    assert "interrupted" in stderr and "skipped" in stderr, stderr
+    # The summary names every host that did not finish, folded by kind.
+    assert "\n  interrupted (1): web01\n" in stderr, stderr
+    assert "\n  skipped (2): web[02-03]\n" in stderr, stderr
     leftover, _ = wait_for_processes(pattern, 3.0, present=False)
     assert leftover == [], f"remote command survived Ctrl-C: {leftover}"
 
@@ -208,9 +208,9 @@ def test_ctrl_c_lines_mode_keeps_finished_hosts(spawn: Any, main_fleet: Fleet,
     summary = stderr[stderr.rfind("hostbatch: 3 hosts"):]
     assert summary.startswith("hostbatch: 3 hosts"), stderr
     assert re.search(r"\b1 ok\b", summary) and re.search(r"\b2 interrupted\b", summary), stderr
-    for host in ("web01", "web02"):
-        assert re.search(rf"interrupted\s+{host}\b", summary), stderr
-    assert not re.search(r"(interrupted|skipped|failed)\s+web03\b", summary), stderr
+    # Compact: each failure was printed as it happened; the summary folds them by kind.
+    assert "\n  interrupted (2): web[01-02]\n" in summary, stderr
+    assert "web03" not in summary.split("  slowest:")[0], stderr  # it finished
     assert "Traceback" not in stderr
     leftover, _ = wait_for_processes(pattern, 3.0, present=False)
     assert leftover == [], f"remote commands survived Ctrl-C: {leftover}"

@@ -58,7 +58,7 @@ COMMANDS = ("run", "scp")
 #: colour switches, a default inventory and terminal sizes would all change what the
 #: programs print or which keys they try.
 SCRUBBED_ENV = ("SSH_AUTH_SOCK", "SSH_AGENT_PID", "NO_COLOR", "FORCE_COLOR", "CLICOLOR_FORCE",
-                "HOSTBATCH_INVENTORY", "COLUMNS", "LINES")
+                "HOSTBATCH_INVENTORY", "HOSTBATCH_CONFIG", "XDG_CONFIG_HOME", "COLUMNS", "LINES")
 
 #: The terminal events of each subcommand's ``--json`` output: the success event first.
 TERMINAL_EVENTS: Mapping[str, tuple[str, str]] = {"run": ("exit", "error"),

@@ -98,7 +98,7 @@ def test_no_inventory_or_a_broken_one_offers_nothing(tmp_path: Path,
 
 def test_options_come_from_the_parsers() -> None:
     assert words_of("batch_run", "--no-h") == ["--no-history"]
-    assert words_of("batch_scp", "--ver") == ["--version", "--verify"]
+    assert words_of("batch_scp", "--ver") == ["--version", "--verbose", "--verify"]
     assert "--workers" not in words_of("batch_run", "--")  # hidden options stay hidden
     parser = catalog.program_parser("batch_run")
     offered = set(words_of("batch_run", "-"))

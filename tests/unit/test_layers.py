@@ -35,7 +35,7 @@ PACKAGE = "hostbatch"
 LAYERS: list[tuple[str, ...]] = [
     ("errors", "secrets", "nodeset", "known_hosts", "actions", "atomic", "exit_status"),
     ("inventory",),
-    ("selection", "settings", "credentials", "local_files", "rollout"),
+    ("selection", "settings", "credentials", "local_files", "rollout", "userconfig"),
     ("ssh",),
     ("prepare",),
     ("engine",),

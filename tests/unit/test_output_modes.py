@@ -170,10 +170,13 @@ def test_summary_lists_every_failed_host_on_one_line_each() -> None:
     result = BatchResult(hosts)
     for host in hosts:
         result.record(HostFailed(host, FailureKind.AUTH, "denied\nby policy", 0.1))
-    text = format_summary(result, 1.0, color=False)
+    text = format_summary(result, 1.0, color=False, full=True)
     lines = text.splitlines()
     assert len(lines) == 41, text  # the count line, then all 40 hosts: never truncated
     assert all(line.endswith("auth: denied by policy") for line in lines[1:]), text
+    # Compact (the default): one line for the kind, every host named in the folded list.
+    assert format_summary(result, 1.0, color=False).splitlines()[1:] == [
+        "  auth failed (40): h[000-039]"]
 
 
 @pytest.mark.parametrize(
@@ -284,3 +287,58 @@ def test_failure_messages_never_show_a_secret() -> None:
     event = HostFailed("h", FailureKind.AUTH, f"rejected {secret.reveal()}\nagain")
     assert status_text(event) == "error auth: rejected *** again\n"
     assert spool.ending_of(event) == "auth: rejected *** again"
+
+
+def test_waiting_names_the_longest_running_hosts_once_few_remain() -> None:
+    from hostbatch.render.progress import WAITING_WHEN, waiting_text
+
+    started = {"web07": 100.0, "web09": 109.0, "db01": 104.0, "db02": 110.0}
+    assert waiting_text(started, 4, 112.0) == (
+        "waiting: web07 (12s), db01 (8s), web09 (3s) and 1 more")
+    assert waiting_text({"web07": 100.0}, 1, 112.4) == "waiting: web07 (12s)"
+    assert waiting_text(started, WAITING_WHEN + 1, 112.0) == ""  # many remain: counts only
+    assert waiting_text({}, 3, 112.0) == ""  # none started yet (a rollout between waves)
+    assert waiting_text({"a": 0.0}, 0, 1.0) == ""
+
+
+@pytest.mark.parametrize(("done", "hosts", "staged", "shown"), [
+    (2, 4, False, False),  # too few hosts done for a rate
+    (3, 500, False, False),  # 3 of 500: not yet 5%
+    (25, 500, False, True),
+    (400, 500, True, False),  # --canary / --batch: waves wait for each other
+])
+def test_eta_only_when_meaningful(done: int, hosts: int, staged: bool, shown: bool) -> None:
+    from hostbatch.render.progress import eta_meaningful
+
+    assert eta_meaningful(done, hosts, staged=staged) is shown
+
+
+def test_run_progress_waits_for_stragglers_instead_of_an_eta() -> None:
+    from hostbatch.render.progress import RunProgressRenderer
+
+    now = [1000.0]
+    terminal = io.BytesIO()
+    progress = RunProgressRenderer(terminal, hosts=40, color=False,  # type: ignore[arg-type]
+                                   clock=lambda: now[0])
+    for n in range(40):
+        progress.handle(HostStarted(f"h{n:02d}", 0))
+    assert progress.waiting() == "" and not progress.shows_eta()  # nothing done yet
+    for n in range(20):
+        progress.handle(HostExited(f"h{n:02d}", 0, 0.1))
+    assert progress.shows_eta() and progress.waiting() == ""
+    now[0] += 30
+    for n in range(20, 38):
+        progress.handle(HostExited(f"h{n:02d}", 0, 0.1))
+    assert progress.waiting() == "waiting: h38 (30s), h39 (30s)"
+    assert not progress.shows_eta()
+    progress.progress.refresh()
+    drawn = terminal.getvalue().decode()
+    assert "waiting: h38 (30s), h39 (30s)" in drawn and "eta" not in drawn, drawn[-300:]
+    progress.close()
+    staged = RunProgressRenderer(io.BytesIO(), hosts=40, color=False,  # type: ignore[arg-type]
+                                 staged=True)
+    for n in range(20):
+        staged.handle(HostStarted(f"h{n:02d}", 0))
+        staged.handle(HostExited(f"h{n:02d}", 0, 0.1))
+    assert not staged.shows_eta()
+    staged.close()

@@ -21,7 +21,7 @@ from hostbatch.engine.outcome import BatchResult
 from hostbatch.errors import FailureKind
 from hostbatch.render.jsonl import JsonRenderer
 from hostbatch.render.lines import LineRenderer
-from hostbatch.render.output import SafeStream, use_color
+from hostbatch.render.output import PLAIN_WIDTH, SafeStream, line_width, use_color
 from hostbatch.render.summary import format_summary, write_summary
 
 ESC = b"\x1b["
@@ -133,6 +133,25 @@ def test_host_failure_reported_on_stderr() -> None:
     assert s.out.getvalue() == b""
 
 
+def test_long_failure_message_never_wraps_the_host_line() -> None:
+    s = Streams()
+    renderer = LineRenderer(s.stdout, s.stderr, color_stdout=False, color_stderr=False,
+                            width=50)
+    feed(renderer, [HostFailed("web1", FailureKind.CONNECT, "refused\n" + "y" * 300)])
+    (line,) = s.err.getvalue().decode().splitlines()
+    assert len(line) == 50 and line.startswith("hostbatch: web1: connect: refused yyy"), line
+    assert line.endswith("\u2026")
+
+
+@pytest.mark.parametrize(("isatty", "environ", "expected"), [
+    (False, {"COLUMNS": "90"}, PLAIN_WIDTH),  # a log or a pipe: a fixed, generous limit
+    (True, {"COLUMNS": "90"}, 90),
+    (True, {"COLUMNS": "5"}, 40),  # never absurdly narrow
+])
+def test_line_width(isatty: bool, environ: dict[str, str], expected: int) -> None:
+    assert line_width(isatty, io.BytesIO(), environ) == expected
+
+
 @pytest.mark.parametrize(
     "event",
     [HostStarted("h", 0), HostExited("h", 3, 1.0),
@@ -208,8 +227,8 @@ def summary_result() -> BatchResult:
     return result
 
 
-def test_summary_names_every_failed_host_with_its_reason() -> None:
-    text = format_summary(summary_result(), 5.25, color=False)
+def test_full_summary_names_every_failed_host_with_its_reason() -> None:
+    text = format_summary(summary_result(), 5.25, color=False, full=True)
     lines = text.splitlines()
     assert "7 hosts" in lines[0] and "5.25s" in lines[0]
     assert lines[0].endswith(": 2 ok, 2 failed, 1 unreachable, 1 host key, 1 timed out"), lines
@@ -229,6 +248,35 @@ def test_summary_names_every_failed_host_with_its_reason() -> None:
                    if "slowest" not in line)
     assert "\x1b[" not in text
     assert text.endswith("\n")
+
+
+def test_compact_summary_has_one_line_per_kind_with_the_folded_hosts() -> None:
+    result = BatchResult([f"web{n:02d}" for n in range(1, 9)] + ["db02", "db03"])
+    for host in ("web04", "web07", "db02"):
+        result.record(HostFailed(host, FailureKind.TIMEOUT, "command timed out after 5s", 5.0))
+    for host in ("web01", "web02", "web03"):
+        result.record(HostExited(host, 2, 0.1))
+    result.record(HostExited("web05", 1, 0.1))
+    result.record(HostFailed("web06", FailureKind.CONNECT, "connection refused", 0.0))
+    result.record(HostFailed("db03", FailureKind.TRANSFER, "no space left on device", 0.3))
+    result.record(HostExited("web08", 0, 0.1))
+    lines = format_summary(result, 5.25, color=False).splitlines()
+    assert lines[0].endswith(": 1 ok, 5 failed, 1 unreachable, 3 timed out"), lines
+    # In selection order of each kind's first host; reasons were printed live, not again.
+    assert lines[1:-1] == ["  exit 2 (3): web[01-03]", "  timed out (3): db02,web[04,07]",
+                           "  exit 1 (1): web05", "  unreachable (1): web06",
+                           "  transfer failed (1): db03"], lines
+    assert lines[-1].startswith("  slowest: ")
+
+
+def test_full_summary_cuts_long_reasons_to_the_width() -> None:
+    result = BatchResult(["web01", "web02"])
+    result.record(HostFailed("web01", FailureKind.CONNECT, "x" * 500, 0.0))
+    result.record(HostFailed("web02", FailureKind.CONNECT, "short", 0.0))
+    lines = format_summary(result, 1.0, color=False, full=True, width=60).splitlines()
+    assert len(lines[1]) == 60 and lines[1].endswith("x\u2026"), lines
+    assert lines[2].endswith("connect: short")
+    assert "x" * 500 in format_summary(result, 1.0, color=False, full=True)  # no width: all
 
 
 def test_summary_slowest_hosts() -> None:
@@ -256,6 +304,8 @@ def test_summary_interrupted_lists_hosts_that_did_not_finish() -> None:
     text = format_summary(result, 1.0, color=False)
     lines = text.splitlines()
     assert "1 ok" in lines[0]
+    assert lines[1:] == ["  interrupted (1): b", "  skipped (1): c"], lines
+    lines = format_summary(result, 1.0, color=False, full=True).splitlines()
     assert any(" b " in line and "interrupted" in line for line in lines[1:])
     assert any(" c " in line and "skipped" in line for line in lines[1:])
     assert not any(" a " in line for line in lines[1:])

@@ -17,6 +17,7 @@ from hostbatch.prepare import HostOverrides
 from hostbatch.rollout import RolloutPolicy
 from hostbatch.selection import Selection
 from hostbatch.settings import RunSettings
+from hostbatch.userconfig import load_user_config
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +61,14 @@ class OutputOptions:
     outdir: str | None = None
     errdir: str | None = None
     yes: bool = False
+    #: ``compact`` or ``full`` (``-v``, ``--summary``); ``None``: full with ``-q``, else compact.
+    summary: str | None = None
+
+    @property
+    def full_summary(self) -> bool:
+        """The summary lists every failed host on its own line: asked for, or ``-q`` (where
+        no failure was printed as it happened)."""
+        return self.summary == "full" if self.summary is not None else self.quiet
 
     @property
     def streams_lines(self) -> bool:
@@ -113,7 +122,8 @@ def run_options(args: argparse.Namespace) -> RunOptions:
             keepalive_interval=flag("keepalive_interval", None),
             keepalive_count_max=flag("keepalive_count_max", None),
             ssh_config=flag("ssh_config", None), ask_pass=flag("ask_pass", False),
-            ask_sudo_pass=flag("ask_sudo_pass", False)),
+            ask_sudo_pass=flag("ask_sudo_pass", False),
+            config_file=tuple(flag("config_hosts", ()))),
         settings=RunSettings(
             forks=args.forks, retries=args.retries,
             connect_timeout=flag("connect_timeout", None),
@@ -136,7 +146,47 @@ def output_options(args: argparse.Namespace) -> OutputOptions:
     return OutputOptions(
         json=flag("json", False), quiet=flag("quiet", False), gather=flag("gather", False),
         diff=flag("diff", False), gather_stderr=flag("gather_stderr", False),
-        outdir=flag("outdir", None), errdir=flag("errdir", None), yes=flag("yes", False))
+        outdir=flag("outdir", None), errdir=flag("errdir", None), yes=flag("yes", False),
+        summary=flag("summary", None) or ("full" if flag("verbose", False) else None))
+
+
+#: ``output = MODE`` of the config file: the flag's destination it stands for.
+_OUTPUT_FLAGS = {"gather": "gather", "diff": "diff", "quiet": "quiet", "json": "json"}
+#: Run-wide config keys set as parser defaults: key -> destination.
+_DEFAULTS = {"forks": "forks", "retries": "retries", "timeout": "timeout"}
+
+
+def with_user_config(parser: argparse.ArgumentParser, argv: list[str],
+                     args: argparse.Namespace, environ: dict[str, str],
+                     home: str) -> argparse.Namespace:
+    """``args`` again, with the personal defaults of :mod:`hostbatch.userconfig` below the
+    command line (a bad config file is a one-line usage error).
+
+    Numbers become the parser's defaults, so a flag given wins; ``output`` applies only when
+    the command line names no output mode, ``summary`` only without ``-v``/``--summary``;
+    ``color = never`` sets ``NO_COLOR`` in ``environ``. Per-host values travel in
+    ``config_hosts`` (they sit below the inventory and ssh_config). Keys for flags this
+    command lacks are ignored.
+    """
+    config = load_user_config(environ, home)
+    if config.path is None:
+        return args
+    run = config.run
+    parser.set_defaults(**{dest: run[key] for key, dest in _DEFAULTS.items()
+                           if key in run and hasattr(args, dest)})
+    if run.get("history") is False and hasattr(args, "no_history"):
+        parser.set_defaults(no_history=True)
+    args = parser.parse_args(argv)
+    mode = _OUTPUT_FLAGS.get(run.get("output", "lines"))
+    if mode is not None and hasattr(args, mode) and not any(
+            getattr(args, dest, False) for dest in _OUTPUT_FLAGS.values()):
+        setattr(args, mode, True)
+    if "summary" in run and getattr(args, "summary", "") is None and not args.verbose:
+        args.summary = run["summary"]
+    if run.get("color") == "never":
+        environ["NO_COLOR"] = "1"
+    args.config_hosts = tuple(config.hosts.items())
+    return args
 
 
 class _Flags:

@@ -18,7 +18,7 @@ from hostbatch.inventory.model import HostSpec
 from hostbatch.render import Renderer
 from hostbatch.render.jsonl import JsonRenderer
 from hostbatch.render.lines import LineRenderer
-from hostbatch.render.output import SafeStream, use_color
+from hostbatch.render.output import SafeStream, line_width, use_color
 from hostbatch.render.summary import write_summary
 
 if TYPE_CHECKING:  # rich is imported only when a display is shown
@@ -42,23 +42,31 @@ def _file_renderer(output: OutputOptions, hosts: list[HostSpec],
                              warn=warn)
 
 
-def _progress_renderer(action: Action, env: Environment, hosts: int,
-                       color: bool) -> TransferProgressRenderer | RunProgressRenderer:
+def _progress_renderer(action: Action, env: Environment, hosts: int, color: bool,
+                       staged: bool) -> TransferProgressRenderer | RunProgressRenderer:
     """The live display on stderr (a terminal): transfer bars for copies, else one line."""
     from hostbatch.render.progress import RunProgressRenderer, TransferProgressRenderer
 
     if isinstance(action, PutFiles):
-        total = sum(e.size for e in action.entries) * hosts
-        return TransferProgressRenderer(env.stderr, total_bytes=total, hosts=hosts, color=color)
+        total = action.total_size * hosts
+        return TransferProgressRenderer(env.stderr, total_bytes=total, hosts=hosts, color=color,
+                                        staged=staged)
     if isinstance(action, GetFiles):
-        return TransferProgressRenderer(env.stderr, total_bytes=None, hosts=hosts, color=color)
-    return RunProgressRenderer(env.stderr, hosts=hosts, color=color)
+        return TransferProgressRenderer(env.stderr, total_bytes=None, hosts=hosts, color=color,
+                                        staged=staged)
+    return RunProgressRenderer(env.stderr, hosts=hosts, color=color, staged=staged)
+
+
+def stderr_width(env: Environment) -> int:
+    """How many columns a host's line on stderr may take (terminal width, else a limit)."""
+    return line_width(bool(env.stderr_isatty), env.stderr, env.environ)
 
 
 def make_renderers(output: OutputOptions, env: Environment, stdout: SafeStream,
                    stderr: SafeStream, action: Action, hosts: list[HostSpec],
-                   warn: Callable[[str], None]) -> list[Renderer]:
-    """The renderers for this run's output mode.
+                   warn: Callable[[str], None], *, staged: bool = False) -> list[Renderer]:
+    """The renderers for this run's output mode (``staged``: a ``--canary``/``--batch``
+    rollout, whose progress shows no overall ETA).
 
     On a terminal, a copy gets a live transfer display on stderr, and a command whose lines
     are not streamed (gather, diff, quiet, JSON into a file) a live progress line. Lines bound
@@ -75,7 +83,7 @@ def make_renderers(output: OutputOptions, env: Environment, stdout: SafeStream,
     if env.stderr_isatty and not json_to_terminal and (copying or not output.streams_lines):
         from hostbatch.render.progress import ConsoleStream
 
-        progress = _progress_renderer(action, env, len(hosts), color_stderr)
+        progress = _progress_renderer(action, env, len(hosts), color_stderr, staged)
         stderr = SafeStream(ConsoleStream(progress.console))  # type: ignore[arg-type]
         if env.stdout_isatty:
             stdout = stderr
@@ -93,7 +101,7 @@ def make_renderers(output: OutputOptions, env: Environment, stdout: SafeStream,
                               addresses={spec.name: spec.hostname for spec in hosts}))
     elif not output.quiet:
         renderers.append(LineRenderer(stdout, stderr, color_stdout=color_stdout,
-                                      color_stderr=color_stderr))
+                                      color_stderr=color_stderr, width=stderr_width(env)))
     return renderers
 
 
@@ -106,7 +114,9 @@ def execute(hosts: list[HostSpec], action: Action, options: RunOptions, env: Env
 
     warn = make_warn("hostbatch", stderr, label=None)
 
-    renderers = make_renderers(options.output, env, stdout, stderr, action, hosts, warn)
+    rollout = options.settings.rollout
+    renderers = make_renderers(options.output, env, stdout, stderr, action, hosts, warn,
+                               staged=bool(rollout.canary or rollout.batch))
 
     recorder = (start_recorder(hosts, action, options, env, warn) if options.history.enabled
                 else None)
@@ -132,7 +142,8 @@ def execute(hosts: list[HostSpec], action: Action, options: RunOptions, env: Env
     elapsed = time.monotonic() - started
     for renderer in renderers:
         renderer.close()
-    write_summary(stderr, result, elapsed, color=use_color(bool(env.stderr_isatty), env.environ))
+    write_summary(stderr, result, elapsed, color=use_color(bool(env.stderr_isatty), env.environ),
+                  full=options.output.full_summary, width=stderr_width(env))
     if recorder is not None:
         recorder.finish(result.exit_status, interrupted=result.interrupted, elapsed=elapsed)
     return result.exit_status

@@ -1,8 +1,9 @@
 """``hostbatch inventory explain HOST``: a host's effective settings and where each came from.
 
 One line per setting, ``KEY  VALUE  (SOURCE)``, sources being ``command line``, ``host
-section``, ``defaults``, ``ssh_config``, ``built-in`` (or ``proxy_jump of HOST`` for a jump
-host's ``user@``/``:port``). Authentication is shown as the methods that will be tried, in
+section``, ``defaults``, ``ssh_config``, ``config file``, ``built-in`` (or ``proxy_jump of
+HOST`` for a jump host's ``user@``/``:port``). The personal config file in use follows, with
+the run-wide defaults it sets. Authentication is shown as the methods that will be tried, in
 order; a password only ever as ``***``. Each jump host follows, with its own settings,
 prefixed ``jumpN.``. Nothing connects.
 """
@@ -10,6 +11,7 @@ prefixed ``jumpN.``. Nothing connects.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import difflib
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,6 +30,7 @@ from hostbatch.errors import HostbatchError, SelectionError, excerpt
 from hostbatch.exit_status import ExitStatus
 from hostbatch.inventory.resolve import BUILT_IN, Resolved
 from hostbatch.render.output import SafeStream
+from hostbatch.userconfig import UserConfig
 
 
 def build_explain_parser() -> Parser:
@@ -97,6 +100,23 @@ def setting_lines(resolved: Resolved, env: Environment, prefix: str = "") -> lis
     return [(prefix + key, value, source) for key, value, source in rows]
 
 
+def config_file_rows(config: UserConfig, env: Environment) -> list[tuple[str, str, str]]:
+    """The personal config file in use, then each run-wide default it sets."""
+    from hostbatch.userconfig import CONFIG_ENV
+
+    if config.path is None:
+        return [("config_file", "none", "no $XDG_CONFIG_HOME/hostbatch/config.ini")]
+    named = f"${CONFIG_ENV}" if env.environ.get(CONFIG_ENV) else "default"
+    rows = [("config_file", config.path, named)]
+    for key, value in config.run.items():
+        if isinstance(value, bool):
+            text = "on" if value else "off"
+        else:
+            text = f"{value:g}s" if key == "timeout" else str(value)
+        rows.append((key, text, "config file; the command line wins"))
+    return rows
+
+
 def explain(args: argparse.Namespace, env: Environment, out: SafeStream,
             err: SafeStream) -> int:
     """Resolve ``args.host`` with every layer and print its settings."""
@@ -120,6 +140,10 @@ def explain(args: argparse.Namespace, env: Environment, out: SafeStream,
                               keepalive_interval=args.keepalive_interval,
                               keepalive_count_max=args.keepalive_count_max,
                               ssh_config=args.ssh_config)
+    from hostbatch.userconfig import load_user_config
+
+    user_config = load_user_config(env.environ, env.home)
+    overrides = dataclasses.replace(overrides, config_file=tuple(user_config.hosts.items()))
     resolved = host_resolver(inventory, overrides, env.home, warn).resolve(args.host)
     config = ssh_config_path(args.ssh_config, env.home)
     rows = [("host", args.host, inventory.path)]
@@ -128,6 +152,7 @@ def explain(args: argparse.Namespace, env: Environment, out: SafeStream,
         rows += setting_lines(hop, env, f"jump{number}.")
     rows.append(("ssh_config", str(config) if config else "none",
                  "-F" if args.ssh_config else "default"))
+    rows += config_file_rows(user_config, env)
     from hostbatch.inventory.checks import host_findings
 
     for spec in (resolved.spec, *(hop.spec for hop in resolved.hops)):

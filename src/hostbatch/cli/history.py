@@ -126,7 +126,7 @@ def _list(argv: list[str], env: Environment, stdout: SafeStream, stderr: SafeStr
 def _show(argv: list[str], env: Environment, stdout: SafeStream, stderr: SafeStream,
           prog: str) -> int:
     from hostbatch.cli.arguments import output_options
-    from hostbatch.cli.execute import make_renderers
+    from hostbatch.cli.execute import make_renderers, stderr_width
     from hostbatch.history.replay import host_specs, match_hosts, replay, replayed_result
     from hostbatch.render.summary import write_summary
 
@@ -152,7 +152,8 @@ def _show(argv: list[str], env: Environment, stdout: SafeStream, stderr: SafeStr
             raise UsageError(f"run {run.id} is a copy: -b, --diff, -o and -e replay "
                              "commands only (as in batch_scp)")
         hosts = host_specs(store, run, match_hosts(store, run, args.hosts))
-        renderers = make_renderers(output_options(args), env, stdout, stderr,
+        output = output_options(args)
+        renderers = make_renderers(output, env, stdout, stderr,
                                    RunCommand(run.command), hosts, warn)
         try:
             for event in replay(store, run, {spec.name for spec in hosts}):
@@ -162,7 +163,8 @@ def _show(argv: list[str], env: Environment, stdout: SafeStream, stderr: SafeStr
             for renderer in renderers:
                 renderer.close()
         write_summary(stderr, replayed_result(store, run, [spec.name for spec in hosts]),
-                      run.elapsed or 0.0, color=use_color(bool(env.stderr_isatty), env.environ))
+                      run.elapsed or 0.0, color=use_color(bool(env.stderr_isatty), env.environ),
+                      full=output.full_summary, width=stderr_width(env))
     finally:
         store.close()
     return ExitStatus.OK

@@ -122,7 +122,7 @@ def _main(argv: Sequence[str], env: Environment, prog: str,
     ``act`` performs the action on the selected hosts instead of the run of
     ``batch_run``/``batch_scp`` (confirmation, inputs, renderers) and returns the exit status.
     """
-    from hostbatch.cli.arguments import run_options
+    from hostbatch.cli.arguments import run_options, with_user_config
     from hostbatch.cli.confirm import confirm
     from hostbatch.cli.execute import execute
     from hostbatch.cli.inputs import prepare
@@ -141,6 +141,8 @@ def _main(argv: Sequence[str], env: Environment, prog: str,
         if args.version:
             stdout.write(f"hostbatch {__version__}\n".encode())
             return ExitStatus.OK
+        env.environ = dict(env.environ)  # the config file's color = never sets NO_COLOR
+        args = with_user_config(parser, list(argv), args, env.environ, env.home)
         check_output_options(args)
         options = run_options(args)
         picked = options.selection

@@ -25,7 +25,8 @@ RUN_NOTES = """
   status at least 1.
 
 inventory: -i FILE, else $HOSTBATCH_INVENTORY, else ./hosts.ini, else
-~/.config/hostbatch/hosts.ini.  NO_COLOR disables colour.
+~/.config/hostbatch/hosts.ini.  NO_COLOR disables colour.  Personal defaults
+for options: $HOSTBATCH_CONFIG, else ~/.config/hostbatch/config.ini.
 
 authentication, per host: its identity_file (or the ssh-agent's copy), then
 its password; a host with neither tries the ssh-agent's keys, then ~/.ssh/id_*.
@@ -39,7 +40,8 @@ output modes: lines stream as HOST: LINE unless -b, --diff, -q or --json.
 -b/--diff group hosts by exact stdout bytes and by exit status; failed hosts
 are grouped by reason.  On a terminal, when lines are not streamed to it, a
 live progress line (done/running/failed/total, elapsed, ETA) is shown on
-stderr; never when stderr is piped."""
+stderr; never when stderr is piped.  The summary lists failed hosts folded by
+kind (timed out (3): web[04,07],db02); -v lists each with its reason."""
 
 #: The last lines of ``batch_run --help`` (and of its man page's EXAMPLES).
 RUN_EXAMPLES = """
@@ -263,6 +265,13 @@ def add_output_options(parser: argparse.ArgumentParser, *, gather: bool) -> None
         output.add_argument("-e", "--errdir", metavar="DIR",
                             help="write each host's stderr to DIR/HOST and its result to "
                                  "DIR/HOST.status (created if missing)")
+    output.add_argument("-v", "--verbose", action="store_true",
+                        help="end with one summary line per failed host and its reason "
+                             "(same as --summary full)")
+    output.add_argument("--summary", choices=("compact", "full"),
+                        help="how the summary lists failures: compact, one line per kind "
+                             "with the folded hosts (default; each failure was printed as it "
+                             "happened), or full, one line per host (the default with -q)")
     output.add_argument("--debug", action="store_true",
                         help="show a traceback for internal errors")
 
@@ -278,6 +287,9 @@ def check_output_options(args: argparse.Namespace) -> None:
     if args.quiet and (gather or diff):
         raise UsageError(f"-q/--quiet prints only the summary; it cannot be combined with "
                          f"{'--diff' if diff else '-b/--gather'}")
+    if getattr(args, "verbose", False) and getattr(args, "summary", None) == "compact":
+        raise UsageError("-v asks for the full summary and --summary compact for the short "
+                         "one: give one")
     if getattr(args, "gather_stderr", False) and not (gather or diff):
         raise UsageError("--gather-stderr needs -b/--gather or --diff")
     outdir, errdir = getattr(args, "outdir", None), getattr(args, "errdir", None)
@@ -364,7 +376,8 @@ def build_scp_parser(prog: str) -> Parser:
     copy.add_argument("paths", nargs="*", metavar="PATH",
                       help="scp's own shape instead of -action/-local/-remote: SRC DEST puts "
                            "SRC on every host as DEST; :REMOTE LOCALDIR gets REMOTE from every "
-                           "host into LOCALDIR/HOST/")
+                           "host into LOCALDIR/HOST/; several sources (SRC... DIR, "
+                           ":REMOTE... LOCALDIR) each go into the directory")
     copy.add_argument("-action", "--action", choices=("put", "get"),
                       help="put: local -> hosts; get: hosts -> LOCAL/HOST/")
     copy.add_argument("-local", "--local", metavar="PATH",

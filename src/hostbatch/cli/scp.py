@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import posixpath
 
 from hostbatch.actions import GetFiles, PutFiles, SyncOptions
 from hostbatch.errors import UsageError, excerpt
@@ -19,12 +20,13 @@ def _check_remote(remote: str | None) -> str:
 
 
 #: Both ways of saying what to copy, for the errors that cannot tell which was meant.
-FORMS = ("batch_scp [selection] SRC DEST, batch_scp [selection] :REMOTE LOCALDIR, or "
+FORMS = ("batch_scp [selection] SRC... DEST, batch_scp [selection] :REMOTE... LOCALDIR, or "
          "batch_scp [selection] -action put|get -local PATH -remote PATH")
 
 
 def _scp_shape(args: argparse.Namespace) -> None:
-    """Turn ``SRC DEST`` / ``:REMOTE LOCALDIR`` into ``-action/-local/-remote``, in place."""
+    """Turn ``SRC... DEST`` / ``:REMOTE... LOCALDIR`` into ``-action/-local/-remote``, in
+    place; sources after the first go to ``args.more_paths``."""
     paths: list[str] = list(args.paths)
     if not paths:
         return
@@ -33,18 +35,32 @@ def _scp_shape(args: argparse.Namespace) -> None:
     if len(paths) < 2:
         raise UsageError(f"a copy needs a source and a destination: {FORMS}")
     *sources, destination = paths
-    if len(sources) > 1:
-        raise UsageError("one source per copy: put the files in a directory and copy it "
-                         "with -r, or run once per source")
-    (source,) = sources
     args.paths = []  # converted: a second check must not see both forms
-    if source.startswith(":") and not destination.startswith(":"):
-        args.action, args.remote, args.local = "get", source[1:], destination
-    elif not source.startswith(":"):
-        args.action, args.local = "put", source
+    remote = [source.startswith(":") for source in sources]
+    if all(remote) and not destination.startswith(":"):
+        args.action, args.local = "get", destination
+        args.remote, *args.more_paths = (source[1:] for source in sources)
+    elif not any(remote):
+        args.action, (args.local, *args.more_paths) = "put", sources
         args.remote = destination[1:] if destination.startswith(":") else destination
+    elif len(sources) > 1 and not all(remote):
+        raise UsageError(f"the sources must all be local (put) or all start with ':' (get): "
+                         f"{FORMS}")
     else:
-        raise UsageError(f"which side is remote? only one path may start with ':': {FORMS}")
+        raise UsageError(f"which side is remote? only one side may start with ':': {FORMS}")
+    _refuse_same_names([args.remote if args.action == "get" else args.local, *args.more_paths])
+
+
+def _refuse_same_names(sources: list[str]) -> None:
+    """Two sources with one base name would land on the same path, the second replacing the
+    first: refused, as it is never what was meant."""
+    seen: dict[str, str] = {}
+    for path in sources:
+        name = posixpath.basename(path.rstrip("/")) or path
+        if name in seen:
+            raise UsageError(f"{excerpt(seen[name])} and {excerpt(path)} would both land as "
+                             f"{excerpt(name)}: copy them one at a time")
+        seen[name] = path
 
 
 def check_arguments(args: argparse.Namespace) -> None:
@@ -67,12 +83,17 @@ def action_from(args: argparse.Namespace) -> PutFiles | GetFiles:
     remote = _check_remote(args.remote)
     sync = SyncOptions(enabled=args.sync, checksum=args.checksum, delete=args.delete,
                        dry_run=args.dry_run)
+    more: list[str] = getattr(args, "more_paths", [])
     if args.action == "put":
-        entries = scan_source(args.local, recursive=args.recursive,
-                              verify=args.verify or args.checksum)
+        verify = args.verify or args.checksum
+        entries = scan_source(args.local, recursive=args.recursive, verify=verify)
         return PutFiles(args.local, remote, entries, recursive=args.recursive,
                         preserve_times=args.preserve, verify=args.verify, mkdir=args.mkdir,
-                        sync=sync, limit_rate=args.limit_rate)
+                        sync=sync, limit_rate=args.limit_rate,
+                        more_sources=tuple((path, scan_source(path, recursive=args.recursive,
+                                                              verify=verify))
+                                           for path in more))
     return GetFiles(remote, prepare_get_dir(args.local), recursive=args.recursive,
                     preserve_times=args.preserve, verify=args.verify, sync=sync,
-                    limit_rate=args.limit_rate)
+                    limit_rate=args.limit_rate,
+                    more_remotes=tuple(_check_remote(path) for path in more))

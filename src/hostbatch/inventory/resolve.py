@@ -1,6 +1,7 @@
 """Effective per-host settings, computed in one documented order, with where each came from.
 
-Order, highest first: command line > ``[host:NAME]`` > ``[defaults]`` > ssh_config > built-in.
+Order, highest first: command line > ``[host:NAME]`` > ``[defaults]`` > ssh_config > the
+user's config file (:mod:`hostbatch.userconfig`) > built-in.
 The first layer that sets a key wins for that key, so a value and its source are decided in
 one place (:func:`merge_layers`), for the hosts that run and for ``hostbatch inventory
 explain`` alike. Jump hosts (``proxy_jump``) are resolved by the same rules into
@@ -33,9 +34,10 @@ COMMAND_LINE = "command line"
 HOST_SECTION = "host section"
 DEFAULTS = "defaults"
 SSH_CONFIG = "ssh_config"
+CONFIG_FILE = "config file"
 BUILT_IN = "built-in"
 #: Layers in precedence order, highest first.
-LAYER_ORDER = (COMMAND_LINE, HOST_SECTION, DEFAULTS, SSH_CONFIG, BUILT_IN)
+LAYER_ORDER = (COMMAND_LINE, HOST_SECTION, DEFAULTS, SSH_CONFIG, CONFIG_FILE, BUILT_IN)
 
 #: A function from a host name to the settings ssh_config gives it (HostSpec keys, typed).
 SshLookup = Callable[[str], Mapping[str, Any]]
@@ -114,8 +116,11 @@ class Resolver:
 
     def __init__(self, *, defaults: Mapping[str, Any], sections: Mapping[str, Mapping[str, Any]],
                  local_user: str, command_line: Mapping[str, Any] | None = None,
-                 ssh_lookup: SshLookup | None = None) -> None:
+                 ssh_lookup: SshLookup | None = None,
+                 user_config: Mapping[str, Any] | None = None) -> None:
         self.defaults = normalize(defaults)
+        #: The user's personal defaults (HostSpec fields), just above the built-in ones.
+        self.user_config = dict(user_config or {})
         self.sections = {name: normalize(raw) for name, raw in sections.items()}
         self.local_user = local_user
         self.command_line = dict(command_line or {})
@@ -124,11 +129,12 @@ class Resolver:
 
     @classmethod
     def for_inventory(cls, inventory: Inventory, *, command_line: Mapping[str, Any] | None = None,
-                      ssh_lookup: SshLookup | None = None) -> Resolver:
+                      ssh_lookup: SshLookup | None = None,
+                      user_config: Mapping[str, Any] | None = None) -> Resolver:
         """A resolver over ``inventory``'s own layers plus the given outer ones."""
         return cls(defaults=inventory.defaults, sections=inventory.sections,
                    local_user=inventory.local_user, command_line=command_line,
-                   ssh_lookup=ssh_lookup)
+                   ssh_lookup=ssh_lookup, user_config=user_config)
 
     def resolve(self, name: str) -> Resolved:
         """Host ``name``'s effective settings, its sources and its resolved jump chain."""
@@ -144,11 +150,13 @@ class Resolver:
         if self.ssh_lookup is not None:
             return merge_layers([(COMMAND_LINE, command_line), (HOST_SECTION, section),
                                  (DEFAULTS, self.defaults), (SSH_CONFIG, self.ssh_lookup(name)),
+                                 (CONFIG_FILE, self.user_config),
                                  (BUILT_IN, built_in(name, self.local_user))])
         # Without ssh_config the two lower layers are the same for every host: merge them
         # once (the same order, as a precomputed base), so 500 hosts cost no more than before.
         if self._base is None:
             self._base = merge_layers([(DEFAULTS, self.defaults),
+                                       (CONFIG_FILE, self.user_config),
                                        (BUILT_IN, built_in("", self.local_user))])
         base_values, base_sources = self._base
         values = {**base_values, **section, **command_line}

@@ -10,7 +10,7 @@ from hostbatch.engine.events import (
     TransferDone,
     TransferPlanned,
 )
-from hostbatch.render.output import SafeStream
+from hostbatch.render.output import SafeStream, shorten
 
 _CYAN, _YELLOW, _RED, _RESET = b"\x1b[36m", b"\x1b[33m", b"\x1b[31m", b"\x1b[0m"
 
@@ -45,12 +45,22 @@ def prefix_lines(prefix: bytes, data: bytes) -> bytes:
     return prefix + data[:-1].replace(b"\n", b"\n" + prefix) + b"\n"
 
 
+def failure_line(event: HostFailed, width: int | None, *, color: bool) -> bytes:
+    """``hostbatch: HOST: KIND: MESSAGE`` on one line, cut to ``width`` columns, so a long
+    message never wraps a host's line in two."""
+    message = " ".join(event.message.splitlines())
+    text = shorten(f"hostbatch: {event.host}: {event.kind.value}: {message}", width).encode()
+    return (_RED + text + _RESET if color else text) + b"\n"
+
+
 class LineRenderer:
     """Streams lines the moment they are complete, prefixed with the host name."""
 
     def __init__(self, stdout: SafeStream, stderr: SafeStream, *, color_stdout: bool,
-                 color_stderr: bool) -> None:
+                 color_stderr: bool, width: int | None = None) -> None:
         self.stdout = stdout
+        #: A host's failure line is cut to this many columns (``None``: never cut).
+        self.width = width
         self.stderr = stderr
         self.color_stdout = color_stdout
         self.color_stderr = color_stderr
@@ -86,8 +96,7 @@ class LineRenderer:
                             f"({format_size(event.bytes)}), {event.unchanged} unchanged, "
                             f"{event.deleted} {'to delete' if event.dry_run else 'deleted'}")
         elif isinstance(event, HostFailed):
-            text = f"hostbatch: {event.host}: {event.kind.value}: {event.message}\n".encode()
-            self.stderr.write(_RED + text[:-1] + _RESET + b"\n" if self.color_stderr else text)
+            self.stderr.write(failure_line(event, self.width, color=self.color_stderr))
             self.stderr.flush()
 
     def _copy_line(self, host: str, line: str) -> None:

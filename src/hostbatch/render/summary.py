@@ -1,13 +1,22 @@
-"""The end-of-run summary on stderr: counts, every failure with its reason, the slowest hosts."""
+"""The end-of-run summary on stderr: counts, the failures, the slowest hosts.
+
+Failures were already printed once, live, as they happened; so by default (``compact``) the
+summary names them again only as one line per kind with the folded host list
+(``timed out (3): web[04,07],db02``). ``full`` (``-v``, ``--summary full``, and ``-q``, where
+nothing was printed live) gives one line per host with its reason instead.
+"""
 
 from __future__ import annotations
 
 from hostbatch.engine.outcome import BatchResult, HostOutcome
 from hostbatch.errors import FailureKind
+from hostbatch.nodeset import fold_text
 from hostbatch.render.lines import format_size
-from hostbatch.render.output import SafeStream
+from hostbatch.render.output import SafeStream, shorten
 
 SLOWEST = 3
+#: The summary's two forms (``--summary``).
+SUMMARY_FORMS = ("compact", "full")
 _GREEN, _RED, _YELLOW, _RESET = "\x1b[32m", "\x1b[31m", "\x1b[33m", "\x1b[0m"
 
 
@@ -27,6 +36,16 @@ def _label(outcome: HostOutcome) -> str:
     return _LABELS.get(outcome.failure, "unreachable")
 
 
+def _kind(outcome: HostOutcome) -> str:
+    """The compact form's group: the exit status for a command that failed (``exit 2``),
+    ``transfer failed`` for a copy, else the count line's label."""
+    if outcome.failure is None:
+        return f"exit {outcome.exit_status}"
+    if outcome.failure is FailureKind.TRANSFER:
+        return "transfer failed"
+    return _label(outcome)
+
+
 def _reason(outcome: HostOutcome) -> str:
     """The reason on one line (a multi-line message would break the column layout)."""
     message = " ".join(outcome.message.split("\n"))
@@ -36,13 +55,13 @@ def _reason(outcome: HostOutcome) -> str:
     return f"exit status {outcome.exit_status}{note}"
 
 
-def format_summary(result: BatchResult, elapsed: float, *, color: bool) -> str:
-    """The summary text: a count line, then one line per host that did not succeed."""
+def _count_line(result: BatchResult, problems: list[HostOutcome], elapsed: float,
+                color: bool) -> str:
+    """``hostbatch: N hosts in S: 6 ok, 2 failed, 1 timed out``."""
 
     def paint(code: str, text: str) -> str:
         return f"{code}{text}{_RESET}" if color else text
 
-    problems = [o for o in (result.outcomes.get(h) for h in result.hosts) if o and not o.ok]
     counts: dict[str, int] = {}
     for outcome in problems:
         counts[_label(outcome)] = counts.get(_label(outcome), 0) + 1
@@ -52,8 +71,29 @@ def format_summary(result: BatchResult, elapsed: float, *, color: bool) -> str:
             code = _YELLOW if label in ("interrupted", "skipped") else _RED
             parts.append(paint(code, f"{counts[label]} {label}"))
     total = len(result.hosts)
-    lines = [f"hostbatch: {total} host{'s' if total != 1 else ''} in {elapsed:.2f}s: "
-             + ", ".join(parts)]
+    return (f"hostbatch: {total} host{'s' if total != 1 else ''} in {elapsed:.2f}s: "
+            + ", ".join(parts))
+
+
+def _failure_lines(problems: list[HostOutcome], *, full: bool, width: int | None) -> list[str]:
+    """Per host (``full``), each line cut to ``width``; or one line per kind (compact)."""
+    if full:
+        column = max((len(o.host) for o in problems), default=0)
+        return [shorten(f"  {_label(o):<11} {o.host:<{column}}  {_reason(o)}", width)
+                for o in problems]
+    groups: dict[str, list[str]] = {}
+    for outcome in problems:
+        groups.setdefault(_kind(outcome), []).append(outcome.host)
+    # The host list is the point of the line: it is never cut.
+    return [f"  {kind} ({len(hosts)}): {fold_text(hosts)}" for kind, hosts in groups.items()]
+
+
+def format_summary(result: BatchResult, elapsed: float, *, color: bool, full: bool = False,
+                   width: int | None = None) -> str:
+    """The summary text: a count line, then the hosts that did not succeed (compact: one line
+    per kind; ``full``: one line per host, cut to ``width`` columns when given)."""
+    problems = [o for o in (result.outcomes.get(h) for h in result.hosts) if o and not o.ok]
+    lines = [_count_line(result, problems, elapsed, color)]
     if result.stop_reason is not None:
         never = sum(1 for o in problems if o.failure is FailureKind.SKIPPED)
         lines.append(f"  rollout stopped: {result.stop_reason}; {never} host"
@@ -65,9 +105,7 @@ def format_summary(result: BatchResult, elapsed: float, *, color: bool) -> str:
                      f"{sum(o.unchanged for o in synced)} unchanged, "
                      f"{sum(o.deleted for o in synced)} deleted on {len(synced)} host"
                      f"{'s' if len(synced) != 1 else ''}")
-    width = max((len(o.host) for o in problems), default=0)
-    for outcome in problems:
-        lines.append(f"  {_label(outcome):<11} {outcome.host:<{width}}  {_reason(outcome)}")
+    lines.extend(_failure_lines(problems, full=full, width=width))
     # Hosts that ran the command, and those it timed out on (often the very slowest).
     finished = [o for o in result.outcomes.values()
                 if o.exit_status is not None or o.failure is FailureKind.TIMEOUT]
@@ -78,7 +116,8 @@ def format_summary(result: BatchResult, elapsed: float, *, color: bool) -> str:
 
 
 def write_summary(stream: SafeStream, result: BatchResult, elapsed: float, *,
-                  color: bool) -> None:
+                  color: bool, full: bool = False, width: int | None = None) -> None:
     """Write the summary to ``stream`` (stderr) and flush."""
-    stream.write(format_summary(result, elapsed, color=color).encode("utf-8"))
+    stream.write(format_summary(result, elapsed, color=color, full=full,
+                                width=width).encode("utf-8"))
     stream.flush()

@@ -36,6 +36,20 @@ from hostbatch.ssh.sftp import (
 )
 
 
+def get_all(transport: paramiko.Transport, action: GetFiles, state: TransferState) -> None:
+    """Get every remote path of ``action`` in order, each as :func:`get` does; the first that
+    fails ends the host's job, its message naming that path (the ones before it stay)."""
+    parts = action.each_remote()
+    for part in parts:
+        try:
+            get(transport, part, state)
+        except HostJobError as exc:
+            named = part.remote in exc.message  # most messages name the path already
+            if len(parts) == 1 or exc.kind is not FailureKind.TRANSFER or named:
+                raise
+            raise HostJobError(exc.kind, f"{part.remote}: {exc.message}") from None
+
+
 def get(transport: paramiko.Transport, action: GetFiles, state: TransferState) -> None:
     """Get ``action.remote`` into ``local_dir/HOST/``; raise :class:`HostJobError` on problems."""
     sftp = open_sftp(transport, state)

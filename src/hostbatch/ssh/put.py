@@ -60,6 +60,48 @@ def _resolve_put_target(sftp: paramiko.SFTPClient, action: PutFiles) -> str:
     return remote_path
 
 
+def put_all(transport: paramiko.Transport, action: PutFiles, state: TransferState) -> None:
+    """Put every source of ``action`` in order, each as :func:`put` does (each file or tree
+    lands atomically); with several, ``remote`` must be a directory (``--mkdir`` makes it).
+
+    The first source that fails ends the host's job, its message naming that source; the
+    sources before it stay copied, as with scp.
+    """
+    parts = action.each_source()
+    if len(parts) > 1:
+        _ensure_destination_dir(transport, action, state)
+    for part in parts:
+        try:
+            put(transport, part, state)
+        except HostJobError as exc:
+            if len(parts) == 1 or exc.kind is not FailureKind.TRANSFER:
+                raise
+            raise HostJobError(exc.kind, f"{part.source}: {exc.message}") from None
+
+
+def _ensure_destination_dir(transport: paramiko.Transport, action: PutFiles,
+                            state: TransferState) -> None:
+    """The directory that receives several sources exists (made with ``--mkdir``)."""
+    remote = expand_remote(action.remote).rstrip("/") or "/"
+    sftp = open_sftp(transport, state)
+    try:
+        kind = is_dir(sftp, remote)
+        if kind is False:
+            raise HostJobError(FailureKind.TRANSFER, f"remote {remote} is not a directory "
+                              f"(it must be one to receive {len(action.sources)} sources)")
+        if kind is None:
+            if not action.mkdir:
+                raise HostJobError(FailureKind.TRANSFER, f"remote directory {remote} does "
+                                  "not exist (use --mkdir to create it)")
+            makedirs(sftp, remote)
+    except HostJobError:
+        raise
+    except Exception as exc:
+        raise sftp_failure("put", action.remote, exc) from None
+    finally:
+        close_quietly(sftp)
+
+
 def put(transport: paramiko.Transport, action: PutFiles, state: TransferState) -> None:
     """Put ``action.source`` on the host; raise :class:`HostJobError` on any problem."""
     sftp = open_sftp(transport, state)

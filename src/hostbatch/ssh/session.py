@@ -112,17 +112,17 @@ class Session:
                     script.remove(self._transport, remote_script)
 
     def put(self, action: PutFiles, ctx: HostContext) -> TransferTotals:
-        """Copy the local source to the host, each file landing atomically."""
+        """Copy the local sources to the host in order, each file landing atomically."""
         state = TransferState(ctx, action.limit_rate)
         with self._liveness():
-            put_files.put(self._transport, action, state)
+            put_files.put_all(self._transport, action, state)
         return TransferTotals.of(state)
 
     def get(self, action: GetFiles, ctx: HostContext) -> TransferTotals:
-        """Copy the remote path into ``LOCAL/HOST/``, each file landing atomically."""
+        """Copy the remote paths into ``LOCAL/HOST/`` in order, each file landing atomically."""
         state = TransferState(ctx, action.limit_rate)
         with self._liveness():
-            get_files.get(self._transport, action, state)
+            get_files.get_all(self._transport, action, state)
         return TransferTotals.of(state)
 
     def scan_key(self) -> ScannedKey:
