@@ -123,20 +123,59 @@ def stream_tools_usable(probe_output: bytes) -> bool:
     return b"GNU tar" in probe_output and b"GNU findutils" in probe_output
 
 
-def tar_extract_command(stage: str, *, preserve_times: bool) -> bytes:
-    """Unpack a tar stream from stdin into the existing directory ``stage``.
+def _tar_extract(stage: str, preserve_times: bool) -> bytes:
+    """``tar -x`` of stdin into the existing directory ``stage``.
 
     ``-p`` keeps modes exactly (no umask), ``--delay-directory-restore`` sets a directory's
     mode only at the end (a read-only one still fills, whatever the member order),
-    ``--no-same-owner`` makes the login user own
-    everything even as root (as an SFTP upload does), ``-m`` drops mtimes unless kept (``-p``
-    of batch_scp)."""
+    ``--no-same-owner`` makes the login user own everything even as root (as an SFTP upload
+    does), ``-m`` drops mtimes unless kept (``-p`` of batch_scp)."""
     touch = b"" if preserve_times else b" -m"
-    # A stream cut short (a dropped connection) ends tar with an error: the host then removes
-    # the staging directory itself, since no channel may be left to do it from here.
     return (b"tar -x -p --no-same-owner --delay-directory-restore" + touch + b" -f - -C "
-            + quote_path(stage) + b" || { s=$?; " + remove_tree_command(stage)
-            + b"; exit $s; }")
+            + quote_path(stage))
+
+
+def tar_extract_command(stage: str, *, preserve_times: bool) -> bytes:
+    """Unpack a tar stream from stdin into the existing directory ``stage``; a stream cut
+    short (a dropped connection) ends tar with an error, and the host then removes the
+    staging directory itself, since no channel may be left to do it from here."""
+    return (_tar_extract(stage, preserve_times) + b" || { s=$?; "
+            + remove_tree_command(stage) + b"; exit $s; }")
+
+
+def stream_put_command(stage: str, script: str, *, preserve_times: bool) -> bytes:
+    """A whole tree put in one remote process: make ``stage`` (0700), unpack the stream
+    into it, then run the replace script that came as the stream's last member (``script``,
+    a name at the stage's top; see :func:`replace_tree_script`).
+
+    The script is the proof that the stream arrived whole: tar also ends without an error
+    when a stream is cut at a member boundary, so a missing script means nothing may be
+    replaced. On any failure (tar's, a missing script, the script's own) the host removes
+    the staging directory itself and exits non-zero; the old files stay as they were unless
+    the script had begun moving complete, verified files into place.
+    """
+    quoted_script = quote_path(f"{stage}/{script}")
+    return (b"mkdir -m 700 -- " + quote_path(stage) + b" || exit 1\n"
+            + _tar_extract(stage, preserve_times) + b"; s=$?\n"
+            b"if [ $s -eq 0 ]; then if [ -f " + quoted_script + b" ]; then sh "
+            + quoted_script + b"; s=$?; else echo 'hostbatch: the stream ended early' >&2; "
+            b"s=1; fi; fi\n"
+            b"[ $s -eq 0 ] || { " + remove_tree_command(stage) + b"; }\n"
+            b"exit $s\n")
+
+
+def sha256_list(files: Sequence[tuple[str, str]]) -> tuple[bytes, bytes]:
+    """For (relpath, SHA-256) pairs: the NUL-separated names ``xargs -0`` feeds to
+    ``sha256sum -z`` in the staging directory, and the exact output expected of it."""
+    names = b"".join(quote_free(f"./{rel}") + b"\0" for rel, _ in files)
+    sums = b"".join(digest.encode("ascii") + b"  " + quote_free(f"./{rel}") + b"\0"
+                    for rel, digest in files)
+    return names, sums
+
+
+def quote_free(path: str) -> bytes:
+    """``path`` as the host's bytes, unquoted (for data, never for a command line)."""
+    return path.encode("utf-8", "surrogateescape")
 
 
 def tar_create_command(path: str, names_on_stdin: bool) -> bytes:
@@ -193,7 +232,11 @@ class TreeReplace:
     ``dirs``: (relpath, mode, mtime) of every directory of the tree, ``""`` the top;
     ``moves``: staged files and links to rename into place; ``deletions``: (relpath, whether
     it is a directory) to remove afterwards (``--delete``); ``fresh``: the target does not
-    exist, so the staging directory itself is renamed into place.
+    exist, so the staging directory itself is renamed into place; ``chmods``: (relpath, mode)
+    of files already in place whose mode alone changes (``--sync``); ``own``: hostbatch's
+    own files at the stage's top (the script itself, the ``--verify`` lists), removed first;
+    ``verify``: the names and expected sums files of :func:`sha256_list`, checked before
+    anything moves.
     """
 
     stage: str
@@ -203,6 +246,9 @@ class TreeReplace:
     deletions: Sequence[tuple[str, bool]] = ()
     preserve_times: bool = False
     fresh: bool = False
+    chmods: Sequence[tuple[str, int]] = ()
+    own: Sequence[str] = ()
+    verify: tuple[str, str] | None = None
 
 
 def replace_tree_script(plan: TreeReplace) -> bytes:
@@ -214,6 +260,12 @@ def replace_tree_script(plan: TreeReplace) -> bytes:
 
     target = quote_path(plan.target)
     lines = [b"set -e"]
+    if plan.verify is not None:
+        names, sums = plan.verify
+        lines.append(b"(cd " + quote_path(plan.stage) + b" && xargs -0 -r sha256sum -z -- < "
+                     + quote_path(names) + b" | cmp -s - " + quote_path(sums) + b") || { echo "
+                     b"'hostbatch: SHA-256 mismatch after transfer' >&2; exit 1; }")
+    lines += _batched(b"rm -f --", [under(plan.stage, name) for name in plan.own])
     if plan.fresh:
         lines.append(b"mv -T -- " + quote_path(plan.stage) + b" " + target)
     else:
@@ -226,6 +278,11 @@ def replace_tree_script(plan: TreeReplace) -> bytes:
         for parent, rels in by_dir.items():
             lines += _batched(b"mv -f --", [under(plan.stage, rel) for rel in rels],
                               under(plan.target, parent))
+        file_modes: dict[int, list[bytes]] = {}
+        for rel, mode in plan.chmods:
+            file_modes.setdefault(mode & 0o7777, []).append(under(plan.target, rel))
+        for mode, paths in file_modes.items():
+            lines += _batched(f"chmod {mode:o} --".encode(), paths)
         doomed = [under(plan.target, rel) for rel, _ in plan.deletions]
         # Only directories: chmod follows a symlink named on its command line.
         doomed_dirs = [under(plan.target, rel) for rel, is_dir in plan.deletions if is_dir]

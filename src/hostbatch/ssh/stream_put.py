@@ -1,15 +1,20 @@
 """``put -r`` as one tar stream per host: staged beside the target, verified, then moved
-into place.
+into place, all by one remote command (one process start per host).
 
 1. ``tar -x`` unpacks the stream into ``.NAME.hostbatch-RANDOM.stage`` beside the target
    (mode 0700, same file system, so moving out of it is a ``rename``).
-2. With ``--verify``, ``sha256sum`` on the host checks every staged file.
-3. Only then does one ``sh`` script (:func:`~hostbatch.ssh.shell.replace_tree_script`)
-   rename each file over its target (or the whole staging directory, for a new target),
-   delete what ``--delete`` removes, and set the directories' modes.
+2. The stream's last member is the ``sh`` script of step 3
+   (:func:`~hostbatch.ssh.shell.replace_tree_script`); only when tar succeeded and that
+   script arrived does the command run it. tar also succeeds on a stream cut at a member
+   boundary: the script's arrival is what proves the stream whole.
+3. The script checks every staged file with ``sha256sum`` (``--verify``), renames each file
+   over its target (or the whole staging directory, for a new target), changes the modes
+   that alone changed (``--sync``), deletes what ``--delete`` removes, and sets the
+   directories' modes.
 
-Any failure before step 3 (a full disk, a dropped connection, ``--timeout``, Ctrl-C) leaves
-every old file as it was; the staging directory is removed on a fresh channel.
+Any failure before step 3 (a full disk, a dropped connection, ``--timeout``, Ctrl-C, a
+checksum mismatch) leaves every old file as it was; the host removes the staging directory
+itself, and the controller removes it again on a fresh channel.
 """
 
 from __future__ import annotations
@@ -33,9 +38,10 @@ from hostbatch.ssh.shell import (
     TreeReplace,
     remove_tree_command,
     replace_tree_script,
+    sha256_list,
     sha256_tree_command,
+    stream_put_command,
     stream_tools_usable,
-    tar_extract_command,
     tree_listing_command,
 )
 from hostbatch.ssh.sync import (
@@ -127,11 +133,11 @@ def sync_plan(transport: paramiko.Transport, action: PutFiles, target: str,
 
 def in_sync(sftp: paramiko.SFTPClient, action: PutFiles, target: str, plan: SyncPlan,
             dest: dict[str, Stat]) -> bool:
-    """Whether a ``--sync`` has nothing to do: no file to send or delete, and every directory
-    of the source (the top one included) already on the host with its mode and whole-second
-    mtime. Then staging, tar and the replace script (two remote processes and a directory per
-    host) are skipped: an unchanged tree costs one listing."""
-    if plan.send or plan.delete:
+    """Whether a ``--sync`` has nothing to do: no file to send, delete or chmod, and every
+    directory of the source (the top one included) already on the host with its mode and
+    whole-second mtime. Then the stream (a remote process and a staging directory per host)
+    is skipped: an unchanged tree costs one listing."""
+    if plan.send or plan.delete or plan.chmod:
         return False
     for entry in action.entries:
         if entry.kind != "dir":
@@ -174,29 +180,36 @@ def put_tree(transport: paramiko.Transport, sftp: paramiko.SFTPClient, action: P
     entries = [e for e in action.entries[1:] if e.kind == "dir" or e.relpath in chosen]
     stage = stage_name(target)
     try:
-        sftp.mkdir(stage, 0o700)
-    except OSError as exc:
-        raise sftp_failure("mkdir", stage, exc) from None
-    try:
-        durations = _send(transport, action, entries, stage, target, state)
-        if action.verify:
-            _verify(transport, entries, stage, target, state)
-        dirs = [(e.relpath, e.mode, e.mtime) for e in action.entries if e.kind == "dir"]
-        script = replace_tree_script(TreeReplace(
-            stage, target, dirs, [e.relpath for e in entries if e.kind != "dir"],
-            plan.delete, action.preserve_times or action.sync.enabled, fresh=not exists))
-        status, _, errors = run_remote(transport, b"sh -s", state, script)
-        if status != 0:
-            raise HostJobError(FailureKind.TRANSFER, f"put {target}: moving the staged files "
-                               f"into place failed: {first_error_line(errors, status)}")
+        durations = _send(transport, action, entries, stage, target, state,
+                          _replace_plan(action, entries, plan, stage, target, exists))
     except BaseException:
         cleanup_remote(transport, remove_tree_command(stage))
         raise
     state.deleted = len(plan.delete)
+    state.ctx.counters["modes"] = len(plan.chmod)
     for sent_entry in (e for e in entries if e.kind == "file"):
         state.landed(os.path.join(action.source, *sent_entry.relpath.split("/")),
                      f"{target}/{sent_entry.relpath}", sent_entry.size,
                      durations.get(sent_entry.relpath, 0.0))
+
+
+def _replace_plan(action: PutFiles, entries: list[LocalEntry], plan: SyncPlan, stage: str,
+                  target: str, exists: bool) -> TreeReplace:
+    """What the host does once the stream is in: verify (``--verify``), move the sent files
+    into place, change modes, delete, set the directories' modes and times."""
+    tops = {e.relpath for e in action.entries if "/" not in e.relpath}
+    token = secrets.token_hex(6)
+    while any(name.startswith(f".hostbatch-{token}.") for name in tops):
+        token = secrets.token_hex(6)  # never one of the tree's own names
+    own = [f".hostbatch-{token}.sh"]
+    verify = None
+    if action.verify:
+        own += [f".hostbatch-{token}.names", f".hostbatch-{token}.sums"]
+        verify = (own[1], own[2])
+    dirs = [(e.relpath, e.mode, e.mtime) for e in action.entries if e.kind == "dir"]
+    return TreeReplace(stage, target, dirs, [e.relpath for e in entries if e.kind != "dir"],
+                       plan.delete, action.preserve_times or action.sync.enabled,
+                       fresh=not exists, chmods=plan.chmod, own=own, verify=verify)
 
 
 def _report_plan(action: PutFiles, target: str, plan: SyncPlan, state: TransferState) -> None:
@@ -206,17 +219,33 @@ def _report_plan(action: PutFiles, target: str, plan: SyncPlan, state: TransferS
         state.ctx.on_plan("send", f"{target}/{rel}")
         state.files += 1
         state.bytes += sizes.get(rel, 0)
+    for rel, _ in plan.chmod:
+        state.ctx.on_plan("chmod", f"{target}/{rel}")
     for rel, _ in plan.delete:
         state.ctx.on_plan("delete", f"{target}/{rel}")
     state.deleted = len(plan.delete)
+    state.ctx.counters["modes"] = len(plan.chmod)
+
+
+def _trailer(entries: list[LocalEntry], replace: TreeReplace) -> list[tuple[str, bytes]]:
+    """The stream's last members: the ``--verify`` lists, then the replace script (whose
+    arrival proves the stream complete)."""
+    members: list[tuple[str, bytes]] = []
+    if replace.verify is not None:
+        names, sums = sha256_list([(e.relpath, e.sha256) for e in entries if e.kind == "file"])
+        members += [(replace.verify[0], names), (replace.verify[1], sums)]
+    return [*members, (replace.own[0], replace_tree_script(replace))]
 
 
 def _send(transport: paramiko.Transport, action: PutFiles, entries: list[LocalEntry],
-          stage: str, target: str, state: TransferState) -> dict[str, float]:
-    """Stream ``entries`` into ``tar -x`` in ``stage``; raise with tar's reason on failure.
-    Returns the seconds each file took to send, by relpath."""
-    process = RemoteProcess(transport, tar_extract_command(
-        stage, preserve_times=action.preserve_times or action.sync.enabled), state)
+          stage: str, target: str, state: TransferState,
+          replace: TreeReplace) -> dict[str, float]:
+    """Stream ``entries`` and the replace script into one remote command that stages,
+    verifies and replaces (:func:`~hostbatch.ssh.shell.stream_put_command`); raise with the
+    host's reason on failure. Returns the seconds each file took to send, by relpath."""
+    process = RemoteProcess(transport, stream_put_command(
+        stage, replace.own[0], preserve_times=action.preserve_times or action.sync.enabled),
+        state)
 
     def content(entry: LocalEntry) -> memoryview | bytes:
         local = os.path.join(action.source, *entry.relpath.split("/"))
@@ -232,7 +261,7 @@ def _send(transport: paramiko.Transport, action: PutFiles, entries: list[LocalEn
     sent: list[Sent] = []
     try:
         with contextlib.suppress(BrokenPipeError):  # tar stopped reading: finish() says why
-            sent = write_tree(process, entries, content, progress)
+            sent = write_tree(process, entries, content, progress, _trailer(entries, replace))
         status, errors = process.finish()
     finally:
         process.close()
@@ -240,13 +269,3 @@ def _send(transport: paramiko.Transport, action: PutFiles, entries: list[LocalEn
         raise HostJobError(FailureKind.TRANSFER, f"put {target}: "
                            f"{first_error_line(errors, status)}")
     return {item.entry.relpath: item.duration for item in sent}
-
-
-def _verify(transport: paramiko.Transport, entries: list[LocalEntry], stage: str,
-            target: str, state: TransferState) -> None:
-    files = [e for e in entries if e.kind == "file"]
-    sums = remote_sums(transport, stage, [e.relpath for e in files], state)
-    for entry in files:
-        if sums.get(entry.relpath) != entry.sha256:
-            raise HostJobError(FailureKind.TRANSFER, f"put {target}/{entry.relpath}: SHA-256 "
-                               "mismatch after transfer")
