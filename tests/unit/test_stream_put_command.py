@@ -14,8 +14,14 @@ from pathlib import Path
 import pytest
 
 from hostbatch.actions import LocalEntry
-from hostbatch.ssh.shell import TreeReplace, replace_tree_script, sha256_list, stream_put_command
-from hostbatch.ssh.sync import Stat, compare
+from hostbatch.ssh.shell import (
+    TreeReplace,
+    replace_tree_script,
+    sha256_list,
+    stream_put_command,
+    tree_listing_command,
+)
+from hostbatch.ssh.sync import Stat, compare, parse_listing
 from hostbatch.ssh.tarstream import write_tree
 
 BAD = os.fsdecode(b"bad\xff name")
@@ -46,6 +52,7 @@ def old_tree(tmp_path: Path) -> Path:
 def put(tmp_path: Path, data: bytes, *, verify: tuple[str, str] | None = None
         ) -> subprocess.CompletedProcess[bytes]:
     stage = tmp_path / ".t.hostbatch-x.stage"
+    stage.mkdir(0o700)  # the controller makes it over SFTP
     return subprocess.run([b"sh", b"-c", stream_put_command(str(stage), SCRIPT,
                                                             preserve_times=True)],
                           input=data, capture_output=True, timeout=30, check=False, cwd=tmp_path)
@@ -129,3 +136,36 @@ def test_a_mode_only_change_is_made_in_place(tmp_path: Path) -> None:
     assert (after.st_ino, after.st_mtime, (target / "a").read_bytes()) == (
         before.st_ino, before.st_mtime, b"old a")
     assert leftovers(tmp_path) == []
+
+
+def test_with_the_listing_known_only_what_changed_costs_a_command(tmp_path: Path) -> None:
+    target = tmp_path / "t"
+    for rel in ("", "a", "a/b", "c"):
+        (target / rel).mkdir(parents=True, exist_ok=True)
+    (target / "a" / "b" / "f").write_bytes(b"old")
+    (target / "c" / "g").write_bytes(b"g")
+    wanted = [("", 0o755, 1_000_000_000.0), ("a", 0o750, 1_000_000_100.0),
+              ("a/b", 0o755, 1_000_000_200.0), ("c", 0o700, 1_000_000_300.0),
+              ("new", 0o711, 1_000_000_400.0)]
+    for rel, mode, mtime in wanted[:4]:
+        os.chmod(target / rel, mode)
+        os.utime(target / rel, (mtime, mtime))
+    listing = subprocess.run([b"sh", b"-c", tree_listing_command(str(target), top=True)],
+                             capture_output=True, check=True).stdout
+    dest = parse_listing(listing)
+    assert dest[""].kind == "dir" and dest[""].mode == 0o755
+    stage = tmp_path / ".t.hostbatch-x.stage"
+    (stage / "a" / "b").mkdir(parents=True)
+    (stage / "a" / "b" / "f").write_bytes(b"new")
+    script = replace_tree_script(TreeReplace(str(stage), str(target), wanted, ["a/b/f"],
+                                             preserve_times=True, dest=dest))
+    commands = [line.split(b" ")[0] for line in script.splitlines()[1:]]
+    # mkdir of the new directory, the move, then modes of the new one and times of the
+    # two changed ones (same second: one touch each), then the stage goes.
+    assert commands == [b"mkdir", b"mv", b"chmod", b"touch", b"touch", b"touch", b"cd"], script
+    done = subprocess.run(["sh", "-s"], input=script, capture_output=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert (target / "a" / "b" / "f").read_bytes() == b"new" and not stage.exists()
+    for rel, mode, mtime in wanted:
+        info = (target / rel).stat()
+        assert (info.st_mode & 0o7777, info.st_mtime) == (mode, mtime), rel

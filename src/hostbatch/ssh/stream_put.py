@@ -86,7 +86,7 @@ def probe_and_list(transport: paramiko.Transport, target: str,
     command (one process start on the host instead of two): why the host cannot stream (or
     ``""``), and the listing's exit status, output and errors."""
     command = (STREAM_PROBE + b"; printf '\\0\\0\\0'; "
-               + tree_listing_command(shell_path(target)))
+               + tree_listing_command(shell_path(target), top=True))
     status, output, errors = run_remote(transport, command, state)
     head, _, listing = output.partition(_LISTING_MARK)
     if not stream_tools_usable(head):
@@ -116,19 +116,21 @@ def sync_plan(transport: paramiko.Transport, action: PutFiles, target: str,
               state: TransferState, listed: tuple[int, bytes, bytes] | None = None
               ) -> tuple[SyncPlan, dict[str, Stat]]:
     """What a ``--sync`` put sends and deletes (the target's tree compared with the source),
-    and the target's listing it was compared with (``listed``: already run, with the probe)."""
-    status, output, errors = listed or run_remote(transport, tree_listing_command(target),
-                                                  state)
+    and the target's listing it was compared with, its top as ``""`` (``listed``: already
+    run, with the probe)."""
+    status, output, errors = listed or run_remote(
+        transport, tree_listing_command(target, top=True), state)
     if status != 0:
         raise HostJobError(FailureKind.TRANSFER, f"list {target}: "
                            f"{first_error_line(errors, status)}")
-    source, dest = entry_stats(action.entries), parse_listing(output)
+    source, listing = entry_stats(action.entries), parse_listing(output)
+    dest = {rel: item for rel, item in listing.items() if rel}
     if not action.sync.checksum:
-        return compare(source, dest, delete=action.sync.delete), dest
+        return compare(source, dest, delete=action.sync.delete), listing
     wanted = checksum_candidates(source, dest)
     source_sums = {e.relpath: e.sha256 for e in action.entries if e.kind == "file"}
     return compare(source, dest, delete=action.sync.delete, source_sums=source_sums,
-                   dest_sums=remote_sums(transport, target, wanted, state)), dest
+                   dest_sums=remote_sums(transport, target, wanted, state)), listing
 
 
 def in_sync(sftp: paramiko.SFTPClient, action: PutFiles, target: str, plan: SyncPlan,
@@ -142,11 +144,13 @@ def in_sync(sftp: paramiko.SFTPClient, action: PutFiles, target: str, plan: Sync
     for entry in action.entries:
         if entry.kind != "dir":
             continue
-        if entry.relpath:
-            have = dest.get(entry.relpath)
-            if have is None or have.kind != "dir":
+        have = dest.get(entry.relpath)
+        if have is not None:
+            if have.kind != "dir":
                 return False
             mode, mtime = have.mode, have.mtime
+        elif entry.relpath:
+            return False
         else:
             try:
                 attrs = sftp.stat(wire_path(target))
@@ -177,11 +181,18 @@ def put_tree(transport: paramiko.Transport, sftp: paramiko.SFTPClient, action: P
     if action.sync.enabled and exists and in_sync(sftp, action, target, plan, dest):
         return
     chosen = set(plan.send)
-    entries = [e for e in action.entries[1:] if e.kind == "dir" or e.relpath in chosen]
+    # Into an existing target the script makes the directories: staged ones stay writable.
+    entries = [e for e in action.entries[1:]
+               if (e.kind == "dir" and not exists) or e.relpath in chosen]
     stage = stage_name(target)
     try:
-        durations = _send(transport, action, entries, stage, target, state,
-                          _replace_plan(action, entries, plan, stage, target, exists))
+        sftp.mkdir(stage, 0o700)
+    except OSError as exc:
+        raise sftp_failure("mkdir", stage, exc) from None
+    try:
+        durations = _send(transport, action, entries, stage, target, state, _replace_plan(
+            action, entries, plan, stage, target, dest if action.sync.enabled and exists
+            else None, exists=exists))
     except BaseException:
         cleanup_remote(transport, remove_tree_command(stage))
         raise
@@ -194,9 +205,10 @@ def put_tree(transport: paramiko.Transport, sftp: paramiko.SFTPClient, action: P
 
 
 def _replace_plan(action: PutFiles, entries: list[LocalEntry], plan: SyncPlan, stage: str,
-                  target: str, exists: bool) -> TreeReplace:
+                  target: str, dest: dict[str, Stat] | None, *, exists: bool) -> TreeReplace:
     """What the host does once the stream is in: verify (``--verify``), move the sent files
-    into place, change modes, delete, set the directories' modes and times."""
+    into place, change modes, delete, set the directories' modes and times (``dest``: the
+    target's listing, when known)."""
     tops = {e.relpath for e in action.entries if "/" not in e.relpath}
     token = secrets.token_hex(6)
     while any(name.startswith(f".hostbatch-{token}.") for name in tops):
@@ -209,7 +221,8 @@ def _replace_plan(action: PutFiles, entries: list[LocalEntry], plan: SyncPlan, s
     dirs = [(e.relpath, e.mode, e.mtime) for e in action.entries if e.kind == "dir"]
     return TreeReplace(stage, target, dirs, [e.relpath for e in entries if e.kind != "dir"],
                        plan.delete, action.preserve_times or action.sync.enabled,
-                       fresh=not exists, chmods=plan.chmod, own=own, verify=verify)
+                       fresh=not exists, chmods=plan.chmod, own=own, verify=verify,
+                       dest=dest)
 
 
 def _report_plan(action: PutFiles, target: str, plan: SyncPlan, state: TransferState) -> None:
