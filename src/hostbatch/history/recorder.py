@@ -2,7 +2,7 @@
 
 The recorder sits beside the renderers in the parent process and sees the same events in the
 same order. It keeps memory bounded by writing in short transactions as the run goes (every
-half second or 1 MiB, whichever comes first), and it caps each host's stored output
+half second or 256 KiB, whichever comes first), and it caps each host's stored output
 (default 1 MiB) with a visible note where the cut is. Every text and byte it stores is first
 scrubbed with :func:`hostbatch.secrets.redact`, so no password, sudo password or passphrase
 known to this process reaches the file. The writes themselves run on a background thread
@@ -44,9 +44,8 @@ from hostbatch.inventory.model import HostSpec
 from hostbatch.render.lines import format_size
 from hostbatch.secrets import redact, redact_bytes
 
-#: Write buffered rows once this much output is waiting (with the writer's two queued
-#: writes, at most 3 MiB wait in memory) ...
-FLUSH_BYTES = 1024 * 1024
+#: Write buffered rows once this much output is waiting ...
+FLUSH_BYTES = 256 * 1024
 #: ... or once the oldest buffered row is this old.
 FLUSH_SECONDS = 0.5
 

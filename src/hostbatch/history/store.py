@@ -4,7 +4,6 @@ One SQLite file (``$XDG_STATE_HOME/hostbatch/history.db``, by default
 ``~/.local/state/hostbatch/history.db``) in WAL mode, so that several runs at once append to
 it without corrupting it and readers never block writers. Every write is one short
 ``BEGIN IMMEDIATE`` transaction, and waits for another writer are bounded by a busy timeout.
-A new database gets 64 KiB pages (:data:`PAGE_SIZE`): output is most of what is written.
 Nothing here redacts: :mod:`hostbatch.history.recorder` scrubs secrets before calling in.
 """
 
@@ -23,12 +22,6 @@ from hostbatch.errors import HostbatchError, clip
 
 #: Bumped whenever the schema changes; a newer database is left alone.
 SCHEMA_VERSION = 1
-#: Page size of a new database. Output rows are large blobs stored across overflow pages,
-#: each page one WAL frame and later one checkpoint write: with 64 KiB pages instead of
-#: SQLite's 4 KiB, recording 100 hosts x 1 MB of output took about half the CPU (measured:
-#: 0.28 s -> 0.12-0.18 s, bench/results-run-issue10-history.md). A database made before keeps
-#: its pages (WAL mode cannot change them).
-PAGE_SIZE = 65536
 #: How long a write waits for another run's transaction before it gives up.
 BUSY_TIMEOUT = 10.0
 #: How long ``hostbatch history`` and ``@failed`` wait for a database another process holds
@@ -254,8 +247,6 @@ class HistoryStore:
             if not create and version == 0:
                 raise NoHistory(f"no run history yet ({path} holds no runs)")
             if create:
-                if version == 0:  # only an empty database takes a page size, before WAL
-                    connection.execute(f"PRAGMA page_size = {PAGE_SIZE}")
                 _use_wal(connection, busy_timeout)
                 connection.execute("PRAGMA synchronous = NORMAL")
                 if version < SCHEMA_VERSION:

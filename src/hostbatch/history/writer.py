@@ -13,8 +13,8 @@ import queue
 import threading
 from collections.abc import Callable
 
-#: Writes waiting at most; each is one transaction of about a MiB at most.
-DEPTH = 2
+#: Writes waiting at most; each is one transaction of at most a few hundred KiB.
+DEPTH = 4
 
 
 class BackgroundWriter:
