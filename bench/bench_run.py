@@ -380,7 +380,12 @@ class Hostbatch(Tool):
                 "-cmd", command]
 
     def env(self, target: Target) -> dict[str, str]:
-        return {"NO_COLOR": "1"}
+        # A history database of this tool's own (history stays on, as by default), made by
+        # the version measured, instead of the shared one in the caller's HOME.
+        state = target.fleet.workdir / f"state-{self.name}"
+        if not state.exists():
+            state.mkdir(parents=True)
+        return {"NO_COLOR": "1", "XDG_STATE_HOME": str(state)}
 
     def version(self) -> str:
         paramiko = package_version("paramiko")

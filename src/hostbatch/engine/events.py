@@ -112,10 +112,11 @@ class FileTransferred:
 
 @dataclass(frozen=True, slots=True)
 class TransferPlanned:
-    """``--dry-run``: a file the sync would send, or an entry it would delete, on one host."""
+    """``--dry-run``: a file the sync would send, an entry it would delete, or a file whose
+    mode alone it would change (``chmod``), on one host."""
 
     host: str
-    change: Literal["send", "delete"]
+    change: Literal["send", "delete", "chmod"]
     path: str
 
     def to_json(self) -> dict[str, Any]:
@@ -129,9 +130,10 @@ class TransferDone:
     """Every file of the host's transfer landed: the terminal event of a successful copy.
 
     ``files`` and ``bytes``: files landed (sent) and their bytes; ``unchanged`` and
-    ``deleted``: what a sync left alone and removed; ``method``: ``stream`` (a tar stream)
-    or ``sftp``; ``note``: why a tree went over SFTP. With ``dry_run``, the counts are what
-    the sync would do.
+    ``deleted``: what a sync left alone and removed; ``modes``: files whose content a sync
+    found unchanged but whose mode it changed in place (not sent again); ``method``:
+    ``stream`` (a tar stream) or ``sftp``; ``note``: why a tree went over SFTP. With
+    ``dry_run``, the counts are what the sync would do.
     """
 
     host: str
@@ -144,12 +146,14 @@ class TransferDone:
     sync: bool = False
     dry_run: bool = False
     note: str = ""
+    modes: int = 0
 
     def to_json(self) -> dict[str, Any]:
         """The terminal ``done`` event of ``batch_scp --json``."""
         result: dict[str, Any] = {
             "host": self.host, "event": "done", "files": self.files, "sent": self.files,
-            "unchanged": self.unchanged, "deleted": self.deleted, "bytes": self.bytes,
+            "unchanged": self.unchanged, "deleted": self.deleted, "modes": self.modes,
+            "bytes": self.bytes,
             "method": self.method, "duration": round(self.duration, 3)}
         if self.dry_run:
             result["dry_run"] = True

@@ -307,7 +307,8 @@ class _JobRunner:
             on_file=lambda source, destination, size, duration: self.emit(
                 FileTransferred(host, direction, source, destination, size, duration)),
             on_plan=lambda change, path: self.emit(
-                TransferPlanned(host, "delete" if change == "delete" else "send", path)),
+                TransferPlanned(host, "delete" if change == "delete" else
+                                "chmod" if change == "chmod" else "send", path)),
         )
 
     def perform(self, job: Job) -> None:
@@ -359,4 +360,5 @@ class _JobRunner:
         return TransferDone(host, totals.files, totals.bytes, time.monotonic() - ctx.started,
                             method=totals.method, unchanged=totals.unchanged,
                             deleted=totals.deleted, sync=action.sync.enabled,
-                            dry_run=action.sync.dry_run, note=totals.note)
+                            dry_run=action.sync.dry_run, note=totals.note,
+                            modes=ctx.counters.get("modes", 0))

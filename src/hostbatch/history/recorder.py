@@ -27,6 +27,7 @@ from hostbatch.engine.events import (
     HostFailed,
     OutputLines,
     TransferDone,
+    TransferPlanned,
 )
 from hostbatch.errors import FailureKind, HostbatchError
 from hostbatch.history import DEFAULT_OUTPUT_CAP
@@ -50,6 +51,15 @@ FLUSH_SECONDS = 0.5
 
 _STATES = {FailureKind.TRANSFER: "failed", FailureKind.INTERRUPTED: "interrupted",
            FailureKind.SKIPPED: "skipped"}
+
+
+def done_detail(event: TransferDone) -> bytes:
+    """What a copy's ``done`` event says beyond the host row's files and bytes (how, what a
+    sync left, changed and deleted), stored in the host's ``end`` row as JSON so that a
+    replay gives back the same event."""
+    return json.dumps({"method": event.method, "unchanged": event.unchanged,
+                       "deleted": event.deleted, "modes": event.modes, "sync": event.sync,
+                       "dry_run": event.dry_run, "note": redact(event.note)}).encode()
 
 
 def cut_note(cap: int) -> bytes:
@@ -124,7 +134,7 @@ class HistoryRecorder:
                       duration=event.duration)
         elif isinstance(event, TransferDone):
             self._end(event.host, OK, exit_status=0, duration=event.duration,
-                      files=event.files, size=event.bytes)
+                      files=event.files, size=event.bytes, detail=done_detail(event))
         elif isinstance(event, HostFailed):
             self._end(event.host, _STATES.get(event.kind, "unreachable"), kind=event.kind.value,
                       message=event.message, duration=event.duration)
@@ -133,6 +143,9 @@ class HistoryRecorder:
                       "destination": redact(event.destination), "size": event.size,
                       "duration": event.duration}
             self._add(event.host, "file", json.dumps(record).encode())
+        elif isinstance(event, TransferPlanned):
+            self._add(event.host, "planned", json.dumps(
+                {"change": event.change, "path": redact(event.path)}).encode())
         else:
             return
         if self._pending >= FLUSH_BYTES or (
@@ -174,8 +187,8 @@ class HistoryRecorder:
 
     def _end(self, host: str, state: str, *, exit_status: int | None = None,
              kind: str | None = None, message: str = "", duration: float = 0.0,
-             files: int = 0, size: int = 0) -> None:
-        self._add(host, "end", b"")
+             files: int = 0, size: int = 0, detail: bytes = b"") -> None:
+        self._add(host, "end", detail)
         self._updates.append(HostUpdate(host, state, exit_status, kind, redact(message),
                                         duration, files, size, self._stored.get(host, 0),
                                         self._dropped.get(host, 0)))

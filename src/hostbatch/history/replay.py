@@ -18,6 +18,7 @@ from hostbatch.engine.events import (
     OutputLines,
     TerminalEvent,
     TransferDone,
+    TransferPlanned,
 )
 from hostbatch.engine.outcome import BatchResult
 from hostbatch.errors import FailureKind
@@ -26,8 +27,10 @@ from hostbatch.inventory.model import HostSpec, Inventory
 from hostbatch.selection import Selection, select
 
 
-def terminal_event(row: HostRow, action: str) -> TerminalEvent | None:
-    """The terminal event a host's stored result stands for (``None``: nothing recorded)."""
+def terminal_event(row: HostRow, action: str, detail: bytes = b"") -> TerminalEvent | None:
+    """The terminal event a host's stored result stands for (``None``: nothing recorded);
+    ``detail`` is the host's ``end`` row (a copy's ``done`` fields, as the recorder kept
+    them)."""
     duration = row.duration or 0.0
     if row.kind is not None:
         try:
@@ -36,10 +39,34 @@ def terminal_event(row: HostRow, action: str) -> TerminalEvent | None:
             kind = FailureKind.INTERNAL
         return HostFailed(row.host, kind, row.message, duration)
     if row.state == OK and action in ("put", "get"):
-        return TransferDone(row.host, row.files, row.bytes, duration)
+        return _transfer_done(row, duration, detail)
     if row.exit_status is not None:
         return HostExited(row.host, row.exit_status, duration, row.message)
     return None
+
+
+def _transfer_done(row: HostRow, duration: float, detail: bytes) -> TransferDone:
+    """A copy's ``done`` event; fields a damaged or older record lacks keep their defaults."""
+    try:
+        fields = json.loads(detail) if detail else {}
+    except ValueError:
+        fields = {}
+    if not isinstance(fields, dict):
+        fields = {}
+
+    def number(name: str) -> int:
+        value = fields.get(name, 0)
+        return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+    def text(name: str, default: str = "") -> str:
+        value = fields.get(name, default)
+        return value if isinstance(value, str) else default
+
+    return TransferDone(row.host, row.files, row.bytes, duration,
+                        method=text("method", "sftp"), unchanged=number("unchanged"),
+                        deleted=number("deleted"), sync=fields.get("sync") is True,
+                        dry_run=fields.get("dry_run") is True, note=text("note"),
+                        modes=number("modes"))
 
 
 def replay(store: HistoryStore, run: RunRow, hosts: Collection[str] | None = None
@@ -58,8 +85,13 @@ def replay(store: HistoryStore, run: RunRow, hosts: Collection[str] | None = Non
             record = json.loads(data)
             yield FileTransferred(host, record["direction"], record["source"],
                                   record["destination"], record["size"], record["duration"])
+        elif stream == "planned":
+            record = json.loads(data)
+            change = record["change"]
+            yield TransferPlanned(host, change if change in ("delete", "chmod") else "send",
+                                  record["path"])
         elif stream == "end" and host in rows:
-            event = terminal_event(rows[host], run.action)
+            event = terminal_event(rows[host], run.action, data)
             if event is not None:
                 yield event
 
@@ -67,9 +99,10 @@ def replay(store: HistoryStore, run: RunRow, hosts: Collection[str] | None = Non
 def replayed_result(store: HistoryStore, run: RunRow, hosts: list[str]) -> BatchResult:
     """The run's :class:`BatchResult` for ``hosts``, as the live run folded it."""
     result = BatchResult(list(hosts))
+    details = store.end_details(run.id) if run.action in ("put", "get") else {}
     for row in store.hosts(run.id):
         if row.host in result.hosts:
-            event = terminal_event(row, run.action)
+            event = terminal_event(row, run.action, details.get(row.host, b""))
             if event is not None:
                 result.record(event)
     result.interrupted = run.interrupted

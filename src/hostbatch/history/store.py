@@ -189,7 +189,9 @@ class HostUpdate:
     dropped_bytes: int
 
 
-#: One stored output row: (seq, host, stream, data); stream is stdout, stderr, file or end.
+#: One stored output row: (seq, host, stream, data); stream is stdout, stderr, file, planned
+#: (a ``--dry-run`` change, JSON) or end (a host's terminal event; for a copy, JSON of its
+#: ``done`` fields beyond files and bytes, empty in runs recorded before they were kept).
 Chunk = tuple[int, str, str, bytes]
 
 _RUN_COLUMNS = ("id, started, finished, elapsed, user, action, command, selection, inventory, "
@@ -347,6 +349,12 @@ class HistoryStore:
             "output_bytes, dropped_bytes, address FROM hosts WHERE run_id = ? ORDER BY position",
             (run_id,)).fetchall()
         return [HostRow(*row) for row in rows]
+
+    def end_details(self, run_id: int) -> dict[str, bytes]:
+        """Each host's ``end`` row data (see :data:`Chunk`), by host."""
+        rows = self.connection.execute(
+            "SELECT host, data FROM output WHERE run_id = ? AND stream = 'end'", (run_id,))
+        return {host: bytes(data) for host, data in rows}
 
     def output(self, run_id: int, host: str | None = None) -> Iterator[Chunk]:
         """Output rows of a run (or of one host) in arrival order, read lazily."""

@@ -21,7 +21,8 @@ OnLines = Callable[[Stream, bytes, bool], None]
 OnProgress = Callable[[str, int, int], None]
 #: Receives (source, destination, size, seconds) for each file that landed.
 OnFile = Callable[[str, str, int, float], None]
-#: Receives ("send" or "delete", path) for each change a ``--dry-run`` sync would make.
+#: Receives ("send", "delete" or "chmod", path) for each change a ``--dry-run`` sync would
+#: make.
 OnPlan = Callable[[str, str], None]
 
 
@@ -50,6 +51,9 @@ class HostContext:
     on_progress: OnProgress = _ignore
     on_file: OnFile = _ignore
     on_plan: OnPlan = _ignore
+    #: Counts the SSH layer keeps for the terminal event (``modes``: files whose mode alone
+    #: a ``--sync`` changed in place).
+    counters: dict[str, int] = field(default_factory=dict)
 
     def deadline_from(self, start: float) -> float | None:
         """The absolute deadline of work that began at ``start``, or ``None``."""

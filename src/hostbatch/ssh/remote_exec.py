@@ -80,6 +80,12 @@ class RemoteProcess:
             self.state.throttle(len(data))
             return data
 
+    @property
+    def errors(self) -> bytes:
+        """The command's stderr read so far (bounded)."""
+        self._drain_stderr()
+        return bytes(self._stderr)
+
     def finish(self) -> tuple[int, bytes]:
         """Close stdin, wait for the command to end; its exit status and stderr."""
         with contextlib.suppress(OSError, EOFError):

@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import re
 import shlex
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+
+from hostbatch.ssh.sync import Stat
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -123,20 +125,50 @@ def stream_tools_usable(probe_output: bytes) -> bool:
     return b"GNU tar" in probe_output and b"GNU findutils" in probe_output
 
 
-def tar_extract_command(stage: str, *, preserve_times: bool) -> bytes:
-    """Unpack a tar stream from stdin into the existing directory ``stage``.
+def _tar_extract(stage: str, preserve_times: bool) -> bytes:
+    """``tar -x`` of stdin into the existing directory ``stage``.
 
     ``-p`` keeps modes exactly (no umask), ``--delay-directory-restore`` sets a directory's
     mode only at the end (a read-only one still fills, whatever the member order),
-    ``--no-same-owner`` makes the login user own
-    everything even as root (as an SFTP upload does), ``-m`` drops mtimes unless kept (``-p``
-    of batch_scp)."""
+    ``--no-same-owner`` makes the login user own everything even as root (as an SFTP upload
+    does), ``-m`` drops mtimes unless kept (``-p`` of batch_scp)."""
     touch = b"" if preserve_times else b" -m"
-    # A stream cut short (a dropped connection) ends tar with an error: the host then removes
-    # the staging directory itself, since no channel may be left to do it from here.
     return (b"tar -x -p --no-same-owner --delay-directory-restore" + touch + b" -f - -C "
-            + quote_path(stage) + b" || { s=$?; " + remove_tree_command(stage)
-            + b"; exit $s; }")
+            + quote_path(stage))
+
+
+def stream_put_command(stage: str, script: str, *, preserve_times: bool) -> bytes:
+    """A whole tree put in one remote process: unpack the stream into the existing directory
+    ``stage``, then run the replace script that came as the stream's last member (``script``,
+    a name at the stage's top; see :func:`replace_tree_script`).
+
+    The script is the proof that the stream arrived whole: tar also ends without an error
+    when a stream is cut at a member boundary, so a missing script means nothing may be
+    replaced. On any failure (tar's, a missing script, the script's own) the host removes
+    the staging directory itself and exits non-zero; the old files stay as they were unless
+    the script had begun moving complete, verified files into place.
+    """
+    quoted_script = quote_path(f"{stage}/{script}")
+    return (_tar_extract(stage, preserve_times) + b"; s=$?\n"
+            b"if [ $s -eq 0 ]; then if [ -f " + quoted_script + b" ]; then sh "
+            + quoted_script + b"; s=$?; else echo 'hostbatch: the stream ended early' >&2; "
+            b"s=1; fi; fi\n"
+            b"[ $s -eq 0 ] || { " + remove_tree_command(stage) + b"; }\n"
+            b"exit $s\n")
+
+
+def sha256_list(files: Sequence[tuple[str, str]]) -> tuple[bytes, bytes]:
+    """For (relpath, SHA-256) pairs: the NUL-separated names ``xargs -0`` feeds to
+    ``sha256sum -z`` in the staging directory, and the exact output expected of it."""
+    names = b"".join(quote_free(f"./{rel}") + b"\0" for rel, _ in files)
+    sums = b"".join(digest.encode("ascii") + b"  " + quote_free(f"./{rel}") + b"\0"
+                    for rel, digest in files)
+    return names, sums
+
+
+def quote_free(path: str) -> bytes:
+    """``path`` as the host's bytes, unquoted (for data, never for a command line)."""
+    return path.encode("utf-8", "surrogateescape")
 
 
 def tar_create_command(path: str, names_on_stdin: bool) -> bytes:
@@ -148,10 +180,11 @@ def tar_create_command(path: str, names_on_stdin: bool) -> bytes:
     return b"tar -c -f - --format=gnu -C " + quote_path(path) + b" ."
 
 
-def tree_listing_command(path: str) -> bytes:
-    """Everything below ``path``: per entry ``TYPE SIZE MTIME MODE\\0RELPATH\\0LINK\\0``."""
-    return (b"find " + quote_path(path) +
-            b" -mindepth 1 -printf '%y %s %T@ %m\\0%P\\0%l\\0'")
+def tree_listing_command(path: str, *, top: bool = False) -> bytes:
+    """Everything below ``path`` (with ``top``, ``path`` itself too, as relpath ``""``): per
+    entry ``TYPE SIZE MTIME MODE\\0RELPATH\\0LINK\\0``."""
+    return (b"find " + quote_path(path) + (b" -mindepth 0" if top else b" -mindepth 1")
+            + b" -printf '%y %s %T@ %m\\0%P\\0%l\\0'")
 
 
 def sha256_tree_command(path: str) -> bytes:
@@ -193,7 +226,12 @@ class TreeReplace:
     ``dirs``: (relpath, mode, mtime) of every directory of the tree, ``""`` the top;
     ``moves``: staged files and links to rename into place; ``deletions``: (relpath, whether
     it is a directory) to remove afterwards (``--delete``); ``fresh``: the target does not
-    exist, so the staging directory itself is renamed into place.
+    exist, so the staging directory itself is renamed into place; ``chmods``: (relpath, mode)
+    of files already in place whose mode alone changes (``--sync``); ``own``: hostbatch's
+    own files at the stage's top (the script itself, the ``--verify`` lists); ``verify``:
+    the names and expected sums files of :func:`sha256_list`, checked before anything moves;
+    ``dest``: the target's listing (``--sync``, ``""`` the top), so that directories already
+    as wanted cost no command.
     """
 
     stage: str
@@ -203,45 +241,101 @@ class TreeReplace:
     deletions: Sequence[tuple[str, bool]] = ()
     preserve_times: bool = False
     fresh: bool = False
+    chmods: Sequence[tuple[str, int]] = ()
+    own: Sequence[str] = ()
+    verify: tuple[str, str] | None = None
+    dest: Mapping[str, Stat] | None = None
+
+    def under(self, root: str, rel: str) -> bytes:
+        """``rel`` below ``root`` (``""``: ``root`` itself), quoted."""
+        return quote_path(f"{root}/{rel}" if rel else root)
 
 
 def replace_tree_script(plan: TreeReplace) -> bytes:
     """The ``sh`` script that moves a staged tree into place: every file by ``rename(2)``
-    (atomic per file), grouped into one ``mv`` per directory, then deletions, then the
-    directories' modes (and times with ``-p``), then the empty staging directory goes."""
-    def under(root: str, rel: str) -> bytes:
-        return quote_path(f"{root}/{rel}" if rel else root)
-
-    target = quote_path(plan.target)
+    (atomic per file), grouped into one ``mv`` per directory, then modes that alone changed,
+    deletions, the directories' modes (and times with ``-p``), then the staging directory
+    goes. Each line is a process on the host, so nothing already as wanted gets one."""
     lines = [b"set -e"]
+    if plan.verify is not None:
+        names, sums = plan.verify
+        lines.append(b"(cd " + quote_path(plan.stage) + b" && xargs -0 -r sha256sum -z -- < "
+                     + quote_path(names) + b" | cmp -s - " + quote_path(sums) + b") || { echo "
+                     b"'hostbatch: SHA-256 mismatch after transfer' >&2; exit 1; }")
     if plan.fresh:
-        lines.append(b"mv -T -- " + quote_path(plan.stage) + b" " + target)
+        lines += _batched(b"rm -f --", [plan.under(plan.stage, name) for name in plan.own])
+        lines.append(b"mv -T -- " + quote_path(plan.stage) + b" " + quote_path(plan.target))
+        lines += _dir_attributes(plan, [rel for rel, _, _ in plan.dirs],
+                                 [rel for rel, _, _ in plan.dirs])
     else:
-        dirs = [under(plan.target, rel) for rel, _, _ in plan.dirs]
-        lines += _batched(b"mkdir -p --", dirs)
-        lines += [line + b" 2>/dev/null || true" for line in _batched(b"chmod u+rwx --", dirs)]
-        by_dir: dict[str, list[str]] = {}
-        for rel in plan.moves:
-            by_dir.setdefault(rel.rpartition("/")[0], []).append(rel)
-        for parent, rels in by_dir.items():
-            lines += _batched(b"mv -f --", [under(plan.stage, rel) for rel in rels],
-                              under(plan.target, parent))
-        doomed = [under(plan.target, rel) for rel, _ in plan.deletions]
-        # Only directories: chmod follows a symlink named on its command line.
-        doomed_dirs = [under(plan.target, rel) for rel, is_dir in plan.deletions if is_dir]
-        lines += [line + b" 2>/dev/null || :" for line in _batched(b"chmod -R u+rwx --",
-                                                                    doomed_dirs)]
-        lines += _batched(b"rm -rf --", doomed)
+        lines += _replace_in_place(plan)
+        stage = quote_path(plan.stage)
+        lines.append(b"cd / && { rm -rf -- " + stage + b" 2>/dev/null || { "
+                     + remove_tree_command(plan.stage) + b"; }; }")
+    return b"\n".join(lines) + b"\n"
+
+
+def _replace_in_place(plan: TreeReplace) -> list[bytes]:
+    """Into an existing target: directories made, files moved, modes changed, deletions,
+    then the directories' modes and times (only those that need it, when the target's
+    listing is known)."""
+    dest = plan.dest
+    wanted = {rel: (mode & 0o7777, int(mtime)) for rel, mode, mtime in plan.dirs}
+    # The target's directories as listed (None: missing, or not known without a listing).
+    have: dict[str, Stat | None] = {}
+    for rel in wanted:
+        found = dest.get(rel) if dest is not None else None
+        have[rel] = found if found is not None and found.kind == "dir" else None
+    missing = [rel for rel in wanted if have[rel] is None]
+    locked = [rel for rel, found in have.items()
+              if dest is None or (found is not None and found.mode & 0o700 != 0o700)]
+    lines = _batched(b"mkdir -p --", [plan.under(plan.target, rel) for rel in missing])
+    lines += [line + b" 2>/dev/null || true" for line in _batched(
+        b"chmod u+rwx --", [plan.under(plan.target, rel) for rel in locked])]
+    by_dir: dict[str, list[str]] = {}
+    for rel in plan.moves:
+        by_dir.setdefault(rel.rpartition("/")[0], []).append(rel)
+    for parent, rels in by_dir.items():
+        lines += _batched(b"mv -f --", [plan.under(plan.stage, rel) for rel in rels],
+                          plan.under(plan.target, parent))
+    file_modes: dict[int, list[bytes]] = {}
+    for rel, mode in plan.chmods:
+        file_modes.setdefault(mode & 0o7777, []).append(plan.under(plan.target, rel))
+    for mode, paths in file_modes.items():
+        lines += _batched(f"chmod {mode:o} --".encode(), paths)
+    doomed = [plan.under(plan.target, rel) for rel, _ in plan.deletions]
+    # Only directories: chmod follows a symlink named on its command line.
+    doomed_dirs = [plan.under(plan.target, rel) for rel, is_dir in plan.deletions if is_dir]
+    lines += [line + b" 2>/dev/null || :" for line in _batched(b"chmod -R u+rwx --",
+                                                                doomed_dirs)]
+    lines += _batched(b"rm -rf --", doomed)
+    if dest is None:
+        return lines + _dir_attributes(plan, list(wanted), list(wanted))
+    # A directory's mtime changes when an entry in it is added, renamed or removed.
+    touched = {rel.rpartition("/")[0] for rel in [*plan.moves, *missing] if rel}
+    touched |= {rel.rpartition("/")[0] for rel, _ in plan.deletions}
+    listed = {rel: (stat.mode, int(stat.mtime)) for rel, stat in have.items() if stat}
+    modes = [rel for rel in wanted if rel in missing or rel in locked
+             or listed[rel][0] != wanted[rel][0]]
+    times = [rel for rel in wanted if rel in missing or rel in touched
+             or listed[rel][1] != wanted[rel][1]]
+    return lines + _dir_attributes(plan, modes, times)
+
+
+def _dir_attributes(plan: TreeReplace, modes: list[str], times: list[str]) -> list[bytes]:
+    """``chmod`` the directories ``modes`` and (with ``-p``) ``touch`` the ``times`` ones,
+    one command per distinct mode or mtime."""
+    wanted = {rel: (mode, mtime) for rel, mode, mtime in plan.dirs}
     by_mode: dict[int, list[bytes]] = {}
     by_time: dict[int, list[bytes]] = {}
-    for rel, mode, mtime in plan.dirs:
-        by_mode.setdefault(mode & 0o7777, []).append(under(plan.target, rel))
-        by_time.setdefault(int(mtime), []).append(under(plan.target, rel))
+    for rel in modes:
+        by_mode.setdefault(wanted[rel][0] & 0o7777, []).append(plan.under(plan.target, rel))
+    for rel in times:
+        by_time.setdefault(int(wanted[rel][1]), []).append(plan.under(plan.target, rel))
+    lines: list[bytes] = []
     for mode, paths in by_mode.items():
         lines += _batched(f"chmod {mode:o} --".encode(), paths)
     if plan.preserve_times:
         for mtime, paths in by_time.items():
             lines += _batched(f"touch -m -d @{mtime} --".encode(), paths)
-    if not plan.fresh:
-        lines.append(b"cd / && " + remove_tree_command(plan.stage))
-    return b"\n".join(lines) + b"\n"
+    return lines

@@ -91,9 +91,12 @@ def get_tree(transport: paramiko.Transport, action: GetFiles, remote: str, targe
             for rel in plan.send:
                 state.ctx.on_plan("send", str(target / rel))
                 state.files, state.bytes = state.files + 1, state.bytes + source[rel].size
+            for rel, _ in plan.chmod:
+                state.ctx.on_plan("chmod", str(target / rel))
             for rel, _ in plan.delete:
                 state.ctx.on_plan("delete", str(target / rel))
             state.deleted = len(plan.delete)
+            state.ctx.counters["modes"] = len(plan.chmod)
             return
         names = ["", *sorted(rel for rel, item in source.items() if item.kind == "dir"),
                  *plan.send]
@@ -114,6 +117,7 @@ def get_tree(transport: paramiko.Transport, action: GetFiles, remote: str, targe
     finally:
         _remove(str(stage))
     state.deleted = len(plan.delete)
+    state.ctx.counters["modes"] = len(plan.chmod)
     for rel, (_, size, duration) in received.items():
         if rel:
             state.landed(f"{remote}/{rel}", str(target / rel), size, duration)
@@ -200,7 +204,8 @@ def _unpack(item: Member, archive: tarfile.TarFile, stage: str, action: GetFiles
 def _replace(stage: str, target: str, dirs: dict[str, tuple[int, float]], plan: SyncPlan, *,
              fresh: bool, preserve: bool) -> None:
     """Move the staged tree into place: every file by ``os.replace`` (atomic), then the
-    deletions, then the directories' modes and times (deepest first)."""
+    modes that alone changed, the deletions, then the directories' modes and times (deepest
+    first)."""
     if fresh:
         os.rename(stage, target)
         root = target
@@ -216,6 +221,10 @@ def _replace(stage: str, target: str, dirs: dict[str, tuple[int, float]], plan: 
                 if os.path.isdir(destination) and not os.path.islink(destination):
                     shutil.rmtree(destination)
                 os.replace(os.path.join(directory, name), destination)
+        for rel, mode in plan.chmod:
+            path = local_path(target, rel)
+            if stat.S_ISREG(os.lstat(path).st_mode):  # chmod would follow a symlink
+                os.chmod(path, mode)
         for rel, is_dir in plan.delete:
             path = local_path(target, rel)
             if is_dir and not os.path.islink(path):

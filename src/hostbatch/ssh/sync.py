@@ -1,8 +1,9 @@
 """``--sync``: which entries of a source tree differ from the destination's copy (pure).
 
 rsync's quick check: a file is unchanged when the destination has a regular file of the same
-size, modification time (whole seconds) and mode; with ``--checksum``, of the same size, mode
-and SHA-256 instead. A symlink is unchanged when the destination has a symlink to the same
+size and modification time (whole seconds); with ``--checksum``, of the same size and SHA-256
+instead. Such a file whose mode alone differs is not sent again: its mode is changed in place
+(``SyncPlan.chmod``). A symlink is unchanged when the destination has a symlink to the same
 target. Directories are always (re)made and their modes set; only files are counted.
 ``--delete`` removes what the destination has and the source does not (the topmost such
 entry only: removing a directory removes what it holds).
@@ -35,12 +36,14 @@ class Stat:
 
 @dataclass(slots=True)
 class SyncPlan:
-    """The outcome of a comparison: relpaths to send, how many were unchanged, and the
-    (relpath, is a directory) pairs to delete."""
+    """The outcome of a comparison: relpaths to send, how many were unchanged, the
+    (relpath, is a directory) pairs to delete, and the (relpath, mode) of files whose content
+    matches but whose mode must change."""
 
     send: list[str] = field(default_factory=list)
     unchanged: int = 0
     delete: list[tuple[str, bool]] = field(default_factory=list)
+    chmod: list[tuple[str, int]] = field(default_factory=list)
 
 
 def parse_listing(output: bytes) -> dict[str, Stat]:
@@ -97,10 +100,12 @@ def compare(source: Mapping[str, Stat], dest: Mapping[str, Stat], *, delete: boo
         other = dest.get(rel)
         if have.kind == "dir":
             continue
-        if other is not None and _same(rel, have, other, source_sums, dest_sums):
-            plan.unchanged += have.kind == "file"
-        else:
+        if other is None or not _same(rel, have, other, source_sums, dest_sums):
             plan.send.append(rel)
+        elif have.kind == "file" and have.mode != other.mode:
+            plan.chmod.append((rel, have.mode))
+        else:
+            plan.unchanged += have.kind == "file"
     if delete:
         doomed = sorted(rel for rel in dest if rel not in source)
         kept: set[str] = set()
@@ -117,11 +122,12 @@ def compare(source: Mapping[str, Stat], dest: Mapping[str, Stat], *, delete: boo
 
 def _same(rel: str, have: Stat, other: Stat, source_sums: Mapping[str, str] | None,
           dest_sums: Mapping[str, str] | None) -> bool:
+    """Whether the content matches (a file's mode is compared by the caller)."""
     if have.kind != other.kind:
         return False
     if have.kind == "link":
         return have.link == other.link
-    if have.size != other.size or have.mode != other.mode:
+    if have.size != other.size:
         return False
     if source_sums is not None and dest_sums is not None:
         return rel in source_sums and source_sums.get(rel) == dest_sums.get(rel)

@@ -65,10 +65,20 @@ class Sent:
     duration: float
 
 
+def trailer_member(name: str, data: bytes) -> bytes:
+    """A private regular file (mode 0600) of the stream, header and padded content."""
+    info = tarfile.TarInfo(name)
+    info.mode, info.size, info.mtime = 0o600, len(data), int(time.time())
+    return info.tobuf(tarfile.GNU_FORMAT, ENCODING, ERRORS) + data + bytes(-len(data) % BLOCK)
+
+
 def write_tree(sink: Sink, entries: Sequence[LocalEntry],
                content: Callable[[LocalEntry], memoryview | bytes],
-               progress: Callable[[LocalEntry, int], None]) -> list[Sent]:
-    """Write ``entries`` (directories, links, files) as one tar stream into ``sink``.
+               progress: Callable[[LocalEntry, int], None],
+               trailer: Sequence[tuple[str, bytes]] = ()) -> list[Sent]:
+    """Write ``entries`` (directories, links, files) as one tar stream into ``sink``, then
+    the ``trailer`` files (name, content): the last member of the stream proves to the host
+    that everything before it arrived.
 
     Small members are gathered into one write; each file's content comes from ``content``
     (shared, read once per run) and ``progress`` hears how much of it went.
@@ -96,6 +106,8 @@ def write_tree(sink: Sink, entries: Sequence[LocalEntry],
             pending = bytearray()
         progress(entry, len(data))
         sent.append(Sent(entry, time.monotonic() - started))
+    for name, data in trailer:
+        pending += trailer_member(name, data)
     pending += bytes(2 * BLOCK)
     sink.write(pending)
     return sent

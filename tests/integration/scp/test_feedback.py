@@ -61,8 +61,8 @@ def test_json_events_for_a_put(cli: Cli, inventory: Path, rdir: RemoteDir,
         assert done["files"] == 1 and done["bytes"] == size, done
         assert isinstance(done["duration"], int | float)
         assert done["duration"] >= file_event["duration"], done
-        assert set(done) == {"host", "event", "files", "sent", "unchanged", "deleted", "bytes",
-                             "method", "duration"}, done
+        assert set(done) == {"host", "event", "files", "sent", "unchanged", "deleted", "modes",
+                             "bytes", "method", "duration"}, done
         assert (done["sent"], done["unchanged"], done["deleted"]) == (1, 0, 0), done
         assert done["method"] == "sftp", done  # a single file goes over SFTP
     result.terminals(NAMES)

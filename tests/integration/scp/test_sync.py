@@ -5,11 +5,13 @@ its counts in its line, the summary and the JSON ``done`` event."""
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from tests.integration.scp.scpkit import NAMES, Cli, RemoteDir, diff_snapshots, snapshot
+from tests.support.cli import HOSTBATCH
 
 pytestmark = pytest.mark.integration
 
@@ -105,3 +107,81 @@ def test_sync_options_need_sync(cli: Cli, inventory: Path, tmp_path: Path) -> No
         assert result.returncode == 2, result
         assert f"{flag} works only with --sync" in result.stderr
         assert "Traceback" not in result.stderr
+
+
+def test_sync_changes_a_mode_alone_without_sending_the_file(
+        cli: Cli, inventory: Path, rdir: RemoteDir, tmp_path: Path) -> None:
+    tree = small_tree(tmp_path / "tree", 6)
+    args = ("-i", inventory, "-g", "all", "-r", "--sync", "--json", "-action", "put",
+            "-local", tree, "-remote", rdir.path)
+    assert cli.run(*args).returncode == 0
+    inodes = {name: rdir.local(name, "tree/sub/f1.txt").stat().st_ino for name in NAMES}
+    (tree / "sub" / "f1.txt").chmod(0o751)
+
+    dry = cli.run(*args, "--dry-run")
+    planned = {(e["host"], e["change"], e["path"]) for e in dry.events()
+               if e["event"] == "planned"}
+    assert planned == {(name, "chmod", rdir / "tree/sub/f1.txt") for name in NAMES}, dry
+    assert all(rdir.local(name, "tree/sub/f1.txt").stat().st_mode & 0o777 == 0o644
+               for name in NAMES)
+
+    result = cli.run(*args)
+    assert result.returncode == 0, result
+    done = [e for e in result.events() if e["event"] == "done"]
+    assert {(e["sent"], e["unchanged"], e["modes"], e["bytes"], e["method"]) for e in done} \
+        == {(0, 5, 1, 0, "stream")}, result.stdout
+    assert not [e for e in result.events() if e["event"] == "file"], result.stdout
+    for name in NAMES:
+        copy = rdir.local(name, "tree/sub/f1.txt").stat()
+        assert copy.st_mode & 0o777 == 0o751, name
+        assert copy.st_ino == inodes[name], f"{name}: the file was sent again"
+    assert rdir.temp_files() == {}
+    again = cli.run(*args)
+    assert {(e["sent"], e["unchanged"], e["modes"]) for e in again.events()
+            if e["event"] == "done"} == {(0, 6, 0)}, again.stdout
+
+    # get: a mode changed on one host changes the local copy's mode alone.
+    got = ("-i", inventory, "-g", "all", "-r", "--sync", "--json", "-action", "get",
+           "-remote", rdir / "tree", "-local", "got")
+    assert cli.run(*got).returncode == 0
+    local = cli.cwd / "got/scp2/tree/f0.txt"
+    inode = local.stat().st_ino
+    rdir.local("scp2", "tree/f0.txt").chmod(0o600)
+    fetched = cli.run(*got)
+    assert {e["host"]: (e["sent"], e["modes"]) for e in fetched.events()
+            if e["event"] == "done"} == {"scp1": (0, 0), "scp2": (0, 1), "scp3": (0, 0)}, \
+        fetched.stdout
+    assert local.stat().st_mode & 0o777 == 0o600 and local.stat().st_ino == inode
+
+
+def history_show(cli: Cli, *args: str) -> str:
+    """``hostbatch history show ARGS``'s stdout (it must succeed)."""
+    shown = subprocess.run([HOSTBATCH, "history", "show", *args], env=cli.env(), cwd=cli.cwd,
+                           capture_output=True, timeout=60, check=False)
+    assert shown.returncode == 0, shown
+    return shown.stdout.decode()
+
+
+def test_history_replays_a_sync_exactly_as_it_ran(cli: Cli, inventory: Path, rdir: RemoteDir,
+                                                   tmp_path: Path) -> None:
+    tree = small_tree(tmp_path / "tree", 6)
+    args = ("-i", inventory, "-g", "all", "-r", "--sync", "-action", "put", "-local", tree,
+            "-remote", rdir.path)
+    assert cli.run(*args).returncode == 0
+    (tree / "f0.txt").write_bytes(b"changed\n")
+    (tree / "f2.txt").chmod(0o700)
+    rdir.write("scp3", "tree/extra", b"only on scp3\n")
+    for extra in (("--delete", "--dry-run", "--json"), ("--delete", "--json"),
+                  ("--delete",)):
+        live = cli.run(*args, *extra)
+        assert live.returncode == 0, live
+        replayed = history_show(cli, *[flag for flag in extra if flag == "--json"])
+        if "--json" not in extra:
+            assert replayed == live.stdout
+            continue
+        # Everything but progress, which the history does not keep.
+        kept = [line for line in live.stdout.splitlines() if '"event": "progress"' not in line]
+        assert sorted(replayed.splitlines()) == sorted(kept), extra
+        done = {e["host"]: e for e in live.events() if e["event"] == "done"}
+        assert (done["scp3"]["method"], done["scp3"]["deleted"], done["scp3"]["modes"]) \
+            == ("stream", 1, 1), live.stdout
