@@ -99,7 +99,7 @@ def worker_main(config_in: Connection, jobs: Any, events_out: Connection,
     the run's cancel pipe: a byte on it cancels the run, and its end of file means the parent
     died (:class:`_ParentLink`).
     """
-    _prepare_process()
+    prepare_process()
     from hostbatch.ssh.connect import Connector  # paramiko is imported only in workers
 
     try:
@@ -129,7 +129,7 @@ def worker_main(config_in: Connection, jobs: Any, events_out: Connection,
     link.close()
 
 
-def _prepare_process() -> None:
+def prepare_process() -> None:
     """Signals, descriptor limit and logging of a worker process."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C belongs to the parent
     _raise_fd_limit()
