@@ -111,7 +111,14 @@ def _main(argv: Sequence[str], env: Environment, prog: str,
 
 def run_main(argv: Sequence[str], env: Environment, prog: str = "batch_run", *,
              launcher: WorkerLauncher | None = None) -> int:
-    """``batch_run``: run a command on the selected hosts."""
+    """``batch_run``: run a command on the selected hosts (with hosts but no command, on a
+    terminal: the console, as clush and pdsh do)."""
+    if env.stdin_isatty and env.stdout_isatty:
+        from hostbatch.cli.console import console_from_run
+
+        status = console_from_run(argv, env, prog, launcher)
+        if status is not None:
+            return status
     return _main(argv, env, prog, build_run_parser, _run_checks, launcher)
 
 
@@ -180,6 +187,10 @@ def hostbatch_main(argv: Sequence[str], env: Environment, *,
 
         show = man_main if argv[0] == "man" else completion_main
         return show(argv[1:], env, f"hostbatch {argv[0]}")
+    if argv[0] == "console":
+        from hostbatch.cli.console import console_main
+
+        return console_main(argv[1:], env, "hostbatch console")
     commands = {"run": run_main, "scp": scp_main, "keyscan": keyscan_main,
                 "inventory": inventory_main, "help": help_main}
     command = commands.get(argv[0])

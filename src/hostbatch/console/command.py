@@ -19,7 +19,7 @@ from hostbatch.actions import RunCommand
 from hostbatch.cli.arguments import OutputOptions, RunOptions
 from hostbatch.cli.environment import Environment
 from hostbatch.cli.execute import make_renderers, start_recorder
-from hostbatch.engine.events import Event, HostExited, HostFailed, HostKeyLearned
+from hostbatch.engine.events import Event, HostExited, HostKeyLearned
 from hostbatch.engine.outcome import BatchResult
 from hostbatch.engine.pool import interrupt_handlers
 from hostbatch.engine.standing import StandingPool
@@ -159,7 +159,3 @@ def state_of(result: BatchResult, host: str) -> str:
 #: The signals after which the console ends once the command is stopped (Ctrl-C does not).
 ENDING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
-
-def connection_note(event: HostFailed) -> str:
-    """A connection failure on one line (for ``:hosts``)."""
-    return f"{event.kind.value}: {' '.join(event.message.split())}"
