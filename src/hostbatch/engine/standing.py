@@ -110,7 +110,7 @@ class StandingPool:
         """Replace the workers that died or were killed; their hosts reconnect on the next
         command."""
         for index, worker in enumerate(self._workers):
-            if not worker.alive:
+            if not worker.alive or not worker.process.is_alive():
                 self._reap(worker)
                 fresh = self._spawn(index, worker.threads)
                 fresh.hosts = worker.hosts
