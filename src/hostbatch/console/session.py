@@ -24,7 +24,7 @@ from hostbatch.console.command import (
     state_of,
 )
 from hostbatch.console.specials import help_text, parse_line, split_expressions
-from hostbatch.console.terminal import IdleTimeout, Terminal
+from hostbatch.console.terminal import SessionEnd, Terminal
 from hostbatch.engine.outcome import BatchResult
 from hostbatch.errors import HostbatchError, UsageError, excerpt
 from hostbatch.exit_status import ExitStatus
@@ -94,9 +94,8 @@ class Console:
             except KeyboardInterrupt:
                 self._say("\n")
                 continue
-            except IdleTimeout:
-                self._say(f"\nhostbatch: nothing typed for {self.settings.idle_timeout:g}s: "
-                          "closing the connections\n")
+            except SessionEnd as end:
+                self._say(f"\nhostbatch: {end.reason}: closing the connections\n")
                 return ExitStatus.OK
             try:
                 if not self.handle(line):

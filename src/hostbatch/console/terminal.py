@@ -23,8 +23,12 @@ HISTORY_LENGTH = 1000
 HISTORY_FILE = "console_history"
 
 
-class IdleTimeout(Exception):
-    """Nothing was typed for the idle timeout."""
+class SessionEnd(Exception):
+    """The session must end while waiting at the prompt: ``reason`` says why."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 def history_file(environ: Mapping[str, str], home: str) -> Path:
@@ -66,8 +70,9 @@ class Terminal:
 
     def read(self, prompt: str, idle_timeout: float) -> str:
         """One line typed at ``prompt``; ``EOFError`` on Ctrl-D, ``KeyboardInterrupt`` on
-        Ctrl-C, :class:`IdleTimeout` when nothing was entered for ``idle_timeout`` seconds."""
-        with _alarm(idle_timeout):
+        Ctrl-C, :class:`SessionEnd` when nothing was entered for ``idle_timeout`` seconds
+        or on SIGTERM or SIGHUP (so the connections are closed, not dropped)."""
+        with _ending_signals(idle_timeout):
             line = input(prompt)
         self._remember(line)
         return line
@@ -101,20 +106,24 @@ class Terminal:
         return [(n, readline.get_history_item(n) or "") for n in range(first, length + 1)]
 
 
+_REASONS: dict[int, str] = {signal.SIGTERM: "SIGTERM", signal.SIGHUP: "SIGHUP"}
+
+
 @contextlib.contextmanager
-def _alarm(seconds: float) -> Iterator[None]:
-    """Raise :class:`IdleTimeout` in the main thread after ``seconds`` (0: never)."""
-    if seconds <= 0:
-        yield
-        return
+def _ending_signals(idle_seconds: float) -> Iterator[None]:
+    """While waiting at the prompt: raise :class:`SessionEnd` on SIGTERM or SIGHUP, and
+    after ``idle_seconds`` (0: never) through SIGALRM."""
 
-    def expire(signum: int, frame: FrameType | None) -> None:
-        raise IdleTimeout
+    def end(signum: int, frame: FrameType | None) -> None:
+        raise SessionEnd(_REASONS.get(signum) or f"nothing typed for {idle_seconds:g}s")
 
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    watched = (signal.SIGTERM, signal.SIGHUP, signal.SIGALRM)
+    previous = {signum: signal.signal(signum, end) for signum in watched}
+    if idle_seconds > 0:
+        signal.setitimer(signal.ITIMER_REAL, idle_seconds)
     try:
         yield
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
