@@ -31,6 +31,7 @@ import os
 import platform
 import pty
 import re
+import resource
 import secrets
 import select
 import shutil
@@ -48,7 +49,15 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from bench.benchkit import first_line, log, median  # noqa: E402
+from bench.benchkit import (  # noqa: E402
+    CLK_TCK,
+    children_of,
+    first_line,
+    fleet_listeners,
+    log,
+    median,
+    stat_fields,
+)
 from tests.support.fleet import Fleet, ensure_test_user  # noqa: E402
 
 BENCH_USER = "hbbench"
@@ -59,7 +68,38 @@ HOSTBATCH_PROMPT = re.compile(rb"\(\d+\)> $")
 CLUSH_PROMPT = re.compile(rb"clush> $")
 SUMMARY = re.compile(rb"hostbatch: (\d+) hosts? in [0-9.]+s: (\d+) ok")
 DEFAULT_OUT = REPO / "bench" / "results-console.md"
+#: Longest wait for one clush command; clush's interactive mode was seen to hang on 500 hosts.
+CLUSH_LIMIT = 180.0
 DEFAULT_WORKDIR = REPO / "bench" / "work"
+
+
+def tree_cpu(roots: Sequence[int]) -> float:
+    """CPU seconds of ``roots`` and their live descendants, with what they reaped."""
+    seen, frontier = set(roots), set(roots)
+    while frontier:
+        frontier = {pid for pid in children_of(frontier) if pid not in seen}
+        seen |= frontier
+    total = 0
+    for pid in seen:
+        fields = stat_fields(pid)
+        if fields is not None and len(fields) > 15:
+            total += sum(int(fields[n]) for n in (11, 12, 13, 14))
+    return total / CLK_TCK
+
+
+class CpuMeter:
+    """Client and server CPU seconds spent between :meth:`start` and :meth:`stop`."""
+
+    def __init__(self, client: Sequence[int], server: Sequence[int]) -> None:
+        self.client, self.server = list(client), list(server)
+        self._before = (0.0, 0.0)
+
+    def start(self) -> None:
+        self._before = (tree_cpu(self.client), tree_cpu(self.server))
+
+    def stop(self) -> tuple[float, float]:
+        return (tree_cpu(self.client) - self._before[0],
+                tree_cpu(self.server) - self._before[1])
 
 
 def _take_terminal() -> None:
@@ -123,6 +163,9 @@ class Series:
     command: str
     tool: str
     runs: list[float] = field(default_factory=list)
+    #: CPU seconds per command, of the tool (with its workers or ssh children) and of the fleet.
+    client_cpu: list[float] = field(default_factory=list)
+    server_cpu: list[float] = field(default_factory=list)
     start: float | None = None
     problems: list[str] = field(default_factory=list)
 
@@ -146,9 +189,14 @@ def bench_console(fleet: Fleet, inventory: Path, env: dict[str, str], command: s
         series.start = time.perf_counter() - console.started
         if f"connected to {len(fleet.names)} of".encode() not in shown:
             series.problems.append("not every host connected")
+        meter = CpuMeter([console.proc.pid], fleet_listeners(fleet))
         for _ in range(repeat):
+            meter.start()
             wall, shown = console.timed(command, 600)
             series.runs.append(wall)
+            client, server = meter.stop()
+            series.client_cpu.append(client)
+            series.server_cpu.append(server)
             match = SUMMARY.search(shown)
             if not match or int(match.group(2)) != len(fleet.names):
                 series.problems.append(f"summary: {shown[-300:]!r}")
@@ -162,12 +210,19 @@ def bench_console(fleet: Fleet, inventory: Path, env: dict[str, str], command: s
 def bench_batch_run(fleet: Fleet, inventory: Path, env: dict[str, str], command: str,
                     repeat: int) -> Series:
     series = Series(len(fleet.names), command, "batch_run")
+    listeners = fleet_listeners(fleet)
     for _ in range(repeat):
+        server = tree_cpu(listeners)
+        client = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
         proc = subprocess.run([str(BIN / "batch_run"), "-i", str(inventory), "-g", "all",
                                "--no-history", "-cmd", command], capture_output=True, env=env,
                               timeout=600, check=False, stdin=subprocess.DEVNULL)
         series.runs.append(time.perf_counter() - start)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        series.client_cpu.append(after.ru_utime + after.ru_stime
+                                 - client.ru_utime - client.ru_stime)
+        series.server_cpu.append(tree_cpu(listeners) - server)
         match = SUMMARY.search(proc.stderr)
         if proc.returncode != 0 or not match or int(match.group(2)) != len(fleet.names):
             series.problems.append(f"exit {proc.returncode}: {proc.stderr[-300:]!r}")
@@ -180,14 +235,22 @@ def bench_clush(fleet: Fleet, hostfile: Path, env: dict[str, str], command: str,
     clush = Interactive(["clush", "-f", "64", "-l", fleet.user, "--color=never",
                          "-o", f"-F {fleet.ssh_config}", "--hostfile", str(hostfile)],
                         env, CLUSH_PROMPT)
+    meter = CpuMeter([clush.proc.pid], fleet_listeners(fleet))
     try:
         clush.wait_prompt(120)
         series.start = time.perf_counter() - clush.started
         for _ in range(repeat):
-            wall, shown = clush.timed(command, 900)
+            meter.start()
+            wall, shown = clush.timed(command, CLUSH_LIMIT)
             series.runs.append(wall)
+            client, server = meter.stop()
+            series.client_cpu.append(client)
+            series.server_cpu.append(server)
             if command != "true" and not lines_per_host(shown, len(fleet.names)):
                 series.problems.append(f"missing output lines: {shown[-300:]!r}")
+    except RuntimeError as exc:  # clush hung or died: what it did so far still counts
+        series.problems.append(f"abandoned after {len(series.runs)} commands: "
+                               f"{str(exc)[:200]}")
     finally:
         clush.close()
     return series
@@ -207,6 +270,15 @@ def started_fleet(count: int, workdir: Path) -> Iterator[tuple[Fleet, Path, Path
         fleet.stop()
 
 
+def _cpu(series: Series | None) -> str:
+    """``client / server`` CPU seconds per command (medians over commands 2+)."""
+    if series is None or len(series.client_cpu) < 2:
+        return "-"
+    skip = 0 if series.tool == "batch_run" else 1
+    return (f"{median(series.client_cpu[skip:]):.2f} / "
+            f"{median(series.server_cpu[skip:]):.2f}")
+
+
 def render(results: Sequence[Series], argv: Sequence[str]) -> str:
     """The Markdown report: one row per (hosts, command), medians, and the target's verdict."""
     def cell(tool: str, hosts: int, command: str) -> Series | None:
@@ -215,24 +287,27 @@ def render(results: Sequence[Series], argv: Sequence[str]) -> str:
 
     out = ["# `hostbatch console` vs fresh `batch_run` vs clush interactive", "",
            f"- Date: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC",
-           f"- Machine: {platform.machine()}, {os.cpu_count()} CPUs, {platform.release()}",
+           f"- Machine: {platform.machine()}, {os.cpu_count()} CPUs, {platform.release()} "
+           "(shared: other work may run beside the benchmark)",
            f"- clush: {first_line(['clush', '--version'])}",
            f"- Command: `{' '.join(argv)}`", "",
-           "Walls in seconds, medians of the runs. *console 2+*: the console's commands after "
-           "the first (its connections already open); *start*: from launch to the first "
-           "prompt (the console connects to every host then). *ratio*: the slowest console "
-           "command after the first over the median fresh batch_run; the target is <= 0.10.",
-           "", "| hosts | command | batch_run | console 1st | console 2+ (median / max) "
-           "| console start | clush 1st | clush 2+ (median) | ratio | target |",
-           "|---:|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+           "Walls in seconds, medians. *console 2+*: the console's commands after the first "
+           "(median / slowest); *start*: from launch to the first prompt (the console connects "
+           "to every host then, clush connects nothing). *ratio*: the slowest console command "
+           "after the first over the median fresh batch_run; the target is <= 0.10. *CPU*: "
+           "seconds per command of the client (the tool with its workers or ssh children) and "
+           "of the fleet's sshd processes with what they ran.", "",
+           "| hosts | command | batch_run | console 1st | console 2+ | console start "
+           "| clush 1st | clush 2+ | ratio | target | CPU batch_run | CPU console | CPU clush |",
+           "|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|"]
     for hosts in sorted({s.hosts for s in results}):
         for command in COMMANDS:
             run, console, clush = (cell(tool, hosts, command)
                                    for tool in ("batch_run", "console", "clush"))
-            if run is None or console is None or not console.runs:
+            if run is None or console is None or len(console.runs) < 2:
                 continue
             base = median(run.runs)
-            worst = max(console.after_first) if console.after_first else float("nan")
+            worst = max(console.after_first)
             clush_first = f"{clush.runs[0]:.3f}" if clush and clush.runs else "-"
             clush_rest = (f"{median(clush.after_first):.3f}"
                           if clush and clush.after_first else "-")
@@ -240,11 +315,22 @@ def render(results: Sequence[Series], argv: Sequence[str]) -> str:
                 f"| {hosts} | `{command}` | {base:.3f} | {console.runs[0]:.3f} | "
                 f"{median(console.after_first):.3f} / {worst:.3f} | {console.start or 0:.2f} | "
                 f"{clush_first} | {clush_rest} | {worst / base:.3f} | "
-                f"{'met' if worst <= 0.1 * base else 'MISSED'} |")
+                f"{'met' if worst <= 0.1 * base else 'MISSED'} | {_cpu(run)} | "
+                f"{_cpu(console)} | {_cpu(clush)} |")
     problems = [f"- {s.tool} {s.hosts} `{s.command}`: {p}" for s in results for p in s.problems]
     out += ["", "Problems (a run with a problem still counts above):" if problems
             else "Every command of every tool was verified (summary, output lines).", *problems]
     return "\n".join(out) + "\n"
+
+
+def run_tool(tool: str, fleet: Fleet, inventory: Path, hostfile: Path, env: dict[str, str],
+             command: str, repeat: int) -> Series:
+    """One tool's series of ``repeat`` commands."""
+    if tool == "console":
+        return bench_console(fleet, inventory, env, command, repeat)
+    if tool == "batch_run":
+        return bench_batch_run(fleet, inventory, env, command, repeat)
+    return bench_clush(fleet, hostfile, env, command, repeat)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -265,21 +351,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     env["HOME"] = str(args.workdir / "console-home")
     Path(env["HOME"]).mkdir(parents=True, exist_ok=True)
     results: list[Series] = []
-    for count in (int(n) for n in args.hosts.split(",")):
-        with started_fleet(count, args.workdir) as (fleet, inventory, hostfile):
-            for command in COMMANDS:
-                for tool in tools:
-                    log(f"{count} hosts, {command!r}: {tool}")
-                    if tool == "console":
-                        results.append(bench_console(fleet, inventory, env, command,
-                                                     args.repeat))
-                    elif tool == "batch_run":
-                        results.append(bench_batch_run(fleet, inventory, env, command,
-                                                       args.repeat))
-                    else:
-                        results.append(bench_clush(fleet, hostfile, env, command, args.repeat))
-                    log(f"  walls: {[round(w, 3) for w in results[-1].runs]}")
-    args.out.write_text(render(results, ["bench/bench_console.py", *(argv or sys.argv[1:])]))
+    try:
+        for count in (int(n) for n in args.hosts.split(",")):
+            with started_fleet(count, args.workdir) as (fleet, inventory, hostfile):
+                for command in COMMANDS:
+                    for tool in tools:
+                        log(f"{count} hosts, {command!r}: {tool}")
+                        results.append(run_tool(tool, fleet, inventory, hostfile, env, command,
+                                                args.repeat))
+                        log(f"  walls: {[round(w, 3) for w in results[-1].runs]}")
+    finally:
+        args.out.write_text(render(results, ["bench/bench_console.py",
+                                             *(argv or sys.argv[1:])]))
     log(f"wrote {args.out}")
     return 0
 

@@ -158,8 +158,10 @@ def start(args: argparse.Namespace, env: Environment, prog: str, stdout: SafeStr
         return settle_on_terminal(resolved, options.hosts, env, inventory.path, warn)
 
     hosts = finish(hosts)
-    pool = StandingPool(options.settings, home=env.home, host_count=len(hosts),
-                        jumping=any(spec.jump_chain for spec in hosts)).start()
+    # Sized for every host :add may bring in (the inventory's), not only the first selection.
+    pool = StandingPool(options.settings, home=env.home, host_count=len(inventory.hosts),
+                        jumping=any(spec.jump_chain for spec in
+                                    (*hosts, *inventory.hosts.values()))).start()
     try:
         io = ConsoleIO(env, stdout, stderr, options, pool, warn)
         terminal = Terminal(history_file(env.environ, env.home), _names(inventory), warn)

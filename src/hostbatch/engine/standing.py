@@ -175,12 +175,18 @@ class StandingPool:
                    if self._send(index, RunBatch(seq, marker, action, timeout, tuple(share)))}
         ended: set[str] = set()
         started: set[str] = set()
-        for event in self._receive(seq, waiting):
-            if isinstance(event, HostStarted):
-                started.add(event.host)
-            elif isinstance(event, TerminalEvent | HostConnected):
-                ended.add(event.host)
-            yield event
+        try:
+            for event in self._receive(seq, waiting):
+                if isinstance(event, HostStarted):
+                    started.add(event.host)
+                elif isinstance(event, TerminalEvent | HostConnected):
+                    ended.add(event.host)
+                yield event
+        finally:
+            # Abandoned midway (the caller stopped iterating): what those workers still send
+            # belongs to this command, so they are replaced before the next one.
+            for index in waiting:
+                self._workers[index].alive = False
         for spec in hosts:
             if spec.name not in ended:
                 yield _missing(spec.name, self.interrupted, spec.name in started)
@@ -204,9 +210,7 @@ class StandingPool:
                     else:
                         yield event
             if deadline is not None and time.monotonic() > deadline:
-                for index in waiting:  # stuck past the grace: its hosts reconnect next time
-                    self._workers[index].alive = False
-                return
+                return  # stuck past the grace: run() has them replaced
 
     def _read(self, index: int, seq: int) -> list[Any]:
         """The next message of worker ``index``: its events, with ``BatchEnd`` of ``seq``

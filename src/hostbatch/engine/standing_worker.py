@@ -287,6 +287,7 @@ class _StandingHosts:
             self.emit(HostKeyLearned(spec.name, path, line, fingerprint))
 
         session = self.connector.open(spec, learn)
+        session.linger()
         self.sessions[spec.name] = session
         return session
 
