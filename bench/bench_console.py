@@ -56,6 +56,7 @@ from bench.benchkit import (  # noqa: E402
     fleet_listeners,
     log,
     median,
+    raise_interrupted,
     stat_fields,
 )
 from tests.support.fleet import Fleet, ensure_test_user  # noqa: E402
@@ -351,6 +352,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     env["HOME"] = str(args.workdir / "console-home")
     Path(env["HOME"]).mkdir(parents=True, exist_ok=True)
     results: list[Series] = []
+    signal.signal(signal.SIGTERM, raise_interrupted)  # stop the fleet, write what was measured
     try:
         for count in (int(n) for n in args.hosts.split(",")):
             with started_fleet(count, args.workdir) as (fleet, inventory, hostfile):
