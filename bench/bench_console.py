@@ -96,9 +96,11 @@ class CpuMeter:
         self._before = (0.0, 0.0)
 
     def start(self) -> None:
+        """Take the starting readings."""
         self._before = (tree_cpu(self.client), tree_cpu(self.server))
 
     def stop(self) -> tuple[float, float]:
+        """Client and server CPU seconds since :meth:`start`."""
         return (tree_cpu(self.client) - self._before[0],
                 tree_cpu(self.server) - self._before[1])
 
@@ -143,6 +145,7 @@ class Interactive:
         return time.perf_counter() - start, shown
 
     def close(self) -> None:
+        """Ctrl-D, then the process group is killed if it is still there."""
         with contextlib.suppress(OSError):
             os.write(self.master, b"\x04")
         with contextlib.suppress(subprocess.TimeoutExpired):
@@ -172,6 +175,7 @@ class Series:
 
     @property
     def after_first(self) -> list[float]:
+        """The walls that count for the target (an interactive tool's first one does not)."""
         return self.runs[1:] if self.tool != "batch_run" else self.runs
 
 
@@ -182,6 +186,7 @@ def lines_per_host(shown: bytes, count: int) -> bool:
 
 def bench_console(fleet: Fleet, inventory: Path, env: dict[str, str], command: str,
                   repeat: int) -> Series:
+    """One console session on the whole fleet, fed ``command`` ``repeat`` times."""
     series = Series(len(fleet.names), command, "console")
     console = Interactive([str(BIN / "hostbatch"), "console", "-i", str(inventory), "-g", "all",
                            "--no-history"], env, HOSTBATCH_PROMPT)
@@ -210,6 +215,7 @@ def bench_console(fleet: Fleet, inventory: Path, env: dict[str, str], command: s
 
 def bench_batch_run(fleet: Fleet, inventory: Path, env: dict[str, str], command: str,
                     repeat: int) -> Series:
+    """``repeat`` fresh ``batch_run`` runs of ``command`` on the whole fleet."""
     series = Series(len(fleet.names), command, "batch_run")
     listeners = fleet_listeners(fleet)
     for _ in range(repeat):
@@ -232,6 +238,7 @@ def bench_batch_run(fleet: Fleet, inventory: Path, env: dict[str, str], command:
 
 def bench_clush(fleet: Fleet, hostfile: Path, env: dict[str, str], command: str,
                 repeat: int) -> Series:
+    """One interactive clush on the whole fleet, fed ``command`` ``repeat`` times."""
     series = Series(len(fleet.names), command, "clush")
     clush = Interactive(["clush", "-f", "64", "-l", fleet.user, "--color=never",
                          "-o", f"-F {fleet.ssh_config}", "--hostfile", str(hostfile)],
@@ -259,6 +266,7 @@ def bench_clush(fleet: Fleet, hostfile: Path, env: dict[str, str], command: str,
 
 @contextlib.contextmanager
 def started_fleet(count: int, workdir: Path) -> Iterator[tuple[Fleet, Path, Path]]:
+    """A running fleet with its inventory and clush host list; always stopped."""
     directory = workdir / f"console-fleet-{count}"
     fleet = Fleet(directory, count, user=BENCH_USER)
     try:
@@ -335,6 +343,7 @@ def run_tool(tool: str, fleet: Fleet, inventory: Path, hostfile: Path, env: dict
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run every tool on every fleet size and write the report."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--hosts", default="100,500", help="fleet sizes (default 100,500)")
     parser.add_argument("--repeat", type=int, default=10, help="commands per tool (10)")

@@ -33,10 +33,11 @@ from tests.integration.conftest import (
     wait_for_processes,
 )
 from tests.integration.test_admin import sudo_user
+from tests.integration.test_jump import TARGETS, JumpNet, jumpnet
 from tests.support.fleet import Fleet
 
 pytestmark = pytest.mark.integration
-__all__ = ["sudo_user"]  # a fixture of test_admin, used here too
+__all__ = ["jumpnet", "sudo_user"]  # fixtures of test_jump and test_admin, used here too
 
 ANSI = re.compile(rb"\x1b\[[0-9;?]*[A-Za-z]|\x1b[=>]|[\x01\x02]")
 PROMPT = re.compile(rb"\((\d+)\)( sudo)?> $")
@@ -368,3 +369,33 @@ def test_resources_stay_bounded_over_many_commands(start: Any) -> None:
     assert fds_after <= fds, (fds, fds_after)
     assert threads_after <= threads, (threads, threads_after)
     assert rss_after - rss < 8 * 1024, f"resident memory grew by {rss_after - rss} kB"
+
+
+def test_through_a_jump_host_on_one_connection_for_the_session(start: Any, tmp_path: Path,
+                                                               jumpnet: JumpNet) -> None:
+    inventory = jumpnet.inventory(tmp_path / "jump.ini")
+    before = jumpnet.bastion.accepted()
+    console = start("-g", "targets", inventory=inventory)
+    assert f"connected to {len(TARGETS)} of {len(TARGETS)}" in console.until_prompt()
+    for _ in range(3):
+        shown = console.command("echo $SSH_CONNECTION | cut -d' ' -f3")
+        assert f"{len(TARGETS)} ok" in shown
+        for name in TARGETS:
+            assert f"{name}: {jumpnet.targets.host(name).address}" in shown, shown
+    assert jumpnet.bastion.accepted() - before == 1, "the bastion saw more than one connection"
+
+
+def test_accept_new_records_keys_once(start: Any, tmp_path: Path, main_fleet: Fleet,
+                                      console_home: Path) -> None:
+    from tests.integration.conftest import write_inventory
+
+    sections = {name: {"hostname": main_fleet.host(name).address,
+                       "port": str(main_fleet.host(name).port),
+                       "identity_file": str(main_fleet.client_key)} for name in ("web01", "web02")}
+    inventory = write_inventory(tmp_path / "new.ini", sections, defaults={"user": "hbtest"})
+    console = start("-g", "all", "--accept-new", inventory=inventory)
+    shown = console.until_prompt()
+    assert shown.count("recorded new host key") == 2 and "connected to 2 of 2" in shown
+    assert "2 ok" in console.command("true")
+    known = (console_home / ".ssh" / "known_hosts").read_text().splitlines()
+    assert len(known) == 2, known

@@ -59,6 +59,7 @@ _STOP = object()
 
 
 def standing_entry(commands: Connection, events: Connection, close_fds: tuple[int, ...]) -> None:
+    """The target of a standing worker process (forked by the parent's pool)."""
     # The parent's ends of every worker's pipes (this one's too) must live in the parent only:
     # their end of file is how a worker learns that the parent died.
     for fd in close_fds:
@@ -163,11 +164,13 @@ class _Batch:
         self.wake_read, self._wake_write = os.pipe()
 
     def cancel(self) -> None:
+        """Cancel the command: its hosts' select loops wake at once."""
         if not self.cancelled.is_set():
             self.cancelled.set()
             os.write(self._wake_write, b"x")
 
     def close(self) -> None:
+        """Release the wake-up pipe (the batch has ended on every host)."""
         for fd in (self.wake_read, self._wake_write):
             with contextlib.suppress(OSError):
                 os.close(fd)
