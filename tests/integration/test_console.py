@@ -13,6 +13,7 @@ import os
 import pty
 import re
 import select
+import shlex
 import signal
 import struct
 import subprocess
@@ -291,6 +292,17 @@ def test_ctrl_c_under_sudo_kills_roots_command(start: Any, tmp_path: Path, main_
     left, _ = wait_for_processes(f"sleep {token}", 15, present=False)
     assert left == [], f"root's command left running: {left}"
     assert SUDO_PASSWORD not in console.command("echo done")
+    # The sudo password is a secret: masked in output, the run history and the lines typed.
+    shown = console.command(f"echo {shlex.quote(SUDO_PASSWORD)}")
+    assert "web01: ***" in shown and SUDO_PASSWORD not in shown
+    assert "1 ok" in console.command(f"true # {SUDO_PASSWORD}")  # typed as such
+    console.send("\x04")
+    assert console.finish()[0] == 0
+    home = tmp_path / "home"
+    typed = (home / ".local/state/hostbatch/console_history").read_bytes()
+    assert SUDO_PASSWORD.encode() not in typed and b"true # ***" in typed
+    recorded = hostbatch(home, "history", "show")
+    assert recorded.returncode == 0 and SUDO_PASSWORD not in recorded.stdout + recorded.stderr
 
 
 def test_reconnects_a_host_whose_sshd_restarted(start: Any, main_fleet: Fleet) -> None:
