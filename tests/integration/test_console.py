@@ -411,3 +411,24 @@ def test_accept_new_records_keys_once(start: Any, tmp_path: Path, main_fleet: Fl
     assert "2 ok" in console.command("true")
     known = (console_home / ".ssh" / "known_hosts").read_text().splitlines()
     assert len(known) == 2, known
+
+
+def test_a_worker_that_died_is_replaced_before_the_next_command(start: Any) -> None:
+    console = start("-g", "everything")
+    console.until_prompt()
+    assert "4 ok" in console.command("true")
+    pid = console.proc.pid
+    workers = [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    assert workers, "no worker process"
+    os.kill(workers[0], signal.SIGKILL)
+    # Dead once every thread is gone (a killed leader shows "Z" while its threads still exit,
+    # and cannot be reaped until then); the console reaps it before the next command.
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError):
+            state = Path(f"/proc/{workers[0]}/stat").read_text().split(") ", 1)[1][0]
+            if state == "Z" and len(os.listdir(f"/proc/{workers[0]}/task")) == 1:
+                break
+        time.sleep(0.05)
+    shown = console.command("echo after")
+    assert "4 ok" in shown and len(host_lines(shown)) == 4, shown

@@ -109,12 +109,15 @@ class StandingPool:
     def revive(self) -> None:
         """Replace the workers that died or were killed; their hosts reconnect on the next
         command."""
-        for index, worker in enumerate(self._workers):
-            if not worker.alive or not worker.process.is_alive():
-                self._reap(worker)
-                fresh = self._spawn(index, worker.threads)
-                fresh.hosts = worker.hosts
-                self._workers[index] = fresh
+        dead = [index for index, worker in enumerate(self._workers)
+                if not worker.alive or not worker.process.is_alive()]
+        for index in dead:  # all reaped first, so no new worker inherits their pipes
+            self._reap(self._workers[index])
+        for index in dead:
+            old = self._workers[index]
+            fresh = self._spawn(index, old.threads)
+            fresh.hosts = old.hosts
+            self._workers[index] = fresh
 
     def _reap(self, worker: _Worker) -> None:
         worker.alive = False
