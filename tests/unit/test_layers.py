@@ -43,7 +43,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("history",),
     ("keyscan",),
     ("api", "__init__"),
-    ("cli", "__main__"),
+    ("cli", "console", "__main__"),
 ]
 
 

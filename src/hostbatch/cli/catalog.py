@@ -33,6 +33,7 @@ class Command:
 COMMANDS = (
     Command("run", "run a shell command on many hosts (same as batch_run)"),
     Command("scp", "copy files to or from many hosts (same as batch_scp)"),
+    Command("console", "an interactive prompt on many hosts over connections kept open"),
     Command("keyscan", "fetch host keys, compare them with known_hosts, record new ones"),
     Command("inventory", "inventory tools: lint, convert, explain"),
     Command("history", "list, replay (show) and compare (diff) recorded runs"),
@@ -134,13 +135,14 @@ def captured_parser(main: Callable[[Sequence[str], Environment], int],
 def subcommand_parser(words: Sequence[str]) -> Parser | None:
     """The parser of ``hostbatch WORDS...`` (``["inventory", "lint"]``, ``["history"]``), or
     None for a word that names no parser (``inventory`` alone, an unknown command)."""
-    from hostbatch.cli import history, inventory, keyscan
+    from hostbatch.cli import console, history, inventory, keyscan
 
     name, rest = (words[0], list(words[1:2])) if words else ("", [])
     prog = f"hostbatch {name}"
     builders: dict[str, Callable[[str], Parser]] = {
         "run": build_run_parser, "scp": build_scp_parser, "keyscan": keyscan.build_parser,
-        "man": build_man_parser, "completion": build_completion_parser}
+        "console": console.build_parser, "man": build_man_parser,
+        "completion": build_completion_parser}
     if name in builders:
         return builders[name](prog)
     if name == "history":

@@ -19,18 +19,16 @@ from hostbatch.cli.environment import Environment
 from hostbatch.cli.failures import error_line, make_warn, run_reporting_errors
 from hostbatch.cli.options import build_run_parser, build_scp_parser, check_output_options
 from hostbatch.cli.parser import Parser
+from hostbatch.cli.selecting import select_hosts, settle_on_terminal
 from hostbatch.engine.launcher import WorkerLauncher
-from hostbatch.errors import InventoryError, UsageError, excerpt
+from hostbatch.errors import UsageError, excerpt
 from hostbatch.exit_status import ExitStatus
 from hostbatch.inventory.model import HostSpec
 from hostbatch.render.output import SafeStream
 from hostbatch.selection import NOTHING_SELECTED
 
 if TYPE_CHECKING:
-    from hostbatch.cli.arguments import RunOptions, SelectionOptions
-    from hostbatch.inventory.model import Inventory
-    from hostbatch.prepare import HostOverrides
-    from hostbatch.selection import Selection
+    from hostbatch.cli.arguments import RunOptions
 
 
 #: Performs an action on the selected hosts and returns the exit status.
@@ -53,60 +51,6 @@ def _scp_checks(args: argparse.Namespace) -> Callable[[], Action]:
     if not args.list:
         scp.check_arguments(args)
     return lambda: scp.action_from(args)
-
-
-def history_selection(selection: Selection, inventory: Inventory, env: Environment
-                      ) -> Selection:
-    """``selection`` with its ``@failed``/``@ok`` shortcuts replaced by host names."""
-    from hostbatch.history.selectors import resolve_shortcuts
-    from hostbatch.history.store import history_path
-
-    return resolve_shortcuts(selection, history_path(env.environ, env.home),
-                             inventory.hosts.keys(), inventory.path)
-
-
-def _settle_credentials(hosts: list[HostSpec], overrides: HostOverrides, env: Environment,
-                        inventory: str, warn: Callable[[str], None]) -> list[HostSpec]:
-    """Turn password sources into passwords and ask what must be asked (the password, key
-    passphrases, the sudo password) on the terminal, once the run is confirmed."""
-    from hostbatch.cli.prompt import terminal_prompt
-    from hostbatch.prepare import settle_credentials
-
-    prompt = terminal_prompt()
-    sudo_prompt = prompt
-    if sudo_prompt is None and env.stdin_isatty:
-        import getpass  # reads the terminal on stdin when there is no controlling one
-
-        sudo_prompt = getpass.getpass
-    return settle_credentials(hosts, overrides, env.environ, prompt=prompt, warn=warn,
-                              inventory_path=inventory, sudo_prompt=sudo_prompt)
-
-
-def _select(picked: SelectionOptions, env: Environment, warn: Callable[[str], None]
-            ) -> tuple[Inventory, list[HostSpec]]:
-    """The inventory (with the ``-H`` hosts added) and the selected hosts in it.
-
-    With only ``-H`` hosts, an inventory is read if one is found (for its ``[defaults]``),
-    and none is needed.
-    """
-    from hostbatch.history.selectors import uses_history
-    from hostbatch.inventory.adhoc import with_adhoc
-    from hostbatch.inventory.loader import load_inventory, locate_inventory
-    from hostbatch.selection import select
-
-    selection = picked.selection
-    try:
-        path = locate_inventory(picked.inventory, env.environ)
-    except InventoryError:
-        if not selection.adhoc_only:
-            raise
-        path = None
-    inventory = with_adhoc(None if path is None else load_inventory(
-        path, warn=warn, environ=env.environ, inventory_format=picked.inventory_format,
-        insecure=picked.insecure_inventory), selection.adhoc)
-    if uses_history(selection):
-        selection = history_selection(selection, inventory, env)
-    return inventory, select(inventory, selection, warn=warn)
 
 
 def _first_set(*values: int | None) -> int | None:
@@ -150,7 +94,7 @@ def _main(argv: Sequence[str], env: Environment, prog: str,
         make_action = check(args)
         if selection.is_empty():
             raise UsageError(NOTHING_SELECTED)
-        inventory, hosts = _select(picked, env, warn)
+        inventory, hosts = select_hosts(picked, env, warn)
         if picked.list_only:
             stdout.write("".join(f"{spec.name}\n" for spec in hosts).encode())
             return ExitStatus.OK
@@ -160,7 +104,7 @@ def _main(argv: Sequence[str], env: Environment, prog: str,
             return act(hosts, action, options, env, stdout, stderr, launcher)
         confirm(len(hosts), action, _first_set(options.confirm_over, inventory.confirm_over),
                 env)
-        hosts = _settle_credentials(hosts, options.hosts, env, inventory.path, warn)
+        hosts = settle_on_terminal(hosts, options.hosts, env, inventory.path, warn)
         inputs = prepare(action, options.inputs, env)
         return execute(hosts, action, options, env, stdout, stderr, launcher, inputs)
 
@@ -169,7 +113,14 @@ def _main(argv: Sequence[str], env: Environment, prog: str,
 
 def run_main(argv: Sequence[str], env: Environment, prog: str = "batch_run", *,
              launcher: WorkerLauncher | None = None) -> int:
-    """``batch_run``: run a command on the selected hosts."""
+    """``batch_run``: run a command on the selected hosts (with hosts but no command, on a
+    terminal: the console, as clush and pdsh do)."""
+    if env.stdin_isatty and env.stdout_isatty:
+        from hostbatch.cli.console import console_from_run
+
+        status = console_from_run(argv, env, prog, launcher)
+        if status is not None:
+            return status
     return _main(argv, env, prog, build_run_parser, _run_checks, launcher)
 
 
@@ -238,6 +189,10 @@ def hostbatch_main(argv: Sequence[str], env: Environment, *,
 
         show = man_main if argv[0] == "man" else completion_main
         return show(argv[1:], env, f"hostbatch {argv[0]}")
+    if argv[0] == "console":
+        from hostbatch.cli.console import console_main
+
+        return console_main(argv[1:], env, "hostbatch console")
     commands = {"run": run_main, "scp": scp_main, "keyscan": keyscan_main,
                 "inventory": inventory_main, "help": help_main}
     command = commands.get(argv[0])

@@ -19,6 +19,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any, Literal
@@ -98,7 +99,7 @@ def worker_main(config_in: Connection, jobs: Any, events_out: Connection,
     the run's cancel pipe: a byte on it cancels the run, and its end of file means the parent
     died (:class:`_ParentLink`).
     """
-    _prepare_process()
+    prepare_process()
     from hostbatch.ssh.connect import Connector  # paramiko is imported only in workers
 
     try:
@@ -128,7 +129,7 @@ def worker_main(config_in: Connection, jobs: Any, events_out: Connection,
     link.close()
 
 
-def _prepare_process() -> None:
+def prepare_process() -> None:
     """Signals, descriptor limit and logging of a worker process."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C belongs to the parent
     _raise_fd_limit()
@@ -290,31 +291,11 @@ class _JobRunner:
 
     def context(self, job: Job) -> HostContext:
         """The job's context: limits, cancellation, and callbacks that emit its events."""
-        from hostbatch.ssh.context import HostContext
-
-        host = job.host.name
-        direction: Literal["put", "get"] = "put" if isinstance(job.action, PutFiles) else "get"
-        return HostContext(
-            host=host,
-            marker=self.config.marker,
-            timeout=self.config.settings.command_timeout,
-            cancelled=self.connector.cancelled,
-            wake_fd=self.wake_fd,
-            on_lines=lambda stream, block, unterminated: self.emit(
-                OutputLines(host, stream, redact_bytes(block), unterminated)),
-            on_progress=lambda path, done, total: self.emit(
-                TransferProgress(host, path, done, total)),
-            on_file=lambda source, destination, size, duration: self.emit(
-                FileTransferred(host, direction, source, destination, size, duration)),
-            on_plan=lambda change, path: self.emit(
-                TransferPlanned(host, "delete" if change == "delete" else
-                                "chmod" if change == "chmod" else "send", path)),
-        )
+        return host_context(job, self.config.marker, self.config.settings.command_timeout,
+                            self.connector.cancelled, self.wake_fd, self.emit)
 
     def perform(self, job: Job) -> None:
         """Connect, act, close; emit exactly one terminal event for the host."""
-        from hostbatch.ssh.errors import HostJobError
-
         host = job.host.name
         self.emit(HostStarted(host, self.config.index))
         ctx = self.context(job)
@@ -328,14 +309,8 @@ class _JobRunner:
             session = self.connector.open(job.host, learn,
                                           key_only=isinstance(job.action, ScanHostKey))
             terminal = self.act(job, session, ctx)
-        except HostJobError as failure:
-            failure = self.connector.blame(job.host, failure)
-            terminal = HostFailed(host, failure.kind, redact(failure.message),
-                                  time.monotonic() - ctx.started)
         except Exception as exc:  # a bug must cost one host, never the whole run
-            terminal = HostFailed(host, FailureKind.INTERNAL,
-                                  redact(f"internal error: {type(exc).__name__}: {exc}"),
-                                  time.monotonic() - ctx.started)
+            terminal = failure_event(job, exc, self.connector, ctx.started)
         finally:
             if session is not None:
                 session.close()
@@ -343,22 +318,69 @@ class _JobRunner:
 
     def act(self, job: Job, session: Session, ctx: HostContext) -> Event:
         """Perform the job's action on an open session; return the host's terminal event."""
-        host, action = job.host.name, job.action
-        if isinstance(action, ScanHostKey):
-            from hostbatch.known_hosts import host_entry_name
+        return perform_action(job, session, ctx, self.config.inputs)
 
-            key = session.scan_key()
-            return HostKeyScanned(host, host_entry_name(job.host.hostname, job.host.port),
-                                  key.key_type, key.key_b64, key.fingerprint,
-                                  time.monotonic() - ctx.started)
-        if isinstance(action, RunCommand):
-            result = session.run(action, self.config.inputs, ctx)
-            return HostExited(host, result.exit_status, time.monotonic() - ctx.started,
-                              result.note)
-        totals = session.put(action, ctx) if isinstance(action, PutFiles) \
-            else session.get(action, ctx)
-        return TransferDone(host, totals.files, totals.bytes, time.monotonic() - ctx.started,
-                            method=totals.method, unchanged=totals.unchanged,
-                            deleted=totals.deleted, sync=action.sync.enabled,
-                            dry_run=action.sync.dry_run, note=totals.note,
-                            modes=ctx.counters.get("modes", 0))
+
+# The three helpers below are shared with the console's standing workers
+# (engine/standing_worker.py), which keep sessions open between jobs.
+
+def host_context(job: Job, marker: str, timeout: float | None, cancelled: threading.Event,
+                 wake_fd: int | None, emit: Callable[[Event], None]) -> HostContext:
+    """A job's context: limits, cancellation, and callbacks that emit its events."""
+    from hostbatch.ssh.context import HostContext
+
+    host = job.host.name
+    direction: Literal["put", "get"] = "put" if isinstance(job.action, PutFiles) else "get"
+    return HostContext(
+        host=host,
+        marker=marker,
+        timeout=timeout,
+        cancelled=cancelled,
+        wake_fd=wake_fd,
+        on_lines=lambda stream, block, unterminated: emit(
+            OutputLines(host, stream, redact_bytes(block), unterminated)),
+        on_progress=lambda path, done, total: emit(
+            TransferProgress(host, path, done, total)),
+        on_file=lambda source, destination, size, duration: emit(
+            FileTransferred(host, direction, source, destination, size, duration)),
+        on_plan=lambda change, path: emit(
+            TransferPlanned(host, "delete" if change == "delete" else
+                            "chmod" if change == "chmod" else "send", path)),
+    )
+
+
+def failure_event(job: Job, exc: Exception, connector: Connector, started: float) -> HostFailed:
+    """The host's terminal event for an exception its job raised: its failure kind for a
+    :class:`~hostbatch.ssh.errors.HostJobError` (naming a failed jump host), else ``internal``."""
+    from hostbatch.ssh.errors import HostJobError
+
+    if isinstance(exc, HostJobError):
+        failure = connector.blame(job.host, exc)
+        return HostFailed(job.host.name, failure.kind, redact(failure.message),
+                          time.monotonic() - started)
+    return HostFailed(job.host.name, FailureKind.INTERNAL,
+                      redact(f"internal error: {type(exc).__name__}: {exc}"),
+                      time.monotonic() - started)
+
+
+def perform_action(job: Job, session: Session, ctx: HostContext, inputs: RunInput) -> Event:
+    """Perform the job's action on an open session; return the host's terminal event."""
+    host, action = job.host.name, job.action
+    if isinstance(action, ScanHostKey):
+        from hostbatch.known_hosts import host_entry_name
+
+        key = session.scan_key()
+        return HostKeyScanned(host, host_entry_name(job.host.hostname, job.host.port),
+                              key.key_type, key.key_b64, key.fingerprint,
+                              time.monotonic() - ctx.started)
+    if isinstance(action, RunCommand):
+        result = session.run(action, inputs, ctx)
+        return HostExited(host, result.exit_status, time.monotonic() - ctx.started,
+                          result.note)
+    totals = session.put(action, ctx) if isinstance(action, PutFiles) \
+        else session.get(action, ctx)
+    return TransferDone(host, totals.files, totals.bytes, time.monotonic() - ctx.started,
+                        method=totals.method, unchanged=totals.unchanged,
+                        deleted=totals.deleted, sync=action.sync.enabled,
+                        dry_run=action.sync.dry_run, note=totals.note,
+                        modes=ctx.counters.get("modes", 0))

