@@ -113,7 +113,7 @@ def run_options(args: argparse.Namespace) -> RunOptions:
             keepalive_interval=flag("keepalive_interval", None),
             keepalive_count_max=flag("keepalive_count_max", None),
             ssh_config=flag("ssh_config", None), ask_pass=flag("ask_pass", False),
-            ask_sudo_pass=flag("ask_sudo_pass", False)),
+            ask_sudo_pass=flag("ask_sudo_pass", False), via=flag("via", None)),
         settings=RunSettings(
             forks=args.forks, retries=args.retries,
             connect_timeout=flag("connect_timeout", None),

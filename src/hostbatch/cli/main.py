@@ -236,6 +236,10 @@ def hostbatch_main(argv: Sequence[str], env: Environment, *,
 
         show = man_main if argv[0] == "man" else completion_main
         return show(argv[1:], env, f"hostbatch {argv[0]}")
+    if argv[0] == "relay":
+        from hostbatch.cli.relay import relay_main
+
+        return relay_main(argv[1:], env)
     commands = {"run": run_main, "scp": scp_main, "keyscan": keyscan_main,
                 "inventory": inventory_main, "help": help_main}
     command = commands.get(argv[0])
