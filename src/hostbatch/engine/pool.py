@@ -74,9 +74,7 @@ class WorkerPool:
     def __init__(self, jobs: Sequence[AnyJob], settings: RunSettings, *, home: str,
                  launcher: WorkerLauncher | None = None, inputs: RunInput | None = None) -> None:
         self.jobs: list[AnyJob] = list(jobs)
-        if settings.rollout.active and any(isinstance(job, ShardJob) for job in self.jobs):
-            raise UsageError("--canary, --batch and --max-fail do not work through relays "
-                             "yet: run the relayed hosts with --via none, or without them")
+        _refuse_through_relays(self.jobs, settings)
         self.inputs = inputs or RunInput()
         self.settings = settings
         self.home = home
@@ -241,6 +239,20 @@ class WorkerPool:
                 yield HostFailed(host, FailureKind.INTERRUPTED, _unfinished(job))
             else:
                 yield HostFailed(host, FailureKind.SKIPPED, "not started: the run was interrupted")
+
+
+def _refuse_through_relays(jobs: Sequence[AnyJob], settings: RunSettings) -> None:
+    """What relays cannot carry yet is refused before anything starts (exit 2)."""
+    shard = next((job for job in jobs if isinstance(job, ShardJob)), None)
+    if shard is None:
+        return
+    if settings.rollout.active:
+        raise UsageError("--canary, --batch and --max-fail do not work through relays yet: "
+                         "run the relayed hosts with --via none, or without them")
+    if isinstance(shard.action, PutFiles | GetFiles):
+        raise UsageError(f"copying files through relays is not supported yet (host "
+                         f"{shard.hosts[0].name} is reached via {shard.relays[0].name}); "
+                         "copy to the relay, then run batch_scp there")
 
 
 def _enlarge_pipe(connection: Connection) -> None:

@@ -139,7 +139,10 @@ def serve(stdin_fd: int, stdout_fd: int, home: str) -> int:
         beat = threading.Thread(target=control.beat, args=(output,), name="relay-heartbeat",
                                 daemon=True)
         beat.start()
-        with interrupt_handlers(lambda _signum: cancel_once()):
+        signals = (interrupt_handlers(lambda _signum: cancel_once())
+                   if threading.current_thread() is threading.main_thread()
+                   else contextlib.nullcontext())
+        with signals:
             for event in pool.events():
                 output.send(event)
         control.finished.set()
