@@ -125,3 +125,26 @@ def test_a_run_is_split_into_one_shard_per_route(tmp_path: Path) -> None:
     assert [relay.name for relay in shard.relays] == ["relay1", "relay2"]
     # The relay reaches its hosts directly: their own route is not sent along.
     assert all(spec.via == () and spec.relays == () for spec in shard.hosts)
+
+
+def test_ansible_inventories_take_hostbatch_via_from_hosts_and_groups(tmp_path: Path) -> None:
+    path = tmp_path / "inventory.ini"
+    path.write_text(textwrap.dedent("""\
+        [relays]
+        gw1 ansible_host=10.0.0.1 hostbatch_relay_forks=16
+        gw2 ansible_host=10.0.0.2
+
+        [dc1]
+        web1
+        web2 hostbatch_via=none
+
+        [dc1:vars]
+        hostbatch_via=gw1,gw2
+        """))
+    inventory = load_inventory(path, local_user="me", inventory_format="ansible")
+    assert route(inventory, "web1") == ("gw1", "gw2")
+    assert route(inventory, "web2") == ()
+    assert inventory.hosts["web1"].relays[0].relay_forks == 16
+    path.write_text("[dc1]\nweb1 hostbatch_via=gw9\n")
+    with pytest.raises(InventoryError, match="relay 'gw9' is not a host"):
+        load_inventory(path, local_user="me", inventory_format="ansible")
