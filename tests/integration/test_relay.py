@@ -243,6 +243,18 @@ def test_explain_shows_the_route(relaynet: RelayNet, cli: Cli, tmp_path: Path) -
                      re.MULTILINE), proc.stdout
 
 
+def test_list_by_relay_shows_each_route(relaynet: RelayNet, cli: Cli, tmp_path: Path) -> None:
+    inventory = relaynet.inventory(tmp_path / "hosts.ini")
+    result = cli.run("-i", inventory, "-g", "site2,site1", "-h", "relay1", "--list",
+                     "--by-relay")
+    assert result.returncode == 0, result
+    # Selection keeps inventory order: relays first, then site1, then site2.
+    assert result.stdout == ("direct: relay1\nrelay1, relay2: s1a s1b s1c\n"
+                             "relay3: s2a s2b\n"), result
+    forced = cli.run("-i", inventory, "-g", "site1", "--list", "--by-relay", "--via", "relay3")
+    assert forced.stdout == "relay3: s1a s1b s1c\n", forced
+
+
 def test_lines_stream_live_through_the_relay(relaynet: RelayNet, spawn: Callable[..., Any],
                                              gate: Path, tmp_path: Path) -> None:
     inventory = relaynet.inventory(tmp_path / "hosts.ini")
@@ -260,7 +272,8 @@ def test_lines_stream_live_through_the_relay(relaynet: RelayNet, spawn: Callable
 
 
 def test_a_relay_lost_mid_run_leaves_exactly_its_unfinished_hosts_unknown(
-        relaynet: RelayNet, spawn: Callable[..., Any], gate: Path, tmp_path: Path) -> None:
+        relaynet: RelayNet, spawn: Callable[..., Any], gate: Path, tmp_path: Path,
+        cli: Cli) -> None:
     inventory = relaynet.inventory(tmp_path / "hosts.ini")
     fast = "[ \"$(echo $SSH_CONNECTION | cut -d' ' -f3)\" = 127.0.25.10 ] && exit 0"
     proc = spawn("-i", inventory, "-g", "site1,site2", "--json", "-cmd",
@@ -291,6 +304,41 @@ def test_a_relay_lost_mid_run_leaves_exactly_its_unfinished_hosts_unknown(
     # The relay saw its stdin end and killed its remote commands.
     left, _ = wait_for_processes(str(gate), 20, present=False)
     assert left == [], left
+    # Unknown outcomes are failures for @failed, and "unknown" in the history.
+    failed = subprocess.run([str(Path(sys.executable).parent / "batch_run"), "-i",
+                             str(inventory), "-h", "@failed", "--list"], capture_output=True,
+                            text=True, env=cli.env(), timeout=60, check=False)
+    assert failed.stdout.split() == ["s1b", "s1c"], failed
+    shown = subprocess.run([str(Path(sys.executable).parent / "hostbatch"), "history", "show",
+                            "--json"], capture_output=True, text=True, env=cli.env(),
+                           timeout=60, check=False)
+    assert shown.returncode == 3 or shown.returncode == 0, shown
+    assert "outcome unknown: relay relay1 lost after" in shown.stdout, shown
+
+
+def test_a_frozen_relay_is_given_up_after_its_heartbeats_stop(
+        relaynet: RelayNet, spawn: Callable[..., Any], gate: Path, tmp_path: Path) -> None:
+    inventory = relaynet.inventory(tmp_path / "hosts.ini")
+    proc = spawn("-i", inventory, "-g", "site2", "--json", "-cmd", relaynet.wait_for_gate())
+    out = LiveOutput(proc)
+    assert out.until(lambda lines: sum('"data": "up"' in line for line in lines) == 2, 90), \
+        out.lines
+    frozen = relaynet.relays["relay3"].freeze_connections()
+    try:
+        started = time.monotonic()
+        # Detected by the missing heartbeats (30 s), not by TCP: the relay's kernel answers.
+        assert proc.wait(timeout=90) == 3
+        assert time.monotonic() - started >= 25
+    finally:
+        relaynet.relays["relay3"].thaw(frozen)
+    out.until(lambda _: False, 5)
+    from tests.support.cli import parse_jsonl, terminal_events
+
+    events = terminal_events(parse_jsonl("\n".join(out.lines) + "\n"), SITE2)
+    for event in events.values():
+        assert event["kind"] == "relay", events
+        assert re.match(r"outcome unknown: relay relay3 lost after 3\d\.\ds$", event["error"])
+    relaynet.release()
 
 
 def test_a_relay_down_at_start_fails_over_to_the_next(relaynet: RelayNet, cli: Cli,

@@ -31,6 +31,7 @@ class SelectionOptions:
     inventory_format: str = "auto"
     insecure_inventory: bool = False
     list_only: bool = False
+    by_relay: bool = False
 
     @property
     def selection(self) -> Selection:
@@ -107,7 +108,7 @@ def run_options(args: argparse.Namespace) -> RunOptions:
             inventory=flag("inventory", None),
             inventory_format=flag("inventory_format", "auto"),
             insecure_inventory=flag("insecure_inventory", False),
-            list_only=flag("list", False)),
+            list_only=flag("list", False), by_relay=flag("by_relay", False)),
         hosts=HostOverrides(
             user=flag("user", None), connect_timeout=flag("connect_timeout", None),
             keepalive_interval=flag("keepalive_interval", None),

@@ -215,6 +215,8 @@ def add_common_options(parser: argparse.ArgumentParser, *, accept_new: bool = Tr
                         help="hosts to leave out; same forms as -h")
     select.add_argument("--list", action="store_true",
                         help="print the selected host names and exit without connecting")
+    select.add_argument("--by-relay", action="store_true",
+                        help="with --list: one line per route, the relays first (see via)")
     limits = parser.add_argument_group("connections")
     limits.add_argument("-f", "--forks", type=positive_count, default=DEFAULT_FORKS, metavar="N",
                         help=f"at most N hosts at once (default {DEFAULT_FORKS})")
