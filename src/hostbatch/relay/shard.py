@@ -72,7 +72,16 @@ class ShardDriver:
 
     def run(self) -> None:
         """Drive the shard; every host gets exactly one terminal event (or, after a cancel
-        before any relay started, none: the pool reports it as never started)."""
+        before any relay started, none: the pool reports it as never started). A bug costs
+        this shard's unfinished hosts an ``internal`` failure, never the whole run."""
+        try:
+            self._run()
+        except Exception as exc:
+            message = redact(f"internal error: {type(exc).__name__}: {exc}")
+            for spec in self.job.hosts:
+                self._terminal(HostFailed(spec.name, FailureKind.INTERNAL, message))
+
+    def _run(self) -> None:
         reasons: list[str] = []
         for relay in self.job.relays:
             if self.cancelled:
@@ -116,6 +125,9 @@ class ShardDriver:
         except HostJobError as failure:
             session.close()
             raise _StartFailed(f"relay {relay.name} unreachable: {failure.message}") from None
+        except protocol.ProtocolError as exc:
+            session.close()
+            raise _StartFailed(f"relay {relay.name} failed: {exc}") from None
         except _StartFailed:
             session.close()
             raise
@@ -176,8 +188,8 @@ class ShardDriver:
             pipe.send(protocol.dumps(job), protocol.HEARTBEAT_LOST)
             if self._follow(relay, link, reader):
                 return
-        except HostJobError:
-            pass
+        except (HostJobError, protocol.ProtocolError):
+            pass  # lost: what the relay's hosts did is unknown
         self._lost(relay, time.monotonic() - started)
 
     def _follow(self, relay: HostSpec, link: _Link, reader: protocol.LineReader) -> bool:
