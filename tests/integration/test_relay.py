@@ -112,7 +112,7 @@ def relaynet(test_user: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     jumps: dict[str, InetdJumpHost] = {}
     try:
         site1 = NamespacedFleet(workdir, len(SITE1), names=SITE1, netns=ns1,
-                                first_address="127.0.25.10", user=test_user)
+                                first_address="127.0.25.10", user=test_user, private_tmp=True)
         site2 = NamespacedFleet(workdir, len(SITE2), names=SITE2, netns=ns2,
                                 first_address="127.0.26.10", user=test_user)
         fleets = {name: Fleet(workdir, 1, names=[name], first_address=address, user=test_user,
@@ -266,6 +266,44 @@ def test_lines_stream_live_through_the_relay(relaynet: RelayNet, spawn: Callable
     relaynet.release()
     assert out.until(lambda lines: "s2a: after" in lines, 60), out.lines
     assert proc.wait(timeout=60) == 0
+
+
+def test_a_put_through_a_relay_lands_verified_on_every_host(relaynet: RelayNet, cli: Cli,
+                                                             tmp_path: Path) -> None:
+    inventory = relaynet.inventory(tmp_path / "hosts.ini", site1_via="relay2")
+    tree = tmp_path / "payload"
+    (tree / "sub").mkdir(parents=True)
+    (tree / "big.bin").write_bytes(os.urandom(3 * 1024 * 1024 + 5))
+    (tree / "sub" / "empty").write_bytes(b"")
+    (tree / "sub" / "note.txt").write_text("hello\n")
+    scp = Cli(cli.home, cli.cwd, command="scp")
+    before = relaynet.relays["relay2"].accepted()
+    result = scp.run("-i", inventory, "-g", "site1", "--json", "--verify", "-r", "-action",
+                     "put", "-local", tree, "-remote", "/srv/hostbatch-fleet/")
+    assert result.returncode == 0, result
+    assert relaynet.relays["relay2"].accepted() - before == 1  # one relay session: sent once
+    for event in result.terminals(SITE1).values():
+        assert event["files"] == 3, result
+    check = cli.run("-i", inventory, "-g", "site1", "-cmd",
+                    "cd /srv/hostbatch-fleet/payload && sha256sum big.bin sub/empty sub/note.txt")
+    assert check.returncode == 0, check
+    import hashlib
+
+    expected = [f"{hashlib.sha256((tree / name).read_bytes()).hexdigest()}  {name}"
+                for name in ("big.bin", "sub/empty", "sub/note.txt")]
+    for name in SITE1:
+        assert [line.split(": ", 1)[1] for line in check.stdout.splitlines()
+                if line.startswith(f"{name}: ")] == expected, check
+
+
+def test_a_get_through_a_relay_is_refused_before_connecting(relaynet: RelayNet, cli: Cli,
+                                                            tmp_path: Path) -> None:
+    inventory = relaynet.inventory(tmp_path / "hosts.ini")
+    scp = Cli(cli.home, cli.cwd, command="scp")
+    result = scp.run("-i", inventory, "-g", "site1", "-action", "get", "-remote", "/etc/hosts",
+                     "-local", tmp_path / "got")
+    assert result.returncode == 2, result
+    assert "get through relays is not supported yet" in result.stderr, result
 
 
 # ------------------------------------------------------------------ failures

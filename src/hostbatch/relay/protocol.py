@@ -81,6 +81,17 @@ class RelayJob:
 
 
 @dataclass(frozen=True, slots=True)
+class FileChunk:
+    """Controller to relay, before a put's job: the next bytes of the source file at
+    ``relpath`` (``""``: the source itself). Every file of the put is sent once per relay,
+    whatever the number of its hosts; the first chunk of a file (possibly empty) creates it."""
+
+    relpath: str
+    data: bytes
+    first: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Heartbeat:
     """I am alive (both ways)."""
 
@@ -102,7 +113,7 @@ class RelayFailed:
     message: str
 
 
-Message = Hello | RelayJob | Heartbeat | Cancel | Done | RelayFailed | Event
+Message = Hello | RelayJob | FileChunk | Heartbeat | Cancel | Done | RelayFailed | Event
 
 _SETTINGS = ("forks", "retries", "connect_timeout", "command_timeout", "accept_new", "workers")
 _SIMPLE: dict[str, type[Heartbeat | Cancel | Done]] = {
@@ -121,6 +132,9 @@ def dumps(message: Message) -> bytes:
                 "inputs": wire.encode_value(message.inputs),
                 "settings": {name: getattr(message.settings, name) for name in _SETTINGS},
                 "known_hosts": list(message.known_hosts)}
+    elif isinstance(message, FileChunk):
+        body = {"v": wire.WIRE_VERSION, "type": "chunk", "path": message.relpath,
+                "first": message.first, "data": wire.encode_value(message.data)}
     elif isinstance(message, RelayFailed):
         body = {"v": wire.WIRE_VERSION, "type": "failed", "message": message.message}
     elif isinstance(message, Heartbeat | Cancel | Done):
@@ -150,6 +164,11 @@ def loads(line: bytes) -> Message:
         return RelayFailed(str(body.get("message", "")))
     if kind == "job":
         return _job(body)
+    if kind == "chunk":
+        data = wire.decode_value(body.get("data"))
+        if not isinstance(data, bytes) or not isinstance(body.get("path"), str):
+            raise ProtocolError("malformed chunk")
+        return FileChunk(body["path"], data, bool(body.get("first")))
     decoded = wire.decode(body)
     return decoded  # type: ignore[no-any-return]
 

@@ -15,6 +15,7 @@ writes no file but a private, temporary known_hosts made of the lines the job ca
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import shutil
 import tempfile
@@ -23,12 +24,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from hostbatch.actions import PutFiles
 from hostbatch.engine.jobs import plan
 from hostbatch.engine.launcher import WorkerLauncher
 from hostbatch.engine.pool import WorkerPool, interrupt_handlers, plan_workers
 from hostbatch.exit_status import ExitStatus
 from hostbatch.relay import protocol
 from hostbatch.relay.hostkeys import relay_specs
+from hostbatch.relay.staging import Staging
 
 
 class _Output:
@@ -89,8 +92,10 @@ class _Control:
                 self.cancel()
 
 
-def _handshake(reader: protocol.LineReader, output: _Output) -> protocol.RelayJob | int:
-    """Exchange hellos and read the job; an exit status when there is no job to run."""
+def _handshake(reader: protocol.LineReader, output: _Output,
+               staging: Staging) -> protocol.RelayJob | int:
+    """Exchange hellos, stage a put's source and read the job; an exit status when there is
+    no job to run."""
     ours = protocol.Hello()
     output.send(ours)
     try:
@@ -105,10 +110,14 @@ def _handshake(reader: protocol.LineReader, output: _Output) -> protocol.RelayJo
                 f"relay protocol {ours.protocol} (hostbatch {ours.version}) cannot serve a "
                 f"controller of protocol {theirs.protocol} (hostbatch {theirs.version})"))
             return ExitStatus.UNREACHABLE
-        line = reader.readline()
-        if line is None:
-            return ExitStatus.OK
-        job = protocol.loads(line)
+        while True:
+            line = reader.readline()
+            if line is None:
+                return ExitStatus.OK
+            job = protocol.loads(line)
+            if not isinstance(job, protocol.FileChunk):
+                break
+            staging.write(job)
         if not isinstance(job, protocol.RelayJob):
             raise protocol.ProtocolError("expected a job after the hello")
     except protocol.ProtocolError as exc:
@@ -122,11 +131,14 @@ def serve(stdin_fd: int, stdout_fd: int, home: str) -> int:
     cancel_once = _Once()
     output = _Output(stdout_fd, cancel_once)
     reader = protocol.LineReader(stdin_fd)
-    job = _handshake(reader, output)
-    if isinstance(job, int):
-        return job
     workdir = tempfile.mkdtemp(prefix="hostbatch-relay-")
     try:
+        staging = Staging(Path(workdir))
+        job = _handshake(reader, output, staging)
+        if isinstance(job, int):
+            return job
+        if isinstance(job.action, PutFiles):
+            job = dataclasses.replace(job, action=staging.prepare(job.action))
         known = Path(workdir) / "known_hosts"
         known.write_text("".join(f"{line}\n" for line in job.known_hosts), encoding="utf-8")
         jobs = plan(relay_specs(job.hosts, str(known)), job.action)

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from hostbatch.actions import RunInput
+from hostbatch.actions import PutFiles, RunInput
 from hostbatch.engine.events import (
     Event,
     HostFailed,
@@ -34,6 +34,7 @@ from hostbatch.errors import FailureKind
 from hostbatch.inventory.model import HostSpec
 from hostbatch.relay import protocol
 from hostbatch.relay.hostkeys import controller_event, shard_lines
+from hostbatch.relay.staging import send_source
 from hostbatch.secrets import redact
 from hostbatch.settings import RunSettings
 from hostbatch.ssh.connect import Connector
@@ -185,6 +186,8 @@ class ShardDriver:
         started = time.monotonic()
         link = _Link(pipe, started)
         try:
+            if isinstance(job.action, PutFiles):  # the source goes to the relay once
+                send_source(job.action, lambda data: pipe.send(data, protocol.HEARTBEAT_LOST))
             pipe.send(protocol.dumps(job), protocol.HEARTBEAT_LOST)
             if self._follow(relay, link, reader):
                 return
@@ -221,7 +224,7 @@ class ShardDriver:
             if isinstance(message, TerminalEvent):
                 self._terminal(message)
             elif not isinstance(message, protocol.Heartbeat | protocol.Hello
-                                | protocol.RelayJob | protocol.Cancel):
+                                | protocol.RelayJob | protocol.Cancel | protocol.FileChunk):
                 self.emit(message)
 
     def _terminal(self, event: TerminalEvent) -> None:
