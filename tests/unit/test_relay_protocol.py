@@ -7,16 +7,19 @@ import contextlib
 import json
 import os
 import threading
+from pathlib import Path
 
 import pytest
 
-from hostbatch.actions import RunCommand, RunInput
+from hostbatch.actions import PutFiles, RunCommand, RunInput
 from hostbatch.engine.events import HostExited, HostFailed, OutputLines
 from hostbatch.errors import FailureKind
 from hostbatch.exit_status import ExitStatus
 from hostbatch.inventory.model import HostSpec
+from hostbatch.local_files import scan_source
 from hostbatch.relay import protocol
 from hostbatch.relay.server import serve
+from hostbatch.relay.staging import Staging, send_source
 from hostbatch.secrets import Secret
 from hostbatch.settings import RunSettings
 
@@ -130,3 +133,31 @@ def test_a_job_of_no_hosts_ends_with_done() -> None:
     status, lines = _serve([protocol.dumps(protocol.Hello()), protocol.dumps(job)])
     assert status == ExitStatus.OK
     assert isinstance(protocol.loads(lines[-1]), protocol.Done)
+
+
+def test_staging_rebuilds_the_tree_and_refuses_paths_outside_it(tmp_path: Path) -> None:
+    source = tmp_path / "src" / "tree"
+    (source / "d").mkdir(parents=True)
+    (source / "d" / "f").write_bytes(b"x" * 3000)
+    (source / "empty").write_bytes(b"")
+    os.symlink("d/f", source / "link")
+    action = PutFiles(str(source), "/dest", scan_source(str(source), recursive=True, verify=False),
+                      recursive=True)
+    sent: list[bytes] = []
+    assert send_source(action, sent.append) == 3000
+    staging = Staging(tmp_path / "relay")
+    (tmp_path / "relay").mkdir()
+    for line in sent:
+        chunk = protocol.loads(line)
+        assert isinstance(chunk, protocol.FileChunk)
+        staging.write(chunk)
+    staged = staging.prepare(action)
+    root = Path(staged.source)
+    assert root.name == "tree"
+    assert (root / "d" / "f").read_bytes() == b"x" * 3000
+    assert (root / "empty").read_bytes() == b""
+    assert os.readlink(root / "link") == "d/f"
+    assert (root / "d" / "f").stat().st_mtime == (source / "d" / "f").stat().st_mtime
+    for bad in ("../escape", "/etc/passwd", "d/../../x"):
+        with pytest.raises(protocol.ProtocolError):
+            staging.write(protocol.FileChunk(bad, b"", True))
