@@ -11,8 +11,15 @@ interleaved and rotated per repetition:
 
 Per run: wall time, exit status, and the controller's CPU (user + system of the controller
 and its worker processes, from ``wait4``): the issue's target is at most 0.5 ms per host
-through relays, against about 4-5 ms direct. On one machine the relays share the cores, so
-the wall time is not the point. Medians go to ``bench/results-relay.md``.
+through relays, against about 4-5 ms direct. ``--list`` of the same hosts gives the fixed
+start-up cost (interpreter, imports, inventory), so the per-host cost is shown both with and
+without it. On one machine the relays share the cores, so the wall time is not the point.
+
+Then ``batch_scp -action put`` of one ``--put-mb`` MiB file to the first ``--put-hosts``
+targets, direct and through the relays: the bytes the controller sent, as the receiving
+sshd logs them (``Transferred: sent N, received M bytes`` at LogLevel VERBOSE: the targets'
+for a direct run, the relays' for a relayed one). Target: one copy per relay, not one per
+host. Medians go to ``bench/results-relay.md``.
 
 The relays log in as the test user ``hbtest``, who cannot run the venv's interpreter under
 /root: their ``relay_command`` runs a Python of the same minor version with the worktree's
@@ -29,6 +36,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -72,7 +80,8 @@ def relay_command() -> str:
     raise SystemExit(f"no Python {minor} that {USER} can run hostbatch with")
 
 
-def write_inventory(work: Path, relays: Fleet, targets: Fleet, key: Path) -> Path:
+def write_inventory(work: Path, relays: Fleet, targets: Fleet, key: Path,
+                    put_hosts: int) -> Path:
     """Targets alternate between relay1 and relay2; relays are reached with the client key."""
     known = work / "known_hosts"
     known.write_text("".join(h.known_hosts_line + "\n" for f in (relays, targets)
@@ -88,17 +97,23 @@ def write_inventory(work: Path, relays: Fleet, targets: Fleet, key: Path) -> Pat
         lines += [f"[host:{host.name}]", f"hostname = {host.address}", f"port = {host.port}",
                   f"via = {relays.hosts[index % 2].name}", ""]
     lines += ["[group:targets]", "hosts = " + ", ".join(h.name for h in targets.hosts), ""]
+    chosen = ", ".join(h.name for h in targets.hosts[:put_hosts])
+    lines += ["[group:puttargets]", f"hosts = {chosen}", ""]
     path = work / "hosts.ini"
     path.write_text("\n".join(lines))
     path.chmod(0o600)
     return path
 
 
-def run_once(mode: str, inventory: Path, rep: int, hosts: int, work: Path) -> Run:
+def run_once(mode: str, inventory: Path, rep: int, hosts: int, work: Path,
+             action: Sequence[str] = ("-cmd", "true"), program: str = "batch_run",
+             group: str = "targets") -> Run:
     """One timed run; the controller's CPU includes its (waited) worker processes."""
-    via = ["--via", "none"] if mode == "direct" else []
-    argv = [str(BIN / "batch_run"), "-i", str(inventory), "-g", "targets", "-f", "64",
-            "--no-history", "-q", *via, "-cmd", "true"]
+    via = ["--via", "none"] if mode.startswith("direct") else []
+    if mode == "list":
+        via, action = ["--via", "none"], ("--list",)
+    argv = [str(BIN / program), "-i", str(inventory), "-g", group, "-f", "64",
+            "--no-history", "-q", *via, *action]
     env = {**os.environ, "HOME": str(work / "home")}
     start = time.monotonic()
     with open(work / f"{mode}-{rep}.err", "wb") as err:
@@ -112,19 +127,76 @@ def run_once(mode: str, inventory: Path, rep: int, hosts: int, work: Path) -> Ru
     return Run(mode, rep, wall, usage.ru_utime + usage.ru_stime, proc.returncode)
 
 
+def received(logs: Sequence[Path]) -> tuple[int, int]:
+    """Bytes the sshd behind ``logs`` received, summed over their ``Transferred`` lines (one
+    per connection, written as it ends), and the number of those lines."""
+    found: list[int] = []
+    for log in logs:
+        if log.exists():
+            found += [int(match) for match in re.findall(
+                r"Transferred: sent \d+, received (\d+) bytes", log.read_text(errors="replace"))]
+    return sum(found), len(found)
+
+
+def settled(logs: Sequence[Path], at_least: int) -> tuple[int, int]:
+    """:func:`received` once at least ``at_least`` lines are written and none came for 2 s
+    (each sshd writes its line as its connection ends, some after the run has returned)."""
+    deadline = time.monotonic() + 60
+    last, since = received(logs), time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        now = received(logs)
+        if now != last:
+            last, since = now, time.monotonic()
+        elif now[1] >= at_least and time.monotonic() - since >= 2:
+            break
+    return last
+
+
+def put_runs(work: Path, inventory: Path, relays: Fleet, targets: Fleet, count: int,
+             size_mb: int) -> list[str]:
+    """The put benchmark: bytes the controller sent, direct and through the relays."""
+    source = work / "payload.bin"
+    with open(source, "wb") as out:
+        for _ in range(size_mb):
+            out.write(os.urandom(1024 * 1024))
+    remote = Path("/tmp/hostbatch-bench-relay")
+    remote.mkdir(mode=0o777, exist_ok=True)
+    remote.chmod(0o777)
+    lines = ["", f"## batch_scp put of {size_mb} MiB to {count} hosts", "",
+             "| mode | wall (s) | controller CPU (s) | bytes the controller sent | copies |",
+             "|---|---:|---:|---:|---:|"]
+    for mode, logs in (("direct put", [targets.log_path(h.name) for h in targets.hosts]),
+                       ("put through relays", [relays.log_path(h.name) for h in relays.hosts])):
+        before, lines_before = settled(logs, 0)
+        run = run_once(mode, inventory, 1, count, work, program="batch_scp", group="puttargets",
+                       action=("-action", "put", "-local", str(source), "-remote",
+                               f"{remote}/"))
+        expected = count if mode.startswith("direct") else len(relays.hosts)
+        total, _ = settled(logs, lines_before + expected)
+        sent = total - before
+        print(f"{mode}: {run.wall:.2f}s, exit {run.status}, controller sent {sent} bytes")
+        lines.append(f"| {mode} | {run.wall:.2f} | {run.cpu:.2f} | {sent:,} | "
+                     f"{sent / (size_mb * 1024 * 1024):.2f} |")
+    shutil.rmtree(remote, ignore_errors=True)
+    return lines
+
+
 def report(runs: Sequence[Run], hosts: int) -> list[str]:
     lines = [f"# batch_run through 2 relays vs direct ({hosts} hosts, -cmd true)", "",
              f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC, "
              f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.2f} at the end; medians of "
              f"{max(r.rep for r in runs)} runs (after an untimed warm-up). Controller CPU: "
              "user + system of batch_run and its worker processes.", "",
-             "| mode | wall (s) | controller CPU (s) | CPU per host (ms) | exit |",
-             "|---|---:|---:|---:|---|"]
-    for mode in ("direct", "relays"):
+             "| mode | wall (s) | controller CPU (s) | CPU per host (ms) "
+             "| beyond start-up (ms) | exit |",
+             "|---|---:|---:|---:|---:|---|"]
+    base = statistics.median(r.cpu for r in runs if r.mode == "list")
+    for mode in ("list", "direct", "relays"):
         mine = [r for r in runs if r.mode == mode]
         cpu = statistics.median(r.cpu for r in mine)
         lines.append(f"| {mode} | {statistics.median(r.wall for r in mine):.2f} | {cpu:.2f} | "
-                     f"{cpu / hosts * 1000:.2f} | "
+                     f"{cpu / hosts * 1000:.2f} | {(cpu - base) / hosts * 1000:.2f} | "
                      f"{','.join(sorted({str(r.status) for r in mine}))} |")
     return lines
 
@@ -133,6 +205,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hosts", type=int, default=500)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--put-hosts", type=int, default=100)
+    parser.add_argument("--put-mb", type=int, default=64)
     parser.add_argument("--workdir", type=Path, default=REPO / "bench" / "work" / "relay")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results-relay.md")
     args = parser.parse_args(argv)
@@ -142,26 +216,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     (work / "home").mkdir(exist_ok=True)
     work.chmod(0o755)
     relays = Fleet(work / "relays", 2, names=["relay1", "relay2"], first_address="127.0.36.1",
-                   user=USER)
+                   user=USER, extra_sshd_config="LogLevel VERBOSE")
     for suffix in ("", ".pub"):  # one client key for both fleets
         shutil.copy(f"{relays.client_key}{suffix}", work / "targets" / f"client_key{suffix}")
     key = work / "relay_key"  # the relays' own copy, readable by the relay user
     shutil.copy(relays.client_key, key)
     shutil.chown(key, USER, USER)
     key.chmod(0o600)
-    targets = Fleet(work / "targets", args.hosts, first_address="127.0.34.10", user=USER)
+    targets = Fleet(work / "targets", args.hosts, first_address="127.0.34.10", user=USER,
+                    extra_sshd_config="LogLevel VERBOSE")
     runs: list[Run] = []
     with relays, targets:
-        inventory = write_inventory(work, relays, targets, key)
+        inventory = write_inventory(work, relays, targets, key, max(1, args.put_hosts))
         for mode in ("direct", "relays"):  # warm-up, untimed
             run_once(mode, inventory, 0, args.hosts, work)
         for rep in range(1, args.repeat + 1):
-            for mode in (("direct", "relays") if rep % 2 else ("relays", "direct")):
+            for mode in (("list", "direct", "relays") if rep % 2
+                         else ("relays", "direct", "list")):
                 run = run_once(mode, inventory, rep, args.hosts, work)
                 print(f"rep {rep} {mode}: {run.wall:.2f}s, controller CPU {run.cpu:.2f}s, "
                       f"exit {run.status}")
                 runs.append(run)
-    lines = report(runs, args.hosts)
+        lines = report(runs, args.hosts)
+        if args.put_hosts:
+            lines += put_runs(work, inventory, relays, targets, min(args.put_hosts, args.hosts),
+                              args.put_mb)
     args.out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
