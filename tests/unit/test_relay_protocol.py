@@ -52,6 +52,21 @@ def test_every_message_round_trips(message: protocol.Message) -> None:
     assert protocol.loads(protocol.dumps(message)) == message
 
 
+def test_file_chunks_travel_raw_after_a_header_line() -> None:
+    data = b"line\nmore\x00\xff" * 1000
+    wire_bytes = protocol.dumps(protocol.FileChunk("d/f", data, True))
+    assert len(wire_bytes) < len(data) + 100  # no base64
+    reader = protocol.LineReader()
+    reader.feed(wire_bytes + protocol.dumps(protocol.Done()))
+    assert protocol.read_message(reader) == protocol.FileChunk("d/f", data, True)
+    assert protocol.read_message(reader) == protocol.Done()
+    truncated = protocol.LineReader()
+    truncated.feed(wire_bytes[:-1])
+    truncated.feed(b"")
+    with pytest.raises(protocol.ProtocolError, match="inside a file chunk"):
+        protocol.read_message(truncated)
+
+
 def test_events_never_carry_a_secret() -> None:
     with pytest.raises(protocol.wire.WireError):
         protocol.dumps(HostSpec("x", "x", password=Secret(SECRET)))  # type: ignore[arg-type]
@@ -147,10 +162,13 @@ def test_staging_rebuilds_the_tree_and_refuses_paths_outside_it(tmp_path: Path) 
     assert send_source(action, sent.append) == 3000
     staging = Staging(tmp_path / "relay")
     (tmp_path / "relay").mkdir()
-    for line in sent:
-        chunk = protocol.loads(line)
+    reader = protocol.LineReader()
+    reader.feed(b"".join(sent))
+    for _ in sent:
+        chunk = protocol.read_message(reader)
         assert isinstance(chunk, protocol.FileChunk)
         staging.write(chunk)
+    assert reader.pending() is None
     staged = staging.prepare(action)
     root = Path(staged.source)
     assert root.name == "tree"

@@ -99,10 +99,9 @@ def _handshake(reader: protocol.LineReader, output: _Output,
     ours = protocol.Hello()
     output.send(ours)
     try:
-        line = reader.readline()
-        if line is None:
+        theirs = protocol.read_message(reader)
+        if theirs is None:
             return ExitStatus.OK  # the controller went away before saying anything
-        theirs = protocol.loads(line)
         if not isinstance(theirs, protocol.Hello):
             raise protocol.ProtocolError("expected a hello first")
         if theirs.protocol != ours.protocol:
@@ -111,10 +110,9 @@ def _handshake(reader: protocol.LineReader, output: _Output,
                 f"controller of protocol {theirs.protocol} (hostbatch {theirs.version})"))
             return ExitStatus.UNREACHABLE
         while True:
-            line = reader.readline()
-            if line is None:
+            job = protocol.read_message(reader)
+            if job is None:
                 return ExitStatus.OK
-            job = protocol.loads(line)
             if not isinstance(job, protocol.FileChunk):
                 break
             staging.write(job)

@@ -224,7 +224,8 @@ class ShardDriver:
             if isinstance(message, TerminalEvent):
                 self._terminal(message)
             elif not isinstance(message, protocol.Heartbeat | protocol.Hello
-                                | protocol.RelayJob | protocol.Cancel | protocol.FileChunk):
+                                | protocol.RelayJob | protocol.Cancel | protocol.FileChunk
+                                | protocol.ChunkHeader):
                 self.emit(message)
 
     def _terminal(self, event: TerminalEvent) -> None:
