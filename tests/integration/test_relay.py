@@ -309,9 +309,26 @@ def test_a_get_through_a_relay_is_refused_before_connecting(relaynet: RelayNet, 
 # ------------------------------------------------------------------ failures
 
 
+def kill_relay_process(netns: NetNamespace) -> None:
+    """SIGKILL the relay process (not its workers) running in ``netns``."""
+    wanted = os.readlink(netns.path)
+    pids = set()
+    for line in relay_processes():
+        pid = int(line.split()[0])
+        with contextlib.suppress(OSError):
+            if os.readlink(f"/proc/{pid}/ns/net") == wanted:
+                pids.add(pid)
+    main = [pid for pid in pids
+            if int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            not in pids]
+    assert len(main) == 1, (pids, main)
+    os.kill(main[0], signal.SIGKILL)
+
+
+@pytest.mark.parametrize("how", ["connection dropped", "relay process killed"])
 def test_a_relay_lost_mid_run_leaves_exactly_its_unfinished_hosts_unknown(
         relaynet: RelayNet, spawn: Callable[..., Any], gate: Path, tmp_path: Path,
-        cli: Cli) -> None:
+        cli: Cli, how: str) -> None:
     inventory = relaynet.inventory(tmp_path / "hosts.ini")
     fast = "[ \"$(echo $SSH_CONNECTION | cut -d' ' -f3)\" = 127.0.25.10 ] && exit 0"
     proc = spawn("-i", inventory, "-g", "site1,site2", "--json", "-cmd",
@@ -325,7 +342,13 @@ def test_a_relay_lost_mid_run_leaves_exactly_its_unfinished_hosts_unknown(
                         for n in ("s1b", "s1c", "s2a", "s2b")))
 
     assert out.until(ready, 90), out.lines
-    relaynet.relays["relay1"].kill_connections()
+    if how == "connection dropped":
+        relaynet.relays["relay1"].kill_connections()
+    else:
+        kill_relay_process(relaynet.site1.netns)
+        # Lost at once: the relay's stdout closes with it (its workers do not hold it).
+        assert out.until(lambda lines: sum('"kind": "relay"' in line for line in lines) == 2,
+                         20), out.lines
     relaynet.release()
     assert proc.wait(timeout=90) == 3
     out.until(lambda _: False, 5)

@@ -141,7 +141,8 @@ def serve(stdin_fd: int, stdout_fd: int, home: str) -> int:
         known.write_text("".join(f"{line}\n" for line in job.known_hosts), encoding="utf-8")
         jobs = plan(relay_specs(job.hosts, str(known)), job.action)
         # Workers are forked now, while this process has no other thread (see launcher).
-        launcher = WorkerLauncher().start(len(plan_workers(len(jobs), job.settings)))
+        launcher = WorkerLauncher(close_in_workers=(stdin_fd, stdout_fd)).start(
+            len(plan_workers(len(jobs), job.settings)))
         pool = WorkerPool(jobs, job.settings, home=home, launcher=launcher, inputs=job.inputs)
         cancel_once.target = pool.cancel
         control = _Control(reader, cancel_once)
