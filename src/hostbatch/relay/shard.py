@@ -44,6 +44,8 @@ from hostbatch.ssh.session import Session
 
 #: Seconds a started relay command has to say hello (it imports hostbatch first).
 HELLO_TIMEOUT = 30.0
+#: Seconds the relay gets to exit after ``done`` before its connection is closed anyway.
+DRAIN = 2.0
 #: Seconds of each wait for the relay's lines: how often cancellation and heartbeats are seen.
 TICK = 0.5
 
@@ -216,6 +218,7 @@ class ShardDriver:
             except protocol.ProtocolError:
                 return False
             if isinstance(message, protocol.Done):
+                self._drain(link.pipe, reader)
                 return True
             if isinstance(message, protocol.RelayFailed):
                 return False
@@ -227,6 +230,16 @@ class ShardDriver:
                                 | protocol.RelayJob | protocol.Cancel | protocol.FileChunk
                                 | protocol.ChunkHeader):
                 self.emit(message)
+
+    def _drain(self, pipe: RemotePipe, reader: protocol.LineReader) -> None:
+        """After ``done``: let the relay exit and close its side first (up to
+        :data:`DRAIN`), so neither end resets a connection with bytes in flight."""
+        pipe.close_stdin()
+        deadline = time.monotonic() + DRAIN
+        while not reader.eof and time.monotonic() < deadline:
+            self._read(pipe, reader)
+            while reader.pending() is not None:
+                pass  # only heartbeats can follow done
 
     def _terminal(self, event: TerminalEvent) -> None:
         if event.host not in self._finished:

@@ -70,6 +70,11 @@ class RemotePipe:
         text = bytes(self._stderr[-STDERR_TAIL:]).decode("utf-8", "replace")
         return " ".join(text.split())
 
+    def close_stdin(self) -> None:
+        """End the command's stdin (it reads end of file); the pipe still reads."""
+        with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
+            self._channel.shutdown_write()
+
     def close(self) -> None:
         """Close the channel: the command's stdin ends (idempotent)."""
         with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
