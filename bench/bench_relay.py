@@ -16,10 +16,9 @@ start-up cost (interpreter, imports, inventory), so the per-host cost is shown b
 without it. On one machine the relays share the cores, so the wall time is not the point.
 
 Then ``batch_scp -action put`` of one ``--put-mb`` MiB file to the first ``--put-hosts``
-targets, direct and through the relays: the bytes the controller sent, as the receiving
-sshd logs them (``Transferred: sent N, received M bytes`` at LogLevel VERBOSE: the targets'
-for a direct run, the relays' for a relayed one). Target: one copy per relay, not one per
-host. Medians go to ``bench/results-relay.md``.
+targets, direct and through the relays: the bytes the controller's sockets sent (``ss -ti``
+``bytes_sent``, polled while it runs). Target: one copy per relay, not one per host.
+Medians go to ``bench/results-relay.md``.
 
 The relays log in as the test user ``hbtest``, who cannot run the venv's interpreter under
 /root: their ``relay_command`` runs a Python of the same minor version with the worktree's
@@ -35,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import itertools
 import os
 import re
 import shutil
@@ -42,6 +42,7 @@ import statistics
 import subprocess
 import sys
 import sysconfig
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -127,30 +128,42 @@ def run_once(mode: str, inventory: Path, rep: int, hosts: int, work: Path,
     return Run(mode, rep, wall, usage.ru_utime + usage.ru_stime, proc.returncode)
 
 
-def received(logs: Sequence[Path]) -> tuple[int, int]:
-    """Bytes the sshd behind ``logs`` received, summed over their ``Transferred`` lines (one
-    per connection, written as it ends), and the number of those lines."""
-    found: list[int] = []
-    for log in logs:
-        if log.exists():
-            found += [int(match) for match in re.findall(
-                r"Transferred: sent \d+, received (\d+) bytes", log.read_text(errors="replace"))]
-    return sum(found), len(found)
+class EgressMeter:
+    """Bytes the controller's TCP sockets sent, from ``ss -ti`` polled every 20 ms while it
+    runs (the largest ``bytes_sent`` seen per socket, summed). Only the last 20 ms of a
+    socket's life can be missed, so this is a slight under-count, never an over-count."""
 
+    def __init__(self, program: str) -> None:
+        self.program = program
+        self.seen: dict[str, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
 
-def settled(logs: Sequence[Path], at_least: int) -> tuple[int, int]:
-    """:func:`received` once at least ``at_least`` lines are written and none came for 2 s
-    (each sshd writes its line as its connection ends, some after the run has returned)."""
-    deadline = time.monotonic() + 60
-    last, since = received(logs), time.monotonic()
-    while time.monotonic() < deadline:
-        time.sleep(0.2)
-        now = received(logs)
-        if now != last:
-            last, since = now, time.monotonic()
-        elif now[1] >= at_least and time.monotonic() - since >= 2:
-            break
-    return last
+    def __enter__(self) -> EgressMeter:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _poll(self) -> None:
+        owner = f'(("{self.program}",'
+        while not self._stop.wait(0.02):
+            text = subprocess.run(["ss", "-tinpH"], capture_output=True, text=True,
+                                  check=False).stdout
+            lines = text.split("\n")
+            for head, info in itertools.pairwise(lines):
+                if owner not in head:
+                    continue
+                match = re.search(r"bytes_sent:(\d+)", info)
+                if match:
+                    key = " ".join(head.split()[3:5])  # State Recv-Q Send-Q Local Peer
+                    self.seen[key] = max(self.seen.get(key, 0), int(match[1]))
+
+    @property
+    def total(self) -> int:
+        return sum(self.seen.values())
 
 
 def put_runs(work: Path, inventory: Path, relays: Fleet, targets: Fleet, count: int,
@@ -166,15 +179,12 @@ def put_runs(work: Path, inventory: Path, relays: Fleet, targets: Fleet, count: 
     lines = ["", f"## batch_scp put of {size_mb} MiB to {count} hosts", "",
              "| mode | wall (s) | controller CPU (s) | bytes the controller sent | copies |",
              "|---|---:|---:|---:|---:|"]
-    for mode, logs in (("direct put", [targets.log_path(h.name) for h in targets.hosts]),
-                       ("put through relays", [relays.log_path(h.name) for h in relays.hosts])):
-        before, lines_before = settled(logs, 0)
-        run = run_once(mode, inventory, 1, count, work, program="batch_scp", group="puttargets",
-                       action=("-action", "put", "-local", str(source), "-remote",
-                               f"{remote}/"))
-        expected = count if mode.startswith("direct") else len(relays.hosts)
-        total, _ = settled(logs, lines_before + expected)
-        sent = total - before
+    for mode in ("direct put", "put through relays"):
+        with EgressMeter("batch_scp") as meter:
+            run = run_once(mode, inventory, 1, count, work, program="batch_scp",
+                           group="puttargets", action=("-action", "put", "-local",
+                                                       str(source), "-remote", f"{remote}/"))
+        sent = meter.total
         print(f"{mode}: {run.wall:.2f}s, exit {run.status}, controller sent {sent} bytes")
         lines.append(f"| {mode} | {run.wall:.2f} | {run.cpu:.2f} | {sent:,} | "
                      f"{sent / (size_mb * 1024 * 1024):.2f} |")
