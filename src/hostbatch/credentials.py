@@ -124,15 +124,18 @@ def resolve_passwords(hosts: Sequence[HostSpec], environ: Mapping[str, str], *,
 
 
 def every_spec(hosts: Sequence[HostSpec]) -> list[HostSpec]:
-    """``hosts`` and the jump hosts they go through (which need credentials too)."""
-    return [spec for host in hosts for spec in (*host.jump_chain, host)]
+    """``hosts`` and the jump hosts and relays they go through (which need credentials
+    too)."""
+    return [spec for host in hosts
+            for spec in (*host.jump_chain, *every_spec(host.relays), host)]
 
 
 def with_hops(spec: HostSpec, settle: Callable[[HostSpec], HostSpec]) -> HostSpec:
     """``settle`` applied to ``spec`` and to each of its jump hosts, by the same rules (equal
     jump hosts stay equal, so targets behind one still share its connection)."""
     settled = settle(spec)
-    if not spec.jump_chain:
+    if not spec.jump_chain and not spec.relays:
         return settled
     return dataclasses.replace(settled, jump_chain=tuple(with_hops(hop, settle)
-                                                         for hop in spec.jump_chain))
+                                                         for hop in spec.jump_chain),
+                               relays=tuple(with_hops(relay, settle) for relay in spec.relays))

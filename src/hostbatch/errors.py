@@ -45,6 +45,9 @@ class FailureKind(enum.Enum):
     INTERRUPTED = "interrupted"
     SKIPPED = "skipped"
     INTERNAL = "internal"
+    #: Reached through a relay that could not be started, or that was lost mid-run (then the
+    #: host's outcome is unknown: it is never re-run automatically).
+    RELAY = "relay"
 
 
 class HostbatchError(Exception):

@@ -64,12 +64,16 @@ class HostOverrides:
     #: (HostSpec field, value): not the command line's, but they travel with it; they sit
     #: just above the built-in defaults.
     config_file: tuple[tuple[str, Any], ...] = ()
+    #: ``--via``: relays for every selected host (``()``: direct), None when not given.
+    via: tuple[str, ...] | None = None
 
     def command_line_layer(self) -> dict[str, Any]:
         """The per-host values given, as the highest layer of :class:`Resolver`."""
         layer: dict[str, Any] = self.every_hop()
         if self.user:
             layer["user"] = self.user
+        if self.via is not None:
+            layer["via"] = self.via
         return layer
 
     def every_hop(self) -> dict[str, Any]:
@@ -173,8 +177,12 @@ def resolve_settings(inventory: Inventory | None, hosts: Sequence[HostSpec],
     if inventory is None:
         return _command_line_on_top(hosts, overrides)
     lookup = ssh_config_lookup(overrides.ssh_config, home_of(environ), warn)
-    if lookup is None and not overrides.user and not overrides.config_file:
+    if lookup is None and not overrides.user and not overrides.config_file \
+            and overrides.via is None:
         return _command_line_on_top(hosts, overrides)
+    unknown = [name for name in overrides.via or () if name not in inventory.hosts]
+    if unknown:
+        raise UsageError(f"--via: relay {unknown[0]!r} is not a host of {inventory.path}")
     resolver = Resolver.for_inventory(inventory, command_line=overrides.command_line_layer(),
                                       ssh_lookup=lookup, user_config=dict(overrides.config_file))
     return [resolver.resolve(spec.name).spec for spec in hosts]

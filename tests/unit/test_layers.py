@@ -38,7 +38,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("selection", "settings", "credentials", "local_files", "rollout", "userconfig"),
     ("ssh",),
     ("prepare",),
-    ("engine",),
+    ("engine", "relay"),
     ("render",),
     ("history",),
     ("keyscan",),

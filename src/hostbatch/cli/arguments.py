@@ -32,6 +32,7 @@ class SelectionOptions:
     inventory_format: str = "auto"
     insecure_inventory: bool = False
     list_only: bool = False
+    by_relay: bool = False
 
     @property
     def selection(self) -> Selection:
@@ -116,14 +117,14 @@ def run_options(args: argparse.Namespace) -> RunOptions:
             inventory=flag("inventory", None),
             inventory_format=flag("inventory_format", "auto"),
             insecure_inventory=flag("insecure_inventory", False),
-            list_only=flag("list", False)),
+            list_only=flag("list", False), by_relay=flag("by_relay", False)),
         hosts=HostOverrides(
             user=flag("user", None), connect_timeout=flag("connect_timeout", None),
             keepalive_interval=flag("keepalive_interval", None),
             keepalive_count_max=flag("keepalive_count_max", None),
             ssh_config=flag("ssh_config", None), ask_pass=flag("ask_pass", False),
             ask_sudo_pass=flag("ask_sudo_pass", False),
-            config_file=tuple(flag("config_hosts", ()))),
+            config_file=tuple(flag("config_hosts", ())), via=flag("via", None)),
         settings=RunSettings(
             forks=args.forks, retries=args.retries,
             connect_timeout=flag("connect_timeout", None),

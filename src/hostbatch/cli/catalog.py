@@ -37,6 +37,7 @@ COMMANDS = (
     Command("keyscan", "fetch host keys, compare them with known_hosts, record new ones"),
     Command("inventory", "inventory tools: lint, convert, explain"),
     Command("history", "list, replay (show) and compare (diff) recorded runs"),
+    Command("relay", "run a shard of a fleet for a controller (started over SSH; see via)"),
     Command("help", "show a command's help: hostbatch help run"),
     Command("man", "write a man page (roff) to stdout, or --install the pages"),
     Command("completion", "write a bash, zsh or fish completion script to stdout"),
@@ -135,14 +136,14 @@ def captured_parser(main: Callable[[Sequence[str], Environment], int],
 def subcommand_parser(words: Sequence[str]) -> Parser | None:
     """The parser of ``hostbatch WORDS...`` (``["inventory", "lint"]``, ``["history"]``), or
     None for a word that names no parser (``inventory`` alone, an unknown command)."""
-    from hostbatch.cli import console, history, inventory, keyscan
+    from hostbatch.cli import console, history, inventory, keyscan, relay
 
     name, rest = (words[0], list(words[1:2])) if words else ("", [])
     prog = f"hostbatch {name}"
     builders: dict[str, Callable[[str], Parser]] = {
         "run": build_run_parser, "scp": build_scp_parser, "keyscan": keyscan.build_parser,
         "console": console.build_parser, "man": build_man_parser,
-        "completion": build_completion_parser}
+        "completion": build_completion_parser, "relay": relay.build_parser}
     if name in builders:
         return builders[name](prog)
     if name == "history":

@@ -75,6 +75,15 @@ def _hop_text(hop: Resolved) -> str:
     return f"{spec.user}@{spec.hostname}:{spec.port}"
 
 
+def route_text(resolved: Resolved) -> str:
+    """``via relay1, fallback relay2`` (relays tried in order), or ``direct``."""
+    names = [relay.spec.name for relay in resolved.relays]
+    if not names:
+        return "direct"
+    fallback = f", fallback {', '.join(names[1:])}" if names[1:] else ""
+    return f"via {names[0]}{fallback}"
+
+
 def setting_lines(resolved: Resolved, env: Environment, prefix: str = "") -> list[tuple[str, str,
                                                                                          str]]:
     """(key, value, source) rows describing one resolved host."""
@@ -97,6 +106,7 @@ def setting_lines(resolved: Resolved, env: Environment, prefix: str = "") -> lis
     if not prefix:
         chain = " -> ".join(f"{hop.spec.name} ({_hop_text(hop)})" for hop in resolved.hops)
         rows.append(("jump", chain or "none (direct)", sources["proxy_jump"]))
+        rows.append(("route", route_text(resolved), sources.get("via", "built-in")))
     return [(prefix + key, value, source) for key, value, source in rows]
 
 

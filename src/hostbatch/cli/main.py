@@ -53,6 +53,16 @@ def _scp_checks(args: argparse.Namespace) -> Callable[[], Action]:
     return lambda: scp.action_from(args)
 
 
+def routes_text(hosts: list[HostSpec]) -> str:
+    """``--list --by-relay``: one line per route (``relay1, relay2: a b``; ``direct: c``), in
+    the order of each route's first host."""
+    routes: dict[str, list[str]] = {}
+    for spec in hosts:
+        route = ", ".join(relay.name for relay in spec.relays) or "direct"
+        routes.setdefault(route, []).append(spec.name)
+    return "".join(f"{route}: {' '.join(names)}\n" for route, names in routes.items())
+
+
 def _first_set(*values: int | None) -> int | None:
     return next((value for value in values if value is not None), None)
 
@@ -95,10 +105,15 @@ def _main(argv: Sequence[str], env: Environment, prog: str,
         if selection.is_empty():
             raise UsageError(NOTHING_SELECTED)
         inventory, hosts = select_hosts(picked, env, warn)
-        if picked.list_only:
+        if picked.by_relay and not picked.list_only:
+            raise UsageError("--by-relay goes with --list")
+        if picked.list_only and not picked.by_relay:
             stdout.write("".join(f"{spec.name}\n" for spec in hosts).encode())
             return ExitStatus.OK
         hosts = resolve_settings(inventory, hosts, options.hosts, env.environ, warn)
+        if picked.list_only:
+            stdout.write(routes_text(hosts).encode())
+            return ExitStatus.OK
         action = make_action()
         if act is not None:
             return act(hosts, action, options, env, stdout, stderr, launcher)
@@ -193,6 +208,10 @@ def hostbatch_main(argv: Sequence[str], env: Environment, *,
         from hostbatch.cli.console import console_main
 
         return console_main(argv[1:], env, "hostbatch console")
+    if argv[0] == "relay":
+        from hostbatch.cli.relay import relay_main
+
+        return relay_main(argv[1:], env)
     commands = {"run": run_main, "scp": scp_main, "keyscan": keyscan_main,
                 "inventory": inventory_main, "help": help_main}
     command = commands.get(argv[0])

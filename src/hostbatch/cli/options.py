@@ -183,6 +183,16 @@ def add_inventory_options(parser: argparse.ArgumentParser) -> None:
                              "file looks like one, else hostbatch INI)")
 
 
+def _via(text: str) -> tuple[str, ...]:
+    """``--via``: relay names, comma-separated, or ``none``."""
+    from hostbatch.inventory.resolve import relay_list
+
+    names = relay_list(text)
+    if not names and text.strip() != "none":
+        raise argparse.ArgumentTypeError("give relay names or none")
+    return names
+
+
 def add_common_options(parser: argparse.ArgumentParser, *, accept_new: bool = True,
                        log_in: bool = True) -> None:
     """Inventory, selection and connection options common to every run command.
@@ -207,6 +217,8 @@ def add_common_options(parser: argparse.ArgumentParser, *, accept_new: bool = Tr
                         help="hosts to leave out; same forms as -h")
     select.add_argument("--list", action="store_true",
                         help="print the selected host names and exit without connecting")
+    select.add_argument("--by-relay", action="store_true",
+                        help="with --list: one line per route, the relays first (see via)")
     limits = parser.add_argument_group("connections")
     limits.add_argument("-f", "--forks", type=positive_count, default=DEFAULT_FORKS, metavar="N",
                         help=f"at most N hosts at once (default {DEFAULT_FORKS})")
@@ -230,6 +242,9 @@ def add_common_options(parser: argparse.ArgumentParser, *, accept_new: bool = Tr
         limits.add_argument("--accept-new", action="store_true",
                             help="accept and record unknown host keys (changed keys are "
                                  "always refused)")
+    limits.add_argument("--via", type=_via, metavar="RELAY[,RELAY]|none",
+                        help="reach every selected host through these relays, tried in order "
+                             "(none: directly), over the inventory's via")
     limits.add_argument("--workers", type=positive_count, metavar="N", help=argparse.SUPPRESS)
     auth = parser.add_argument_group("authentication")
     if log_in:

@@ -45,7 +45,10 @@ class WorkerLauncher:
     exit when the parent closes their configuration pipe.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, close_in_workers: tuple[int, ...] = ()) -> None:
+        #: Descriptors each worker closes first (a relay's protocol stdin/stdout: a worker
+        #: must not keep the controller's channel open after the relay process died).
+        self.close_in_workers = close_in_workers
         self.context = multiprocessing.get_context("fork")
         # A pipe per worker, not a multiprocessing.Event: a worker killed while holding an
         # Event's lock would hang the parent's set() forever; a write to a pipe never waits.
@@ -68,7 +71,8 @@ class WorkerLauncher:
         process = self.context.Process(
             target=_worker_entry, name="hostbatch-worker",
             args=(config_reader, self.jobs, events_writer, cancel_read,
-                  (*self._cancel_writers.values(), cancel_write)), daemon=True,
+                  (*self._cancel_writers.values(), cancel_write, *self.close_in_workers)),
+            daemon=True,
         )
         process.start()
         config_reader.close()

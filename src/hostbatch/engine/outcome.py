@@ -19,7 +19,7 @@ from hostbatch.exit_status import ExitStatus
 #: Failure kinds that mean "the host did not complete", so the run exits 3.
 UNREACHABLE_KINDS = frozenset({
     FailureKind.CONNECT, FailureKind.AUTH, FailureKind.HOSTKEY, FailureKind.TIMEOUT,
-    FailureKind.PROTOCOL, FailureKind.DISCONNECT, FailureKind.INTERNAL,
+    FailureKind.PROTOCOL, FailureKind.DISCONNECT, FailureKind.INTERNAL, FailureKind.RELAY,
 })
 
 

@@ -30,10 +30,10 @@ from typing import Any
 from hostbatch.actions import GetFiles, PutFiles, RunInput
 from hostbatch.atomic import remove_leftovers
 from hostbatch.engine.events import Event, HostExited, HostFailed, HostStarted, TerminalEvent
-from hostbatch.engine.jobs import Job
+from hostbatch.engine.jobs import AnyJob, ShardJob, job_hosts
 from hostbatch.engine.launcher import FEEDER_WAIT, WorkerLauncher
 from hostbatch.engine.worker import WorkerConfig
-from hostbatch.errors import FailureKind
+from hostbatch.errors import FailureKind, UsageError
 from hostbatch.rollout import Rollout
 from hostbatch.secrets import known_secrets
 from hostbatch.settings import RunSettings
@@ -71,9 +71,10 @@ class WorkerPool:
     not with every job.
     """
 
-    def __init__(self, jobs: Sequence[Job], settings: RunSettings, *, home: str,
+    def __init__(self, jobs: Sequence[AnyJob], settings: RunSettings, *, home: str,
                  launcher: WorkerLauncher | None = None, inputs: RunInput | None = None) -> None:
-        self.jobs = list(jobs)
+        self.jobs: list[AnyJob] = list(jobs)
+        _refuse_through_relays(self.jobs, settings)
         self.inputs = inputs or RunInput()
         self.settings = settings
         self.home = home
@@ -227,8 +228,7 @@ class WorkerPool:
         A get whose worker was killed mid-file leaves temporary files in ``LOCAL/HOST/``:
         they are removed here, so only complete files ever remain.
         """
-        for job in self.jobs:
-            host = job.host.name
+        for job, host in ((one, host) for one in self.jobs for host in job_hosts(one)):
             if host in self._finished:
                 continue
             if isinstance(job.action, GetFiles) and host in self._started:
@@ -239,6 +239,20 @@ class WorkerPool:
                 yield HostFailed(host, FailureKind.INTERRUPTED, _unfinished(job))
             else:
                 yield HostFailed(host, FailureKind.SKIPPED, "not started: the run was interrupted")
+
+
+def _refuse_through_relays(jobs: Sequence[AnyJob], settings: RunSettings) -> None:
+    """What relays cannot carry yet is refused before anything starts (exit 2)."""
+    shard = next((job for job in jobs if isinstance(job, ShardJob)), None)
+    if shard is None:
+        return
+    if settings.rollout.active:
+        raise UsageError("--canary, --batch and --max-fail do not work through relays yet: "
+                         "run the relayed hosts with --via none, or without them")
+    if isinstance(shard.action, GetFiles):
+        raise UsageError(f"batch_scp get through relays is not supported yet (host "
+                         f"{shard.hosts[0].name} is reached via {shard.relays[0].name}); "
+                         "use --via none where the hosts can be reached, or get on the relay")
 
 
 def _enlarge_pipe(connection: Connection) -> None:
@@ -254,7 +268,7 @@ def _enlarge_pipe(connection: Connection) -> None:
         fcntl.fcntl(connection.fileno(), fcntl.F_SETPIPE_SZ, PIPE_SIZE)
 
 
-def _unfinished(job: Job) -> str:
+def _unfinished(job: AnyJob) -> str:
     """What is known of a started host whose worker was stopped before it reported."""
     if isinstance(job.action, PutFiles):
         return ("interrupted during the copy; files already in place are complete, a "

@@ -86,6 +86,23 @@ def loads(line: bytes) -> Any:
     return decode(message)
 
 
+def encode_value(value: Any, *, secrets: bool = False) -> Any:
+    """Any value this format carries (a dataclass, a tuple of them, bytes, a plain value) as
+    JSON-ready data without the version: for messages that embed several objects (a relay's
+    job), whose envelope carries the version once."""
+    return _encode(value, secrets)
+
+
+def decode_value(raw: Any) -> Any:
+    """The value :func:`encode_value` made ``raw`` from; :class:`WireError` if malformed."""
+    try:
+        return _decode_value(raw)
+    except WireError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise WireError(f"malformed value: {exc}") from None
+
+
 def _encode(value: Any, secrets: bool) -> Any:
     if isinstance(value, enum.Enum):
         return value.value

@@ -38,7 +38,7 @@ from hostbatch.engine.events import (
     TransferPlanned,
     TransferProgress,
 )
-from hostbatch.engine.jobs import Job
+from hostbatch.engine.jobs import Job, ShardJob
 from hostbatch.errors import FailureKind
 from hostbatch.secrets import Secret, redact, redact_bytes
 from hostbatch.settings import RunSettings
@@ -278,7 +278,10 @@ class _JobRunner:
             with self._idle:
                 self._active += 1
             try:
-                self.perform(job)
+                if isinstance(job, ShardJob):
+                    self.perform_shard(job)
+                else:
+                    self.perform(job)
             finally:
                 with self._idle:
                     self._active -= 1
@@ -293,6 +296,13 @@ class _JobRunner:
         """The job's context: limits, cancellation, and callbacks that emit its events."""
         return host_context(job, self.config.marker, self.config.settings.command_timeout,
                             self.connector.cancelled, self.wake_fd, self.emit)
+
+    def perform_shard(self, job: ShardJob) -> None:
+        """Run a shard of hosts through its relay (:mod:`hostbatch.relay.shard`)."""
+        from hostbatch.relay.shard import ShardDriver
+
+        ShardDriver(job, self.connector, self.emit, self.config.settings, self.config.inputs,
+                    self.config.home).run()
 
     def perform(self, job: Job) -> None:
         """Connect, act, close; emit exactly one terminal event for the host."""

@@ -51,6 +51,15 @@ FLUSH_SECONDS = 0.5
 
 _STATES = {FailureKind.TRANSFER: "failed", FailureKind.INTERRUPTED: "interrupted",
            FailureKind.SKIPPED: "skipped"}
+#: How a relay that was lost mid-run words its hosts' failures: their outcome is unknown.
+UNKNOWN_PREFIX = "outcome unknown"
+
+
+def _failed_state(event: HostFailed) -> str:
+    """The history state of a failed host: a relay lost mid-run leaves it ``unknown``."""
+    if event.kind is FailureKind.RELAY and event.message.startswith(UNKNOWN_PREFIX):
+        return "unknown"
+    return _STATES.get(event.kind, "unreachable")
 
 
 def done_detail(event: TransferDone) -> bytes:
@@ -136,7 +145,7 @@ class HistoryRecorder:
             self._end(event.host, OK, exit_status=0, duration=event.duration,
                       files=event.files, size=event.bytes, detail=done_detail(event))
         elif isinstance(event, HostFailed):
-            self._end(event.host, _STATES.get(event.kind, "unreachable"), kind=event.kind.value,
+            self._end(event.host, _failed_state(event), kind=event.kind.value,
                       message=event.message, duration=event.duration)
         elif isinstance(event, FileTransferred):
             record = {"direction": event.direction, "source": redact(event.source),

@@ -73,7 +73,7 @@ CREATE INDEX IF NOT EXISTS output_by_host ON output (run_id, host, seq);
 
 #: Host states, in the words of the summary; ``None`` (no result recorded) counts as failed.
 OK = "ok"
-HOST_STATES = (OK, "failed", "unreachable", "interrupted", "skipped")
+HOST_STATES = (OK, "failed", "unreachable", "interrupted", "skipped", "unknown")
 
 
 class HistoryError(HostbatchError):

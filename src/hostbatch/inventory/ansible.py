@@ -18,7 +18,7 @@ from typing import Any
 from hostbatch.errors import InventoryError, UsageError, clip
 from hostbatch.inventory.ansible_ini import AnsibleInventory, AnsibleSyntaxError, parse_ansible_ini
 from hostbatch.inventory.model import Group, Inventory
-from hostbatch.inventory.resolve import Resolver
+from hostbatch.inventory.resolve import Resolver, relay_list
 from hostbatch.inventory.source import read_inventory_text
 from hostbatch.secrets import Secret
 
@@ -31,6 +31,9 @@ FIELD_VARIABLES: Mapping[str, tuple[str, ...]] = {
     "identity_file": ("ansible_ssh_private_key_file", "ansible_private_key_file"),
     "connect_timeout": ("ansible_timeout", "ansible_ssh_timeout"),
     "sudo_password": ("ansible_become_password", "ansible_become_pass"),
+    "via": ("hostbatch_via",),
+    "relay_command": ("hostbatch_relay_command",),
+    "relay_forks": ("hostbatch_relay_forks",),
 }
 #: Variables read but not mapped one-to-one: ssh options (ProxyJump, UserKnownHostsFile)
 #: and the connection type, which must be ssh-like.
@@ -193,6 +196,16 @@ class _HostBuilder:
             if not 1 <= port <= 65535:
                 raise self.fail(host, variable, f"port {clip(str(port))} is out of range (1-65535)")
             return port
+        if field_name == "via":
+            return relay_list(str(value))
+        if field_name == "relay_forks":
+            try:
+                forks = int(value)
+            except (TypeError, ValueError):
+                raise self.fail(host, variable, "not a whole number") from None
+            if forks < 1:
+                raise self.fail(host, variable, "must be at least 1")
+            return forks
         if field_name == "connect_timeout":
             try:
                 seconds = float(value)
@@ -240,6 +253,11 @@ def load_ansible_inventory(path: Path, *, warn: Callable[[str], None] | None = N
     user = local_user or getpass.getuser()
     # The same resolution as a hostbatch inventory (host variables are the host section), so
     # jump chains resolve, and ssh_config and the command line can be layered on later.
+    for name, values in sections.items():
+        for relay in values.get("via", ()):
+            if relay not in sections:
+                raise builder.fail(name, "hostbatch_via",
+                                   f"relay {relay!r} is not a host of this inventory")
     resolver = Resolver(defaults={}, sections=sections, local_user=user)
     try:
         hosts = {name: resolver.resolve(name).spec for name in sections}

@@ -126,7 +126,9 @@ def load_inventory(path: Path, *, warn: Callable[[str], None] | None = None,
         read.add(check, section, dict(parser[section].items()), environ)
     _check_children(check, read.groups)
     user = local_user or getpass.getuser()
-    resolver = Resolver(defaults=read.defaults, sections=read.hosts, local_user=user)
+    _check_relays(check, read)
+    resolver = Resolver(defaults=read.defaults, sections=read.hosts, local_user=user,
+                        groups=read.groups)
     try:
         hosts = {name: resolver.resolve(name).spec for name in read.order}
     except (UsageError, InventoryError) as exc:
@@ -179,11 +181,27 @@ class _HostbatchSections:
                         for child in split_list(raw.get("children", ""))]
             self.order.extend(member for member in dict.fromkeys(members)
                               if member not in self.hosts and member not in self.order)
-            self.groups[name] = Group(name, tuple(dict.fromkeys(members)), tuple(children))
+            via = check.relays(raw["via"], section) if "via" in raw else None
+            self.groups[name] = Group(name, tuple(dict.fromkeys(members)), tuple(children),
+                                      via)
         else:
             known = ["defaults", "host:NAME", "group:NAME"]
             raise check.fail(f"unknown section; sections are {', '.join(known)}"
                              f"{suggest(section, known)}", section)
+
+
+def _check_relays(check: Validator, read: _HostbatchSections) -> None:
+    """Refuse a ``via`` naming a relay that is not a host of the file (a relay is an inventory
+    host: it needs its own connection settings)."""
+    places: list[tuple[str, tuple[str, ...]]] = [("defaults", read.defaults.get("via", ()))]
+    places += [(f"host:{name}", values.get("via", ())) for name, values in read.hosts.items()]
+    places += [(f"group:{name}", group.via or ()) for name, group in read.groups.items()]
+    known = set(read.order)
+    for section, names in places:
+        for name in names:
+            if name not in known:
+                raise check.fail(f"relay {excerpt(name)} is not a host of this inventory"
+                                 f"{suggest(name, read.order)}", section, "via")
 
 
 def _check_private(path: Path, has_secrets: bool, insecure: bool,

@@ -13,6 +13,10 @@ DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_KEEPALIVE_INTERVAL = 15.0
 #: Unanswered keepalive probes before the connection is given up.
 DEFAULT_KEEPALIVE_COUNT_MAX = 3
+#: What the controller runs on a relay (``relay_command``): the same package, in relay mode.
+DEFAULT_RELAY_COMMAND = "hostbatch relay --stdio"
+#: Hosts a relay runs at once (``relay_forks``), as ``-f`` on a controller.
+DEFAULT_RELAY_FORKS = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +61,10 @@ class HostSpec:
     jump_chain: tuple[HostSpec, ...] = ()
     keepalive_interval: float = DEFAULT_KEEPALIVE_INTERVAL
     keepalive_count_max: int = DEFAULT_KEEPALIVE_COUNT_MAX
+    via: tuple[str, ...] = ()
+    relays: tuple[HostSpec, ...] = ()
+    relay_command: str = DEFAULT_RELAY_COMMAND
+    relay_forks: int = DEFAULT_RELAY_FORKS
 
     def __post_init__(self) -> None:
         # Keep the one-key and the many-keys views in step. An identity_file that is not the
@@ -74,6 +82,8 @@ class Group:
     name: str
     hosts: tuple[str, ...] = ()
     children: tuple[str, ...] = ()
+    #: The group's ``via`` (relays for its hosts, ``()``: direct), or None when it sets none.
+    via: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,9 @@ from hostbatch.inventory.model import (
     DEFAULT_KEEPALIVE_COUNT_MAX,
     DEFAULT_KEEPALIVE_INTERVAL,
     DEFAULT_PORT,
+    DEFAULT_RELAY_COMMAND,
+    DEFAULT_RELAY_FORKS,
+    Group,
     HostSpec,
     Inventory,
 )
@@ -42,7 +45,8 @@ LAYER_ORDER = (COMMAND_LINE, HOST_SECTION, DEFAULTS, SSH_CONFIG, CONFIG_FILE, BU
 #: A function from a host name to the settings ssh_config gives it (HostSpec keys, typed).
 SshLookup = Callable[[str], Mapping[str, Any]]
 
-_FIELDS = frozenset(f.name for f in dataclasses.fields(HostSpec)) - {"name", "jump_chain"}
+_FIELDS = frozenset(f.name for f in dataclasses.fields(HostSpec)) - {"name", "jump_chain",
+                                                                      "relays"}
 #: Where a password comes from; a host has at most one, so a section's replaces the defaults'.
 PASSWORD_KEYS = ("password", "password_env", "password_cmd")
 _HOP = re.compile(r"^(?:(?P<user>[^@\s]+)@)?(?P<host>\[[^\]\s]+\]|[^:@\s]+)(?::(?P<port>\d+))?$")
@@ -56,6 +60,7 @@ class Resolved:
     spec: HostSpec
     sources: Mapping[str, str]
     hops: tuple[Resolved, ...] = ()
+    relays: tuple[Resolved, ...] = ()
 
 
 def built_in(name: str, local_user: str) -> dict[str, Any]:
@@ -64,7 +69,8 @@ def built_in(name: str, local_user: str) -> dict[str, Any]:
             "identity_files": (), "identities_only": True,
             "connect_timeout": DEFAULT_CONNECT_TIMEOUT, "known_hosts": None, "proxy_jump": (),
             "sudo_password": None, "keepalive_interval": DEFAULT_KEEPALIVE_INTERVAL,
-            "keepalive_count_max": DEFAULT_KEEPALIVE_COUNT_MAX}
+            "keepalive_count_max": DEFAULT_KEEPALIVE_COUNT_MAX, "via": (),
+            "relay_command": DEFAULT_RELAY_COMMAND, "relay_forks": DEFAULT_RELAY_FORKS}
 
 
 def normalize(raw: Mapping[str, Any]) -> dict[str, Any]:
@@ -101,6 +107,34 @@ def parse_jump(text: str) -> tuple[str | None, str, int | None]:
     return match["user"], match["host"].strip("[]"), port
 
 
+def relay_list(value: str) -> tuple[str, ...]:
+    """A ``via`` value as relay names, first tried first; ``none`` means direct."""
+    names = tuple(item.strip() for item in value.split(",") if item.strip())
+    return () if names in ((), ("none",)) else names
+
+
+def group_via(groups: Mapping[str, Group]) -> dict[str, tuple[str, tuple[str, ...]]]:
+    """For each host that some group gives a ``via``: (that group's name, its ``via``).
+
+    The first group in file order that sets ``via`` and holds the host (directly or through
+    its children) wins; a host's own ``via`` wins over every group's (see :class:`Resolver`).
+    """
+    found: dict[str, tuple[str, tuple[str, ...]]] = {}
+    for group in groups.values():
+        if group.via is None:
+            continue
+        stack, seen = [group.name], set()
+        while stack:
+            current = groups.get(stack.pop())
+            if current is None or current.name in seen:
+                continue
+            seen.add(current.name)
+            for host in current.hosts:
+                found.setdefault(host, (group.name, group.via))
+            stack.extend(current.children)
+    return found
+
+
 def jump_list(value: str) -> tuple[str, ...]:
     """A ``proxy_jump``/``ProxyJump`` value as hops, first first; ``none`` means no jump."""
     hops = tuple(item.strip() for item in value.split(",") if item.strip())
@@ -117,10 +151,12 @@ class Resolver:
     def __init__(self, *, defaults: Mapping[str, Any], sections: Mapping[str, Mapping[str, Any]],
                  local_user: str, command_line: Mapping[str, Any] | None = None,
                  ssh_lookup: SshLookup | None = None,
-                 user_config: Mapping[str, Any] | None = None) -> None:
+                 user_config: Mapping[str, Any] | None = None,
+                 groups: Mapping[str, Group] | None = None) -> None:
         self.defaults = normalize(defaults)
         #: The user's personal defaults (HostSpec fields), just above the built-in ones.
         self.user_config = dict(user_config or {})
+        self.group_via = group_via(groups or {})
         self.sections = {name: normalize(raw) for name, raw in sections.items()}
         self.local_user = local_user
         self.command_line = dict(command_line or {})
@@ -134,14 +170,44 @@ class Resolver:
         """A resolver over ``inventory``'s own layers plus the given outer ones."""
         return cls(defaults=inventory.defaults, sections=inventory.sections,
                    local_user=inventory.local_user, command_line=command_line,
-                   ssh_lookup=ssh_lookup, user_config=user_config)
+                   ssh_lookup=ssh_lookup, user_config=user_config, groups=inventory.groups)
 
     def resolve(self, name: str) -> Resolved:
         """Host ``name``'s effective settings, its sources and its resolved jump chain."""
-        values, sources = self._merge(name, self.command_line, self.sections.get(name, {}))
+        values, sources = self._merge(name, self.command_line, self._section(name))
+        grouped = self.group_via.get(name)
+        if (sources.get("via") == HOST_SECTION and grouped is not None
+                and "via" not in self.sections.get(name, {})):
+            sources["via"] = f"group {grouped[0]}"
         hops = self._hops(name, values["proxy_jump"])
-        spec = HostSpec(name=name, jump_chain=tuple(hop.spec for hop in hops), **values)
-        return Resolved(spec, sources, hops)
+        relays = self._relays(name, values["via"])
+        spec = HostSpec(name=name, jump_chain=tuple(hop.spec for hop in hops),
+                        relays=tuple(relay.spec for relay in relays), **values)
+        return Resolved(spec, sources, hops, relays)
+
+    def _section(self, name: str) -> Mapping[str, Any]:
+        """Host ``name``'s section, with the ``via`` of its first group that sets one when
+        the section sets none (so a group's ``via`` sits between the section and defaults)."""
+        section = self.sections.get(name, {})
+        grouped = self.group_via.get(name)
+        if grouped is None or "via" in section:
+            return section
+        return {**section, "via": grouped[1]}
+
+    def _relays(self, target: str, names: tuple[str, ...]) -> tuple[Resolved, ...]:
+        """Resolve each relay as a host of its own, reached directly (its own ``via`` is not
+        followed, and ``-l`` does not apply to it). A host is never its own relay."""
+        outer = {k: v for k, v in self.command_line.items() if k not in ("user", "via")}
+        resolved: list[Resolved] = []
+        for relay in names:
+            if relay == target:
+                return ()  # a relay selected as a host is reached directly
+            values, sources = self._merge(relay, outer, self.sections.get(relay, {}))
+            values["via"] = ()
+            hops = self._hops(relay, values["proxy_jump"])
+            spec = HostSpec(name=relay, jump_chain=tuple(hop.spec for hop in hops), **values)
+            resolved.append(Resolved(spec, sources, hops))
+        return tuple(resolved)
 
     def _merge(self, name: str, command_line: Mapping[str, Any],
                section: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:

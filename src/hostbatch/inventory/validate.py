@@ -19,18 +19,19 @@ from typing import Any
 
 from hostbatch.errors import InventoryError, UsageError, clip, excerpt
 from hostbatch.inventory.ranges import RangeError, expand, split_list
-from hostbatch.inventory.resolve import PASSWORD_KEYS, jump_list
+from hostbatch.inventory.resolve import PASSWORD_KEYS, jump_list, relay_list
 from hostbatch.secrets import Secret
 
 #: Keys of [defaults] and [host:NAME]; each is a HostSpec field of the same name, except
 #: sudo_password_env, which names an environment variable holding the sudo_password.
 HOST_KEYS = ("hostname", "port", "user", "password", "password_env", "password_cmd",
              "identity_file", "identities_only", "connect_timeout", "known_hosts", "proxy_jump",
-             "sudo_password", "sudo_password_env", "keepalive_interval", "keepalive_count_max")
+             "sudo_password", "sudo_password_env", "keepalive_interval", "keepalive_count_max",
+             "via", "relay_command", "relay_forks")
 #: Keys of [defaults] only: settings of the whole run rather than of a host.
 RUN_KEYS = ("confirm_over",)
 #: Keys of [group:NAME].
-GROUP_KEYS = ("hosts", "children")
+GROUP_KEYS = ("hosts", "children", "via")
 #: Keys whose value is a secret written in the file itself: such a file must be private, and
 #: the value is kept exactly as written (not stripped).
 SECRET_KEYS = ("password", "sudo_password")
@@ -125,6 +126,20 @@ class Validator:
         except UsageError as exc:
             raise self.fail(str(exc), section, "proxy_jump") from None
 
+    def relays(self, value: str, section: str) -> tuple[str, ...]:
+        """A ``via`` list of relay host names (``none``: direct)."""
+        names = relay_list(self.non_empty(value, section, "via"))
+        for name in names:
+            self.name(name, section, "via", "relay name")
+        return names
+
+    def forks(self, value: str, section: str, key: str) -> int:
+        """A positive whole number (``relay_forks``)."""
+        number = self.count(value, section, key)
+        if number == 0:
+            raise self.fail("must be at least 1", section, key)
+        return number
+
     def count(self, value: str, section: str, key: str) -> int:
         """A whole number, zero or more."""
         try:
@@ -148,15 +163,15 @@ class Validator:
                             "password_env")
         return value
 
-    def command(self, value: str, section: str) -> str:
-        """A ``password_cmd``: it must split into at least one word."""
+    def command(self, value: str, section: str, key: str = "password_cmd") -> str:
+        """A ``password_cmd`` or ``relay_command``: it must split into at least one word."""
         try:
             words = shlex.split(value)
         except ValueError as exc:
             raise self.fail(f"cannot split the command into words: {exc}", section,
-                            "password_cmd") from None
+                            key) from None
         if not words:
-            raise self.fail("empty value", section, "password_cmd")
+            raise self.fail("empty value", section, key)
         return value
 
     def password_sources(self, section: str, keys: list[str]) -> None:
@@ -214,6 +229,9 @@ def host_settings(check: Validator, section: str, raw: Mapping[str, str],
         "proxy_jump": lambda v: check.jumps(check.non_empty(v, section, "proxy_jump"), section),
         "sudo_password": lambda v: Secret(v),
         "sudo_password_env": lambda v: check.secret_from_environment(v, section, environ),
+        "via": lambda v: check.relays(v, section),
+        "relay_command": lambda v: check.command(v, section, "relay_command"),
+        "relay_forks": lambda v: check.forks(v, section, "relay_forks"),
     }
     settings = {key: converters[key](value if key in SECRET_KEYS else value.strip())
                 for key, value in raw.items() if key in converters}

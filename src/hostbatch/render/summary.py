@@ -23,10 +23,11 @@ _GREEN, _RED, _YELLOW, _RESET = "\x1b[32m", "\x1b[31m", "\x1b[33m", "\x1b[0m"
 _LABELS = {FailureKind.AUTH: "auth failed", FailureKind.HOSTKEY: "host key",
            FailureKind.PROTOCOL: "protocol", FailureKind.TIMEOUT: "timed out",
            FailureKind.DISCONNECT: "lost", FailureKind.INTERRUPTED: "interrupted",
-           FailureKind.SKIPPED: "skipped", FailureKind.INTERNAL: "error"}
+           FailureKind.SKIPPED: "skipped", FailureKind.INTERNAL: "error",
+           FailureKind.RELAY: "relay"}
 #: Order of the counts in the first line: the command's own failures, then exit-3 kinds.
 _COUNT_ORDER = ("failed", "unreachable", "auth failed", "host key", "protocol", "timed out",
-                "lost", "error", "interrupted", "skipped")
+                "lost", "relay", "error", "interrupted", "skipped")
 
 
 def _label(outcome: HostOutcome) -> str:

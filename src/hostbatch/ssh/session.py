@@ -25,6 +25,7 @@ from hostbatch.ssh.command import CommandResult, run_command
 from hostbatch.ssh.context import HostContext
 from hostbatch.ssh.errors import HostJobError
 from hostbatch.ssh.keyscan import ScannedKey, read_host_key
+from hostbatch.ssh.pipe import RemotePipe, open_pipe
 from hostbatch.ssh.sftp import TransferState
 from hostbatch.ssh.shell import SudoMarkers, build_command, script_invocation
 from hostbatch.ssh.sudo import SudoAuth
@@ -138,6 +139,11 @@ class Session:
         with self._liveness():
             get_files.get_all(self._transport, action, state)
         return TransferTotals.of(state)
+
+    def open_pipe(self, command: str, timeout: float) -> RemotePipe:
+        """Start ``command`` with its stdin and stdout as a byte pipe (a relay's protocol);
+        ``timeout`` bounds opening the channel."""
+        return open_pipe(self._transport, command, timeout)
 
     def scan_key(self) -> ScannedKey:
         """The host key the server proved it holds during the key exchange."""

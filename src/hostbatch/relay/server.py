@@ -1,0 +1,181 @@
+"""``hostbatch relay --stdio``: the relay's side of the protocol.
+
+Started by a controller over SSH, it reads the controller's hello and one job on stdin, runs
+the job with the ordinary engine (worker processes x threads, its own ``-f`` from the job)
+and writes every event to stdout the moment it happens, then ``done``. It stops starting
+hosts and kills every running command when the controller cancels, when stdin ends (the
+controller or its connection died), when the controller stays silent for
+:data:`~hostbatch.relay.protocol.HEARTBEAT_LOST` seconds, and on SIGINT, SIGTERM or SIGHUP.
+
+Secrets arrive only inside the job (the SSH channel) and live only in memory: the relay
+writes no file but a private, temporary known_hosts made of the lines the job carries
+(public keys), removed on exit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from hostbatch.actions import PutFiles
+from hostbatch.engine.jobs import plan
+from hostbatch.engine.launcher import WorkerLauncher
+from hostbatch.engine.pool import WorkerPool, interrupt_handlers, plan_workers
+from hostbatch.exit_status import ExitStatus
+from hostbatch.relay import protocol
+from hostbatch.relay.hostkeys import relay_specs
+from hostbatch.relay.staging import Staging
+
+
+class _Output:
+    """Lines to the controller, from several threads; a failed write means it is gone."""
+
+    def __init__(self, fd: int, on_gone: Callable[[], None]) -> None:
+        self.fd = fd
+        self.on_gone = on_gone
+        self.gone = False
+        self._lock = threading.Lock()
+
+    def send(self, message: protocol.Message) -> None:
+        data = memoryview(protocol.dumps(message))
+        with self._lock:
+            if self.gone:
+                return
+            try:
+                while data:
+                    data = data[os.write(self.fd, data):]
+            except OSError:
+                self.gone = True
+        if self.gone:
+            self.on_gone()
+
+
+class _Control:
+    """What the controller says while the job runs: cancel, heartbeats, or nothing more."""
+
+    def __init__(self, reader: protocol.LineReader, cancel: Callable[[], None]) -> None:
+        self.reader = reader
+        self.cancel = cancel
+        self.last_heard = time.monotonic()
+        self.finished = threading.Event()
+
+    def listen(self) -> None:
+        """Read the controller's lines until stdin ends (then cancel: it is gone)."""
+        while True:
+            try:
+                line = self.reader.readline()
+            except OSError:
+                line = None
+            if line is None:
+                self.cancel()
+                return
+            self.last_heard = time.monotonic()
+            try:
+                message = protocol.loads(line)
+            except protocol.ProtocolError:
+                continue
+            if isinstance(message, protocol.Cancel):
+                self.cancel()
+
+    def beat(self, output: _Output) -> None:
+        """Send heartbeats; cancel when the controller has been silent too long."""
+        while not self.finished.wait(protocol.HEARTBEAT_INTERVAL):
+            output.send(protocol.Heartbeat())
+            if time.monotonic() - self.last_heard > protocol.HEARTBEAT_LOST:
+                self.cancel()
+
+
+def _handshake(reader: protocol.LineReader, output: _Output,
+               staging: Staging) -> protocol.RelayJob | int:
+    """Exchange hellos, stage a put's source and read the job; an exit status when there is
+    no job to run."""
+    ours = protocol.Hello()
+    output.send(ours)
+    try:
+        theirs = protocol.read_message(reader)
+        if theirs is None:
+            return ExitStatus.OK  # the controller went away before saying anything
+        if not isinstance(theirs, protocol.Hello):
+            raise protocol.ProtocolError("expected a hello first")
+        if theirs.protocol != ours.protocol:
+            output.send(protocol.RelayFailed(
+                f"relay protocol {ours.protocol} (hostbatch {ours.version}) cannot serve a "
+                f"controller of protocol {theirs.protocol} (hostbatch {theirs.version})"))
+            return ExitStatus.UNREACHABLE
+        while True:
+            job = protocol.read_message(reader)
+            if job is None:
+                return ExitStatus.OK
+            if not isinstance(job, protocol.FileChunk):
+                break
+            staging.write(job)
+        if not isinstance(job, protocol.RelayJob):
+            raise protocol.ProtocolError("expected a job after the hello")
+    except protocol.ProtocolError as exc:
+        output.send(protocol.RelayFailed(str(exc)))
+        return ExitStatus.USAGE
+    return job
+
+
+def serve(stdin_fd: int, stdout_fd: int, home: str) -> int:
+    """Serve one controller on ``stdin_fd``/``stdout_fd``; returns the exit status."""
+    cancel_once = _Once()
+    output = _Output(stdout_fd, cancel_once)
+    reader = protocol.LineReader(stdin_fd)
+    workdir = tempfile.mkdtemp(prefix="hostbatch-relay-")
+    try:
+        staging = Staging(Path(workdir))
+        job = _handshake(reader, output, staging)
+        if isinstance(job, int):
+            return job
+        if isinstance(job.action, PutFiles):
+            job = dataclasses.replace(job, action=staging.prepare(job.action))
+        known = Path(workdir) / "known_hosts"
+        known.write_text("".join(f"{line}\n" for line in job.known_hosts), encoding="utf-8")
+        jobs = plan(relay_specs(job.hosts, str(known)), job.action)
+        # Workers are forked now, while this process has no other thread (see launcher).
+        launcher = WorkerLauncher(close_in_workers=(stdin_fd, stdout_fd)).start(
+            len(plan_workers(len(jobs), job.settings)))
+        pool = WorkerPool(jobs, job.settings, home=home, launcher=launcher, inputs=job.inputs)
+        cancel_once.target = pool.cancel
+        control = _Control(reader, cancel_once)
+        threading.Thread(target=control.listen, name="relay-control", daemon=True).start()
+        beat = threading.Thread(target=control.beat, args=(output,), name="relay-heartbeat",
+                                daemon=True)
+        beat.start()
+        signals = (interrupt_handlers(lambda _signum: cancel_once())
+                   if threading.current_thread() is threading.main_thread()
+                   else contextlib.nullcontext())
+        with signals:
+            for event in pool.events():
+                output.send(event)
+        control.finished.set()
+        output.send(protocol.Done())
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return ExitStatus.OK
+
+
+class _Once:
+    """Calls ``target`` (the pool's cancel) the first time it is called, never again: a
+    second cancel would kill the workers before they kill the remote commands."""
+
+    def __init__(self) -> None:
+        self.target: Callable[[], None] | None = None
+        self._lock = threading.Lock()
+        self._done = False
+
+    def __call__(self) -> None:
+        with self._lock:
+            if self._done or self.target is None:
+                return
+            self._done = True
+        with contextlib.suppress(Exception):
+            self.target()
