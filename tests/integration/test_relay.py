@@ -50,9 +50,8 @@ SITE2 = ("s2a", "s2b")
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def relay_command(user: str) -> str:
-    """The command that starts ``hostbatch relay --stdio`` as ``user`` on this machine."""
-    paths = f"{ROOT / 'src'}:{sysconfig.get_paths()['purelib']}"
+def _runnable_command(user: str, paths: str) -> str | None:
+    """The relay command with ``paths`` as its PYTHONPATH, if ``user`` can run it."""
     minor = f"python{sys.version_info.major}.{sys.version_info.minor}"
     for python in (sys.executable, f"/usr/bin/{minor}", f"/usr/local/bin/{minor}"):
         probe = subprocess.run(["runuser", "-u", user, "--", "env", f"PYTHONPATH={paths}",
@@ -60,7 +59,29 @@ def relay_command(user: str) -> str:
                                capture_output=True, timeout=60, check=False)
         if probe.returncode == 0:
             return f"env PYTHONPATH={paths} {python} -m hostbatch relay --stdio"
-    pytest.skip(f"no Python {minor} that {user} can run hostbatch with")
+    return None
+
+
+def relay_command(user: str, spare: Path) -> str:
+    """The command that starts ``hostbatch relay --stdio`` as ``user`` on this machine.
+
+    A checkout the user cannot read (a clone under /root) is copied, with the venv's
+    site-packages, to ``spare``, a directory every user can read.
+    """
+    purelib = sysconfig.get_paths()["purelib"]
+    command = _runnable_command(user, f"{ROOT / 'src'}:{purelib}")
+    if command is None:
+        spare.mkdir(mode=0o755)
+        spare.chmod(0o755)
+        shutil.copytree(ROOT / "src" / "hostbatch", spare / "src" / "hostbatch")
+        shutil.copytree(purelib, spare / "lib", symlinks=True)
+        for folder in (spare / "src", spare / "lib"):
+            folder.chmod(0o755)
+        command = _runnable_command(user, f"{spare / 'src'}:{spare / 'lib'}")
+    if command is None:
+        pytest.skip(f"no Python {sys.version_info.major}.{sys.version_info.minor} that {user} "
+                    "can run hostbatch with")
+    return command
 
 
 @dataclass
@@ -106,11 +127,12 @@ class RelayNet:
 def relaynet(test_user: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RelayNet]:
     if shutil.which("nsenter") is None or shutil.which("ip") is None:
         pytest.skip("needs nsenter and ip (util-linux, iproute2)")
-    command = relay_command(test_user)
-    workdir = tmp_path_factory.mktemp("relaynet")
-    ns1, ns2 = NetNamespace(), NetNamespace()
+    spare = Path(f"/tmp/hostbatch-relay-code-{os.getpid()}")
     jumps: dict[str, InetdJumpHost] = {}
     try:
+        command = relay_command(test_user, spare)
+        workdir = tmp_path_factory.mktemp("relaynet")
+        ns1, ns2 = NetNamespace(), NetNamespace()
         site1 = NamespacedFleet(workdir, len(SITE1), names=SITE1, netns=ns1,
                                 first_address="127.0.25.10", user=test_user, private_tmp=True)
         site2 = NamespacedFleet(workdir, len(SITE2), names=SITE2, netns=ns2,
@@ -138,6 +160,7 @@ def relaynet(test_user: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     finally:
         for jump in jumps.values():
             jump.close()
+        shutil.rmtree(spare, ignore_errors=True)
         ns1.close()
         ns2.close()
 
