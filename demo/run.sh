@@ -23,10 +23,14 @@ demo/fleet.sh start >/dev/null
 eval "$(demo/fleet.sh env)"
 work=$(dirname "$HOSTBATCH_INVENTORY")
 
+# Bold headings only on a terminal, and never with NO_COLOR set.
+bold='' plain=''
+if [ -t 1 ] && [ -z "${NO_COLOR:-}" ]; then bold=$'\033[1m' plain=$'\033[0m'; fi
+
 # Each line below is printed (with $work spelled out), then run as printed.
 show() {
   local line=${1//\$work/$work}
-  printf '\n\033[1m$ %s\033[0m\n' "$line"
+  printf '\n%s$ %s%s\n' "$bold" "$line" "$plain"
   eval "$line" || echo "(exit status $?)"
 }
 
@@ -56,7 +60,7 @@ hostbatch inventory lint
 DEMO
 
 if [ "$keep" = 1 ]; then
-  printf '\n\033[1mThe demo fleet is still running.\033[0m Paste these three lines into your shell:\n'
+  printf '\n%sThe demo fleet is still running.%s Paste these three lines into your shell:\n' "$bold" "$plain"
   demo/fleet.sh env
   echo "then try, e.g.: batch_run -g all -cmd uptime; hostbatch history; batch_run -h @failed -cmd true"
   echo "Stop it, and remove the demo user and $work, with: demo/fleet.sh stop"
