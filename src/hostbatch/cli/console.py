@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable, Sequence
 
-from hostbatch import __version__
 from hostbatch.cli.arguments import run_options
 from hostbatch.cli.environment import Environment
 from hostbatch.cli.failures import make_warn, run_reporting_errors
@@ -22,7 +21,7 @@ from hostbatch.cli.options import (
     check_output_options,
     positive_seconds,
 )
-from hostbatch.cli.parser import Parser
+from hostbatch.cli.parser import Parser, answer_help_or_version
 from hostbatch.cli.selecting import history_selection, select_hosts, settle_on_terminal
 from hostbatch.engine.launcher import WorkerLauncher
 from hostbatch.errors import UsageError
@@ -91,11 +90,7 @@ def console_main(argv: Sequence[str], env: Environment, prog: str = "hostbatch c
     def body() -> int:
         parser = build_parser(prog)
         args = parser.parse_args(list(argv))
-        if args.help:
-            stdout.write(parser.format_help().encode())
-            return ExitStatus.OK
-        if args.version:
-            stdout.write(f"hostbatch {__version__}\n".encode())
+        if answer_help_or_version(parser, args, stdout):
             return ExitStatus.OK
         return start(args, env, prog, stdout, stderr)
 

@@ -18,7 +18,7 @@ from hostbatch.actions import Action
 from hostbatch.cli.environment import Environment
 from hostbatch.cli.failures import error_line, make_warn, run_reporting_errors
 from hostbatch.cli.options import build_run_parser, build_scp_parser, check_output_options
-from hostbatch.cli.parser import Parser
+from hostbatch.cli.parser import Parser, answer_help_or_version
 from hostbatch.cli.selecting import select_hosts, settle_on_terminal
 from hostbatch.engine.launcher import WorkerLauncher
 from hostbatch.errors import UsageError, excerpt
@@ -89,11 +89,7 @@ def _main(argv: Sequence[str], env: Environment, prog: str,
     def body() -> int:
         parser = build_parser(prog)
         args = parser.parse_args(list(argv))
-        if args.help:
-            stdout.write(parser.format_help().encode())
-            return ExitStatus.OK
-        if args.version:
-            stdout.write(f"hostbatch {__version__}\n".encode())
+        if answer_help_or_version(parser, args, stdout):
             return ExitStatus.OK
         env.environ = dict(env.environ)  # the config file's color = never sets NO_COLOR
         args = with_user_config(parser, list(argv), args, env.environ, env.home)

@@ -9,6 +9,7 @@ from typing import NoReturn
 
 from hostbatch.cli.failures import one_line
 from hostbatch.errors import ECHO_LIMIT, UsageError
+from hostbatch.render.output import SafeStream
 
 
 class Parser(argparse.ArgumentParser):
@@ -60,3 +61,15 @@ HABITS = {
 #: The most characters of an argparse message :meth:`Parser.error` keeps: the option's name
 #: and two quoted excerpts fit.
 PARSE_ECHO_LIMIT = 3 * ECHO_LIMIT
+
+
+def answer_help_or_version(parser: argparse.ArgumentParser, args: argparse.Namespace,
+                           stdout: SafeStream) -> bool:
+    """Write ``--help`` or ``--version`` to ``stdout`` when one was asked for; whether it was."""
+    from hostbatch import __version__
+
+    if args.help:
+        stdout.write(parser.format_help().encode())
+    elif args.version:
+        stdout.write(f"hostbatch {__version__}\n".encode())
+    return bool(args.help or args.version)
