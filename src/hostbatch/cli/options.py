@@ -204,6 +204,13 @@ def add_common_options(parser: argparse.ArgumentParser, *, accept_new: bool = Tr
     parser.add_argument("--version", action="store_true", help="show the version and exit")
     add_inventory_options(parser)
     add_ssh_config_options(parser)
+    _add_selection_options(parser)
+    _add_connection_options(parser, accept_new=accept_new)
+    _add_authentication_options(parser, log_in=log_in)
+
+
+def _add_selection_options(parser: argparse.ArgumentParser) -> None:
+    """``-h``, ``-H``, ``-g``, ``-x``, ``--list`` and ``--by-relay``."""
     select = parser.add_argument_group("host selection (the union of -h, -g and -H, minus -x)")
     select.add_argument("-h", "--hosts", action="append", default=[], metavar="HOSTS",
                         help="comma list of host names, globs (web*) or ranges (web[01-03])")
@@ -219,6 +226,10 @@ def add_common_options(parser: argparse.ArgumentParser, *, accept_new: bool = Tr
                         help="print the selected host names and exit without connecting")
     select.add_argument("--by-relay", action="store_true",
                         help="with --list: one line per route, the relays first (see via)")
+
+
+def _add_connection_options(parser: argparse.ArgumentParser, *, accept_new: bool) -> None:
+    """Fan-out, timeouts, keepalives, retries, ``--accept-new`` and ``--via``."""
     limits = parser.add_argument_group("connections")
     limits.add_argument("-f", "--forks", type=positive_count, default=DEFAULT_FORKS, metavar="N",
                         help=f"at most N hosts at once (default {DEFAULT_FORKS})")
@@ -246,6 +257,10 @@ def add_common_options(parser: argparse.ArgumentParser, *, accept_new: bool = Tr
                         help="reach every selected host through these relays, tried in order "
                              "(none: directly), over the inventory's via")
     limits.add_argument("--workers", type=positive_count, metavar="N", help=argparse.SUPPRESS)
+
+
+def _add_authentication_options(parser: argparse.ArgumentParser, *, log_in: bool) -> None:
+    """``--ask-pass`` (unless ``log_in`` is false) and ``--insecure-inventory``."""
     auth = parser.add_argument_group("authentication")
     if log_in:
         auth.add_argument("--ask-pass", action="store_true",
