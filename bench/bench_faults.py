@@ -58,7 +58,6 @@ if str(REPO) not in sys.path:
 
 from bench.benchkit import (  # noqa: E402
     Interrupted,
-    Meta,
     Spawned,
     first_line,
     fleet_listeners,
@@ -67,9 +66,10 @@ from bench.benchkit import (  # noqa: E402
     package_version,
     raise_interrupted,
     read_bytes,
-    report_header,
+    rotated,
     wait_quiet,
 )
+from bench.benchkit_report import Meta, report_header  # noqa: E402
 from tests.support.fleet import MARKER_VAR, Fleet, ensure_test_user  # noqa: E402
 
 BENCH_USER = "hbbench"
@@ -335,8 +335,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         command = remote_command(fleet, faults)
         try:
             for repetition in range(args.repeat):
-                order = tools[repetition % len(tools):] + tools[:repetition % len(tools)]
-                for tool in order:
+                for tool in rotated(tools, repetition):
                     result = run_tool(tool, work, fleet, faults, command, args.fanout,
                                       args.hard_limit)
                     log(f"{tool}: {result.wall:.1f}s, exit {result.status}"

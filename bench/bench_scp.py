@@ -76,7 +76,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from bench import benchkit, scp_more  # noqa: E402
+from bench import benchkit_report, scp_more  # noqa: E402
 from bench.benchkit import (  # noqa: E402
     CLK_TCK,
     Interrupted,
@@ -92,7 +92,6 @@ from bench.benchkit import (  # noqa: E402
     package_version,
     raise_interrupted,
     ratio,
-    report_header,
     stat_fields,
     summary_says_all_ok,
     tail,
@@ -100,6 +99,7 @@ from bench.benchkit import (  # noqa: E402
     wait_idle,
     wait_quiet,
 )
+from bench.benchkit_report import report_header  # noqa: E402
 from tests.support.fleet import Fleet, ensure_test_user  # noqa: E402
 
 ALL_TOOLS = ("hostbatch", "pssh", "clush", "prsync", "scp")
@@ -868,7 +868,7 @@ def targets(cells: Sequence[Cell]) -> list[tuple[str, str, str]]:
 
 
 @dataclass
-class Meta(benchkit.Meta):
+class Meta(benchkit_report.Meta):
     """The common report facts, plus the noise limit the run used."""
 
     noise_limit: float = NOISE_LIMIT_SHOWN

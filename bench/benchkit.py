@@ -1,6 +1,9 @@
 """Pieces shared by the benchmark scripts: /proc readings, waiting for a quiet fleet and
-machine, spawning and reaping the measured tool, signal handling, the hostbatch summary check,
-medians and the report's common parts.
+machine, spawning and reaping the measured tool, runs repeated while the machine is noisy, the
+tools' rotating order, signal handling, the hostbatch summary check, medians and the common
+command-line flags. :mod:`bench.benchkit_proc` (CPU accounting, memory sampling, the fleet),
+:mod:`bench.benchkit_source` (which hostbatch is measured) and :mod:`bench.benchkit_report`
+(the report's common parts) hold the rest.
 
 The scripts run from a checkout (``python bench/bench_run.py``), so they import this module
 by path, next to them.
@@ -11,9 +14,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib.metadata
+import itertools
 import os
 import re
 import resource
+import shutil
 import signal
 import statistics
 import subprocess
@@ -24,7 +29,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -236,27 +241,6 @@ def verdict(ok: bool | None) -> str:
     return "not measured" if ok is None else ("**met**" if ok else "**missed**")
 
 
-@dataclass
-class Meta:
-    """What the report says about the run itself."""
-
-    date: str
-    command_line: str
-    machine: str
-    software: list[str]
-    settings: list[str]
-    notes: list[str]
-
-
-def report_header(title: str, meta: Meta) -> list[str]:
-    """The report's first lines: title, date, machine, software, settings, command line."""
-    out = [f"# {title}", "", f"- Date: {meta.date}", f"- Machine: {meta.machine}"]
-    out += [f"- {line}" for line in meta.software]
-    out += [f"- {line}" for line in meta.settings]
-    out += [f"- Command: `{meta.command_line}`", ""]
-    return out
-
-
 def check_hosts_and_tools(parser: argparse.ArgumentParser, args: argparse.Namespace,
                           all_tools: Sequence[str]) -> None:
     """Turn ``--hosts`` and ``--tools`` into ``args.host_counts`` and ``args.tool_names``;
@@ -271,3 +255,89 @@ def check_hosts_and_tools(parser: argparse.ArgumentParser, args: argparse.Namesp
     unknown = set(args.tool_names) - set(all_tools)
     if unknown or not args.tool_names:
         parser.error(f"unknown tools {sorted(unknown)}; choose from {', '.join(all_tools)}")
+
+
+def add_shared_flags(parser: argparse.ArgumentParser, *, all_tools: Sequence[str], cell: str,
+                     default_kex: str, tools_note: str = "", kex_note: str = "") -> None:
+    """``--repeat``, ``--tools``, ``--fanout``, ``--kex`` and ``--timeout``, as every batch
+    benchmark takes them; ``cell`` names what one median is over."""
+    parser.add_argument("--repeat", type=int, default=3,
+                        help=f"timed runs per ({cell}, tool); medians are quoted")
+    parser.add_argument("--tools", default=",".join(all_tools),
+                        help=f"comma list, from {', '.join(all_tools)}{tools_note}")
+    parser.add_argument("--fanout", type=int, default=64, help="hosts in flight, every tool")
+    parser.add_argument("--kex", default=default_kex, help="KexAlgorithms the servers offer; "
+                        f"'default' keeps OpenSSH's{kex_note}")
+    parser.add_argument("--timeout", type=float, default=900.0,
+                        help="seconds before a single run is killed and marked failed")
+
+
+def require_programs(needed: dict[str, str], names: Sequence[str]) -> None:
+    """End the benchmark when a chosen tool's program (``needed``: tool -> program) is not
+    installed."""
+    for name in names:
+        if name in needed and shutil.which(needed[name]) is None:
+            raise SystemExit(f"{needed[name]} not found; install it (scripts/setup.sh --bench) "
+                             f"or drop {name} from --tools")
+
+
+def require_root(script: str) -> bool:
+    """Whether this runs as root; if not, says why it must (the caller exits 2)."""
+    if os.geteuid() == 0:
+        return True
+    print(f"{script} must run as root (it starts sshd servers and a login user)", file=sys.stderr)
+    return False
+
+
+def handle_signals() -> None:
+    """Ctrl-C even when started with SIGINT ignored (e.g. as a background job of a script);
+    SIGTERM and SIGHUP leave through the same clean-up path (:class:`Interrupted`)."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, raise_interrupted)
+
+
+T = TypeVar("T")
+
+
+def rotated(items: Sequence[T], rep: int) -> list[T]:
+    """``items`` in the order of repetition ``rep``: rotated by one place per repetition, so
+    no tool always runs right after the same neighbour."""
+    shift = rep % len(items) if items else 0
+    return [*items[shift:], *items[:shift]]
+
+
+class Attempt(Protocol):
+    """What :func:`attempts` reads from, and marks on, one measured run."""
+
+    ok: bool
+    wall: float
+    problem: str
+    redone: bool
+
+    @property
+    def noise(self) -> float: ...
+
+
+A = TypeVar("A", bound=Attempt)
+
+
+def attempts(run: Callable[[], A], *, noise_limit: float, retries: int,
+             may_redo: Callable[[A], bool] = lambda _: True) -> Iterator[tuple[A, bool]]:
+    """Run ``run`` and yield ``(result, noisy)``: noisy when other work took more than
+    ``noise_limit`` of the machine during it. A noisy valid run is marked ``redone`` (left out
+    of the medians) and run again, at most ``retries`` times and only when ``may_redo`` allows
+    it; the last attempt counts, flagged noisy."""
+    for attempt in itertools.count(1):
+        result = run()
+        noisy = result.noise > noise_limit
+        result.redone = noisy and result.ok and attempt <= retries and may_redo(result)
+        yield result, noisy
+        if not result.redone:
+            return
+
+
+def log_warmup(name: str, result: Attempt) -> None:
+    """The progress line of a tool's untimed warm-up run."""
+    log(f"warm-up {name}: {result.wall:.2f}s "
+        + ("ok" if result.ok else f"FAILED: {result.problem}"))
