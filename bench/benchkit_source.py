@@ -90,3 +90,33 @@ def installed_program(name: str) -> str | None:
     """The console script ``name`` next to this Python (its venv), else on PATH, else None."""
     sibling = Path(sys.executable).parent / name
     return str(sibling) if sibling.exists() else shutil.which(name)
+
+
+def describe_checkout(package: Path) -> str:
+    """``at commit abc1234`` (``+ uncommitted changes`` when src/ differs from it), when the
+    package is this repository's ``src/hostbatch`` (an editable install)."""
+    if package.resolve() != (REPO / "src" / "hostbatch").resolve():
+        return f"installed at {package}"
+    try:
+        commit = git("rev-parse", "--short=10", "HEAD").strip()
+    except (SystemExit, OSError):
+        return f"editable install at {package}"
+    dirty = " + uncommitted changes" if src_is_dirty() else ""
+    return f"this checkout at commit {commit}{dirty}"
+
+
+def snapshot_commit(rev: str, workdir: Path, script: str) -> tuple[str, Path, Path]:
+    """Export ``src/hostbatch`` at git revision ``rev`` into the workdir (once per commit) and
+    write a launcher of its console script ``script`` (see :func:`write_launcher`).
+
+    Returns (full commit, launcher, package directory). The benchmark then measures exactly
+    that commit, however the checkout changes while it runs.
+    """
+    commit = git("rev-parse", "--verify", f"{rev}^{{commit}}").strip()
+    root = workdir / f"hostbatch-{commit[:12]}"
+    stamp = root / ".complete"
+    if not stamp.exists() or not (root / "pyproject.toml").exists():
+        export_source(commit, root)
+        stamp.write_text(commit + "\n")
+    launcher = write_launcher(root, script, f"{script} of hostbatch at commit {commit}")
+    return commit, launcher, root / "src" / "hostbatch"
