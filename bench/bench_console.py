@@ -32,7 +32,6 @@ import platform
 import pty
 import re
 import resource
-import secrets
 import select
 import shutil
 import signal
@@ -59,9 +58,9 @@ from bench.benchkit import (  # noqa: E402
     raise_interrupted,
     stat_fields,
 )
-from tests.support.fleet import Fleet, ensure_test_user  # noqa: E402
+from bench.benchkit_proc import BENCH_USER, ensure_bench_user  # noqa: E402
+from tests.support.fleet import Fleet  # noqa: E402
 
-BENCH_USER = "hbbench"
 BIN = Path(sys.executable).parent
 COMMANDS = ("true", "uname -r")
 ANSI = re.compile(rb"\x1b\[[0-9;?]*[A-Za-z]|\x1b[=>]|[\x01\x02\r]")
@@ -354,7 +353,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     tools = args.tools.split(",")
     if "clush" in tools and shutil.which("clush") is None:
         parser.error("clush is not installed (apt-get install -y clustershell)")
-    ensure_test_user(BENCH_USER, secrets.token_urlsafe(18))
+    ensure_bench_user()
     env = {k: v for k, v in os.environ.items() if k not in ("SSH_AUTH_SOCK", "NO_COLOR")}
     env["TERM"] = "xterm"
     env["INPUTRC"] = "/dev/null"

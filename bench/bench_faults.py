@@ -43,7 +43,6 @@ import json
 import os
 import platform
 import re
-import secrets
 import shutil
 import signal
 import sys
@@ -69,10 +68,10 @@ from bench.benchkit import (  # noqa: E402
     rotated,
     wait_quiet,
 )
+from bench.benchkit_proc import BENCH_USER, ensure_bench_user  # noqa: E402
 from bench.benchkit_report import Meta, report_header  # noqa: E402
-from tests.support.fleet import MARKER_VAR, Fleet, ensure_test_user  # noqa: E402
+from tests.support.fleet import MARKER_VAR, Fleet  # noqa: E402
 
-BENCH_USER = "hbbench"
 FIRST_ADDRESS = "127.0.33.10"
 TOOLS = ("hostbatch", "pssh", "clush")
 CLASSES = ("refused", "mute", "frozen", "killed", "changed key", "exit 1")
@@ -314,7 +313,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if shutil.which(program) is None:
             parser.error(f"{program} is not installed (scripts/setup.sh --bench)")
     signal.signal(signal.SIGTERM, raise_interrupted)
-    ensure_test_user(BENCH_USER, secrets.token_urlsafe(18))
+    ensure_bench_user()
     work: Path = args.workdir
     work.mkdir(parents=True, exist_ok=True)
     names = [f"fb{n:03d}" for n in range(1, args.hosts + 1)]

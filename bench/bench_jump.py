@@ -28,7 +28,6 @@ import argparse
 import datetime
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import time
@@ -40,9 +39,11 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from tests.support.fleet import Fleet, ensure_test_user  # noqa: E402
+from bench.benchkit import median, rotated  # noqa: E402
+from bench.benchkit_proc import BENCH_USER, ensure_bench_user  # noqa: E402
+from tests.support.fleet import Fleet  # noqa: E402
 
-USER = "hbbench"
+USER = BENCH_USER
 FORKS = 64
 BIN = Path(sys.executable).parent
 
@@ -136,7 +137,7 @@ def render(runs: Sequence[Run], hosts: int, repeat: int) -> str:
         mine = [run for run in runs if run.tool == tool]
         walls = [run.wall for run in mine]
         lines.append(
-            f"| {tool} | {statistics.median(walls):.2f} | "
+            f"| {tool} | {median(walls):.2f} | "
             f"{', '.join(f'{w:.2f}' for w in walls)} | "
             f"{', '.join(str(run.bastion_auths) for run in mine)} | "
             f"{'yes' if all(run.status == 0 for run in mine) else 'NO'} | "
@@ -151,7 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, default=REPO / "bench" / "work" / "jump")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results-jump.md")
     args = parser.parse_args(argv)
-    ensure_test_user(USER, "hbbench-unused-password")
+    ensure_bench_user()
     work: Path = args.workdir
     (work / "targets").mkdir(parents=True, exist_ok=True)
     bastion = Fleet(work / "bastion", 1, names=["bastion"], first_address="127.0.23.1",
@@ -167,9 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name, argv_ in tools.items():  # warm-up, untimed: page cache, first connections
             run_once(name, argv_, 0, log, work / f"{name.replace(' ', '_')}.out")
         for rep in range(1, args.repeat + 1):
-            order = list(tools)
-            order = order[rep % len(order):] + order[:rep % len(order)]
-            for name in order:
+            for name in rotated(list(tools), rep):
                 out = work / f"{name.replace(' ', '_')}-{rep}.out"
                 run = run_once(name, tools[name], rep, log, out)
                 print(f"rep {rep} {name}: {run.wall:.2f}s status {run.status} "

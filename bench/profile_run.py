@@ -31,7 +31,8 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from tests.support.fleet import Fleet, ensure_test_user  # noqa: E402
+from bench.benchkit_proc import BENCH_USER, CURVE25519, ensure_bench_user  # noqa: E402
+from tests.support.fleet import Fleet  # noqa: E402
 
 COMMAND = "head -c 1000000 /dev/zero | base64"
 MODES = {"stream": [], "b": ["-b"], "json": ["--json"]}
@@ -123,11 +124,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--gil", action="store_true",
                         help="sample only the thread holding the GIL (Python CPU time)")
     args = parser.parse_args(argv)
-    ensure_test_user("hbbench", "x" + os.urandom(9).hex())
+    ensure_bench_user()
     args.workdir.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "NO_COLOR": "1"}
-    fleet = Fleet(args.workdir / f"fleet-{args.hosts}", args.hosts, user="hbbench",
-                  extra_sshd_config="KexAlgorithms curve25519-sha256,curve25519-sha256@libssh.org")
+    fleet = Fleet(args.workdir / f"fleet-{args.hosts}", args.hosts, user=BENCH_USER,
+                  extra_sshd_config=f"KexAlgorithms {CURVE25519}")
     with fleet.start(timeout=max(60.0, args.hosts * 0.3)):
         inventory = fleet.write_inventory(args.workdir / "hosts.ini")
         for mode in args.modes.split(","):
