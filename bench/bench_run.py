@@ -87,7 +87,7 @@ from bench.benchkit_source import (  # noqa: E402
     source_digest,
     write_launcher,
 )
-from bench.run_report import MB, RunResult, collect_meta, render  # noqa: E402
+from bench.run_report import MB, LoadNotes, RunResult, collect_meta, render  # noqa: E402
 from bench.run_tools import (  # noqa: E402
     ALL_TOOLS,
     B64_COMMAND,
@@ -184,6 +184,58 @@ every host's exact output); failed runs are listed and left out of the medians.
 """
 
 
+def _add_file_flags(parser: argparse.ArgumentParser) -> None:
+    """Where the results, the raw runs and the work files go; which batch_run."""
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
+                        help="Markdown results file (rewritten after every fleet size)")
+    parser.add_argument("--raw", type=Path, default=None,
+                        help="also write every run as JSON here (default "
+                        "WORKDIR/raw-OUTNAME.json, e.g. raw-results-run.json)")
+    parser.add_argument("--note", action="append", default=[], metavar="TEXT",
+                        help="add a note to the results (repeatable; also with --render-only)")
+    parser.add_argument("--render-only", type=Path, metavar="RAW_JSON",
+                        help="do not run anything: re-render --out from a --raw file")
+    parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR,
+                        help="fleet keys, configs, logs and captured output (git-ignored)")
+    parser.add_argument("--batch-run", default=None,
+                        help="batch_run program (default: next to this Python, else on PATH)")
+
+
+def _add_measuring_flags(parser: argparse.ArgumentParser) -> None:
+    """How runs are sampled, and how noise on a shared machine is kept out."""
+    parser.add_argument("--sample-ms", type=float, default=20.0,
+                        help="memory sampling interval in milliseconds")
+    parser.add_argument("--no-pss", dest="pss", action="store_false",
+                        help="do not sample PSS (smaps_rollup), only RSS")
+    parser.add_argument("--idle-wait", type=float, default=30.0, metavar="S",
+                        help="before each run, wait up to S seconds for the machine to be idle "
+                        "(other processes under 0.3 cores); 0 disables")
+    parser.add_argument("--noise-limit", type=float, default=0.15, metavar="FRACTION",
+                        help="a run during which other processes used more than this share of "
+                        "the machine's CPU is noisy and is run again")
+    parser.add_argument("--noise-retries", type=int, default=3, metavar="N",
+                        help="run a noisy run again at most N times; the last attempt counts "
+                        "(flagged noisy)")
+    parser.add_argument("--redo-max-wall", type=float, default=60.0, metavar="S",
+                        help="never run again a noisy run that took longer than S seconds (it "
+                        "counts, flagged noisy): long runs are rarely free of noise")
+
+
+def _add_source_flags(parser: argparse.ArgumentParser) -> None:
+    """Which hostbatch is measured (a snapshot, a baseline), and the warm-up."""
+    parser.add_argument("--source", choices=("worktree", "head"), default="worktree",
+                        help="which hostbatch to copy and measure: src/ as it is, or as of the "
+                        "last commit (uncommitted edits left out)")
+    parser.add_argument("--baseline", metavar="REV", default=None,
+                        help="also time hostbatch as of git revision REV (e.g. main~3), as a "
+                        "tool of its own in the same run: before/after comparisons")
+    parser.add_argument("--no-snapshot", dest="snapshot", action="store_false",
+                        help="run the installed batch_run instead of a copy of src/ taken at "
+                        "the start (the copy keeps the whole run on one version of the code)")
+    parser.add_argument("--no-warmup", dest="warmup", action="store_false",
+                        help="skip the untimed warm-up run of each tool on each new fleet")
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """The command line, checked (a bad value is a usage error, exit 2)."""
     parser = argparse.ArgumentParser(
@@ -207,46 +259,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--big-max-hosts", type=int, default=100, metavar="N",
                         help="run the 1mb workload only on fleets of at most N hosts (it is "
                         "slow with 500: 500 MB of output per run)")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
-                        help="Markdown results file (rewritten after every fleet size)")
-    parser.add_argument("--raw", type=Path, default=None,
-                        help="also write every run as JSON here (default "
-                        "WORKDIR/raw-OUTNAME.json, e.g. raw-results-run.json)")
-    parser.add_argument("--note", action="append", default=[], metavar="TEXT",
-                        help="add a note to the results (repeatable; also with --render-only)")
-    parser.add_argument("--render-only", type=Path, metavar="RAW_JSON",
-                        help="do not run anything: re-render --out from a --raw file")
-    parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR,
-                        help="fleet keys, configs, logs and captured output (git-ignored)")
-    parser.add_argument("--batch-run", default=None,
-                        help="batch_run program (default: next to this Python, else on PATH)")
-    parser.add_argument("--sample-ms", type=float, default=20.0,
-                        help="memory sampling interval in milliseconds")
-    parser.add_argument("--no-pss", dest="pss", action="store_false",
-                        help="do not sample PSS (smaps_rollup), only RSS")
-    parser.add_argument("--idle-wait", type=float, default=30.0, metavar="S",
-                        help="before each run, wait up to S seconds for the machine to be idle "
-                        "(other processes under 0.3 cores); 0 disables")
-    parser.add_argument("--noise-limit", type=float, default=0.15, metavar="FRACTION",
-                        help="a run during which other processes used more than this share of "
-                        "the machine's CPU is noisy and is run again")
-    parser.add_argument("--noise-retries", type=int, default=3, metavar="N",
-                        help="run a noisy run again at most N times; the last attempt counts "
-                        "(flagged noisy)")
-    parser.add_argument("--redo-max-wall", type=float, default=60.0, metavar="S",
-                        help="never run again a noisy run that took longer than S seconds (it "
-                        "counts, flagged noisy): long runs are rarely free of noise")
-    parser.add_argument("--source", choices=("worktree", "head"), default="worktree",
-                        help="which hostbatch to copy and measure: src/ as it is, or as of the "
-                        "last commit (uncommitted edits left out)")
-    parser.add_argument("--baseline", metavar="REV", default=None,
-                        help="also time hostbatch as of git revision REV (e.g. main~3), as a "
-                        "tool of its own in the same run: before/after comparisons")
-    parser.add_argument("--no-snapshot", dest="snapshot", action="store_false",
-                        help="run the installed batch_run instead of a copy of src/ taken at "
-                        "the start (the copy keeps the whole run on one version of the code)")
-    parser.add_argument("--no-warmup", dest="warmup", action="store_false",
-                        help="skip the untimed warm-up run of each tool on each new fleet")
+    _add_file_flags(parser)
+    _add_measuring_flags(parser)
+    _add_source_flags(parser)
     args = parser.parse_args(argv)
     check_hosts_and_tools(parser, args, ALL_TOOLS)
     args.workload_keys = comma_list(args.workloads)
@@ -358,21 +373,6 @@ def lock_workdir(workdir: Path) -> bool:
               "--workdir", file=sys.stderr)
         return False
     return True
-
-
-class LoadNotes:
-    """One note with the machine's load average at each fleet's start (and at the end)."""
-
-    def __init__(self, meta: Meta) -> None:
-        self.meta = meta
-        self.loads: list[str] = []
-
-    def add(self, label: str) -> None:
-        self.loads.append(f"{label} {os.getloadavg()[0]:.1f}")
-        self.meta.notes[:] = [n for n in self.meta.notes if not n.startswith("Load average")]
-        self.meta.notes.append("Load average (1 min) of the machine, all users: "
-                               + ", ".join(self.loads)
-                               + " (2 cores: above ~2, other work was running)")
 
 
 def run_fleet(count: int, tools: Sequence[Tool], workloads: dict[str, Workload],

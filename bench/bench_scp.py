@@ -177,6 +177,57 @@ def started_fleet(count: int, workdir: Path, kex: str) -> Iterator[Target]:
         clients.close()
 
 
+def _add_file_flags(parser: argparse.ArgumentParser) -> None:
+    """Where the results, the raw runs and the work files go."""
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
+                        help="Markdown results file (rewritten after every repetition; the "
+                        "hand-written part after the analysis marker is kept)")
+    parser.add_argument("--raw", type=Path, default=None,
+                        help="every run as JSON (default WORKDIR/raw-scp.json)")
+    parser.add_argument("--render-only", type=Path, nargs="+", metavar="RAW_JSON",
+                        help="do not run anything: re-render --out from --raw files; with "
+                        "several, a later file's cells (scenario, hosts, tool) replace the "
+                        "earlier files' (e.g. a noisy scenario measured again)")
+    parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR,
+                        help="payloads, fleet keys, configs, logs and captured output")
+
+
+def _add_hostbatch_flags(parser: argparse.ArgumentParser) -> None:
+    """Which hostbatch programs are measured: revisions, variants, the installed one."""
+    parser.add_argument("--hostbatch-rev", metavar="REV[,REV...]",
+                        help="measure hostbatch at this git revision of the repository (e.g. "
+                        "HEAD): src/hostbatch is exported to WORKDIR and run from there, so "
+                        "edits to the checkout during the benchmark do not leak in; more "
+                        "revisions join as tools `hostbatch@COMMIT`, in the same run")
+    parser.add_argument("--variant", action="append", default=[], metavar="NAME=PROGRAM",
+                        help="also measure another batch_scp program (e.g. a patched copy) as "
+                        "tool `hostbatch@NAME`, in the same run (repeatable)")
+    parser.add_argument("--batch-scp", default=None,
+                        help="batch_scp program (default: next to this Python, else on PATH)")
+
+
+def _add_measuring_flags(parser: argparse.ArgumentParser) -> None:
+    """Noise control on a shared machine, the byte-code cache and the warm-up."""
+    parser.add_argument("--idle-wait", type=float, default=60.0, metavar="S",
+                        help="before each run, wait up to S seconds for the machine to be quiet "
+                        "(0: do not wait); runs that started on a busy machine are flagged")
+    parser.add_argument("--idle-cores", type=float, default=0.3, metavar="CORES",
+                        help="'quiet' means fewer than this many cores busy over 0.5 s")
+    parser.add_argument("--noise-limit", type=float, default=NOISE_LIMIT_SHOWN, metavar="SHARE",
+                        help="a run during which CPU used by neither the tool nor the servers "
+                        "exceeds this share of the machine is run again")
+    parser.add_argument("--no-pycache", dest="pycache", action="store_false",
+                        help="do not give the tools a byte-code cache (PYTHONPYCACHEPREFIX under "
+                        "WORKDIR, PYTHONDONTWRITEBYTECODE dropped): without it, an environment "
+                        "with PYTHONDONTWRITEBYTECODE=1 recompiles an editable install's modules "
+                        "on every run")
+    parser.add_argument("--no-warmup", dest="warmup", action="store_false",
+                        help="skip the untimed warm-up put (a one-line file to one host) of each "
+                        "tool, which also fills the byte-code cache")
+    parser.add_argument("--noise-retries", type=int, default=2, metavar="N",
+                        help="at most N extra attempts per noisy run; the last one counts")
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """The command line, checked (a bad value is a usage error, exit 2)."""
     parser = argparse.ArgumentParser(
@@ -202,45 +253,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--tree-dirs", type=int, default=10, help="subdirectories of the tree")
     parser.add_argument("--hostbatch-args", default="",
                         help="extra batch_scp options (e.g. '--verify'), shell-quoted")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
-                        help="Markdown results file (rewritten after every repetition; the "
-                        "hand-written part after the analysis marker is kept)")
-    parser.add_argument("--raw", type=Path, default=None,
-                        help="every run as JSON (default WORKDIR/raw-scp.json)")
-    parser.add_argument("--render-only", type=Path, nargs="+", metavar="RAW_JSON",
-                        help="do not run anything: re-render --out from --raw files; with "
-                        "several, a later file's cells (scenario, hosts, tool) replace the "
-                        "earlier files' (e.g. a noisy scenario measured again)")
-    parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR,
-                        help="payloads, fleet keys, configs, logs and captured output")
-    parser.add_argument("--hostbatch-rev", metavar="REV[,REV...]",
-                        help="measure hostbatch at this git revision of the repository (e.g. "
-                        "HEAD): src/hostbatch is exported to WORKDIR and run from there, so "
-                        "edits to the checkout during the benchmark do not leak in; more "
-                        "revisions join as tools `hostbatch@COMMIT`, in the same run")
-    parser.add_argument("--variant", action="append", default=[], metavar="NAME=PROGRAM",
-                        help="also measure another batch_scp program (e.g. a patched copy) as "
-                        "tool `hostbatch@NAME`, in the same run (repeatable)")
-    parser.add_argument("--batch-scp", default=None,
-                        help="batch_scp program (default: next to this Python, else on PATH)")
-    parser.add_argument("--idle-wait", type=float, default=60.0, metavar="S",
-                        help="before each run, wait up to S seconds for the machine to be quiet "
-                        "(0: do not wait); runs that started on a busy machine are flagged")
-    parser.add_argument("--idle-cores", type=float, default=0.3, metavar="CORES",
-                        help="'quiet' means fewer than this many cores busy over 0.5 s")
-    parser.add_argument("--noise-limit", type=float, default=NOISE_LIMIT_SHOWN, metavar="SHARE",
-                        help="a run during which CPU used by neither the tool nor the servers "
-                        "exceeds this share of the machine is run again")
-    parser.add_argument("--no-pycache", dest="pycache", action="store_false",
-                        help="do not give the tools a byte-code cache (PYTHONPYCACHEPREFIX under "
-                        "WORKDIR, PYTHONDONTWRITEBYTECODE dropped): without it, an environment "
-                        "with PYTHONDONTWRITEBYTECODE=1 recompiles an editable install's modules "
-                        "on every run")
-    parser.add_argument("--no-warmup", dest="warmup", action="store_false",
-                        help="skip the untimed warm-up put (a one-line file to one host) of each "
-                        "tool, which also fills the byte-code cache")
-    parser.add_argument("--noise-retries", type=int, default=2, metavar="N",
-                        help="at most N extra attempts per noisy run; the last one counts")
+    _add_file_flags(parser)
+    _add_hostbatch_flags(parser)
+    _add_measuring_flags(parser)
     args = parser.parse_args(argv)
     check_hosts_and_tools(parser, args, ALL_TOOLS)
     args.host_counts = sorted(set(args.host_counts))  # each fleet size once, smallest first

@@ -340,3 +340,19 @@ def render(results: Sequence[RunResult], meta: Meta, workloads: dict[str, Worklo
                      "| peak PSS MB | largest process MB | procs | server CPU s | busy s "
                      "| other CPU s | samples | sampler CPU s |", map(_run_row, results))
     return "\n".join(out)
+
+
+class LoadNotes:
+    """One note with the machine's load average at each fleet's start (and at the end)."""
+
+    def __init__(self, meta: Meta) -> None:
+        self.meta = meta
+        self.loads: list[str] = []
+
+    def add(self, label: str) -> None:
+        """Record the load average now, under ``label``, and rewrite the note."""
+        self.loads.append(f"{label} {os.getloadavg()[0]:.1f}")
+        self.meta.notes[:] = [n for n in self.meta.notes if not n.startswith("Load average")]
+        self.meta.notes.append("Load average (1 min) of the machine, all users: "
+                               + ", ".join(self.loads)
+                               + " (2 cores: above ~2, other work was running)")
