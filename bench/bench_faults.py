@@ -295,6 +295,25 @@ def render(results: list[RunResult], faults: Faults, meta: Meta) -> str:
     return "\n".join(out) + "\n"
 
 
+def collect_meta(args: argparse.Namespace, faults: Faults, started: str,
+                 argv: Sequence[str] | None) -> Meta:
+    """The facts about this run that the report's header lists."""
+    counts = collections.Counter(faults.classes.values())
+    return Meta(
+        date=started, command_line=" ".join(["bench/bench_faults.py", *(argv or sys.argv[1:])]),
+        machine=f"{platform.machine()}, {os.cpu_count()} cores, {platform.release()}",
+        software=[f"hostbatch {package_version('hostbatch')}",
+                  "parallel-ssh " + first_line(["parallel-ssh", "--version"]),
+                  first_line(["clush", "--version"]), first_line(["ssh", "-V"])],
+        settings=[f"{args.hosts} hosts, {args.hosts - counts['ok']} faulty: "
+                  + ", ".join(f"{counts[c]} {c}" for c in CLASSES),
+                  f"fan-out {args.fanout}; connect timeout {CONNECT_TIMEOUT} s, keepalive "
+                  f"{KEEPALIVE} s x {KEEPALIVE_COUNT}, command timeout {COMMAND_TIMEOUT} s "
+                  "for every tool (see the script's docstring for the flags)",
+                  f"{args.repeat} repetitions, tools' order rotating"],
+        notes=[])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--hosts", type=int, default=220)
@@ -342,20 +361,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     results.append(result)
         except (KeyboardInterrupt, Interrupted):
             log("interrupted: writing what was measured")
-    counts = collections.Counter(faults.classes.values())
-    meta = Meta(
-        date=started, command_line=" ".join(["bench/bench_faults.py", *(argv or sys.argv[1:])]),
-        machine=f"{platform.machine()}, {os.cpu_count()} cores, {platform.release()}",
-        software=[f"hostbatch {package_version('hostbatch')}",
-                  "parallel-ssh " + first_line(["parallel-ssh", "--version"]),
-                  first_line(["clush", "--version"]), first_line(["ssh", "-V"])],
-        settings=[f"{args.hosts} hosts, {args.hosts - counts['ok']} faulty: "
-                  + ", ".join(f"{counts[c]} {c}" for c in CLASSES),
-                  f"fan-out {args.fanout}; connect timeout {CONNECT_TIMEOUT} s, keepalive "
-                  f"{KEEPALIVE} s x {KEEPALIVE_COUNT}, command timeout {COMMAND_TIMEOUT} s "
-                  "for every tool (see the script's docstring for the flags)",
-                  f"{args.repeat} repetitions, tools' order rotating"],
-        notes=[])
+    meta = collect_meta(args, faults, started, argv)
     args.output.write_text(render(results, faults, meta))
     log(f"wrote {args.output}")
     return 0
