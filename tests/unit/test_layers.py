@@ -1,4 +1,4 @@
-"""The layers of hostbatch, as a test: the executable form of docs/design.md.
+"""The layers of hostbatch, as a test: the executable form of the README's Design section.
 
 Every module under ``src/hostbatch`` is read with :mod:`ast` (never imported) and placed in
 one layer of :data:`LAYERS`, low to high. The rules:
