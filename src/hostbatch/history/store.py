@@ -351,6 +351,24 @@ class HistoryStore:
             "SELECT host, data FROM output WHERE run_id = ? AND stream = 'end'", (run_id,))
         return {host: bytes(data) for host, data in rows}
 
+    def output_problem(self, run_id: int) -> str | None:
+        """What is wrong with a run's output file (missing, unreadable, shorter than its rows
+        say), as ``FILE: REASON``; ``None`` if nothing is (or the run has no such file)."""
+        if self.version < 2:
+            return None
+        row = self.connection.execute(
+            "SELECT output_file, (SELECT max(blob_offset + blob_length) FROM output "
+            "WHERE run_id = runs.id) FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None or row[1] is None:
+            return None
+        name, end = row
+        path = self.blobs.directory / str(name)
+        try:
+            size = os.stat(path).st_size
+        except OSError as exc:
+            return f"{path}: {exc.strerror or exc}"
+        return None if size >= end else f"{path}: truncated ({size} of {end} bytes)"
+
     def output(self, run_id: int, host: str | None = None) -> Iterator[Chunk]:
         """Output rows of a run (or of one host) in arrival order, read lazily; bytes that
         cannot be read from the run's file come back as a marker line (see
