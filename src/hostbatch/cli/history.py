@@ -25,7 +25,8 @@ DEFAULT_LIMIT = 20
 
 DESCRIPTION = """\
 Every batch_run and batch_scp run is recorded in $XDG_STATE_HOME/hostbatch/history.db
-(default ~/.local/state/hostbatch/history.db), unless --no-history is given.
+(default ~/.local/state/hostbatch/history.db; each run's output in a file of its own in
+history-output/ beside it), unless --no-history is given.
 
   hostbatch history [-n N] [--json]          the newest runs, newest first
   hostbatch history show [ID] [-h HOSTS]     replay a run's output (default: the last run),
