@@ -70,6 +70,16 @@ def test_a_file_gives_back_every_row_exactly(tmp_path: Path, mode: str) -> None:
     assert stat.S_IMODE((tmp_path / "out").stat().st_mode) == 0o700
 
 
+def test_a_run_without_output_leaves_no_file(tmp_path: Path) -> None:
+    path = tmp_path / "history.db"
+    record(path, {})
+    assert list(output_dir(path).iterdir()) == []
+    assert shown(path, 1) == ([], [])
+    store = HistoryStore.open(path, create=False)
+    assert store.output_problem(1) is None
+    store.close()
+
+
 def test_a_file_system_refusing_direct_writes_gets_buffered_ones(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     writer = BlobWriter.create(tmp_path)

@@ -113,7 +113,9 @@ class BlobWriter:
             self._write(whole_only=False)
 
     def close(self) -> None:
-        """Write what is left, cut the padding of the last block off, and close the file."""
+        """Write what is left, cut the padding of the last block off, and close the file; a
+        file that got no byte is removed (no row points into it: a run of ``true`` leaves
+        nothing behind)."""
         if self._fd < 0:
             return
         try:
@@ -121,6 +123,8 @@ class BlobWriter:
             os.ftruncate(self._fd, self.size)
         finally:
             self.abandon()
+        if not self.size:
+            _unlink(self.path)
 
     def abandon(self) -> None:
         """Close the file as it is, writing nothing more (a no-op once closed)."""
@@ -189,6 +193,8 @@ class BlobReader:
 
     def read(self, run_id: int, name: str | None, offset: int, length: int) -> bytes:
         """The ``length`` bytes at ``offset`` of file ``name`` of run ``run_id``."""
+        if not length:
+            return b""  # nothing to read (the file of a run whose rows are all empty is gone)
         fd = self._fd(run_id, name)
         if fd is None:
             return _lost()

@@ -359,7 +359,7 @@ class HistoryStore:
         row = self.connection.execute(
             "SELECT output_file, (SELECT max(blob_offset + blob_length) FROM output "
             "WHERE run_id = runs.id) FROM runs WHERE id = ?", (run_id,)).fetchone()
-        if row is None or row[1] is None:
+        if row is None or not row[1]:
             return None
         name, end = row
         path = self.blobs.directory / str(name)
