@@ -5,8 +5,9 @@ same order. It keeps memory bounded by writing in short transactions as the run 
 half second or 256 KiB, whichever comes first), and it caps each host's stored output
 (default 1 MiB) with a visible note where the cut is. Every text and byte it stores is first
 scrubbed with :func:`hostbatch.secrets.redact`, so no password, sudo password or passphrase
-known to this process reaches the file. The writes themselves run on a background thread
-(:mod:`hostbatch.history.writer`). A failing write warns once and turns the recorder off:
+known to this process reaches the database or the run's output file
+(:mod:`hostbatch.history.blobs`, where stdout and stderr bytes go). The writes themselves run
+on a background thread (:mod:`hostbatch.history.writer`). A failing write warns once and turns the recorder off:
 history never fails a run.
 """
 
