@@ -7,8 +7,8 @@ half second or 256 KiB, whichever comes first), and it caps each host's stored o
 scrubbed with :func:`hostbatch.secrets.redact`, so no password, sudo password or passphrase
 known to this process reaches the database or the run's output file
 (:mod:`hostbatch.history.blobs`, where stdout and stderr bytes go). The writes themselves run
-on a background thread (:mod:`hostbatch.history.writer`). A failing write warns once and turns the recorder off:
-history never fails a run.
+on a background thread (:mod:`hostbatch.history.writer`). A failing write warns once and turns
+the recorder off: history never fails a run.
 """
 
 from __future__ import annotations
