@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from hostbatch.history.store import HistoryStore
 from tests.integration.conftest import (
     HOSTBATCH,
     MAIN_NAMES,
@@ -56,6 +57,20 @@ def db_path(cli: Cli) -> Path:
 def query(cli: Cli, sql: str, *params: object) -> list[tuple[object, ...]]:
     with sqlite3.connect(f"file:{db_path(cli)}?mode=ro", uri=True) as db:
         return db.execute(sql, params).fetchall()
+
+
+def output_of(cli: Cli, run_id: int, stream: str, host: str | None = None
+              ) -> list[tuple[str, bytes]]:
+    """(host, bytes) of a run's rows of ``stream``, read from wherever the history keeps
+    them (its output files), as ``history show`` reads them."""
+    store = HistoryStore.open(db_path(cli), create=False)
+    try:
+        rows = [(name, data) for _, name, kind, data in store.output(run_id, host)
+                if kind == stream]
+        assert not store.problems, store.problems
+        return rows
+    finally:
+        store.close()
 
 
 def last_id(cli: Cli) -> int:
@@ -311,8 +326,7 @@ def test_interrupted_run_is_recorded(cli: Cli, main_inventory: Path) -> None:
     states = query(cli, "SELECT host, state FROM hosts ORDER BY position")
     assert states == [("web01", "interrupted"), ("web02", "skipped"), ("web03", "skipped"),
                       ("db01", "skipped")]
-    assert query(cli, "SELECT host, data FROM output WHERE stream = 'stdout'") == [
-        ("web01", b"started\n")]
+    assert output_of(cli, last_id(cli), "stdout") == [("web01", b"started\n")]
     listed = cli.run("-i", main_inventory, "-h", "@failed", "--list")
     assert listed.stdout == "web01\nweb02\nweb03\ndb01\n", listed
     leftover, _ = wait_for_processes(pattern, 15.0, present=False)
@@ -393,7 +407,9 @@ def test_no_secret_reaches_the_history(cli: Cli, main_fleet: Fleet, tmp_path: Pa
                      env={"HB_TEST_SUDO": from_env})
     assert result.returncode == 3, result  # the passwords of web02 and web03 are wrong
     assert "web01: pw is" in result.stdout, result  # password authentication worked
-    blobs = b"".join(path.read_bytes() for path in db_path(cli).parent.iterdir())
+    files = [path for path in db_path(cli).parent.rglob("*") if path.is_file()]
+    assert any(path.parent.name == "history-output" for path in files), files
+    blobs = b"".join(path.read_bytes() for path in files)
     assert b"pw is" in blobs  # the output was recorded ...
     for secret in secrets:
         assert secret.encode() not in blobs  # ... but never a secret, in any file
@@ -427,9 +443,8 @@ def test_two_concurrent_runs_are_both_recorded(cli: Cli, main_inventory: Path) -
         assert sorted(states) == sorted((name, "ok") for name in MAIN_NAMES), command
         for host in MAIN_NAMES:
             for stream, count in streams.items():
-                rows = query(cli, "SELECT data FROM output WHERE run_id = ? AND host = ? AND "
-                                  "stream = ? ORDER BY seq", run_id, host, stream)
-                data = b"".join(bytes(row[0]) for row in rows)  # type: ignore[arg-type]
+                assert isinstance(run_id, int)
+                data = b"".join(chunk for _, chunk in output_of(cli, run_id, stream, host))
                 assert data == "".join(f"{n}\n" for n in range(1, count + 1)).encode()
 
 

@@ -61,6 +61,17 @@ def stored(path: Path, sql: str, *params: object) -> list[tuple[object, ...]]:
         return db.execute(sql, params).fetchall()
 
 
+def output_rows(path: Path, run_id: int = 1) -> list[tuple[str, str, bytes]]:
+    """(host, stream, bytes) of a run's output rows, read as ``history show`` reads them."""
+    store = HistoryStore.open(path, create=False)
+    try:
+        rows = [(host, stream, data) for _, host, stream, data in store.output(run_id)]
+        assert not store.problems, store.problems
+        return rows
+    finally:
+        store.close()
+
+
 # ------------------------------------------------------------------ where and what
 
 
@@ -217,8 +228,7 @@ def test_cap_keeps_whole_lines_and_marks_the_cut(tmp_path: Path,
     recorder.handle(HostExited("web01", 0, 1.0))
     recorder.handle(HostExited("web02", 0, 1.0))
     recorder.finish(0, interrupted=False, elapsed=1.0)
-    rows = stored(path, "SELECT host, stream, data FROM output WHERE stream != 'end' "
-                        "ORDER BY seq")
+    rows = [row for row in output_rows(path) if row[1] != "end"]
     assert rows == [("web01", "stdout", b"1234\n"),
                     ("web01", "stderr", b"abc\n" + cut_note(10)),
                     ("web02", "stdout", b"x" * 10 + b"\n" + cut_note(10))]
@@ -240,10 +250,13 @@ def test_secrets_are_scrubbed_before_storing(tmp_path: Path, warnings_seen: list
     recorder.handle(FileTransferred("web01", "put", f"/a/{value}", f"/b/{value}", 1, 0.1))
     recorder.handle(HostFailed("web02", FailureKind.AUTH, f"bad {value}", 0.1))
     recorder.finish(3, interrupted=False, elapsed=1.0)
-    raw = b"".join(p.read_bytes() for p in tmp_path.iterdir())
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert any(p.parent.name == "history-output" for p in files), files
+    raw = b"".join(p.read_bytes() for p in files)
     assert value.encode() not in raw
     assert stored(path, "SELECT command, inventory FROM runs") == [("echo ***", "/inv/***.ini")]
-    assert stored(path, "SELECT data FROM output WHERE stream = 'stdout'") == [(b"***\n",)]
+    assert [row for row in output_rows(path) if row[1] == "stdout"] == [
+        ("web01", "stdout", b"***\n")]
 
 
 # ------------------------------------------------------------------ flushing and failures
@@ -341,11 +354,9 @@ def test_two_processes_write_at_once(tmp_path: Path) -> None:
     assert sorted(stored(path, "SELECT command, exit_status FROM runs")) == [("a", 0),
                                                                             ("b", 0)]
     assert stored(path, "SELECT count(*) FROM hosts WHERE state = 'ok'") == [(20,)]
-    for name in ("a", "b"):
-        rows = stored(path, "SELECT data FROM output JOIN runs ON runs.id = run_id "
-                            "WHERE command = ? AND stream = 'stdout' ORDER BY seq", name)
-        numbers = sorted(int(line) for (data,) in rows
-                         for line in bytes(data).decode().split())  # type: ignore[arg-type]
+    for run_id in (1, 2):
+        numbers = sorted(int(line) for _, stream, data in output_rows(path, run_id)
+                         if stream == "stdout" for line in data.decode().split())
         assert numbers == list(range(400))
 
 

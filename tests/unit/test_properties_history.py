@@ -15,6 +15,8 @@ from hypothesis import strategies as st
 
 from hostbatch.actions import RunCommand
 from hostbatch.cli.history import history_main
+from hostbatch.engine.events import HostExited, OutputLines
+from hostbatch.history.blobs import BlobReader, BlobWriter
 from hostbatch.history.recorder import HistoryRecorder
 from hostbatch.history.store import HistoryStore, NewRun
 from hostbatch.inventory.model import HostSpec
@@ -142,3 +144,77 @@ def test_a_damaged_history_never_stops_a_run(tmp_path_factory: pytest.TempPathFa
         check_message(warning)
         assert "the run goes on" in warning
     os.chmod(path, 0o600)
+
+
+# ------------------------------------------------------------------ the runs' output files
+
+
+@given(st.lists(st.tuples(st.lists(st.integers(0, 70_000), max_size=4), st.booleans()),
+                max_size=25), st.booleans())
+@fast(40, seconds=10)
+def test_an_output_file_gives_back_every_row(tmp_path_factory: pytest.TempPathFactory,
+                                             rows: list[tuple[list[int], bool]],
+                                             direct: bool) -> None:
+    """Rows of any sizes, synced at any points (as the recorder's flushes are), read back
+    exactly, while the file is written and once it is closed; its size is the bytes written."""
+    directory = tmp_path_factory.mktemp("out")
+    writer = BlobWriter.create(directory)
+    if not direct and writer._direct:  # the buffered path, on the same file
+        writer._buffered()
+    written: list[tuple[int, int, bytes]] = []
+    for n, (sizes, sync) in enumerate(rows):
+        pieces = [bytes([(n + size) % 256]) * size for size in sizes]
+        offset, length = writer.append(pieces)
+        written.append((offset, length, b"".join(pieces)))
+        if sync:
+            writer.sync()
+            reader = BlobReader(directory)
+            assert [reader.read(1, writer.name, o, ln) for o, ln, _ in written] == \
+                [data for *_, data in written]
+            reader.close()
+    writer.close()
+    reader = BlobReader(directory)
+    assert [reader.read(1, writer.name, o, ln) for o, ln, _ in written] == \
+        [data for *_, data in written]
+    assert not reader.problems
+    reader.close()
+    total = sum(len(data) for *_, data in written)
+    file = directory / writer.name
+    assert (file.stat().st_size if total else file.exists()) == total
+
+
+def _with_output(path: Path) -> Path:
+    """A history with one run that printed; the run's output file."""
+    recorder = HistoryRecorder.start(path, RunCommand("seq"), [HostSpec("h1", "h1")],
+                                     {"hosts": ["h1"]}, None, warn=print)
+    assert recorder is not None and recorder.output is not None
+    for n in range(50):
+        recorder.handle(OutputLines("h1", "stdout" if n % 3 else "stderr", b"%d\n" % n))
+    recorder.handle(HostExited("h1", 0, 0.1))
+    recorder.finish(0, interrupted=False, elapsed=0.1)
+    return recorder.output.path
+
+
+@given(st.data(), st.sampled_from([*COMMANDS, ["show", "-q"], ["show", "--json"]]))
+@fast(40, seconds=5)
+def test_a_damaged_output_file_is_a_warning_not_an_error(
+        tmp_path_factory: pytest.TempPathFactory, data: st.DataObject,
+        argv: list[str]) -> None:
+    home = tmp_path_factory.mktemp("home")
+    path = home / ".local" / "state" / "hostbatch" / "history.db"
+    output = _with_output(path)
+    _with_output(path)
+    how = data.draw(st.sampled_from(["truncate", "garbage", "remove", "directory"]))
+    if how == "truncate":
+        os.truncate(output, data.draw(st.integers(0, output.stat().st_size - 1)))
+    elif how == "garbage":
+        output.write_bytes(data.draw(st.binary(max_size=400)))
+    elif how == "remove":
+        output.unlink()
+    else:
+        output.unlink()
+        output.mkdir()
+    # 1: history diff found a difference; never 2 (the database is fine) nor a traceback.
+    outcome = run_cli(history_main, argv, {"HOME": str(home)}, seconds=5, statuses=(0, 1))
+    if how != "garbage" and argv in (["show", "1"], ["diff", "1", "2"]):
+        assert "some output of run 1 is lost" in outcome.stderr, outcome.stderr

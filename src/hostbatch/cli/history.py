@@ -25,7 +25,8 @@ DEFAULT_LIMIT = 20
 
 DESCRIPTION = """\
 Every batch_run and batch_scp run is recorded in $XDG_STATE_HOME/hostbatch/history.db
-(default ~/.local/state/hostbatch/history.db), unless --no-history is given.
+(default ~/.local/state/hostbatch/history.db; each run's output in a file of its own in
+history-output/ beside it), unless --no-history is given.
 
   hostbatch history [-n N] [--json]          the newest runs, newest first
   hostbatch history show [ID] [-h HOSTS]     replay a run's output (default: the last run),
@@ -97,8 +98,14 @@ def _list(argv: list[str], env: Environment, stdout: SafeStream, stderr: SafeStr
         return ExitStatus.OK
     try:
         runs = store.runs(args.limit)
+        damaged = [(run.id, store.output_problem(run.id)) for run in runs]
     finally:
         store.close()
+    warn = make_warn("hostbatch", stderr)
+    for run_id, problem in damaged:
+        if problem:
+            warn(f"the output of run {run_id} is damaged ({problem}); 'hostbatch history "
+                 f"show {run_id}' marks what is lost")
     if args.json:
         stdout.write("".join(json.dumps(run.to_json()) + "\n" for run in runs).encode())
         return ExitStatus.OK
@@ -165,6 +172,8 @@ def _show(argv: list[str], env: Environment, stdout: SafeStream, stderr: SafeStr
         write_summary(stderr, replayed_result(store, run, [spec.name for spec in hosts]),
                       run.elapsed or 0.0, color=use_color(bool(env.stderr_isatty), env.environ),
                       full=output.full_summary, width=stderr_width(env))
+        for problem in store.problems:
+            make_warn("hostbatch", stderr)(problem)
     finally:
         store.close()
     return ExitStatus.OK
@@ -202,6 +211,8 @@ def _diff(argv: list[str], env: Environment, stdout: SafeStream, stderr: SafeStr
             changed.append(change.host)
             stdout.write("".join(line + "\n" for line in change.lines).encode("utf-8"))
             stdout.flush()
+        for problem in store.problems:
+            make_warn("hostbatch", stderr)(problem)
     finally:
         store.close()
     stderr.write(f"hostbatch: {len(changed)} of {hosts} hosts differ between runs "

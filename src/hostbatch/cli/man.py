@@ -33,7 +33,8 @@ FILES = """\
 The inventory, when neither \\fB\\-i\\fR nor \\fB$HOSTBATCH_INVENTORY\\fR names one.
 .TP
 .I ~/.local/state/hostbatch/history.db
-The run history (\\fB$XDG_STATE_HOME/hostbatch/history.db\\fR).
+The run history (\\fB$XDG_STATE_HOME/hostbatch/history.db\\fR); each run's output is in a
+file of its own beside it, in \\fBhistory\\-output/\\fR.
 .TP
 .I ~/.ssh/config, ~/.ssh/known_hosts
 OpenSSH's client configuration and known host keys, read as ssh(1) reads them.

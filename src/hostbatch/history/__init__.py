@@ -1,6 +1,8 @@
 """The memory of every run: a SQLite history of what ran where, and how it ended.
 
-* :mod:`~hostbatch.history.store`: where the database lives, its schema, reads and writes;
+* :mod:`~hostbatch.history.store`: where the database lives, reads and writes;
+* :mod:`~hostbatch.history.schema`: its tables, and the upgrade of older databases;
+* :mod:`~hostbatch.history.blobs`: each run's output bytes, in a file of its own;
 * :mod:`~hostbatch.history.recorder`: records a live run from its events, scrubbing secrets;
 * :mod:`~hostbatch.history.replay`: turns a recorded run back into the same events;
 * :mod:`~hostbatch.history.selectors`: the ``@failed`` / ``@ok`` host-list shortcuts;

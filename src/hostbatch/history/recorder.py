@@ -5,13 +5,16 @@ same order. It keeps memory bounded by writing in short transactions as the run 
 half second or 256 KiB, whichever comes first), and it caps each host's stored output
 (default 1 MiB) with a visible note where the cut is. Every text and byte it stores is first
 scrubbed with :func:`hostbatch.secrets.redact`, so no password, sudo password or passphrase
-known to this process reaches the file. The writes themselves run on a background thread
-(:mod:`hostbatch.history.writer`). A failing write warns once and turns the recorder off:
-history never fails a run.
+known to this process reaches the database or the run's output file
+(:mod:`hostbatch.history.blobs`, where stdout and stderr bytes go). The writes themselves run
+on a background thread (:mod:`hostbatch.history.writer`). A failing write warns once and turns
+the recorder off: history never fails a run.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import getpass
 import json
 import sqlite3
@@ -31,12 +34,13 @@ from hostbatch.engine.events import (
 )
 from hostbatch.errors import FailureKind, HostbatchError
 from hostbatch.history import DEFAULT_OUTPUT_CAP
+from hostbatch.history.blobs import BlobWriter
 from hostbatch.history.store import (
     BUSY_TIMEOUT,
     OK,
-    Chunk,
     HistoryStore,
     HostUpdate,
+    NewChunk,
     NewRun,
 )
 from hostbatch.history.writer import BackgroundWriter
@@ -89,9 +93,12 @@ class HistoryRecorder:
 
     def __init__(self, store: HistoryStore, run_id: int, *, cap: int,
                  warn: Callable[[str], None],
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 output: BlobWriter | None = None) -> None:
         self.store: HistoryStore | None = store
         self.run_id = run_id
+        #: The run's output file (``None``: output bytes are kept in the database).
+        self.output = output
         self.cap = cap
         self.warn = warn
         self.clock = clock
@@ -119,11 +126,15 @@ class HistoryRecorder:
                      inventory=redact(inventory) if inventory else None,
                      hosts=[(spec.name, redact(spec.hostname)) for spec in hosts],
                      output_cap=cap)
-        store = None
+        store = output = None
         try:
             store = HistoryStore.open(path, create=True, busy_timeout=busy_timeout)
-            return cls(store, store.begin_run(run), cap=cap, warn=warn)
+            output = _output_file(store, warn)
+            run = dataclasses.replace(run, output_file=output.name if output else None)
+            return cls(store, store.begin_run(run), cap=cap, warn=warn, output=output)
         except (sqlite3.Error, OSError, HostbatchError) as exc:
+            if output is not None:
+                _discard(output)
             if store is not None:
                 store.close()
             _warn_failure(warn, path, exc)
@@ -209,11 +220,10 @@ class HistoryRecorder:
         store = self.store
         if store is None or self._failed() or not (self._chunks or self._updates):
             return
-        chunks: list[Chunk] = [(seq, host, stream, b"".join(pieces))
-                               for seq, host, stream, pieces in self._chunks]
-        updates = self._updates
+        chunks: list[NewChunk] = self._chunks  # type: ignore[assignment]
+        updates, output = self._updates, self.output
         self._chunks, self._updates, self._pending, self._since = [], [], 0, None
-        self._writer.submit(lambda: store.append(self.run_id, chunks, updates))
+        self._writer.submit(lambda: store.append(self.run_id, chunks, updates, output))
 
     def wait(self) -> None:
         """Return once everything handed to the writer thread is in the database."""
@@ -225,10 +235,15 @@ class HistoryRecorder:
         store = self.store
         if store is None:
             return
+        output = self.output
+        if output is not None:
+            self._writer.submit(output.close)
         self._writer.submit(lambda: store.finish_run(
             self.run_id, finished=time.time(), elapsed=elapsed, exit_status=exit_status,
             interrupted=interrupted))
         self._writer.close()
+        if output is not None:
+            output.abandon()  # a write failed before the close: just release the file
         self._failed()
         store.close()
         self.store = None
@@ -245,7 +260,28 @@ class HistoryRecorder:
         return True
 
 
+def _output_file(store: HistoryStore, warn: Callable[[str], None]) -> BlobWriter | None:
+    """A new output file for the run; if none can be made, warn and keep the run's output in
+    the database instead (slower, but the run is recorded whole)."""
+    try:
+        return store.new_output_file()
+    except OSError as exc:
+        where = exc.filename or store.path
+        warn(f"warning: this run's output is kept inside the history database ({where}: "
+             f"{exc.strerror or exc}); the run goes on")
+        return None
+
+
+def _discard(output: BlobWriter) -> None:
+    """Close and remove the output file of a run whose start could not be recorded."""
+    with contextlib.suppress(OSError):
+        output.close()
+        output.path.unlink()
+
+
 def _warn_failure(warn: Callable[[str], None], path: Path, exc: BaseException) -> None:
     reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    if isinstance(exc, OSError) and exc.filename:
+        path = Path(exc.filename)
     warn(f"warning: this run is not recorded in the history ({path}: {reason}); "
          "the run goes on (--no-history turns the history off)")

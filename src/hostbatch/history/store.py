@@ -1,9 +1,11 @@
-"""The run history database: where it lives, its schema, and short reads and writes.
+"""The run history database: where it lives, and short reads and writes.
 
 One SQLite file (``$XDG_STATE_HOME/hostbatch/history.db``, by default
 ``~/.local/state/hostbatch/history.db``) in WAL mode, so that several runs at once append to
 it without corrupting it and readers never block writers. Every write is one short
 ``BEGIN IMMEDIATE`` transaction, and waits for another writer are bounded by a busy timeout.
+The bytes of each run's stdout and stderr go to a file of the run's own beside it
+(:mod:`hostbatch.history.blobs`, schema in :mod:`hostbatch.history.schema`), written once.
 Nothing here redacts: :mod:`hostbatch.history.recorder` scrubs secrets before calling in.
 """
 
@@ -12,64 +14,20 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from hostbatch.errors import HostbatchError, clip
+from hostbatch.history.blobs import BlobReader, BlobWriter, output_dir, remove
+from hostbatch.history.schema import SCHEMA_VERSION, upgrade, use_wal
 
-#: Bumped whenever the schema changes; a newer database is left alone.
-SCHEMA_VERSION = 1
 #: How long a write waits for another run's transaction before it gives up.
 BUSY_TIMEOUT = 10.0
 #: How long ``hostbatch history`` and ``@failed`` wait for a database another process holds
 #: locked, before saying so (a person is waiting for the answer).
 READ_BUSY_TIMEOUT = 2.0
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
-    id          INTEGER PRIMARY KEY AUTOINCREMENT,
-    started     REAL NOT NULL,
-    finished    REAL,
-    elapsed     REAL,
-    user        TEXT NOT NULL,
-    action      TEXT NOT NULL,
-    command     TEXT NOT NULL,
-    selection   TEXT NOT NULL,
-    inventory   TEXT,
-    host_count  INTEGER NOT NULL,
-    exit_status INTEGER,
-    interrupted INTEGER NOT NULL DEFAULT 0,
-    output_cap  INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS hosts (
-    run_id        INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
-    position      INTEGER NOT NULL,
-    host          TEXT NOT NULL,
-    address       TEXT NOT NULL DEFAULT '',
-    state         TEXT,
-    exit_status   INTEGER,
-    kind          TEXT,
-    message       TEXT NOT NULL DEFAULT '',
-    duration      REAL,
-    files         INTEGER NOT NULL DEFAULT 0,
-    bytes         INTEGER NOT NULL DEFAULT 0,
-    output_bytes  INTEGER NOT NULL DEFAULT 0,
-    dropped_bytes INTEGER NOT NULL DEFAULT 0,
-    PRIMARY KEY (run_id, host)
-);
-CREATE TABLE IF NOT EXISTS output (
-    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
-    seq    INTEGER NOT NULL,
-    host   TEXT NOT NULL,
-    stream TEXT NOT NULL,
-    data   BLOB NOT NULL,
-    PRIMARY KEY (run_id, seq)
-);
-CREATE INDEX IF NOT EXISTS output_by_host ON output (run_id, host, seq);
-"""
 
 #: Host states, in the words of the summary; ``None`` (no result recorded) counts as failed.
 OK = "ok"
@@ -116,6 +74,8 @@ class NewRun:
     inventory: str | None
     hosts: Sequence[tuple[str, str]]
     output_cap: int
+    #: The name of the run's output file (see :mod:`hostbatch.history.blobs`), if it has one.
+    output_file: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +153,9 @@ class HostUpdate:
 #: (a ``--dry-run`` change, JSON) or end (a host's terminal event; for a copy, JSON of its
 #: ``done`` fields beyond files and bytes, empty in runs recorded before they were kept).
 Chunk = tuple[int, str, str, bytes]
+#: A row to store: its bytes may still be in pieces (joined, or copied to the run's output
+#: file, only when written).
+NewChunk = tuple[int, str, str, bytes | Sequence[bytes]]
 
 _RUN_COLUMNS = ("id, started, finished, elapsed, user, action, command, selection, inventory, "
                 "host_count, exit_status, interrupted, "
@@ -218,9 +181,12 @@ def _create_private(path: Path) -> None:
 class HistoryStore:
     """An open history database; use :meth:`open`, and :meth:`close` when done."""
 
-    def __init__(self, connection: sqlite3.Connection, path: Path) -> None:
+    def __init__(self, connection: sqlite3.Connection, path: Path, version: int) -> None:
         self.connection = connection
         self.path = path
+        #: The database's schema: 1 has no output files (every byte is inline).
+        self.version = version
+        self.blobs = BlobReader(output_dir(path))
 
     @classmethod
     def open(cls, path: Path, *, create: bool,
@@ -247,18 +213,30 @@ class HistoryStore:
             if not create and version == 0:
                 raise NoHistory(f"no run history yet ({path} holds no runs)")
             if create:
-                _use_wal(connection, busy_timeout)
+                use_wal(connection, busy_timeout)
                 connection.execute("PRAGMA synchronous = NORMAL")
                 if version < SCHEMA_VERSION:
-                    _create_schema(connection)
+                    upgrade(connection)
+                    version = SCHEMA_VERSION
         except BaseException:
             connection.close()
             raise
-        return cls(connection, path)
+        return cls(connection, path, version)
 
     def close(self) -> None:
-        """Close the connection."""
+        """Close the connection and the output files read."""
+        self.blobs.close()
         self.connection.close()
+
+    @property
+    def problems(self) -> list[str]:
+        """What was wrong with the output files read so far (one line each): their rows came
+        back as a marker line instead of the bytes."""
+        return self.blobs.problems
+
+    def new_output_file(self) -> BlobWriter:
+        """A new file for a starting run's output, beside the database."""
+        return BlobWriter.create(output_dir(self.path))
 
     # ------------------------------------------------------------------ writing
 
@@ -267,10 +245,10 @@ class HistoryStore:
         with _transaction(self.connection) as db:
             cursor = db.execute(
                 "INSERT INTO runs (started, user, action, command, selection, inventory, "
-                "host_count, output_cap) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "host_count, output_cap, output_file) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (run.started, run.user, run.action, run.command,
                  json.dumps({k: list(v) for k, v in run.selection.items()}), run.inventory,
-                 len(run.hosts), run.output_cap))
+                 len(run.hosts), run.output_cap, run.output_file))
             run_id = cursor.lastrowid
             assert run_id is not None
             db.executemany("INSERT INTO hosts (run_id, position, host, address) "
@@ -279,14 +257,26 @@ class HistoryStore:
                             for n, (host, address) in enumerate(run.hosts)])
         return run_id
 
-    def append(self, run_id: int, chunks: Iterable[Chunk],
-               updates: Iterable[HostUpdate]) -> None:
-        """Add output rows and host results in one short transaction."""
+    def append(self, run_id: int, chunks: Iterable[NewChunk],
+               updates: Iterable[HostUpdate], output: BlobWriter | None = None) -> None:
+        """Add output rows and host results in one short transaction.
+
+        With ``output`` (the run's file), the bytes of stdout and stderr rows go to it, and
+        reach it before the rows that point at them are committed.
+        """
+        rows: list[tuple[int, int, str, str, bytes, int | None, int | None]] = []
+        for seq, host, stream, data in chunks:
+            pieces = [data] if isinstance(data, bytes) else data
+            if output is not None and stream in ("stdout", "stderr"):
+                offset, length = output.append(pieces)
+                rows.append((run_id, seq, host, stream, b"", offset, length))
+            else:
+                rows.append((run_id, seq, host, stream, b"".join(pieces), None, None))
+        if output is not None:
+            output.sync()
         with _transaction(self.connection) as db:
-            db.executemany("INSERT INTO output (run_id, seq, host, stream, data) "
-                           "VALUES (?, ?, ?, ?, ?)",
-                           [(run_id, seq, host, stream, data)
-                            for seq, host, stream, data in chunks])
+            db.executemany("INSERT INTO output (run_id, seq, host, stream, data, blob_offset, "
+                           "blob_length) VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
             db.executemany(
                 "UPDATE hosts SET state = ?, exit_status = ?, kind = ?, message = ?, "
                 "duration = ?, files = ?, bytes = ?, output_bytes = ?, dropped_bytes = ? "
@@ -304,16 +294,21 @@ class HistoryStore:
                        (finished, elapsed, exit_status, int(interrupted), run_id))
 
     def prune(self, keep: int) -> int:
-        """Delete all but the newest ``keep`` runs, then compact the file; return how many
-        runs were deleted."""
+        """Delete all but the newest ``keep`` runs and their output files, then compact the
+        database; return how many runs were deleted."""
+        files_of = "output_file" if self.version >= 2 else "NULL"
         with _transaction(self.connection) as db:
             cutoff = db.execute("SELECT id FROM runs ORDER BY id DESC LIMIT 1 OFFSET ?",
                                 (max(keep - 1, 0),)).fetchone()
             if cutoff is None:
                 return 0
             operator = "<" if keep > 0 else "<="
+            names = [name for (name,) in db.execute(
+                f"SELECT {files_of} FROM runs WHERE id {operator} ?", (cutoff[0],))]
             deleted = db.execute(f"DELETE FROM runs WHERE id {operator} ?", (cutoff[0],))
             count = deleted.rowcount
+            kept = {name for (name,) in db.execute(f"SELECT {files_of} FROM runs")}
+        remove(output_dir(self.path), [name for name in names if name], kept)
         self.connection.execute("VACUUM")
         return count
 
@@ -356,51 +351,47 @@ class HistoryStore:
             "SELECT host, data FROM output WHERE run_id = ? AND stream = 'end'", (run_id,))
         return {host: bytes(data) for host, data in rows}
 
-    def output(self, run_id: int, host: str | None = None) -> Iterator[Chunk]:
-        """Output rows of a run (or of one host) in arrival order, read lazily."""
-        if host is None:
-            cursor = self.connection.execute(
-                "SELECT seq, host, stream, data FROM output WHERE run_id = ? ORDER BY seq",
-                (run_id,))
-        else:
-            cursor = self.connection.execute(
-                "SELECT seq, host, stream, data FROM output WHERE run_id = ? AND host = ? "
-                "ORDER BY seq", (run_id, host))
-        for seq, name, stream, data in cursor:
-            yield seq, name, stream, bytes(data)
-
-
-def _use_wal(connection: sqlite3.Connection, timeout: float) -> None:
-    """Switch the database to WAL mode (a no-op once any run did).
-
-    The switch needs the database to itself and SQLite does not wait for that (no busy
-    handler), so when another run is creating the file at the same moment, retry until
-    ``timeout``.
-    """
-    deadline = time.monotonic() + timeout
-    while True:
+    def output_problem(self, run_id: int) -> str | None:
+        """What is wrong with a run's output file (missing, unreadable, shorter than its rows
+        say), as ``FILE: REASON``; ``None`` if nothing is (or the run has no such file)."""
+        if self.version < 2:
+            return None
+        row = self.connection.execute(
+            "SELECT output_file, (SELECT max(blob_offset + blob_length) FROM output "
+            "WHERE run_id = runs.id) FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None or not row[1]:
+            return None
+        name, end = row
+        path = self.blobs.directory / str(name)
         try:
-            if connection.execute("PRAGMA journal_mode = WAL").fetchone()[0] == "wal":
-                return
-            problem = "the history database cannot use WAL mode"
-        except sqlite3.OperationalError as exc:
-            if getattr(exc, "sqlite_errorcode", None) not in (sqlite3.SQLITE_BUSY,
-                                                             sqlite3.SQLITE_LOCKED):
-                raise
-            problem = str(exc)
-        if time.monotonic() > deadline:
-            raise sqlite3.OperationalError(problem)
-        time.sleep(0.02)
+            size = os.stat(path).st_size
+        except OSError as exc:
+            return f"{path}: {exc.strerror or exc}"
+        return None if size >= end else f"{path}: truncated ({size} of {end} bytes)"
 
-
-def _create_schema(connection: sqlite3.Connection) -> None:
-    """Create the tables in one transaction (statement by statement: ``executescript``
-    would commit half-way)."""
-    with _transaction(connection) as db:
-        for statement in _SCHEMA.split(";"):
-            if statement.strip():
-                db.execute(statement)
-        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    def output(self, run_id: int, host: str | None = None) -> Iterator[Chunk]:
+        """Output rows of a run (or of one host) in arrival order, read lazily; bytes that
+        cannot be read from the run's file come back as a marker line (see
+        :attr:`problems`)."""
+        columns = "seq, host, stream, data, blob_offset, blob_length"
+        name = None
+        params: tuple[object, ...]
+        if self.version < 2:
+            columns = "seq, host, stream, data, NULL, NULL"
+        else:
+            row = self.connection.execute("SELECT output_file FROM runs WHERE id = ?",
+                                          (run_id,)).fetchone()
+            name = row[0] if row else None
+        where, params = "run_id = ?", (run_id,)
+        if host is not None:
+            where, params = "run_id = ? AND host = ?", (run_id, host)
+        cursor = self.connection.execute(
+            f"SELECT {columns} FROM output WHERE {where} ORDER BY seq", params)
+        for seq, name_of_host, stream, data, offset, length in cursor:
+            if length is None:
+                yield seq, name_of_host, stream, bytes(data)
+            else:
+                yield seq, name_of_host, stream, self.blobs.read(run_id, name, offset, length)
 
 
 class _transaction:
