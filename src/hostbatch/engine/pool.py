@@ -249,10 +249,10 @@ def _refuse_through_relays(jobs: Sequence[AnyJob], settings: RunSettings) -> Non
     if settings.rollout.active:
         raise UsageError("--canary, --batch and --max-fail do not work through relays yet: "
                          "run the relayed hosts with --via none, or without them")
-    if isinstance(shard.action, GetFiles):
-        raise UsageError(f"batch_scp get through relays is not supported yet (host "
-                         f"{shard.hosts[0].name} is reached via {shard.relays[0].name}); "
-                         "use --via none where the hosts can be reached, or get on the relay")
+    if isinstance(shard.action, GetFiles) and shard.action.sync.enabled:
+        raise UsageError(f"batch_scp get --sync does not work through relays (host "
+                         f"{shard.hosts[0].name} is reached via {shard.relays[0].name}, which "
+                         "has no copy to compare): get without --sync, or use --via none")
 
 
 def _enlarge_pipe(connection: Connection) -> None:

@@ -7,6 +7,9 @@ hosts and kills every running command when the controller cancels, when stdin en
 controller or its connection died), when the controller stays silent for
 :data:`~hostbatch.relay.protocol.HEARTBEAT_LOST` seconds, and on SIGINT, SIGTERM or SIGHUP.
 
+A get runs into a private staging directory; each host's files go back to the controller
+before its terminal event (:mod:`hostbatch.relay.fetch`).
+
 Secrets arrive only inside the job (the SSH channel) and live only in memory: the relay
 writes no file but a private, temporary known_hosts made of the lines the job carries
 (public keys), removed on exit.
@@ -24,12 +27,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from hostbatch.actions import PutFiles
+from hostbatch.actions import GetFiles, PutFiles
 from hostbatch.engine.jobs import plan
 from hostbatch.engine.launcher import WorkerLauncher
 from hostbatch.engine.pool import WorkerPool, interrupt_handlers, plan_workers
 from hostbatch.exit_status import ExitStatus
 from hostbatch.relay import protocol
+from hostbatch.relay.fetch import GetForwarder
 from hostbatch.relay.hostkeys import relay_specs
 from hostbatch.relay.staging import Staging
 
@@ -135,8 +139,14 @@ def serve(stdin_fd: int, stdout_fd: int, home: str) -> int:
         job = _handshake(reader, output, staging)
         if isinstance(job, int):
             return job
+        forward: Callable[[protocol.Message], None] = output.send
         if isinstance(job.action, PutFiles):
             job = dataclasses.replace(job, action=staging.prepare(job.action))
+        elif isinstance(job.action, GetFiles):
+            getter = GetForwarder(job.action, Path(workdir), output.send,
+                                  lambda: cancel_once.done)
+            job = dataclasses.replace(job, action=getter.action)
+            forward = getter.handle  # type: ignore[assignment]
         known = Path(workdir) / "known_hosts"
         known.write_text("".join(f"{line}\n" for line in job.known_hosts), encoding="utf-8")
         jobs = plan(relay_specs(job.hosts, str(known)), job.action)
@@ -155,7 +165,7 @@ def serve(stdin_fd: int, stdout_fd: int, home: str) -> int:
                    else contextlib.nullcontext())
         with signals:
             for event in pool.events():
-                output.send(event)
+                forward(event)
         control.finished.set()
         output.send(protocol.Done())
     finally:
@@ -171,6 +181,11 @@ class _Once:
         self.target: Callable[[], None] | None = None
         self._lock = threading.Lock()
         self._done = False
+
+    @property
+    def done(self) -> bool:
+        """Whether the cancel was made."""
+        return self._done
 
     def __call__(self) -> None:
         with self._lock:
