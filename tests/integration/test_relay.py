@@ -41,6 +41,7 @@ from tests.integration.conftest import (
     wait_for_processes,
     write_inventory,
 )
+from tests.support.cli import assert_no_traceback
 from tests.support.fleet import Fleet
 from tests.support.jumpnet import InetdJumpHost, NamespacedFleet, NetNamespace
 
@@ -420,6 +421,58 @@ def test_a_relay_killed_mid_get_leaves_no_partial_file(relaynet: RelayNet, cli: 
             assert event["kind"] == "relay", events
             assert re.match(r"outcome unknown: relay relay1 lost after", event["error"])
             assert not landed.exists(), host
+
+
+@pytest.fixture
+def controller_agent(relaynet: RelayNet, tmp_path: Path) -> Iterator[Path]:
+    """An ssh-agent of this test holding a key that only it has (no file anywhere once
+    loaded), authorized on site2's hosts for the test user; yields the agent's socket."""
+    key = tmp_path / "agent_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)],
+                   check=True, timeout=60)
+    sock = tmp_path / "agent.sock"
+    agent = subprocess.Popen(["ssh-agent", "-D", "-a", str(sock)], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    authorized = relaynet.site2.authorized_keys
+    original = authorized.read_text()
+    try:
+        deadline = time.monotonic() + 30
+        while not sock.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        subprocess.run(["ssh-add", "-q", str(key)], env={"SSH_AUTH_SOCK": str(sock)},
+                       check=True, timeout=60, capture_output=True)
+        key.unlink()
+        authorized.write_text(original + Path(f"{key}.pub").read_text())
+        yield sock
+    finally:
+        authorized.write_text(original)
+        agent.kill()
+        agent.wait(timeout=10)
+
+
+@pytest.mark.parametrize("forward", ["yes", "no"])
+def test_the_controller_agent_reaches_the_hosts_only_when_forwarded(
+        relaynet: RelayNet, cli: Cli, controller_agent: Path, tmp_path: Path,
+        forward: str) -> None:
+    relay = relaynet.relays["relay3"].host
+    extra = {name: {"hostname": relaynet.site2.host(name).address,
+                    "port": str(relaynet.site2.host(name).port)} for name in SITE2}
+    extra["relay3"] = {"hostname": relay.address, "port": str(relay.port),
+                       "identity_file": str(relaynet.client_key),
+                       "relay_command": relaynet.command, "forward_agent": forward}
+    inventory = relaynet.inventory(tmp_path / "hosts.ini", extra=extra)  # no passwords
+    result = cli.run("-i", inventory, "-g", "site2", "--json", "-cmd", "echo signed-in",
+                     env={"SSH_AUTH_SOCK": str(controller_agent)})
+    events = result.terminals(SITE2)
+    assert_no_traceback(result)
+    if forward == "yes":
+        assert result.returncode == 0, result
+        assert [e["data"] for e in result.events() if e["event"] == "stdout"] == \
+            ["signed-in"] * 2, result
+    else:  # the relay user has no key of its own: the same hosts refuse it
+        assert result.returncode == 3, result
+        for event in events.values():
+            assert event["kind"] == "auth", result
 
 
 # ------------------------------------------------------------------ failures

@@ -128,7 +128,8 @@ class ShardDriver:
             failure = self.connector.blame(relay, failure)
             raise _StartFailed(f"relay {relay.name} unreachable: {failure.message}") from None
         try:
-            pipe = session.open_pipe(relay.relay_command, relay.connect_timeout)
+            pipe = session.open_pipe(relay.relay_command, relay.connect_timeout,
+                                     forward_agent=relay.forward_agent)
             pipe.send(protocol.dumps(protocol.Hello()), HELLO_TIMEOUT)
             reader = protocol.LineReader()
             theirs = self._hello(relay, pipe, reader)
