@@ -475,6 +475,31 @@ def test_the_controller_agent_reaches_the_hosts_only_when_forwarded(
             assert event["kind"] == "auth", result
 
 
+def test_rollouts_gate_every_host_across_relays(relaynet: RelayNet, cli: Cli,
+                                                tmp_path: Path) -> None:
+    inventory = relaynet.inventory(tmp_path / "hosts.ini")
+    fail_first = "[ \"$(echo $SSH_CONNECTION | cut -d' ' -f3)\" = 127.0.25.10 ] && exit 4; true"
+    canary = cli.run("-i", inventory, "-g", "site1,site2", "--json", "--canary", "1", "-cmd",
+                     fail_first)
+    events = canary.terminals([*SITE1, *SITE2])
+    assert events["s1a"]["exit_status"] == 4, canary
+    for name in (*SITE1[1:], *SITE2):
+        assert events[name]["kind"] == "skipped", canary
+        assert "a --canary host failed" in events[name]["error"], canary
+    # One host at a time, whichever relay it is behind: a second host running at once would
+    # find the lock taken.
+    lock = relaynet.gate.parent / "one-at-a-time"
+    waves = cli.run("-i", inventory, "-g", "site1,site2", "--json", "--batch", "1", "-cmd",
+                    f"mkdir {lock} || exit 9; sleep 0.2; rmdir {lock}")
+    assert waves.returncode == 0, waves
+    assert [e["host"] for e in waves.events() if e["event"] == "exit"] == [*SITE1, *SITE2]
+    stopped = cli.run("-i", inventory, "-g", "site2,site1", "--json", "--max-fail", "2",
+                      "-f", "1", "-cmd", "exit 3")
+    events = stopped.terminals([*SITE1, *SITE2])
+    assert [name for name, e in events.items() if e.get("exit_status") == 3] == ["s1a", "s1b"]
+    assert all(events[name]["kind"] == "skipped" for name in ("s1c", *SITE2)), stopped
+
+
 # ------------------------------------------------------------------ failures
 
 
