@@ -115,3 +115,21 @@ def test_an_abort_mid_file_leaves_no_partial_file(tmp_path: Path) -> None:
     assert len(list((tmp_path / "web01").iterdir())) == 2
     landing.abort()
     assert [p.name for p in (tmp_path / "web01").iterdir()] == ["done"]
+
+
+def test_a_cancel_mid_file_interrupts_the_host_and_lands_no_part(tmp_path: Path) -> None:
+    action = GetFiles("/srv/big", str(tmp_path / "local"))
+    sent: list[protocol.Message] = []
+    (tmp_path / "relay").mkdir()
+    forwarder = GetForwarder(action, tmp_path / "relay", sent.append, lambda: len(sent) > 1)
+    staged = Path(forwarder.action.local_dir) / "web01"
+    staged.mkdir()
+    (staged / "big").write_bytes(b"x" * (3 * 1024 * 1024))
+    forwarder.handle(TransferDone("web01", 1, 3, 1.0))
+    *files, terminal = sent
+    assert isinstance(terminal, HostFailed) and terminal.kind is FailureKind.INTERRUPTED
+    landing = Landing.of(action, ["web01"])
+    for message in files:
+        landing.take(message)  # type: ignore[arg-type]
+    assert landing.finish(terminal) == terminal
+    assert list((tmp_path / "local" / "web01").iterdir()) == []  # no .part left

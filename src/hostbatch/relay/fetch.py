@@ -28,6 +28,10 @@ from hostbatch.relay.staging import CHUNK
 Send = Callable[[protocol.Message], None]
 
 
+class _Cancelled(Exception):
+    """The run was cancelled while a host's files were being sent."""
+
+
 class GetForwarder:
     """Turns the relay's get events into what the controller needs: each finished host's
     files, then its held ``file`` events (naming the controller's paths), then its terminal
@@ -55,14 +59,20 @@ class GetForwarder:
             return
         held = self._held.pop(event.host, [])
         host_dir = self.root / event.host
+        duration = getattr(event, "duration", 0.0)
         try:
             if not self.cancelled():
                 self._send_host(event.host, host_dir)
+        except _Cancelled:
+            held = []
+            event = HostFailed(event.host, FailureKind.INTERRUPTED, "interrupted while the "
+                               "relay sent its files; files already in place are complete",
+                               duration)
         except OSError as exc:
             held = []
             event = HostFailed(event.host, FailureKind.TRANSFER,
                                f"the relay could not send what it got: {exc.strerror or exc}",
-                               getattr(event, "duration", 0.0))
+                               duration)
         finally:
             shutil.rmtree(host_dir, ignore_errors=True)
         for landed in held:
@@ -95,6 +105,8 @@ class GetForwarder:
             digest = hashlib.sha256()
             sent, first = 0, True
             while sent < size or first:
+                if self.cancelled():
+                    raise _Cancelled
                 data = source.read(min(CHUNK, size - sent))
                 if not data and not first:
                     raise OSError(f"{relpath} shrank while being sent")
