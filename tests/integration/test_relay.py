@@ -379,9 +379,10 @@ def test_a_get_through_a_relay_lands_what_a_direct_get_lands(relaynet: RelayNet,
     assert whos == {"127.0.25.10", "127.0.25.11", "127.0.25.12"}  # each host's own files
 
 
-def test_a_relay_killed_mid_get_leaves_no_partial_file(relaynet: RelayNet, cli: Cli,
-                                                       spawn: Callable[..., Any],
-                                                       tmp_path: Path) -> None:
+@pytest.mark.parametrize("how", ["relay killed", "ctrl-c"])
+def test_a_get_ended_mid_file_leaves_no_partial_file(relaynet: RelayNet, cli: Cli,
+                                                     spawn: Callable[..., Any],
+                                                     tmp_path: Path, how: str) -> None:
     inventory = relaynet.inventory(tmp_path / "hosts.ini", site1_via="relay1")
     small = "[ \"$(echo $SSH_CONNECTION | cut -d' ' -f3)\" = 127.0.25.10 ]"
     made = cli.run("-i", inventory, "-g", "site1", "-cmd",
@@ -390,6 +391,8 @@ def test_a_relay_killed_mid_get_leaves_no_partial_file(relaynet: RelayNet, cli: 
                    "sha256sum g/data")
     assert made.returncode == 0, made
     sums = {line.split(": ")[0]: line.split()[1] for line in made.stdout.splitlines()}
+    left, _ = wait_for_processes("hostbatch relay --stdio", 30, present=False)
+    assert left == [], left  # the relay of the run above has exited: one relay to find below
     local = tmp_path / "got"
     proc = spawn("-i", inventory, "-g", "site1", "--json", "-action", "get", "-remote",
                  "/srv/hostbatch-fleet/g/data", "-local", local, command="scp")
@@ -399,18 +402,24 @@ def test_a_relay_killed_mid_get_leaves_no_partial_file(relaynet: RelayNet, cli: 
         partial = list(local.glob("*/.data.hostbatch-*.part"))
         time.sleep(0.002)
     assert partial, "no file was ever being received"
-    relay = relay_main_pid(relaynet.site1.netns)
-    os.kill(relay, signal.SIGSTOP)  # nothing more arrives: the file stays partial ...
-    assert partial[0].exists()
-    os.kill(relay, signal.SIGKILL)  # ... and the relay is gone
+    if how == "ctrl-c":  # the relay stops sending between chunks; the controller discards
+        os.killpg(proc.pid, signal.SIGINT)
+        expected_status, unfinished = 130, {"interrupted"}
+    else:
+        relay = relay_main_pid(relaynet.site1.netns)
+        os.kill(relay, signal.SIGSTOP)  # nothing more arrives: the file stays partial ...
+        assert partial[0].exists()
+        os.kill(relay, signal.SIGKILL)  # ... and the relay is gone
+        expected_status, unfinished = 3, {"relay"}
     out = LiveOutput(proc)
-    assert proc.wait(timeout=90) == 3
+    assert proc.wait(timeout=90) == expected_status
     out.until(lambda _: False, 5)
     from tests.support.cli import parse_jsonl, terminal_events
 
     events = terminal_events(parse_jsonl("\n".join(out.lines) + "\n"), SITE1, "scp")
     assert list(local.rglob("*.part")) == [], list(local.rglob("*"))
-    assert events[partial[0].parent.name]["kind"] == "relay", events
+    if how == "relay killed":
+        assert events[partial[0].parent.name]["kind"] == "relay", events
     for host, event in events.items():
         landed = local / host / "data"
         if event["event"] == "done":
@@ -418,8 +427,9 @@ def test_a_relay_killed_mid_get_leaves_no_partial_file(relaynet: RelayNet, cli: 
 
             assert hashlib.sha256(landed.read_bytes()).hexdigest() == sums[host], host
         else:
-            assert event["kind"] == "relay", events
-            assert re.match(r"outcome unknown: relay relay1 lost after", event["error"])
+            assert event["kind"] in unfinished, events
+            if how == "relay killed":
+                assert re.match(r"outcome unknown: relay relay1 lost after", event["error"])
             assert not landed.exists(), host
 
 

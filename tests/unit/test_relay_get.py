@@ -133,3 +133,15 @@ def test_a_cancel_mid_file_interrupts_the_host_and_lands_no_part(tmp_path: Path)
         landing.take(message)  # type: ignore[arg-type]
     assert landing.finish(terminal) == terminal
     assert list((tmp_path / "local" / "web01").iterdir()) == []  # no .part left
+
+
+def test_a_success_after_a_cancel_is_interrupted_not_done(tmp_path: Path) -> None:
+    sent: list[protocol.Message] = []
+    (tmp_path / "relay").mkdir()
+    forwarder = GetForwarder(GetFiles("/f", str(tmp_path / "local")), tmp_path / "relay",
+                             sent.append, lambda: True)
+    (Path(forwarder.action.local_dir) / "web01").mkdir()
+    (Path(forwarder.action.local_dir) / "web01" / "f").write_bytes(b"data")
+    forwarder.handle(TransferDone("web01", 1, 4, 1.0))
+    assert len(sent) == 1 and isinstance(sent[0], HostFailed)
+    assert sent[0].kind is FailureKind.INTERRUPTED

@@ -61,13 +61,15 @@ class GetForwarder:
         host_dir = self.root / event.host
         duration = getattr(event, "duration", 0.0)
         try:
-            if not self.cancelled():
-                self._send_host(event.host, host_dir)
+            if self.cancelled():
+                raise _Cancelled
+            self._send_host(event.host, host_dir)
         except _Cancelled:
             held = []
-            event = HostFailed(event.host, FailureKind.INTERRUPTED, "interrupted while the "
-                               "relay sent its files; files already in place are complete",
-                               duration)
+            if not isinstance(event, HostFailed):  # a success whose files never all came
+                event = HostFailed(event.host, FailureKind.INTERRUPTED, "interrupted before "
+                                   "the relay sent all its files; files already in place are "
+                                   "complete", duration)
         except OSError as exc:
             held = []
             event = HostFailed(event.host, FailureKind.TRANSFER,
