@@ -387,7 +387,7 @@ def test_a_get_ended_mid_file_leaves_no_partial_file(relaynet: RelayNet, cli: Cl
     small = "[ \"$(echo $SSH_CONNECTION | cut -d' ' -f3)\" = 127.0.25.10 ]"
     made = cli.run("-i", inventory, "-g", "site1", "-cmd",
                    f"cd /srv/hostbatch-fleet && rm -rf g && mkdir g && if {small}; then "
-                   "echo small > g/data; else head -c 48M /dev/urandom > g/data; fi && "
+                   "echo small > g/data; else head -c 64M /dev/urandom > g/data; fi && "
                    "sha256sum g/data")
     assert made.returncode == 0, made
     sums = {line.split(": ")[0]: line.split()[1] for line in made.stdout.splitlines()}
@@ -407,8 +407,7 @@ def test_a_get_ended_mid_file_leaves_no_partial_file(relaynet: RelayNet, cli: Cl
         expected_status, unfinished = 130, {"interrupted"}
     else:
         relay = relay_main_pid(relaynet.site1.netns)
-        os.kill(relay, signal.SIGSTOP)  # nothing more arrives: the file stays partial ...
-        assert partial[0].exists()
+        os.kill(relay, signal.SIGSTOP)  # nothing more is sent ...
         os.kill(relay, signal.SIGKILL)  # ... and the relay is gone
         expected_status, unfinished = 3, {"relay"}
     out = LiveOutput(proc)
@@ -418,19 +417,19 @@ def test_a_get_ended_mid_file_leaves_no_partial_file(relaynet: RelayNet, cli: Cl
 
     events = terminal_events(parse_jsonl("\n".join(out.lines) + "\n"), SITE1, "scp")
     assert list(local.rglob("*.part")) == [], list(local.rglob("*"))
-    if how == "relay killed":
-        assert events[partial[0].parent.name]["kind"] == "relay", events
+    assert any(event["event"] == "error" for event in events.values()), events
+    import hashlib
+
     for host, event in events.items():
         landed = local / host / "data"
-        if event["event"] == "done":
-            import hashlib
-
+        # Whatever the outcome, a file in place is complete (the bytes in flight when the
+        # relay stopped may have completed the one being received).
+        if event["event"] == "done" or landed.exists():
             assert hashlib.sha256(landed.read_bytes()).hexdigest() == sums[host], host
-        else:
+        if event["event"] == "error":
             assert event["kind"] in unfinished, events
             if how == "relay killed":
                 assert re.match(r"outcome unknown: relay relay1 lost after", event["error"])
-            assert not landed.exists(), host
 
 
 @pytest.fixture
