@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -42,11 +43,11 @@ MAX_LINE = 256 * 1024 * 1024
 
 
 def package_version() -> str:
-    """This hostbatch's version, as ``--version`` shows it (read from the package itself:
-    asking the installed distribution's metadata cost 25 ms of CPU per relay connection)."""
-    from hostbatch import __version__
-
-    return __version__
+    """This hostbatch's version, as ``--version`` shows it: read from the package, always
+    loaded before any of its modules (asking the installed distribution's metadata cost
+    25 ms of CPU per relay connection; importing the package here would be an upward
+    import)."""
+    return str(getattr(sys.modules.get("hostbatch"), "__version__", "unknown"))
 
 
 class ProtocolError(wire.WireError):
