@@ -13,7 +13,11 @@ Per run: wall time, exit status, and the controller's CPU (user + system of the 
 and its worker processes, from ``wait4``): the issue's target is at most 0.5 ms per host
 through relays, against about 4-5 ms direct. ``--list`` of the same hosts gives the fixed
 start-up cost (interpreter, imports, inventory), so the per-host cost is shown both with and
-without it. On one machine the relays share the cores, so the wall time is not the point.
+without it, and ``relays-100`` (the first 100 targets, same inventory) gives the marginal
+cost of one more relayed host: (relays - relays-100) / (N - 100). On one machine the relays
+share the cores, so the wall time is not the point. The controller runs with its bytecode
+compiled first (``compileall``) and ``PYTHONDONTWRITEBYTECODE`` unset, as an installed
+package runs: otherwise every run would compile its modules again.
 
 Then ``batch_scp -action put`` of one ``--put-mb`` MiB file to the first ``--put-hosts``
 targets, direct and through the relays: the bytes the controller's sockets sent (``ss -ti``
@@ -100,6 +104,8 @@ def write_inventory(work: Path, relays: Fleet, targets: Fleet, key: Path,
     lines += ["[group:targets]", "hosts = " + ", ".join(h.name for h in targets.hosts), ""]
     chosen = ", ".join(h.name for h in targets.hosts[:put_hosts])
     lines += ["[group:puttargets]", f"hosts = {chosen}", ""]
+    first = ", ".join(h.name for h in targets.hosts[:100])
+    lines += ["[group:first100]", f"hosts = {first}", ""]
     path = work / "hosts.ini"
     path.write_text("\n".join(lines))
     path.chmod(0o600)
@@ -113,9 +119,13 @@ def run_once(mode: str, inventory: Path, rep: int, hosts: int, work: Path,
     via = ["--via", "none"] if mode.startswith("direct") else []
     if mode == "list":
         via, action = ["--via", "none"], ("--list",)
+    if mode == "relays-100":
+        group = "first100"
     argv = [str(BIN / program), "-i", str(inventory), "-g", group, "-f", "64",
             "--no-history", "-q", *via, *action]
-    env = {**os.environ, "HOME": str(work / "home")}
+    env = {key: value for key, value in os.environ.items()
+           if key != "PYTHONDONTWRITEBYTECODE"}
+    env["HOME"] = str(work / "home")
     start = time.monotonic()
     with open(work / f"{mode}-{rep}.err", "wb") as err:
         proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL,
@@ -202,12 +212,17 @@ def report(runs: Sequence[Run], hosts: int) -> list[str]:
              "| beyond start-up (ms) | exit |",
              "|---|---:|---:|---:|---:|---|"]
     base = statistics.median(r.cpu for r in runs if r.mode == "list")
-    for mode in ("list", "direct", "relays"):
+    medians = {}
+    for mode in ("list", "direct", "relays", "relays-100"):
         mine = [r for r in runs if r.mode == mode]
-        cpu = statistics.median(r.cpu for r in mine)
+        count = 100 if mode == "relays-100" else hosts
+        cpu = medians[mode] = statistics.median(r.cpu for r in mine)
         lines.append(f"| {mode} | {statistics.median(r.wall for r in mine):.2f} | {cpu:.2f} | "
-                     f"{cpu / hosts * 1000:.2f} | {(cpu - base) / hosts * 1000:.2f} | "
+                     f"{cpu / count * 1000:.2f} | {(cpu - base) / count * 1000:.2f} | "
                      f"{','.join(sorted({str(r.status) for r in mine}))} |")
+    marginal = (medians["relays"] - medians["relays-100"]) / (hosts - 100) * 1000
+    lines += ["", f"Marginal controller CPU per relayed host (relays - relays-100, over "
+              f"{hosts - 100} hosts): {marginal:.2f} ms."]
     return lines
 
 
@@ -221,6 +236,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results-relay.md")
     args = parser.parse_args(argv)
     ensure_test_user(USER, PASSWORD)
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "src")], check=True)
     work: Path = args.workdir
     (work / "targets").mkdir(parents=True, exist_ok=True)
     (work / "home").mkdir(exist_ok=True)
@@ -241,8 +257,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for mode in ("direct", "relays"):  # warm-up, untimed
             run_once(mode, inventory, 0, args.hosts, work)
         for rep in range(1, args.repeat + 1):
-            for mode in (("list", "direct", "relays") if rep % 2
-                         else ("relays", "direct", "list")):
+            for mode in (("list", "direct", "relays", "relays-100") if rep % 2
+                         else ("relays-100", "relays", "direct", "list")):
                 run = run_once(mode, inventory, rep, args.hosts, work)
                 print(f"rep {rep} {mode}: {run.wall:.2f}s, controller CPU {run.cpu:.2f}s, "
                       f"exit {run.status}")

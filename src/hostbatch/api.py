@@ -56,8 +56,8 @@ def run(
     specs = prepare_hosts(None, hosts, HostOverrides(connect_timeout=settings.connect_timeout),
                           environ)
     result = BatchResult([spec.name for spec in specs])
-    pool = WorkerPool(plan(specs, action), settings, home=home, launcher=launcher,
-                      inputs=inputs)
+    pool = WorkerPool(plan(specs, action, host_by_host=settings.rollout.active), settings,
+                      home=home, launcher=launcher, inputs=inputs)
 
     def consume() -> None:
         for event in pool.events():

@@ -33,6 +33,7 @@ from typing import Any
 
 import pytest
 
+from hostbatch.relay.protocol import PROTOCOL_VERSION
 from tests.integration.conftest import (
     TEST_PASSWORD,
     Cli,
@@ -40,6 +41,7 @@ from tests.integration.conftest import (
     wait_for_processes,
     write_inventory,
 )
+from tests.support.cli import assert_no_traceback
 from tests.support.fleet import Fleet
 from tests.support.jumpnet import InetdJumpHost, NamespacedFleet, NetNamespace
 
@@ -204,8 +206,8 @@ class LiveOutput:
 def spawn(cli: Cli) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
     procs: list[subprocess.Popen[bytes]] = []
 
-    def start(*args: str | Path) -> subprocess.Popen[bytes]:
-        proc = cli.popen(*args, start_new_session=True)
+    def start(*args: str | Path, command: str = "run") -> subprocess.Popen[bytes]:
+        proc = Cli(cli.home, cli.cwd, command=command).popen(*args, start_new_session=True)
         procs.append(proc)
         return proc
 
@@ -319,21 +321,199 @@ def test_a_put_through_a_relay_lands_verified_on_every_host(relaynet: RelayNet, 
                 if line.startswith(f"{name}: ")] == expected, check
 
 
-def test_a_get_through_a_relay_is_refused_before_connecting(relaynet: RelayNet, cli: Cli,
-                                                            tmp_path: Path) -> None:
+def tree_of(folder: Path) -> dict[str, tuple[str, int, bytes | str]]:
+    """Every entry below ``folder``: its kind, mode and content (a link's target)."""
+    found: dict[str, tuple[str, int, bytes | str]] = {}
+    for path in sorted(folder.rglob("*")):
+        info = path.lstat()
+        name = str(path.relative_to(folder))
+        if path.is_symlink():
+            found[name] = ("link", 0, os.readlink(path))
+        elif path.is_dir():
+            found[name] = ("dir", info.st_mode & 0o7777, b"")
+        else:
+            found[name] = ("file", info.st_mode & 0o7777, path.read_bytes())
+    return found
+
+
+def test_a_get_through_a_relay_lands_what_a_direct_get_lands(relaynet: RelayNet, cli: Cli,
+                                                             tmp_path: Path) -> None:
     inventory = relaynet.inventory(tmp_path / "hosts.ini")
+    made = cli.run("-i", inventory, "-g", "site1", "-cmd",
+                   "cd /srv/hostbatch-fleet && rm -rf tree && mkdir -p tree/sub tree/ro && "
+                   "echo $SSH_CONNECTION > tree/who && head -c 3000007 /dev/urandom > tree/big"
+                   " && : > tree/sub/empty && printf x > tree/sub/f && chmod 640 tree/sub/f && "
+                   "ln -s who tree/link && echo in > tree/ro/in && chmod 550 tree/ro && "
+                   "chmod 711 tree/sub")
+    assert made.returncode == 0, made
     scp = Cli(cli.home, cli.cwd, command="scp")
-    result = scp.run("-i", inventory, "-g", "site1", "-action", "get", "-remote", "/etc/hosts",
-                     "-local", tmp_path / "got")
-    assert result.returncode == 2, result
-    assert "get through relays is not supported yet" in result.stderr, result
+    for name, args in (("file", ["/srv/hostbatch-fleet/tree/big"]),
+                       ("tree", ["-r", "-p", "/srv/hostbatch-fleet/tree"])):
+        relayed, direct = tmp_path / f"relayed-{name}", tmp_path / f"direct-{name}"
+        *flags, remote = args
+        result = scp.run("-i", inventory, "-g", "site1", "--json", "--verify", *flags,
+                         "-action", "get", "-remote", remote, "-local", relayed)
+        assert result.returncode == 0, result
+        done = result.terminals(SITE1)
+        files = [e for e in result.events() if e["event"] == "file"]
+        assert {e["host"] for e in files} == set(SITE1), result
+        for event in files:  # the file events name where the files landed here
+            assert Path(event["destination"]).is_file(), event
+            assert str(event["destination"]).startswith(str(relayed)), event
+        # The same get made from inside site1's namespace, as a machine there would.
+        straight = scp.run("-i", inventory, "-g", "site1", "--json", "--verify", "--via",
+                           "none", *flags, "-action", "get", "-remote", remote, "-local",
+                           direct, wrapper=["nsenter", f"--net={relaynet.site1.netns.path}"])
+        assert straight.returncode == 0, straight
+        for host in SITE1:
+            assert done[host]["files"] == straight.terminals(SITE1)[host]["files"], result
+            got = tree_of(relayed / host)
+            assert got == tree_of(direct / host), host
+            assert not [n for n in got if n.endswith(".part")], got
+    # -p kept the times, of files and of directories
+    for name in ("tree/big", "tree/ro"):
+        assert os.stat(tmp_path / "relayed-tree" / "s1a" / name).st_mtime == \
+            os.stat(tmp_path / "direct-tree" / "s1a" / name).st_mtime
+    whos = {(tmp_path / "relayed-tree" / host / "tree" / "who").read_text().split()[2]
+            for host in SITE1}
+    assert whos == {"127.0.25.10", "127.0.25.11", "127.0.25.12"}  # each host's own files
+
+
+@pytest.mark.parametrize("how", ["relay killed", "ctrl-c"])
+def test_a_get_ended_mid_file_leaves_no_partial_file(relaynet: RelayNet, cli: Cli,
+                                                     spawn: Callable[..., Any],
+                                                     tmp_path: Path, how: str) -> None:
+    inventory = relaynet.inventory(tmp_path / "hosts.ini", site1_via="relay1")
+    small = "[ \"$(echo $SSH_CONNECTION | cut -d' ' -f3)\" = 127.0.25.10 ]"
+    made = cli.run("-i", inventory, "-g", "site1", "-cmd",
+                   f"cd /srv/hostbatch-fleet && rm -rf g && mkdir g && if {small}; then "
+                   "echo small > g/data; else head -c 64M /dev/urandom > g/data; fi && "
+                   "sha256sum g/data")
+    assert made.returncode == 0, made
+    sums = {line.split(": ")[0]: line.split()[1] for line in made.stdout.splitlines()}
+    left, _ = wait_for_processes("hostbatch relay --stdio", 30, present=False)
+    assert left == [], left  # the relay of the run above has exited: one relay to find below
+    local = tmp_path / "got"
+    proc = spawn("-i", inventory, "-g", "site1", "--json", "-action", "get", "-remote",
+                 "/srv/hostbatch-fleet/g/data", "-local", local, command="scp")
+    deadline = time.monotonic() + 120
+    partial: list[Path] = []
+    while not partial and proc.poll() is None and time.monotonic() < deadline:
+        partial = list(local.glob("*/.data.hostbatch-*.part"))
+        time.sleep(0.002)
+    assert partial, "no file was ever being received"
+    if how == "ctrl-c":  # the relay stops sending between chunks; the controller discards
+        os.killpg(proc.pid, signal.SIGINT)
+        expected_status, unfinished = 130, {"interrupted"}
+    else:
+        relay = relay_main_pid(relaynet.site1.netns)
+        os.kill(relay, signal.SIGSTOP)  # nothing more is sent ...
+        os.kill(relay, signal.SIGKILL)  # ... and the relay is gone
+        expected_status, unfinished = 3, {"relay"}
+    out = LiveOutput(proc)
+    assert proc.wait(timeout=90) == expected_status
+    out.until(lambda _: False, 5)
+    from tests.support.cli import parse_jsonl, terminal_events
+
+    events = terminal_events(parse_jsonl("\n".join(out.lines) + "\n"), SITE1, "scp")
+    assert list(local.rglob("*.part")) == [], list(local.rglob("*"))
+    assert any(event["event"] == "error" for event in events.values()), events
+    import hashlib
+
+    for host, event in events.items():
+        landed = local / host / "data"
+        # Whatever the outcome, a file in place is complete (the bytes in flight when the
+        # relay stopped may have completed the one being received).
+        if event["event"] == "done" or landed.exists():
+            assert hashlib.sha256(landed.read_bytes()).hexdigest() == sums[host], host
+        if event["event"] == "error":
+            assert event["kind"] in unfinished, events
+            if how == "relay killed":
+                assert re.match(r"outcome unknown: relay relay1 lost after", event["error"])
+
+
+@pytest.fixture
+def controller_agent(relaynet: RelayNet, tmp_path: Path) -> Iterator[Path]:
+    """An ssh-agent of this test holding a key that only it has (no file anywhere once
+    loaded), authorized on site2's hosts for the test user; yields the agent's socket."""
+    key = tmp_path / "agent_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)],
+                   check=True, timeout=60)
+    sock = tmp_path / "agent.sock"
+    agent = subprocess.Popen(["ssh-agent", "-D", "-a", str(sock)], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    authorized = relaynet.site2.authorized_keys
+    original = authorized.read_text()
+    try:
+        deadline = time.monotonic() + 30
+        while not sock.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        subprocess.run(["ssh-add", "-q", str(key)], env={"SSH_AUTH_SOCK": str(sock)},
+                       check=True, timeout=60, capture_output=True)
+        key.unlink()
+        authorized.write_text(original + Path(f"{key}.pub").read_text())
+        yield sock
+    finally:
+        authorized.write_text(original)
+        agent.kill()
+        agent.wait(timeout=10)
+
+
+@pytest.mark.parametrize("forward", ["yes", "no"])
+def test_the_controller_agent_reaches_the_hosts_only_when_forwarded(
+        relaynet: RelayNet, cli: Cli, controller_agent: Path, tmp_path: Path,
+        forward: str) -> None:
+    relay = relaynet.relays["relay3"].host
+    extra = {name: {"hostname": relaynet.site2.host(name).address,
+                    "port": str(relaynet.site2.host(name).port)} for name in SITE2}
+    extra["relay3"] = {"hostname": relay.address, "port": str(relay.port),
+                       "identity_file": str(relaynet.client_key),
+                       "relay_command": relaynet.command, "forward_agent": forward}
+    inventory = relaynet.inventory(tmp_path / "hosts.ini", extra=extra)  # no passwords
+    result = cli.run("-i", inventory, "-g", "site2", "--json", "-cmd", "echo signed-in",
+                     env={"SSH_AUTH_SOCK": str(controller_agent)})
+    events = result.terminals(SITE2)
+    assert_no_traceback(result)
+    if forward == "yes":
+        assert result.returncode == 0, result
+        assert [e["data"] for e in result.events() if e["event"] == "stdout"] == \
+            ["signed-in"] * 2, result
+    else:  # the relay user has no key of its own: the same hosts refuse it
+        assert result.returncode == 3, result
+        for event in events.values():
+            assert event["kind"] == "auth", result
+
+
+def test_rollouts_gate_every_host_across_relays(relaynet: RelayNet, cli: Cli,
+                                                tmp_path: Path) -> None:
+    inventory = relaynet.inventory(tmp_path / "hosts.ini")
+    fail_first = "[ \"$(echo $SSH_CONNECTION | cut -d' ' -f3)\" = 127.0.25.10 ] && exit 4; true"
+    canary = cli.run("-i", inventory, "-g", "site1,site2", "--json", "--canary", "1", "-cmd",
+                     fail_first)
+    events = canary.terminals([*SITE1, *SITE2])
+    assert events["s1a"]["exit_status"] == 4, canary
+    for name in (*SITE1[1:], *SITE2):
+        assert events[name]["kind"] == "skipped", canary
+        assert "a --canary host failed" in events[name]["error"], canary
+    # One host at a time, whichever relay it is behind: a second host running at once would
+    # find the lock taken.
+    lock = relaynet.gate.parent / "one-at-a-time"
+    waves = cli.run("-i", inventory, "-g", "site1,site2", "--json", "--batch", "1", "-cmd",
+                    f"mkdir {lock} || exit 9; sleep 0.2; rmdir {lock}")
+    assert waves.returncode == 0, waves
+    assert [e["host"] for e in waves.events() if e["event"] == "exit"] == [*SITE1, *SITE2]
+    stopped = cli.run("-i", inventory, "-g", "site2,site1", "--json", "--max-fail", "2",
+                      "-f", "1", "-cmd", "exit 3")
+    events = stopped.terminals([*SITE1, *SITE2])
+    assert [name for name, e in events.items() if e.get("exit_status") == 3] == ["s1a", "s1b"]
+    assert all(events[name]["kind"] == "skipped" for name in ("s1c", *SITE2)), stopped
 
 
 # ------------------------------------------------------------------ failures
 
 
-def kill_relay_process(netns: NetNamespace) -> None:
-    """SIGKILL the relay process (not its workers) running in ``netns``."""
+def relay_main_pid(netns: NetNamespace) -> int:
+    """The relay process (not its workers) running in ``netns``."""
     wanted = os.readlink(netns.path)
     pids = set()
     for line in relay_processes():
@@ -345,7 +525,12 @@ def kill_relay_process(netns: NetNamespace) -> None:
             if int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
             not in pids]
     assert len(main) == 1, (pids, main)
-    os.kill(main[0], signal.SIGKILL)
+    return main[0]
+
+
+def kill_relay_process(netns: NetNamespace) -> None:
+    """SIGKILL the relay process (not its workers) running in ``netns``."""
+    os.kill(relay_main_pid(netns), signal.SIGKILL)
 
 
 @pytest.mark.parametrize("how", ["connection dropped", "relay process killed"])
@@ -458,7 +643,7 @@ def test_a_relay_of_another_protocol_is_a_clean_error(relaynet: RelayNet, cli: C
     for event in result.terminals(SITE1).values():
         assert event["kind"] == "relay", result
         assert "protocol 99 (hostbatch 9.9)" in event["error"], result
-        assert "protocol 1 (hostbatch " in event["error"], result
+        assert f"protocol {PROTOCOL_VERSION} (hostbatch " in event["error"], result
         assert "\n" not in event["error"]
 
 

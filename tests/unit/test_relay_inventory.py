@@ -26,6 +26,7 @@ hostname = 10.9.0.1
 hostname = 10.1.0.1
 relay_command = /opt/hostbatch/bin/hostbatch relay --stdio
 relay_forks = 200
+forward_agent = yes
 [host:relay2]
 hostname = 10.1.0.2
 [host:own]
@@ -74,6 +75,7 @@ def test_relays_carry_their_own_settings(tmp_path: Path) -> None:
     assert (relay1.hostname, relay1.user, relay1.relays) == ("10.1.0.1", "ops", ())
     assert relay1.relay_command == "/opt/hostbatch/bin/hostbatch relay --stdio"
     assert relay1.relay_forks == 200
+    assert relay1.forward_agent and not relay2.forward_agent
     assert (relay2.relay_command, relay2.relay_forks) == (DEFAULT_RELAY_COMMAND,
                                                          DEFAULT_RELAY_FORKS)
 
@@ -92,6 +94,7 @@ def test_sources_name_the_group(tmp_path: Path) -> None:
     ("[host:a]\nrelay_forks = 0\n", "relay_forks", "must be at least 1"),
     ("[host:a]\nrelay_forks = many\n", "relay_forks", "is not a whole number"),
     ("[host:a]\nrelay_command = 'open\n", "relay_command", "cannot split"),
+    ("[host:a]\nforward_agent = maybe\n", "forward_agent", "is not yes or no"),
 ])
 def test_bad_values_are_one_line_errors(tmp_path: Path, text: str, key: str,
                                         message: str) -> None:
@@ -125,6 +128,16 @@ def test_a_run_is_split_into_one_shard_per_route(tmp_path: Path) -> None:
     assert [relay.name for relay in shard.relays] == ["relay1", "relay2"]
     # The relay reaches its hosts directly: their own route is not sent along.
     assert all(spec.via == () and spec.relays == () for spec in shard.hosts)
+
+
+def test_a_rollout_plans_every_relayed_host_as_its_own_shard(tmp_path: Path) -> None:
+    inventory = load(tmp_path)
+    hosts = [inventory.hosts[name] for name in ("relay0", "a1", "b1", "a2", "direct")]
+    jobs = plan(hosts, RunCommand("true"), host_by_host=True)
+    assert [job_hosts(job) for job in jobs] == [("relay0",), ("a1",), ("b1",), ("a2",),
+                                                ("direct",)]  # selection order, one each
+    assert [type(job).__name__ for job in jobs] == ["Job", "ShardJob", "ShardJob", "ShardJob",
+                                                    "Job"]
 
 
 def test_ansible_inventories_take_hostbatch_via_from_hosts_and_groups(tmp_path: Path) -> None:

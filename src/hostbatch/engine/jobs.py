@@ -53,9 +53,17 @@ def job_hosts(job: AnyJob) -> tuple[str, ...]:
     return job.names if isinstance(job, ShardJob) else (job.host.name,)
 
 
-def plan(hosts: Sequence[HostSpec], action: Action) -> list[AnyJob]:
+def plan(hosts: Sequence[HostSpec], action: Action, *,
+         host_by_host: bool = False) -> list[AnyJob]:
     """One job per direct host, in selection order, and one shard per relay route (placed
-    where its first host is)."""
+    where its first host is).
+
+    ``host_by_host`` (a rollout: the controller gates every host across all relays) makes
+    each relayed host a shard of its own, in selection order: one relay session per host.
+    """
+    if host_by_host:
+        return [ShardJob(spec.relays, (dataclasses.replace(spec, via=(), relays=()),), action)
+                if spec.relays else Job(spec, action) for spec in hosts]
     jobs: list[AnyJob] = []
     shards: dict[tuple[str, ...], list[HostSpec]] = {}
     for spec in hosts:

@@ -128,7 +128,7 @@ class WorkerPool:
             # host being started, and a stop leaves nothing queued behind it.
             slots = sum(threads for _, threads in self._processes)
             self._rollout = Rollout(len(self.jobs), self.settings.rollout, slots)
-            self._index = {job.host.name: n for n, job in enumerate(self.jobs)}
+            self._index = {job_hosts(job)[0]: n for n, job in enumerate(self.jobs)}
             first = self._feed()
         else:
             for job in self.jobs:
@@ -170,7 +170,7 @@ class WorkerPool:
             return []  # an interruption's never-started hosts are reported at the end
         skipped: list[Event] = []
         for index in rollout.never_started():
-            host = self.jobs[index].host.name
+            host = job_hosts(self.jobs[index])[0]
             self._finished.add(host)
             skipped.append(HostFailed(host, FailureKind.SKIPPED,
                                       f"not started: {rollout.stop_reason}"))
@@ -246,13 +246,14 @@ def _refuse_through_relays(jobs: Sequence[AnyJob], settings: RunSettings) -> Non
     shard = next((job for job in jobs if isinstance(job, ShardJob)), None)
     if shard is None:
         return
-    if settings.rollout.active:
-        raise UsageError("--canary, --batch and --max-fail do not work through relays yet: "
-                         "run the relayed hosts with --via none, or without them")
-    if isinstance(shard.action, GetFiles):
-        raise UsageError(f"batch_scp get through relays is not supported yet (host "
-                         f"{shard.hosts[0].name} is reached via {shard.relays[0].name}); "
-                         "use --via none where the hosts can be reached, or get on the relay")
+    if settings.rollout.active and any(isinstance(job, ShardJob) and len(job.hosts) > 1
+                                       for job in jobs):
+        raise UsageError("--canary, --batch and --max-fail gate every host: relayed hosts "
+                         "must be planned host by host (plan(..., host_by_host=True))")
+    if isinstance(shard.action, GetFiles) and shard.action.sync.enabled:
+        raise UsageError(f"batch_scp get --sync does not work through relays (host "
+                         f"{shard.hosts[0].name} is reached via {shard.relays[0].name}, which "
+                         "has no copy to compare): get without --sync, or use --via none")
 
 
 def _enlarge_pipe(connection: Connection) -> None:

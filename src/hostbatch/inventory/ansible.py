@@ -34,6 +34,7 @@ FIELD_VARIABLES: Mapping[str, tuple[str, ...]] = {
     "via": ("hostbatch_via",),
     "relay_command": ("hostbatch_relay_command",),
     "relay_forks": ("hostbatch_relay_forks",),
+    "forward_agent": ("hostbatch_forward_agent",),
 }
 #: Variables read but not mapped one-to-one: ssh options (ProxyJump, UserKnownHostsFile)
 #: and the connection type, which must be ssh-like.
@@ -206,6 +207,10 @@ class _HostBuilder:
             if forks < 1:
                 raise self.fail(host, variable, "must be at least 1")
             return forks
+        if field_name == "forward_agent":
+            if str(value).strip().lower() not in ("yes", "no", "true", "false"):
+                raise self.fail(host, variable, "not yes or no")
+            return str(value).strip().lower() in ("yes", "true")
         if field_name == "connect_timeout":
             try:
                 seconds = float(value)

@@ -65,6 +65,8 @@ class HostSpec:
     relays: tuple[HostSpec, ...] = ()
     relay_command: str = DEFAULT_RELAY_COMMAND
     relay_forks: int = DEFAULT_RELAY_FORKS
+    #: On a relay: forward the controller's ssh-agent over its connection (``forward_agent``).
+    forward_agent: bool = False
 
     def __post_init__(self) -> None:
         # Keep the one-key and the many-keys views in step. An identity_file that is not the

@@ -70,7 +70,8 @@ def built_in(name: str, local_user: str) -> dict[str, Any]:
             "connect_timeout": DEFAULT_CONNECT_TIMEOUT, "known_hosts": None, "proxy_jump": (),
             "sudo_password": None, "keepalive_interval": DEFAULT_KEEPALIVE_INTERVAL,
             "keepalive_count_max": DEFAULT_KEEPALIVE_COUNT_MAX, "via": (),
-            "relay_command": DEFAULT_RELAY_COMMAND, "relay_forks": DEFAULT_RELAY_FORKS}
+            "relay_command": DEFAULT_RELAY_COMMAND, "relay_forks": DEFAULT_RELAY_FORKS,
+            "forward_agent": False}
 
 
 def normalize(raw: Mapping[str, Any]) -> dict[str, Any]:

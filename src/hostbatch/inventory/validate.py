@@ -27,7 +27,7 @@ from hostbatch.secrets import Secret
 HOST_KEYS = ("hostname", "port", "user", "password", "password_env", "password_cmd",
              "identity_file", "identities_only", "connect_timeout", "known_hosts", "proxy_jump",
              "sudo_password", "sudo_password_env", "keepalive_interval", "keepalive_count_max",
-             "via", "relay_command", "relay_forks")
+             "via", "relay_command", "relay_forks", "forward_agent")
 #: Keys of [defaults] only: settings of the whole run rather than of a host.
 RUN_KEYS = ("confirm_over",)
 #: Keys of [group:NAME].
@@ -232,6 +232,7 @@ def host_settings(check: Validator, section: str, raw: Mapping[str, str],
         "via": lambda v: check.relays(v, section),
         "relay_command": lambda v: check.command(v, section, "relay_command"),
         "relay_forks": lambda v: check.forks(v, section, "relay_forks"),
+        "forward_agent": lambda v: check.boolean(v, section, "forward_agent"),
     }
     settings = {key: converters[key](value if key in SECRET_KEYS else value.strip())
                 for key, value in raw.items() if key in converters}

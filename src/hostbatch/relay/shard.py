@@ -13,6 +13,9 @@ failure rules (docs/relays.md):
   run again;
 * the run's cancellation (Ctrl-C, SIGTERM, --timeout of the whole run) is sent to the relay,
   which kills its remote commands and reports each host as usual.
+
+A get's files come back before each host's terminal event and land through
+:class:`~hostbatch.relay.landing.Landing`; a lost relay leaves no partial file.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from hostbatch.actions import PutFiles, RunInput
+from hostbatch.actions import GetFiles, PutFiles, RunInput
 from hostbatch.engine.events import (
     Event,
     HostFailed,
@@ -34,6 +37,7 @@ from hostbatch.errors import FailureKind
 from hostbatch.inventory.model import HostSpec
 from hostbatch.relay import protocol
 from hostbatch.relay.hostkeys import controller_event, shard_lines
+from hostbatch.relay.landing import Landing
 from hostbatch.relay.staging import send_source
 from hostbatch.secrets import redact
 from hostbatch.settings import RunSettings
@@ -67,6 +71,7 @@ class ShardDriver:
     inputs: RunInput
     home: str
     _finished: set[str] = field(default_factory=set)
+    _landing: Landing | None = None
 
     @property
     def cancelled(self) -> bool:
@@ -80,6 +85,8 @@ class ShardDriver:
         try:
             self._run()
         except Exception as exc:
+            if self._landing is not None:
+                self._landing.abort()
             message = redact(f"internal error: {type(exc).__name__}: {exc}")
             for spec in self.job.hosts:
                 self._terminal(HostFailed(spec.name, FailureKind.INTERNAL, message))
@@ -121,7 +128,8 @@ class ShardDriver:
             failure = self.connector.blame(relay, failure)
             raise _StartFailed(f"relay {relay.name} unreachable: {failure.message}") from None
         try:
-            pipe = session.open_pipe(relay.relay_command, relay.connect_timeout)
+            pipe = session.open_pipe(relay.relay_command, relay.connect_timeout,
+                                     forward_agent=relay.forward_agent)
             pipe.send(protocol.dumps(protocol.Hello()), HELLO_TIMEOUT)
             reader = protocol.LineReader()
             theirs = self._hello(relay, pipe, reader)
@@ -187,6 +195,8 @@ class ShardDriver:
         job = self._job(relay)
         started = time.monotonic()
         link = _Link(pipe, started)
+        if isinstance(job.action, GetFiles):
+            self._landing = Landing.of(job.action, self.job.names)
         try:
             if isinstance(job.action, PutFiles):  # the source goes to the relay once
                 send_source(job.action, lambda data: pipe.send(data, protocol.HEARTBEAT_LOST))
@@ -195,15 +205,18 @@ class ShardDriver:
                 return
         except (HostJobError, protocol.ProtocolError):
             pass  # lost: what the relay's hosts did is unknown
+        if self._landing is not None:
+            self._landing.abort()
         self._lost(relay, time.monotonic() - started)
 
     def _follow(self, relay: HostSpec, link: _Link, reader: protocol.LineReader) -> bool:
-        """Re-emit the relay's events; True once it said ``done``, False when it was lost."""
+        """Re-emit the relay's events; True once it said ``done``, False when it was lost
+        (:class:`~hostbatch.relay.protocol.ProtocolError` too: a peer that says nonsense)."""
         hosts = {spec.name: spec for spec in self.job.hosts}
         cancel_sent = False
         while True:
-            line = reader.pending()
-            if line is None:
+            message = reader.pending_message()
+            if message is None:
                 if reader.eof or link.silent():
                     return False
                 if self.cancelled and not cancel_sent:
@@ -213,22 +226,22 @@ class ShardDriver:
                 self._read(link.pipe, reader)
                 continue
             link.heard()
-            try:
-                message = protocol.loads(line)
-            except protocol.ProtocolError:
-                return False
             if isinstance(message, protocol.Done):
                 self._drain(link.pipe, reader)
                 return True
             if isinstance(message, protocol.RelayFailed):
                 return False
-            if isinstance(message, HostKeyLearned):
-                message = controller_event(message, hosts, self.home)
-            if isinstance(message, TerminalEvent):
-                self._terminal(message)
+            if isinstance(message, protocol.GotEntry | protocol.FileChunk | protocol.GotEnd):
+                if self._landing is None:
+                    raise protocol.ProtocolError("files from a relay outside a get")
+                self._landing.take(message)
+            elif isinstance(message, TerminalEvent):
+                self._terminal(message if self._landing is None
+                               else self._landing.finish(message))
+            elif isinstance(message, HostKeyLearned):
+                self.emit(controller_event(message, hosts, self.home))
             elif not isinstance(message, protocol.Heartbeat | protocol.Hello
-                                | protocol.RelayJob | protocol.Cancel | protocol.FileChunk
-                                | protocol.ChunkHeader):
+                                | protocol.RelayJob | protocol.Cancel | protocol.ChunkHeader):
                 self.emit(message)
 
     def _drain(self, pipe: RemotePipe, reader: protocol.LineReader) -> None:

@@ -5,13 +5,20 @@ pty, no kill wrapper: closing the channel closes the command's stdin, which is h
 learns that its controller is gone) and hands back a :class:`RemotePipe`. The caller reads
 with ``select`` on :meth:`RemotePipe.fileno` and sends with a time limit, so a frozen peer
 can never hang it.
+
+With ``forward_agent``, the controller's ssh-agent (``SSH_AUTH_SOCK``) is forwarded over the
+pipe's connection (paramiko's :class:`~paramiko.agent.AgentRequestHandler`, OpenSSH's
+``auth-agent@openssh.com``): the command sees its own ``SSH_AUTH_SOCK`` and signs with the
+controller's keys, which never leave the controller, for as long as the pipe is open.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 
 import paramiko
+from paramiko.agent import AgentRequestHandler
 
 from hostbatch.errors import FailureKind
 from hostbatch.ssh.errors import HostJobError
@@ -25,8 +32,10 @@ PIPE_WINDOW = 4 * 1024 * 1024
 class RemotePipe:
     """The stdin (:meth:`send`) and stdout (:meth:`recv`) of a command on the host."""
 
-    def __init__(self, channel: paramiko.Channel) -> None:
+    def __init__(self, channel: paramiko.Channel,
+                 agent: AgentRequestHandler | None = None) -> None:
         self._channel = channel
+        self._agent = agent
         self._stderr = bytearray()
 
     def fileno(self) -> int:
@@ -76,16 +85,26 @@ class RemotePipe:
             self._channel.shutdown_write()
 
     def close(self) -> None:
-        """Close the channel: the command's stdin ends (idempotent)."""
+        """Close the channel: the command's stdin ends, a forwarded agent is no longer
+        served (idempotent)."""
         with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
             self._channel.close()
+        if self._agent is not None:
+            agent, self._agent = self._agent, None
+            with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
+                agent.close()
 
 
-def open_pipe(transport: paramiko.Transport, command: str, timeout: float) -> RemotePipe:
-    """Start ``command`` on the host with its stdin and stdout as a pipe."""
+def open_pipe(transport: paramiko.Transport, command: str, timeout: float, *,
+              forward_agent: bool = False) -> RemotePipe:
+    """Start ``command`` on the host with its stdin and stdout as a pipe; with
+    ``forward_agent`` (and an agent here: ``SSH_AUTH_SOCK``), forward the agent to it."""
+    agent = None
     try:
         channel = transport.open_session(timeout=timeout, window_size=PIPE_WINDOW)
+        if forward_agent and os.environ.get("SSH_AUTH_SOCK"):
+            agent = AgentRequestHandler(channel)  # asked for before the command starts
         channel.exec_command(command)
     except (OSError, EOFError, paramiko.SSHException) as exc:
         raise HostJobError(FailureKind.CONNECT, f"cannot start {command!r}: {exc}") from None
-    return RemotePipe(channel)
+    return RemotePipe(channel, agent)

@@ -140,10 +140,12 @@ class Session:
             get_files.get_all(self._transport, action, state)
         return TransferTotals.of(state)
 
-    def open_pipe(self, command: str, timeout: float) -> RemotePipe:
+    def open_pipe(self, command: str, timeout: float, *,
+                  forward_agent: bool = False) -> RemotePipe:
         """Start ``command`` with its stdin and stdout as a byte pipe (a relay's protocol);
-        ``timeout`` bounds opening the channel."""
-        return open_pipe(self._transport, command, timeout)
+        ``timeout`` bounds opening the channel; ``forward_agent`` forwards this machine's
+        ssh-agent to the command for as long as the pipe is open."""
+        return open_pipe(self._transport, command, timeout, forward_agent=forward_agent)
 
     def scan_key(self) -> ScannedKey:
         """The host key the server proved it holds during the key exchange."""
