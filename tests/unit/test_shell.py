@@ -144,11 +144,11 @@ def test_the_resident_shell_frames_each_command_on_both_streams() -> None:
 
 def test_resident_commands_share_no_directory_variable_or_stdin() -> None:
     out, _ = resident([resident_line("cd /; export HBX=1; HBY=2; set -e", "n1"),
-                       resident_line('pwd; echo "${HBX:-no}${HBY:-no}"; cat; echo "$-"', "n2"),
+                       resident_line('pwd; echo "${HBX:-no}${HBY:-no}$#"; cat; echo "$-"', "n2"),
                        ])
     body = out.split(f"{frame_prefix('start', 'n2')}", 1)[1].split("\n", 1)[1]
     lines = body.split("\n")
-    assert lines[0] == os.getcwd() and lines[1] == "nono" and "e" not in lines[2]
+    assert lines[0] == os.getcwd() and lines[1] == "nono0" and "e" not in lines[2]
 
 
 def test_a_resident_command_runs_in_its_own_process_group() -> None:
