@@ -274,6 +274,7 @@ class _StandingHosts:
         try:
             session = self._session(spec)
             if message.action is None:
+                session.prepare_shell(ctx)
                 terminal = HostConnected(host, time.monotonic() - ctx.started)
             else:
                 terminal = perform_action(job, session, ctx, RunInput())

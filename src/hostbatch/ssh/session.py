@@ -110,6 +110,16 @@ class Session:
         if self._shell is False:
             self._shell = None
 
+    def prepare_shell(self, ctx: HostContext) -> None:
+        """Start the resident shell now, if :meth:`keep_shell` asked for one (the console
+        does it while connecting, so that its first command does not wait for the shell).
+        A failure here is not the host's: the first command tries again."""
+        if self._shell is None:
+            try:
+                self._shell = ResidentShell.start(self._transport, ctx) or False
+            except HostJobError:
+                self._shell = None
+
     def _run_resident(self, command: str, ctx: HostContext) -> CommandResult | None:
         """Run ``command`` in the resident shell, starting one if needed (once more if the
         last one was found gone before the command began); ``None``: no usable shell."""
