@@ -38,7 +38,6 @@ from hostbatch.ssh.command import (
     SELECT_CAP,
     CommandResult,
     LineSplitter,
-    _run_quietly,
 )
 from hostbatch.ssh.context import HostContext
 from hostbatch.ssh.errors import HostJobError
@@ -145,6 +144,18 @@ class ResidentShell:
 def _close(channel: paramiko.Channel) -> None:
     with contextlib.suppress(*_ERRORS):
         channel.close()
+
+
+def _signal_group(transport: paramiko.Transport, signal_name: str, pgid: int) -> None:
+    """Signal process group ``pgid`` from a channel of its own (the shell's is busy waiting
+    for the job), waiting a moment for the ``kill`` to have run."""
+    channel = transport.open_session(timeout=KILL_GRACE * 2)
+    try:
+        channel.exec_command(kill_group(signal_name, pgid))
+        channel.shutdown_write()
+        channel.status_event.wait(KILL_GRACE * 2)
+    finally:
+        _close(channel)
 
 
 class _ShellRun:
@@ -259,10 +270,10 @@ class _ShellRun:
             return "no remote process id known, the console's shell closed"
         pgid = self.start.number
         try:
-            _run_quietly(transport, kill_group("TERM", pgid), 2.0)
+            _signal_group(transport, "TERM", pgid)
             if self._await(KILL_GRACE, done=True):
                 return "remote process group terminated"
-            _run_quietly(transport, kill_group("KILL", pgid), 2.0)
+            _signal_group(transport, "KILL", pgid)
             self._await(KILL_GRACE, done=True)
             return "remote process group killed"
         except _ERRORS as exc:
