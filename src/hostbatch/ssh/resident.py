@@ -158,6 +158,14 @@ def _signal_group(transport: paramiko.Transport, signal_name: str, pgid: int) ->
         _close(channel)
 
 
+def _through(scanner: FrameScanner, data: bytes) -> bytes:
+    """``data`` without ``scanner``'s frame (what followed the frame included)."""
+    passed = scanner.feed(data)
+    if scanner.rest:
+        passed, scanner.rest = passed + scanner.rest, b""
+    return passed
+
+
 class _ShellRun:
     """One command in a resident shell: the output loop, the deadline, the kill."""
 
@@ -189,16 +197,16 @@ class _ShellRun:
             self.ctx.on_lines(stream, block, False)
 
     def drain(self) -> None:
-        """Pass on what arrived on both streams, without the frames."""
+        """Pass on what arrived on both streams, without the frames. What follows a stream's
+        end frame (output of a process the command left in the background) passes on too,
+        so both streams are always read to the last byte."""
         channel = self.channel
         try:
-            while channel.recv_ready() and not self.out_end.found:
-                data = self.start.feed(channel.recv(READ_MAX))
-                if self.start.found:
-                    data, self.start.rest = data + self.start.rest, b""
-                self._pass("stdout", self.out_end.feed(data))
-            while channel.recv_stderr_ready() and not self.err_end.found:
-                self._pass("stderr", self.err_end.feed(channel.recv_stderr(READ_MAX)))
+            while channel.recv_ready():
+                data = _through(self.start, channel.recv(READ_MAX))
+                self._pass("stdout", _through(self.out_end, data))
+            while channel.recv_stderr_ready():
+                self._pass("stderr", _through(self.err_end, channel.recv_stderr(READ_MAX)))
         except _ERRORS:
             self.lost = True
 
