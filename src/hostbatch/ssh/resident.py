@@ -53,6 +53,9 @@ from hostbatch.ssh.shell import (
 #: How long a new shell may take to answer its first line before the host keeps a channel
 #: per command.
 START_WAIT = 10.0
+#: How long a stop waits for the job's process group to be announced (the line was sent, the
+#: job is starting) before giving up on killing it and closing the shell.
+ANNOUNCE_WAIT = 5.0
 _ERRORS = (OSError, EOFError, paramiko.SSHException)
 
 
@@ -273,7 +276,7 @@ class _ShellRun:
 
     def _kill(self) -> str:
         transport = self.shell.transport
-        if not self._await(KILL_GRACE) or self.start.number is None \
+        if not self._await(ANNOUNCE_WAIT) or self.start.number is None \
                 or not transport.is_active():
             return "no remote process id known, the console's shell closed"
         pgid = self.start.number
