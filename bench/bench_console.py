@@ -9,7 +9,10 @@ For each fleet size N (default 100 and 500) this starts N real OpenSSH ``sshd`` 
   the session's start (connecting to every host) is reported apart;
 * ``batch_run``: 10 fresh ``batch_run -g all -cmd CMD`` runs, each timed from spawn to exit;
 * ``clush``: one interactive ``clush`` (no command) on a pseudo-terminal, fed the same 10
-  lines, each timed from Enter to its next ``clush>`` prompt.
+  lines, each timed from Enter to its next ``clush>`` prompt;
+* with ``--baseline REV``, also the console as of git revision REV (a snapshot of its
+  sources, started as ``batch_run`` without a command), in the same run, for a before/after
+  table.
 
 Every command is checked: ``batch_run`` and the console must report N ok; for ``uname -r``
 every tool must print one line per host. The target (issue 13): each console command after
@@ -48,6 +51,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from bench.bench_run import snapshot_batch_run  # noqa: E402
 from bench.benchkit import (  # noqa: E402
     CLK_TCK,
     children_of,
@@ -184,11 +188,13 @@ def lines_per_host(shown: bytes, count: int) -> bool:
 
 
 def bench_console(fleet: Fleet, inventory: Path, env: dict[str, str], command: str,
-                  repeat: int) -> Series:
-    """One console session on the whole fleet, fed ``command`` ``repeat`` times."""
-    series = Series(len(fleet.names), command, "console")
-    console = Interactive([str(BIN / "hostbatch"), "console", "-i", str(inventory), "-g", "all",
-                           "--no-history"], env, HOSTBATCH_PROMPT)
+                  repeat: int, baseline: str | None = None) -> Series:
+    """One console session on the whole fleet, fed ``command`` ``repeat`` times; with
+    ``baseline`` (a snapshot's ``batch_run``), the console of that snapshot."""
+    series = Series(len(fleet.names), command, "console" if baseline is None else "baseline")
+    program = [str(BIN / "hostbatch"), "console"] if baseline is None else [baseline]
+    console = Interactive([*program, "-i", str(inventory), "-g", "all", "--no-history"], env,
+                          HOSTBATCH_PROMPT)
     try:
         shown = console.wait_prompt(600)
         series.start = time.perf_counter() - console.started
@@ -287,7 +293,33 @@ def _cpu(series: Series | None) -> str:
             f"{median(series.server_cpu[skip:]):.2f}")
 
 
-def render(results: Sequence[Series], argv: Sequence[str]) -> str:
+def render_baseline(results: Sequence[Series], revision: str | None) -> list[str]:
+    """The before/after table (``--baseline REV``): the console now and at REV, same run."""
+    rows = []
+    for hosts in sorted({s.hosts for s in results}):
+        for command in COMMANDS:
+            found = {s.tool: s for s in results if (s.hosts, s.command) == (hosts, command)}
+            run, now, then = (found.get(t) for t in ("batch_run", "console", "baseline"))
+            if run is None or now is None or then is None or len(now.runs) < 2 \
+                    or len(then.runs) < 2:
+                continue
+            base = median(run.runs)
+            rows.append(
+                f"| {hosts} | `{command}` | {base:.3f} | {median(now.after_first):.3f} / "
+                f"{max(now.after_first):.3f} | {max(now.after_first) / base:.3f} | "
+                f"{median(then.after_first):.3f} / {max(then.after_first):.3f} | "
+                f"{max(then.after_first) / base:.3f} | {_cpu(now)} | {_cpu(then)} |")
+    if not rows:
+        return []
+    return ["", f"Same run, the console now and as of `{revision}` (commands after the first: "
+            "median / slowest; ratio: slowest over the median fresh batch_run; CPU: client / "
+            "fleet per command):", "",
+            f"| hosts | command | batch_run | console now | ratio now | console @{revision} "
+            "| ratio then | CPU now | CPU then |",
+            "|---:|---|---:|---:|---:|---:|---:|---:|---:|", *rows]
+
+
+def render(results: Sequence[Series], argv: Sequence[str], revision: str | None = None) -> str:
     """The Markdown report: one row per (hosts, command), medians, and the target's verdict."""
     def cell(tool: str, hosts: int, command: str) -> Series | None:
         return next((s for s in results if (s.tool, s.hosts, s.command) == (tool, hosts,
@@ -325,6 +357,7 @@ def render(results: Sequence[Series], argv: Sequence[str]) -> str:
                 f"{clush_first} | {clush_rest} | {worst / base:.3f} | "
                 f"{'met' if worst <= 0.1 * base else 'MISSED'} | {_cpu(run)} | "
                 f"{_cpu(console)} | {_cpu(clush)} |")
+    out += render_baseline(results, revision)
     problems = [f"- {s.tool} {s.hosts} `{s.command}`: {p}" for s in results for p in s.problems]
     out += ["", "Problems (a run with a problem still counts above):" if problems
             else "Every command of every tool was verified (summary, output lines).", *problems]
@@ -332,10 +365,12 @@ def render(results: Sequence[Series], argv: Sequence[str]) -> str:
 
 
 def run_tool(tool: str, fleet: Fleet, inventory: Path, hostfile: Path, env: dict[str, str],
-             command: str, repeat: int) -> Series:
+             command: str, repeat: int, baseline: str | None = None) -> Series:
     """One tool's series of ``repeat`` commands."""
     if tool == "console":
         return bench_console(fleet, inventory, env, command, repeat)
+    if tool == "baseline":
+        return bench_console(fleet, inventory, env, command, repeat, baseline)
     if tool == "batch_run":
         return bench_batch_run(fleet, inventory, env, command, repeat)
     return bench_clush(fleet, hostfile, env, command, repeat)
@@ -349,8 +384,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--tools", default="console,batch_run,clush")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
+    parser.add_argument("--baseline", metavar="REV", default=None,
+                        help="also time the console as of git revision REV, same run")
     args = parser.parse_args(argv)
     tools = args.tools.split(",")
+    baseline = None
+    if args.baseline is not None:
+        baseline, _ = snapshot_batch_run(args.workdir, args.baseline, folder="console-baseline")
+        tools.append("baseline")
     if "clush" in tools and shutil.which("clush") is None:
         parser.error("clush is not installed (apt-get install -y clustershell)")
     ensure_bench_user()
@@ -368,11 +409,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                     for tool in tools:
                         log(f"{count} hosts, {command!r}: {tool}")
                         results.append(run_tool(tool, fleet, inventory, hostfile, env, command,
-                                                args.repeat))
+                                                args.repeat, baseline))
                         log(f"  walls: {[round(w, 3) for w in results[-1].runs]}")
     finally:
         args.out.write_text(render(results, ["bench/bench_console.py",
-                                             *(argv or sys.argv[1:])]))
+                                             *(argv or sys.argv[1:])], args.baseline))
     log(f"wrote {args.out}")
     return 0
 

@@ -12,12 +12,15 @@ import fcntl
 import os
 import pty
 import re
+import secrets
 import select
 import shlex
+import shutil
 import signal
 import struct
 import subprocess
 import termios
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -25,6 +28,8 @@ from typing import Any
 
 import pytest
 
+from hostbatch.actions import RunCommand, RunInput
+from hostbatch.ssh.context import HostContext
 from tests.integration.conftest import (
     HOSTBATCH,
     SCRUBBED_ENV,
@@ -265,7 +270,12 @@ def test_ctrl_c_kills_the_command_on_every_host_and_keeps_the_connections(start:
     assert left == [], f"remote commands left running: {left}"
     after = client_ports(console.command("echo port=$SSH_CONNECTION"))
     assert after == before, "Ctrl-C closed connections"
-    console.send("echo never\x03")  # at the prompt: clears the line, the console stays
+    # At the prompt Ctrl-C clears the line and the console stays. It is typed once readline
+    # shows the text: Python's readline loses a SIGINT that comes between drawing the prompt
+    # and waiting for input (it waits on stdin alone), and ISIG flushes what was typed.
+    console.send("echo never")
+    console.expect(b"echo never")
+    console.send("\x03")
     console.until_prompt()
     shown = console.command("true")
     assert "4 ok" in shown and "never" not in shown
@@ -432,3 +442,151 @@ def test_a_worker_that_died_is_replaced_before_the_next_command(start: Any) -> N
         time.sleep(0.05)
     shown = console.command("echo after")
     assert "4 ok" in shown and len(host_lines(shown)) == 4, shown
+
+
+# ------------------------------------------------------------------ the resident shell
+# The console runs plain commands through one shell kept running per host
+# (hostbatch.ssh.resident). These drive a Session directly, as a standing worker does, to
+# check the bytes of both streams exactly; the console tests above go through it too.
+
+DASH_USER = "hbdash"
+
+
+class Collected:
+    """A HostContext's output, by stream, as the session passed it on."""
+
+    def __init__(self) -> None:
+        self.streams: dict[str, bytes] = {"stdout": b"", "stderr": b""}
+        self.seen = threading.Event()
+        self.watch = b""
+
+    def on_lines(self, stream: str, block: bytes, added_newline: bool) -> None:
+        self.streams[stream] += block[:-1] if added_newline else block
+        if self.watch and self.watch in self.streams[stream]:
+            self.seen.set()
+
+
+def _context(collected: Collected, **options: Any) -> HostContext:
+    return HostContext("web01", "HBM-" + secrets.token_hex(8), on_lines=collected.on_lines,
+                       **options)
+
+
+@contextlib.contextmanager
+def standing_session(inventory: Path, tmp_path: Path, host: str = "web01") -> Iterator[Any]:
+    """An open session to ``host`` keeping a resident shell, as the console's workers do."""
+    from hostbatch.inventory.loader import load_inventory
+    from hostbatch.ssh.connect import Connector
+
+    spec = load_inventory(inventory).hosts[host]
+    connector = Connector(home=str(tmp_path), accept_new=False, retries=0)
+    session = connector.open(spec, lambda *_: None)
+    session.linger()
+    session.keep_shell()
+    try:
+        yield session
+    finally:
+        session.close()
+
+
+def run_on(session: Any, command: str, **options: Any) -> tuple[Any, Collected]:
+    collected = Collected()
+    result = session.run(RunCommand(command), RunInput(), _context(collected, **options))
+    return result, collected
+
+
+def test_resident_shell_output_arrives_exactly(main_inventory: Path, tmp_path: Path) -> None:
+    with standing_session(main_inventory, tmp_path) as session:
+        result, got = run_on(session, "printf 'a\\nno-newline'; printf 'err-tail' >&2; exit 7")
+        assert result.exit_status == 7
+        assert got.streams == {"stdout": b"a\nno-newline", "stderr": b"err-tail"}
+        fake = "hostbatch-end-0000000000000000 0"
+        _, got = run_on(session, f"echo '{fake}'; printf hostbatch-end-; echo x >&2; echo y")
+        assert got.streams == {"stdout": f"{fake}\nhostbatch-end-y\n".encode(),
+                               "stderr": b"x\n"}
+        _, got = run_on(session, "printf '\\000\\377\\376bin\\r\\n'; seq 1 200000")
+        expected = b"\x00\xff\xfebin\r\n" + "".join(f"{n}\n" for n in range(1, 200001)).encode()
+        assert got.streams["stdout"] == expected
+        shells = {run_on(session, "echo $$")[1].streams["stdout"] for _ in range(3)}
+        assert len(shells) == 1, "each command did not run in the same resident shell"
+
+
+def test_resident_commands_keep_no_state(main_inventory: Path, tmp_path: Path) -> None:
+    with standing_session(main_inventory, tmp_path) as session:
+        home = run_on(session, "pwd")[1].streams["stdout"]
+        run_on(session, "cd /tmp; export HBX=1; HBY=2; set -e; alias ll=ls")
+        _, got = run_on(session, 'pwd; echo "${HBX:-unset}${HBY:-unset}"; alias ll; exit 0')
+        assert got.streams["stdout"] == home + b"unsetunset\n"
+
+
+def test_a_killed_resident_shell_is_started_again(main_inventory: Path, tmp_path: Path) -> None:
+    with standing_session(main_inventory, tmp_path) as session:
+        first = int(run_on(session, "echo $$")[1].streams["stdout"])
+        os.kill(first, signal.SIGKILL)  # the hosts run on this machine
+        result, got = run_on(session, "echo $$; echo ok")
+        second, ok = got.streams["stdout"].split()
+        assert result.exit_status == 0 and ok == b"ok" and int(second) != first
+        assert run_on(session, "echo $$")[1].streams["stdout"] == second + b"\n"
+
+
+def _stopped_at(session: Any, command: str, started: bytes, **options: Any) -> str:
+    """Run ``command``; cancel it once ``started`` was printed (or let its timeout act);
+    the message it failed with."""
+    from hostbatch.ssh.errors import HostJobError
+
+    collected = Collected()
+    collected.watch = started
+    cancelled = threading.Event()
+    ctx = _context(collected, cancelled=cancelled, **options)
+    if "timeout" not in options:
+        threading.Thread(target=lambda: collected.seen.wait(30) and cancelled.set(),
+                         daemon=True).start()
+    with pytest.raises(HostJobError) as failure:
+        session.run(RunCommand(command), RunInput(), ctx)
+    return str(failure.value)
+
+
+def test_a_stopped_resident_command_leaves_no_process_and_keeps_the_shell(
+        main_inventory: Path, tmp_path: Path) -> None:
+    token = str(secrets.randbelow(10**6) + 3_400_000)
+    with standing_session(main_inventory, tmp_path) as session:
+        shell = run_on(session, "echo $$")[1].streams["stdout"]
+        message = _stopped_at(session, f"echo started; sleep {token} | sleep {token}",
+                              b"started")
+        assert "interrupted; remote process group terminated" in message
+        left, _ = wait_for_processes(f"sleep {token}", 15, present=False)
+        assert left == [], f"remote commands left running: {left}"
+        message = _stopped_at(session, f"sleep {token}", b"", timeout=0.5)
+        assert "timed out after 0.5s" in message
+        assert wait_for_processes(f"sleep {token}", 15, present=False)[0] == []
+        assert run_on(session, "echo $$")[1].streams["stdout"] == shell
+
+
+def test_a_login_shell_without_job_control_keeps_a_channel_per_command(
+        main_fleet: Fleet, tmp_path: Path) -> None:
+    from tests.integration.conftest import TEST_PASSWORD, fleet_host, write_inventory
+
+    dash = shutil.which("dash")
+    if dash is None:
+        pytest.skip("dash is not installed (the login shell without job control)")
+    if subprocess.run(["id", DASH_USER], capture_output=True, check=False).returncode != 0:
+        subprocess.run(["useradd", "-m", "-s", dash, DASH_USER], capture_output=True,
+                       check=False)  # a concurrent suite may have made it meanwhile
+    subprocess.run(["usermod", "-s", dash, DASH_USER], capture_output=True, check=True)
+    subprocess.run(["chpasswd"], input=f"{DASH_USER}:{TEST_PASSWORD}\n".encode(), check=True)
+    inventory = write_inventory(tmp_path / "dash.ini", {"web01": fleet_host(main_fleet, "web01")},
+                                defaults={"user": DASH_USER})
+    with standing_session(inventory, tmp_path) as session:
+        pids = {run_on(session, "echo $$")[1].streams["stdout"] for _ in range(2)}
+        assert len(pids) == 2, "commands did not get a channel each"
+        result, got = run_on(session, "printf tail; exit 3")
+        assert (result.exit_status, got.streams["stdout"]) == (3, b"tail")
+
+
+def test_console_commands_share_the_shell_but_not_its_directory(start: Any) -> None:
+    console = start("-h", "web01")
+    console.until_prompt()
+    first = host_lines(console.command("echo shell=$$; pwd"))["web01"]
+    console.command("cd /tmp; export HBX=1")
+    again = host_lines(console.command("echo shell=$$; pwd; echo ${HBX:-unset}"))["web01"]
+    assert again == [*first, "unset"], (first, again)
+    assert "web01: no-newline" in console.command("printf no-newline")

@@ -14,10 +14,14 @@ from pathlib import Path
 import pytest
 
 from hostbatch.ssh.shell import (
+    RESIDENT_SHELL,
     SudoMarkers,
     build_command,
+    frame_prefix,
     is_identifier,
     kill_group,
+    resident_line,
+    resident_probe,
     script_invocation,
     sha256_command,
     sudo_kill,
@@ -115,3 +119,53 @@ def test_sha256_command_quotes_awkward_names(tmp_path: Path) -> None:
     path.write_bytes(b"x" * 1000)
     output = sh(sha256_command(str(path)))
     assert output.split()[0].lstrip("\\") == hashlib.sha256(b"x" * 1000).hexdigest()
+
+
+def resident(lines: list[str], shell: str = "/bin/bash") -> tuple[str, str]:
+    """What a resident shell (``shell`` as the login shell) prints on stdout and stderr for
+    the probe then ``lines``, run as sshd would: the login shell's ``-c`` with the channel's
+    command."""
+    done = subprocess.run([shell, "-c", RESIDENT_SHELL], env={**os.environ, "SHELL": shell},
+                          input=(resident_probe("p0") + "".join(lines)).encode(),
+                          capture_output=True, timeout=20, check=False)
+    return done.stdout.decode(), done.stderr.decode()
+
+
+def test_the_resident_shell_frames_each_command_on_both_streams() -> None:
+    out, err = resident([resident_line("echo out; echo err >&2; printf tail", "n1"),
+                         resident_line("exit 7", "n2")])
+    ready, start, rest = out.split("\n", 2)
+    assert ready == f"{frame_prefix('ready', 'p0')} 1"
+    assert start.startswith(frame_prefix("start", "n1") + " ") and start.split()[1].isdigit()
+    assert rest.startswith(f"out\ntail{frame_prefix('end', 'n1')} 0\n")
+    assert rest.endswith(f"{frame_prefix('end', 'n2')} 7\n")
+    assert err == f"err\n{frame_prefix('end', 'n1')} 0\n{frame_prefix('end', 'n2')} 0\n"
+
+
+def test_resident_commands_share_no_directory_variable_or_stdin() -> None:
+    out, _ = resident([resident_line("cd /; export HBX=1; HBY=2; set -e", "n1"),
+                       resident_line('pwd; echo "${HBX:-no}${HBY:-no}$#"; cat; echo "$-"', "n2"),
+                       ])
+    body = out.split(f"{frame_prefix('start', 'n2')}", 1)[1].split("\n", 1)[1]
+    lines = body.split("\n")
+    assert lines[0] == os.getcwd() and lines[1] == "nono0" and "e" not in lines[2]
+
+
+def test_a_resident_command_runs_in_its_own_process_group() -> None:
+    out, _ = resident([resident_line("ps -o pgid= -p $BASHPID", "n1")])
+    start = out.split(frame_prefix("start", "n1") + " ", 1)[1]
+    pgid, shown = start.split("\n", 2)[:2]
+    assert int(shown.strip()) == int(pgid) != os.getpgid(0)
+
+
+def test_a_shell_without_job_control_says_so() -> None:
+    out, _ = resident([], shell="/bin/sh" if Path("/bin/dash").exists() else "dash")
+    assert out == f"{frame_prefix('ready', 'p0')} 0\n"
+
+
+@pytest.mark.parametrize("command", ["echo 'it''s'", "printf '%s\\n' \"$((1+2))\"",
+                                     "echo a\necho b"])
+def test_resident_lines_quote_the_command(command: str) -> None:
+    out, _ = resident([resident_line(command, "n1")])
+    expected = sh(command)
+    assert expected in out

@@ -5,7 +5,9 @@ The parent (:class:`~hostbatch.engine.standing.StandingPool`) sends a
 and :class:`Probe` messages, and ``None`` to end. A batch's hosts go to a fixed set of threads
 (the forks cap); each host reuses its open session or connects again (a connection that
 dropped, or failed before), runs the command exactly as a ``batch_run`` worker does
-(:func:`hostbatch.engine.worker.perform_action`) and reports one terminal event. A host whose
+(:func:`hostbatch.engine.worker.perform_action`) and reports one terminal event; plain
+commands go through a shell kept running on the host (``Session.keep_shell``, see
+:mod:`hostbatch.ssh.resident`). A host whose
 connection is no longer up after its job loses its session, so the next command reconnects it.
 
 Every command gets its own cancellation event and wake-up pipe: a cancelled command's
@@ -272,6 +274,7 @@ class _StandingHosts:
         try:
             session = self._session(spec)
             if message.action is None:
+                session.prepare_shell(ctx)
                 terminal = HostConnected(host, time.monotonic() - ctx.started)
             else:
                 terminal = perform_action(job, session, ctx, RunInput())
@@ -291,6 +294,7 @@ class _StandingHosts:
 
         session = self.connector.open(spec, learn)
         session.linger()
+        session.keep_shell()
         self.sessions[spec.name] = session
         return session
 

@@ -26,6 +26,7 @@ from hostbatch.ssh.context import HostContext
 from hostbatch.ssh.errors import HostJobError
 from hostbatch.ssh.keyscan import ScannedKey, read_host_key
 from hostbatch.ssh.pipe import RemotePipe, open_pipe
+from hostbatch.ssh.resident import ResidentShell, ShellGone
 from hostbatch.ssh.sftp import TransferState
 from hostbatch.ssh.shell import SudoMarkers, build_command, script_invocation
 from hostbatch.ssh.sudo import SudoAuth
@@ -65,6 +66,9 @@ class Session:
         self._release = release
         self._verdict = verdict
         self._closed = False
+        #: The console's resident shell (see :meth:`keep_shell`): ``None`` not started yet,
+        #: ``False`` this host keeps a channel per command.
+        self._shell: ResidentShell | bool | None = False
 
     @contextmanager
     def _liveness(self) -> Iterator[None]:
@@ -98,6 +102,39 @@ class Session:
         """
         self._transport.sock.settimeout(poll)
 
+    def keep_shell(self) -> None:
+        """Run plain commands (no ``--sudo``, script or stdin) through one shell kept running
+        on the host (:mod:`hostbatch.ssh.resident`), started at the first such command: no
+        session fork and shell exec on the host, no channel per command. A host whose shell
+        cannot do it keeps a channel per command."""
+        if self._shell is False:
+            self._shell = None
+
+    def prepare_shell(self, ctx: HostContext) -> None:
+        """Start the resident shell now, if :meth:`keep_shell` asked for one (the console
+        does it while connecting, so that its first command does not wait for the shell).
+        A failure here is not the host's: the first command tries again."""
+        if self._shell is None:
+            try:
+                self._shell = ResidentShell.start(self._transport, ctx) or False
+            except HostJobError:
+                self._shell = None
+
+    def _run_resident(self, command: str, ctx: HostContext) -> CommandResult | None:
+        """Run ``command`` in the resident shell, starting one if needed (once more if the
+        last one was found gone before the command began); ``None``: no usable shell."""
+        for _ in range(2):
+            if self._shell is None or (isinstance(self._shell, ResidentShell)
+                                       and not self._shell.usable):
+                self._shell = ResidentShell.start(self._transport, ctx) or False
+            if not isinstance(self._shell, ResidentShell):
+                return None
+            try:
+                return self._shell.run(command, ctx)
+            except ShellGone:
+                self._shell.close()
+        return None
+
     @property
     def is_active(self) -> bool:
         """Whether the connection is still up."""
@@ -120,6 +157,11 @@ class Session:
                         else script_invocation(remote_script, action.script_args))
                 command = build_command(body, action.env,
                                         sudo=None if sudo is None else sudo.markers)
+                if self._shell is not False and sudo is None and remote_script is None \
+                        and inputs.stdin is None:
+                    result = self._run_resident(command, ctx)
+                    if result is not None:
+                        return result
                 return run_command(self._transport, command, ctx, stdin=inputs.stdin,
                                    sudo=sudo)
             finally:
@@ -155,6 +197,8 @@ class Session:
         """Close the connection (and release the jump host it went through); idempotent."""
         if not self._closed:
             self._closed = True
+            if isinstance(self._shell, ResidentShell):
+                self._shell.close()
             self._release(self._transport)
 
     def __enter__(self) -> Session:

@@ -15,6 +15,8 @@
 * ``--script FILE`` runs the uploaded copy through a descriptor after unlinking it (so its
   shebang is honoured and nothing stays on disk), with the arguments quoted.
 * ``--verify`` checks a copied file with ``sha256sum`` on the host (:func:`sha256_command`).
+* The console's resident shell: :data:`RESIDENT_SHELL`, :func:`resident_probe`,
+  :func:`resident_line`.
 """
 
 from __future__ import annotations
@@ -91,6 +93,49 @@ def wrap_command(command: str, marker: str) -> str:
 def kill_group(signal_name: str, pgid: int) -> str:
     """Signal a process group the login user owns, silently (it may be gone already)."""
     return f"sh -c 'kill -s {signal_name} -- -{pgid}' >/dev/null 2>&1"
+
+
+# The console's resident shell (:mod:`hostbatch.ssh.resident`): one login shell per host,
+# started once, reading command lines from its channel. Each command runs in a subshell (cd,
+# variables and options stay there), as a background job of its own process group (``set
+# -m``; ``kill_group`` stops it), with stdin from /dev/null, then the shell frames its end.
+# The work is a function defined once, so each line is short: bash reads a script from a pipe
+# one byte per read(2), which made a 200-byte line cost more than the command (0.7 ms).
+
+#: The channel's command: the login shell reading its script from stdin. Its own stderr
+#: (job notices such as "Terminated") goes to /dev/null; a command's goes to descriptor 3,
+#: the channel's stderr.
+RESIDENT_SHELL = 'exec "$SHELL" -s 3>&2 2>/dev/null'
+
+#: Runs ``$__hostbatch_cmd`` for the frame nonce ``$1`` (see :func:`resident_line`).
+_RESIDENT_RUN = (
+    "__hostbatch_run() { ( set --; eval \"$__hostbatch_cmd\" ) </dev/null 2>&3 3>&- & "
+    "printf '%s %d\\n' \"hostbatch-start-$1\" \"$!\"; wait \"$!\"; __hostbatch_status=$?; "
+    "printf '%s %d\\n' \"hostbatch-end-$1\" \"$__hostbatch_status\"; "
+    "printf '%s 0\\n' \"hostbatch-end-$1\" >&3; }")
+
+
+def frame_prefix(kind: str, nonce: str) -> str:
+    """The text that opens a resident shell's frame line ``PREFIX NUMBER``: ``kind`` is
+    ``ready``, ``start`` (the job's process group) or ``end`` (its exit status)."""
+    return f"hostbatch-{kind}-{nonce}"
+
+
+def resident_probe(nonce: str) -> str:
+    """The first line a resident shell gets: define the runner, turn on job control and say
+    whether that worked (``ready 1``; ``ready 0`` on a shell without job control without a
+    terminal, e.g. dash)."""
+    ready = frame_prefix("ready", nonce)
+    return (f"{_RESIDENT_RUN}\nset -m; case $- in *m*) printf '%s 1\\n' {ready};; "
+            f"*) printf '%s 0\\n' {ready};; esac\n")
+
+
+def resident_line(command: str, nonce: str) -> str:
+    """The line that runs ``command`` in a resident shell: a subshell job (no positional
+    parameters) with stdin from /dev/null and stderr on descriptor 3; the shell prints the
+    job's process group (the ``start`` frame), waits, then the ``end`` frame with the exit
+    status on stdout and on stderr, after everything the command wrote to either."""
+    return f"__hostbatch_cmd={shlex.quote(command)}; __hostbatch_run {nonce}\n"
 
 
 def sha256_command(path: str) -> bytes:
