@@ -227,18 +227,32 @@ def _put_file(sftp: paramiko.SFTPClient, transport: paramiko.Transport, action: 
 
 def _file_unchanged(sftp: paramiko.SFTPClient, transport: paramiko.Transport,
                     action: PutFiles, target: str, state: TransferState) -> bool:
-    """``--sync`` of one file: whether the target already matches (size, mode, and mtime or
-    with ``--checksum`` SHA-256), which counts it as unchanged."""
+    """``--sync`` of one file: whether the target's content already matches (a regular file
+    of the same size, and mtime or with ``--checksum`` SHA-256), so nothing is sent.
+
+    A match counts as unchanged, unless only its mode differs: then the mode is changed in
+    place (``chmod`` over SFTP; ``--dry-run`` names it) and counted in ``modes``, as a tree
+    sync does. ``lstat``: a symlink at the target is replaced by the file, never followed.
+    """
     top = action.entries[0]
     try:
-        attrs = sftp.stat(wire_path(target))
+        attrs = sftp.lstat(wire_path(target))
     except FileNotFoundError:
         return False
-    same = (stat.S_ISREG(attrs.st_mode or 0) and attrs.st_size == top.size
-            and stat.S_IMODE(attrs.st_mode or 0) == stat.S_IMODE(top.mode))
+    same = stat.S_ISREG(attrs.st_mode or 0) and attrs.st_size == top.size
     if same and action.sync.checksum:
         same = remote_sha256(transport, sftp, target) == top.sha256
     elif same:
         same = int(attrs.st_mtime or 0) == int(top.mtime)
-    state.unchanged += same
-    return same
+    if not same:
+        return False
+    mode = stat.S_IMODE(top.mode)
+    if stat.S_IMODE(attrs.st_mode or 0) == mode:
+        state.unchanged += 1
+    elif action.sync.dry_run:
+        state.ctx.on_plan("chmod", target)
+        state.changed_modes(1)
+    else:
+        sftp.chmod(wire_path(target), mode)
+        state.changed_modes(1)
+    return True
