@@ -32,6 +32,7 @@ from hostbatch.ssh.sftp import (
     wire_path,
 )
 from hostbatch.ssh.shared_source import source_bytes
+from hostbatch.ssh.stream_file import STREAM_MIN, send_file
 
 
 def _resolve_put_target(sftp: paramiko.SFTPClient, action: PutFiles) -> str:
@@ -190,16 +191,11 @@ def _put_file(sftp: paramiko.SFTPClient, transport: paramiko.Transport, action: 
     try:
         data = source_bytes(local, entry.size)
         with sftp.open(wire_path(temp), "wb") as sink:
-            sink.MAX_REQUEST_SIZE = REQUEST_SIZE
-            sink.set_pipelined(True)
-            sent = 0
-            while sent < len(data):
-                state.check(sftp)
-                block = data[sent:sent + READ_BLOCK]
-                sink.write(bytes(block))
-                sent += len(block)
-                state.throttle(len(block))
-                state.progress(remote, sent, entry.size)
+            if len(data) >= STREAM_MIN and send_file(transport, data, temp, remote, state):
+                sent = len(data)
+                state.method = "stream"
+            else:
+                sent = _write_sftp(sink, sftp, data, remote, state)
         set_attributes(sftp, temp, entry, action.preserve_times or action.sync.enabled)
         size = sftp.stat(wire_path(temp)).st_size
         if size != sent:
@@ -223,6 +219,22 @@ def _put_file(sftp: paramiko.SFTPClient, transport: paramiko.Transport, action: 
         raise
     state.progress(remote, sent, entry.size, final=True)
     state.landed(local, remote, sent, time.monotonic() - started)
+
+
+def _write_sftp(sink: paramiko.SFTPFile, sftp: paramiko.SFTPClient, data: memoryview | bytes,
+                remote: str, state: TransferState) -> int:
+    """Write ``data`` through the open ``sink`` in pipelined requests; the bytes written."""
+    sink.MAX_REQUEST_SIZE = REQUEST_SIZE
+    sink.set_pipelined(True)
+    sent = 0
+    while sent < len(data):
+        state.check(sftp)
+        block = data[sent:sent + READ_BLOCK]
+        sink.write(bytes(block))
+        sent += len(block)
+        state.throttle(len(block))
+        state.progress(remote, sent, len(data))
+    return sent
 
 
 def _file_unchanged(sftp: paramiko.SFTPClient, transport: paramiko.Transport,
