@@ -16,6 +16,7 @@ from hostbatch.engine.events import (
     HostKeyLearned,
     HostStarted,
     OutputLines,
+    TransferDone,
 )
 from hostbatch.engine.outcome import BatchResult
 from hostbatch.errors import FailureKind
@@ -293,6 +294,24 @@ def test_summary_all_ok() -> None:
     assert text.splitlines() == [text.rstrip("\n")]  # one line: nothing failed, no slowest list
     assert "1 host " in text and "1 ok" in text and "0.10s" in text
     assert "failed" not in text and "unreachable" not in text
+
+
+def test_sync_lines_count_modes_changed_only_when_there_are_some() -> None:
+    streams = Streams()
+    renderer = line_renderer(streams)
+    events = [TransferDone("a", 0, 0, 0.1, unchanged=5, sync=True, modes=1),
+              TransferDone("b", 1, 2048, 0.1, unchanged=6, deleted=1, sync=True),
+              TransferDone("c", 0, 0, 0.1, sync=True, dry_run=True, modes=2)]
+    result = BatchResult(["a", "b", "c"])
+    for event in events:
+        renderer.handle(event)
+        result.record(event)
+    assert streams.out.getvalue().decode().splitlines() == [
+        "a: sync: 0 sent (0 B), 5 unchanged, 1 mode changed, 0 deleted",
+        "b: sync: 1 sent (2.0 KiB), 6 unchanged, 1 deleted",
+        "c: sync: 0 would send (0 B), 0 unchanged, 2 modes to change, 0 to delete"]
+    assert "  sync: 1 sent (2.0 KiB), 11 unchanged, 3 modes changed, 1 deleted on 3 hosts" \
+        in format_summary(result, 0.1, color=False).splitlines()
 
 
 def test_summary_interrupted_lists_hosts_that_did_not_finish() -> None:

@@ -43,6 +43,8 @@ class HostOutcome:
     unchanged: int = 0
     deleted: int = 0
     sync: bool = False
+    #: For a ``--sync`` copy: files whose mode alone was changed in place.
+    modes: int = 0
 
     @property
     def ok(self) -> bool:
@@ -77,7 +79,7 @@ class BatchResult:
             self.outcomes[event.host] = HostOutcome(
                 event.host, event.duration, exit_status=0, files=event.files,
                 bytes=event.bytes, unchanged=event.unchanged, deleted=event.deleted,
-                sync=event.sync)
+                sync=event.sync, modes=event.modes)
         elif isinstance(event, HostFailed):
             self.outcomes[event.host] = HostOutcome(event.host, event.duration,
                                                     failure=event.kind, message=event.message)

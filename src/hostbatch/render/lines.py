@@ -15,6 +15,14 @@ from hostbatch.render.output import SafeStream, shorten
 _CYAN, _YELLOW, _RED, _RESET = b"\x1b[36m", b"\x1b[33m", b"\x1b[31m", b"\x1b[0m"
 
 
+def modes_changed(count: int, *, dry_run: bool = False) -> str:
+    """The part of a ``sync:`` line that counts files whose mode alone changed in place
+    (``1 mode changed, ``), empty when there were none, so that the usual line stays short."""
+    if not count:
+        return ""
+    return f"{count} mode{'s' if count != 1 else ''} {'to change' if dry_run else 'changed'}, "
+
+
 def format_size(size: float) -> str:
     """Bytes in binary units, as ``ls -h`` does: ``512 B``, ``1.5 KiB``, ``64.0 MiB``."""
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
@@ -94,6 +102,7 @@ class LineRenderer:
             verb = "would send" if event.dry_run else "sent"
             self._copy_line(event.host, f"sync: {event.files} {verb} "
                             f"({format_size(event.bytes)}), {event.unchanged} unchanged, "
+                            f"{modes_changed(event.modes, dry_run=event.dry_run)}"
                             f"{event.deleted} {'to delete' if event.dry_run else 'deleted'}")
         elif isinstance(event, HostFailed):
             self.stderr.write(failure_line(event, self.width, color=self.color_stderr))

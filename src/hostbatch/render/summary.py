@@ -11,7 +11,7 @@ from __future__ import annotations
 from hostbatch.engine.outcome import BatchResult, HostOutcome
 from hostbatch.errors import FailureKind
 from hostbatch.nodeset import fold_text
-from hostbatch.render.lines import format_size
+from hostbatch.render.lines import format_size, modes_changed
 from hostbatch.render.output import SafeStream, shorten
 
 SLOWEST = 3
@@ -104,6 +104,7 @@ def format_summary(result: BatchResult, elapsed: float, *, color: bool, full: bo
         lines.append(f"  sync: {sum(o.files for o in synced)} sent "
                      f"({format_size(sum(o.bytes for o in synced))}), "
                      f"{sum(o.unchanged for o in synced)} unchanged, "
+                     f"{modes_changed(sum(o.modes for o in synced))}"
                      f"{sum(o.deleted for o in synced)} deleted on {len(synced)} host"
                      f"{'s' if len(synced) != 1 else ''}")
     lines.extend(_failure_lines(problems, full=full, width=width))

@@ -201,14 +201,19 @@ def _receive(sftp: paramiko.SFTPClient, transport: paramiko.Transport, action: G
 def _file_unchanged(sftp: paramiko.SFTPClient, transport: paramiko.Transport,
                     action: GetFiles, remote: str, attrs: paramiko.SFTPAttributes,
                     local: Path, state: TransferState) -> bool:
-    """``--sync`` of one file: whether the local copy already matches the remote file (size,
-    mode, and mtime or with ``--checksum`` SHA-256), which counts it as unchanged."""
+    """``--sync`` of one file: whether the local copy's content already matches the remote
+    file (a regular file of the same size, and mtime or with ``--checksum`` SHA-256), so
+    nothing is fetched.
+
+    A match counts as unchanged, unless only its mode differs: then the local mode is changed
+    in place (``os.chmod``; ``--dry-run`` names it) and counted in ``modes``, as a tree sync
+    does.
+    """
     try:
         info = local.lstat()
     except FileNotFoundError:
         return False
-    same = (stat.S_ISREG(info.st_mode) and info.st_size == attrs.st_size
-            and stat.S_IMODE(info.st_mode) == stat.S_IMODE(attrs.st_mode or 0))
+    same = stat.S_ISREG(info.st_mode) and info.st_size == attrs.st_size
     if same and action.sync.checksum:
         digest = hashlib.sha256()
         with open(local, "rb") as handle:
@@ -217,5 +222,15 @@ def _file_unchanged(sftp: paramiko.SFTPClient, transport: paramiko.Transport,
         same = digest.hexdigest() == remote_sha256(transport, sftp, remote)
     elif same:
         same = int(info.st_mtime) == int(attrs.st_mtime or 0)
-    state.unchanged += same
-    return same
+    if not same:
+        return False
+    mode = stat.S_IMODE(attrs.st_mode or 0)
+    if stat.S_IMODE(info.st_mode) == mode:
+        state.unchanged += 1
+    elif action.sync.dry_run:
+        state.ctx.on_plan("chmod", str(local))
+        state.changed_modes(1)
+    else:
+        os.chmod(local, mode)
+        state.changed_modes(1)
+    return True

@@ -32,6 +32,7 @@ from hostbatch.ssh.sftp import (
     wire_path,
 )
 from hostbatch.ssh.shared_source import source_bytes
+from hostbatch.ssh.stream_file import STREAM_MIN, send_file
 
 
 def _resolve_put_target(sftp: paramiko.SFTPClient, action: PutFiles) -> str:
@@ -190,16 +191,11 @@ def _put_file(sftp: paramiko.SFTPClient, transport: paramiko.Transport, action: 
     try:
         data = source_bytes(local, entry.size)
         with sftp.open(wire_path(temp), "wb") as sink:
-            sink.MAX_REQUEST_SIZE = REQUEST_SIZE
-            sink.set_pipelined(True)
-            sent = 0
-            while sent < len(data):
-                state.check(sftp)
-                block = data[sent:sent + READ_BLOCK]
-                sink.write(bytes(block))
-                sent += len(block)
-                state.throttle(len(block))
-                state.progress(remote, sent, entry.size)
+            if len(data) >= STREAM_MIN and send_file(transport, data, temp, remote, state):
+                sent = len(data)
+                state.method = "stream"
+            else:
+                sent = _write_sftp(sink, sftp, data, remote, state)
         set_attributes(sftp, temp, entry, action.preserve_times or action.sync.enabled)
         size = sftp.stat(wire_path(temp)).st_size
         if size != sent:
@@ -225,20 +221,50 @@ def _put_file(sftp: paramiko.SFTPClient, transport: paramiko.Transport, action: 
     state.landed(local, remote, sent, time.monotonic() - started)
 
 
+def _write_sftp(sink: paramiko.SFTPFile, sftp: paramiko.SFTPClient, data: memoryview | bytes,
+                remote: str, state: TransferState) -> int:
+    """Write ``data`` through the open ``sink`` in pipelined requests; the bytes written."""
+    sink.MAX_REQUEST_SIZE = REQUEST_SIZE
+    sink.set_pipelined(True)
+    sent = 0
+    while sent < len(data):
+        state.check(sftp)
+        block = data[sent:sent + READ_BLOCK]
+        sink.write(bytes(block))
+        sent += len(block)
+        state.throttle(len(block))
+        state.progress(remote, sent, len(data))
+    return sent
+
+
 def _file_unchanged(sftp: paramiko.SFTPClient, transport: paramiko.Transport,
                     action: PutFiles, target: str, state: TransferState) -> bool:
-    """``--sync`` of one file: whether the target already matches (size, mode, and mtime or
-    with ``--checksum`` SHA-256), which counts it as unchanged."""
+    """``--sync`` of one file: whether the target's content already matches (a regular file
+    of the same size, and mtime or with ``--checksum`` SHA-256), so nothing is sent.
+
+    A match counts as unchanged, unless only its mode differs: then the mode is changed in
+    place (``chmod`` over SFTP; ``--dry-run`` names it) and counted in ``modes``, as a tree
+    sync does. ``lstat``: a symlink at the target is replaced by the file, never followed.
+    """
     top = action.entries[0]
     try:
-        attrs = sftp.stat(wire_path(target))
+        attrs = sftp.lstat(wire_path(target))
     except FileNotFoundError:
         return False
-    same = (stat.S_ISREG(attrs.st_mode or 0) and attrs.st_size == top.size
-            and stat.S_IMODE(attrs.st_mode or 0) == stat.S_IMODE(top.mode))
+    same = stat.S_ISREG(attrs.st_mode or 0) and attrs.st_size == top.size
     if same and action.sync.checksum:
         same = remote_sha256(transport, sftp, target) == top.sha256
     elif same:
         same = int(attrs.st_mtime or 0) == int(top.mtime)
-    state.unchanged += same
-    return same
+    if not same:
+        return False
+    mode = stat.S_IMODE(top.mode)
+    if stat.S_IMODE(attrs.st_mode or 0) == mode:
+        state.unchanged += 1
+    elif action.sync.dry_run:
+        state.ctx.on_plan("chmod", target)
+        state.changed_modes(1)
+    else:
+        sftp.chmod(wire_path(target), mode)
+        state.changed_modes(1)
+    return True

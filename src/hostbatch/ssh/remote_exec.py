@@ -57,7 +57,8 @@ class RemoteProcess:
             self._drain_stderr()
             self.channel.settimeout(POLL_SECONDS)
             try:
-                sent = self.channel.send(bytes(view[:SEND_CHUNK]))
+                # A view, not a copy: paramiko sends one packet per call and copies that.
+                sent = self.channel.send(view[:SEND_CHUNK])  # type: ignore[arg-type]
             except TimeoutError:
                 continue  # no window yet: look at the deadline and Ctrl-C again
             except OSError:

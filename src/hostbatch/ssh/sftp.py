@@ -73,6 +73,12 @@ class TransferState:
         self._last_progress = 0.0
         self._lock = threading.Lock()
 
+    def changed_modes(self, count: int) -> None:
+        """Count files whose mode alone a ``--sync`` changed in place (or would, in a dry
+        run): the ``modes`` of the host's ``done`` event, summed over its sources."""
+        counters = self.ctx.counters
+        counters["modes"] = counters.get("modes", 0) + count
+
     def throttle(self, size: int) -> None:
         """Count ``size`` bytes moved and, under ``--limit-rate``, sleep until the host's
         average rate is back under the limit (waking at once on Ctrl-C)."""

@@ -160,9 +160,9 @@ def quote_path(path: str) -> bytes:
 
 
 #: Prints the versions of the GNU tools a tree stream needs; a host where this prints less
-#: falls back to SFTP.
-STREAM_PROBE = (b"tar --version 2>/dev/null | head -n 1; "
-                b"find --version 2>/dev/null | head -n 1")
+#: falls back to SFTP. Whole, not cut with ``head``: two processes fewer on every host.
+STREAM_PROBE = (b"tar --version 2>/dev/null; "
+                b"find --version 2>/dev/null")
 
 
 def stream_tools_usable(probe_output: bytes) -> bool:

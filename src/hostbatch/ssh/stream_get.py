@@ -86,7 +86,7 @@ def get_tree(transport: paramiko.Transport, action: GetFiles, remote: str, targe
     plan = SyncPlan()
     if action.sync.enabled:
         plan, source = _plan(transport, action, remote, str(target), state)
-        state.unchanged = plan.unchanged
+        state.unchanged += plan.unchanged
         if action.sync.dry_run:
             for rel in plan.send:
                 state.ctx.on_plan("send", str(target / rel))
@@ -95,8 +95,8 @@ def get_tree(transport: paramiko.Transport, action: GetFiles, remote: str, targe
                 state.ctx.on_plan("chmod", str(target / rel))
             for rel, _ in plan.delete:
                 state.ctx.on_plan("delete", str(target / rel))
-            state.deleted = len(plan.delete)
-            state.ctx.counters["modes"] = len(plan.chmod)
+            state.deleted += len(plan.delete)
+            state.changed_modes(len(plan.chmod))
             return
         names = ["", *sorted(rel for rel, item in source.items() if item.kind == "dir"),
                  *plan.send]
@@ -116,8 +116,8 @@ def get_tree(transport: paramiko.Transport, action: GetFiles, remote: str, targe
                  action.sync.enabled)
     finally:
         _remove(str(stage))
-    state.deleted = len(plan.delete)
-    state.ctx.counters["modes"] = len(plan.chmod)
+    state.deleted += len(plan.delete)
+    state.changed_modes(len(plan.chmod))
     for rel, (_, size, duration) in received.items():
         if rel:
             state.landed(f"{remote}/{rel}", str(target / rel), size, duration)

@@ -244,7 +244,7 @@ def _put_tree(transport: paramiko.Transport, sftp: paramiko.SFTPClient, action: 
         plan, dest = sync_plan(transport, action, target, state, listed)
     else:
         plan, dest = SyncPlan(send=[e.relpath for e in everything]), {}
-    state.unchanged = plan.unchanged
+    state.unchanged += plan.unchanged
     if action.sync.dry_run:
         _report_plan(action, target, plan, state)
         return
@@ -276,8 +276,8 @@ def _put_tree(transport: paramiko.Transport, sftp: paramiko.SFTPClient, action: 
     except BaseException:
         cleanup_remote(transport, remove_tree_command(stage))
         raise
-    state.deleted = len(plan.delete)
-    state.ctx.counters["modes"] = len(plan.chmod)
+    state.deleted += len(plan.delete)
+    state.changed_modes(len(plan.chmod))
     for sent_entry in (e for e in entries if e.kind == "file"):
         state.landed(os.path.join(action.source, *sent_entry.relpath.split("/")),
                      f"{target}/{sent_entry.relpath}", sent_entry.size,
@@ -312,8 +312,8 @@ def _report_plan(action: PutFiles, target: str, plan: SyncPlan, state: TransferS
         state.ctx.on_plan("chmod", f"{target}/{rel}")
     for rel, _ in plan.delete:
         state.ctx.on_plan("delete", f"{target}/{rel}")
-    state.deleted = len(plan.delete)
-    state.ctx.counters["modes"] = len(plan.chmod)
+    state.deleted += len(plan.delete)
+    state.changed_modes(len(plan.chmod))
 
 
 def _trailer(entries: list[LocalEntry], replace: TreeReplace) -> list[tuple[str, bytes]]:

@@ -32,6 +32,9 @@ from tests.integration.scp.scpkit import (
 from tests.integration.scp.sftp_fault_server import SftpFaultServer
 from tests.support.fleet import Fleet
 
+#: In the command that streams a big file's content into cat (hostbatch.ssh.stream_file).
+STREAM_MARK = "hostbatch-ready-"
+
 pytestmark = pytest.mark.integration
 
 OLD = b"the old content, which must survive\n"
@@ -237,9 +240,15 @@ def test_fault_server_works_when_it_does_not_misbehave(
         assert result.returncode == 0, result
         assert (cli.cwd / "got" / "faulty" / "target").read_bytes() == data
         assert not server.dropped.is_set()
-        # --verify asked the host for sha256sum, with the temporary name quoted after --.
-        assert len(server.commands) == 1, server.commands
-        assert server.commands[0].startswith("sha256sum -- "), server.commands
+        # The stream into cat was tried first; its shell (here, /bin/sh on another file
+        # system than the SFTP root) did not see the empty temporary file, so the content
+        # went over SFTP. --verify then asked the host for sha256sum, with the temporary name
+        # quoted after --.
+        streams = [c for c in server.commands if STREAM_MARK in c]
+        assert len(streams) == 1, server.commands
+        others = [c for c in server.commands if STREAM_MARK not in c]
+        assert len(others) == 1, server.commands
+        assert others[0].startswith("sha256sum -- "), server.commands
 
 
 def test_verify_uses_sha256sum_on_the_host_even_for_awkward_names(
@@ -259,8 +268,10 @@ def test_verify_uses_sha256sum_on_the_host_even_for_awkward_names(
         assert result.returncode == 0, result
         assert (destination / name).read_bytes() == data
         assert os.listdir(destination) == [name]
-        assert [c for c in server.commands if "sha256sum" in c] == server.commands
-        assert len(server.commands) == 1, server.commands
+        # 2 MiB: the content streamed into cat (same file system here), then sha256sum.
+        assert [STREAM_MARK in c for c in server.commands] == [True, False], server.commands
+        assert server.commands[1].startswith("sha256sum -- "), server.commands
+        assert server.written == 0, "the content went over SFTP"
         assert server.read == 0, "the checksum was computed by reading the file back"
     for directory in (cli.cwd, tmp_path, destination, Path("/"), Path.cwd()):
         assert not (directory / "pwned").exists() and not (directory / "pwned2").exists()
@@ -268,7 +279,7 @@ def test_verify_uses_sha256sum_on_the_host_even_for_awkward_names(
 
 def test_verify_with_sha256sum_catches_a_corrupted_copy(
         cli: Cli, scp_fleet: Fleet, tmp_path: Path) -> None:
-    data = secrets.token_bytes(1 << 20)
+    data = secrets.token_bytes(512 << 10)  # under STREAM_MIN: over SFTP, which corrupts it
     (cli.cwd / "data.bin").write_bytes(data)
     destination = tmp_path / "dest"
     destination.mkdir()

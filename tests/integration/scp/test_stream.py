@@ -31,6 +31,8 @@ BAD_FILE = os.fsdecode(b"bad\xff name.txt")
 BAD_DIR = os.fsdecode(b"dir\xfe")
 #: An address outside the session fleet's, for the host without GNU tar.
 NO_TAR_ADDRESS = "127.0.9.30"
+#: And for the host that allows SFTP only.
+SFTP_ONLY_ADDRESS = "127.0.9.31"
 
 
 @pytest.fixture
@@ -183,3 +185,56 @@ def test_sftp_fallback_gets_names_that_are_not_utf8(
     assert "\\udcff" in got.stdout and "\\udcfe" in got.stdout
     leftovers = [p for p in (cli.cwd / "got").rglob("*") if ".hostbatch-" in p.name]
     assert leftovers == []
+
+
+def test_a_big_single_file_streams_into_cat_and_a_small_one_goes_over_sftp(
+        cli: Cli, inventory: Path, rdir: RemoteDir, tmp_path: Path) -> None:
+    """From 1 MiB, a single file's content goes to ``cat`` on the host (``"method":
+    "stream"``), smaller ones over SFTP; both land whole, with no temporary file left, and
+    --limit-rate holds on the stream."""
+    big, small = tmp_path / "big.bin", tmp_path / "small.bin"
+    big.write_bytes(secrets.token_bytes(3 << 19))  # 1.5 MiB
+    small.write_bytes(secrets.token_bytes(100 << 10))
+    for source, method in ((big, "stream"), (small, "sftp")):
+        result = cli.run("-i", inventory, "-g", "all", "--json", "-action", "put", "-local",
+                         source, "-remote", f"{rdir.path}/")
+        assert result.returncode == 0, result
+        for name, done in result.terminals(NAMES).items():
+            assert (done["event"], done["method"]) == ("done", method), done
+            assert rdir.local(name, source.name).read_bytes() == source.read_bytes(), name
+    assert rdir.temp_files() == {}
+    started = time.monotonic()
+    limited = cli.run("-i", inventory, "-h", "scp1", "--limit-rate", "512K", "-action", "put",
+                      "-local", big, "-remote", f"{rdir.path}/again.bin")
+    assert limited.returncode == 0, limited
+    assert time.monotonic() - started >= 2.9  # 1.5 MiB at 512 KiB/s
+    assert rdir.local("scp1", "again.bin").read_bytes() == big.read_bytes()
+
+
+@pytest.fixture(scope="module")
+def sftp_only_fleet(scp_user: str, tmp_path_factory: pytest.TempPathFactory
+                    ) -> Iterator[Fleet]:
+    """One host that runs its SFTP server for every command (``ForceCommand
+    internal-sftp``, as SFTP-only accounts are set up)."""
+    with Fleet(tmp_path_factory.mktemp("sftp-only-fleet"), 1, names=["sftponly"],
+               first_address=SFTP_ONLY_ADDRESS, user=TEST_USER, private_tmp=True,
+               extra_sshd_config="ForceCommand internal-sftp") as fleet:
+        yield fleet
+
+
+def test_a_big_file_to_an_sftp_only_host_goes_over_sftp(
+        cli: Cli, sftp_only_fleet: Fleet, tmp_path: Path) -> None:
+    """No shell answers there: after a few seconds the content goes over SFTP instead."""
+    inventory = sftp_only_fleet.write_inventory(tmp_path / "hosts.ini", {})
+    source = tmp_path / "big.bin"
+    source.write_bytes(secrets.token_bytes(2 << 20))
+    remote = "/srv/hostbatch-fleet/big.bin"
+    result = cli.run("-i", inventory, "-h", "sftponly", "--json", "--verify", "-action",
+                     "put", "-local", source, "-remote", remote)
+    assert result.returncode == 0, result
+    done = result.terminals(["sftponly"])["sftponly"]
+    assert (done["event"], done["method"], done["bytes"]) == ("done", "sftp", 2 << 20), done
+    got = cli.run("-i", inventory, "-h", "sftponly", "-action", "get", "-remote", remote,
+                  "-local", "got")
+    assert got.returncode == 0, got
+    assert (cli.cwd / "got" / "sftponly" / "big.bin").read_bytes() == source.read_bytes()

@@ -154,6 +154,61 @@ def test_sync_changes_a_mode_alone_without_sending_the_file(
     assert local.stat().st_mode & 0o777 == 0o600 and local.stat().st_ino == inode
 
 
+def test_sync_of_one_file_changes_a_mode_alone_without_sending_it(
+        cli: Cli, inventory: Path, rdir: RemoteDir, tmp_path: Path) -> None:
+    source = tmp_path / "app.conf"
+    source.write_bytes(b"listen 80\n" * 100)
+    source.chmod(0o644)
+    args = ("-i", inventory, "-g", "all", "--sync", "-action", "put", "-local", source,
+            "-remote", rdir.path)
+    assert cli.run(*args).returncode == 0
+    inodes = {name: rdir.local(name, "app.conf").stat().st_ino for name in NAMES}
+    source.chmod(0o640)
+
+    dry = cli.run(*args, "--dry-run", "--json")
+    assert {(e["host"], e["change"], e["path"]) for e in dry.events()
+            if e["event"] == "planned"} == {(n, "chmod", rdir / "app.conf") for n in NAMES}, dry
+    assert {(e["sent"], e["unchanged"], e["modes"]) for e in dry.events()
+            if e["event"] == "done"} == {(0, 0, 1)}, dry.stdout
+    assert all(rdir.local(name, "app.conf").stat().st_mode & 0o777 == 0o644 for name in NAMES)
+
+    result = cli.run(*args)
+    assert result.returncode == 0, result
+    for name in NAMES:
+        assert f"{name}: sync: 0 sent (0 B), 0 unchanged, 1 mode changed, 0 deleted" \
+            in result.stdout, result
+        copy = rdir.local(name, "app.conf").stat()
+        assert copy.st_mode & 0o777 == 0o640, name
+        assert copy.st_ino == inodes[name], f"{name}: the file was sent again"
+    assert "sync: 0 sent (0 B), 0 unchanged, 3 modes changed, 0 deleted on 3 hosts" \
+        in result.stderr, result
+    again = cli.run(*args, "--json")
+    assert {(e["sent"], e["unchanged"], e["modes"], e["bytes"]) for e in again.events()
+            if e["event"] == "done"} == {(0, 1, 0, 0)}, again.stdout
+    assert not [e for e in again.events() if e["event"] == "file"], again.stdout
+
+    # get: a mode changed on one host changes the local copy's mode alone.
+    got = ("-i", inventory, "-g", "all", "--sync", "-action", "get",
+           "-remote", rdir / "app.conf", "-local", "got")
+    assert cli.run(*got).returncode == 0
+    local = cli.cwd / "got/scp3/app.conf"
+    inode = local.stat().st_ino
+    rdir.local("scp3", "app.conf").chmod(0o600)
+    fetched = cli.run(*got, "--json")
+    assert fetched.returncode == 0, fetched
+    assert {e["host"]: (e["sent"], e["unchanged"], e["modes"]) for e in fetched.events()
+            if e["event"] == "done"} == {"scp1": (0, 1, 0), "scp2": (0, 1, 0),
+                                         "scp3": (0, 0, 1)}, fetched.stdout
+    assert not [e for e in fetched.events() if e["event"] == "file"], fetched.stdout
+    assert local.stat().st_mode & 0o777 == 0o600 and local.stat().st_ino == inode
+    rdir.local("scp2", "app.conf").chmod(0o604)
+    text = cli.run(*got)
+    assert "scp2: sync: 0 sent (0 B), 0 unchanged, 1 mode changed, 0 deleted" \
+        in text.stdout, text
+    assert "scp3: sync: 0 sent (0 B), 1 unchanged, 0 deleted" in text.stdout, text
+    assert (cli.cwd / "got/scp2/app.conf").stat().st_mode & 0o777 == 0o604
+
+
 def history_show(cli: Cli, *args: str) -> str:
     """``hostbatch history show ARGS``'s stdout (it must succeed)."""
     shown = subprocess.run([HOSTBATCH, "history", "show", *args], env=cli.env(), cwd=cli.cwd,
