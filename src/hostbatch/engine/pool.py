@@ -32,6 +32,7 @@ from hostbatch.atomic import remove_leftovers
 from hostbatch.engine.events import Event, HostExited, HostFailed, HostStarted, TerminalEvent
 from hostbatch.engine.jobs import AnyJob, ShardJob, job_hosts
 from hostbatch.engine.launcher import FEEDER_WAIT, WorkerLauncher
+from hostbatch.engine.memory import keep_output_blocks
 from hostbatch.engine.worker import WorkerConfig
 from hostbatch.errors import FailureKind, UsageError
 from hostbatch.rollout import Rollout
@@ -107,6 +108,7 @@ class WorkerPool:
 
     def events(self) -> Iterator[Event]:
         """Start the workers and yield every event, ending with one terminal event per host."""
+        keep_output_blocks()  # this process reads every byte of output the workers send
         marker = f"hostbatch-{os.urandom(8).hex()}"
         job_queue = self._launcher.jobs
         copying = any(isinstance(job.action, PutFiles | GetFiles) for job in self.jobs[:1])
