@@ -1,4 +1,4 @@
-"""The C allocator's settings for the processes that carry a run's output.
+"""The C allocator's settings for the parent process, which reads every byte of output.
 
 Output crosses hostbatch in blocks of 32 KiB to a few hundred KiB: paramiko's reads, the lines
 a worker cuts, a batch of events pickled for the parent and read back. glibc's ``malloc``
@@ -8,10 +8,12 @@ fresh memory, and touching fresh memory is a page fault per 4 KiB. On an output-
 churn was half of all page faults (100 hosts x 1 MB: ~70,000, where the plain driver of
 bench/plain_ssh.py took ~45,000), and on a virtual machine a page fault is dear.
 
-Fixed thresholds keep such blocks in the heap for reuse. They do not raise the peak: memory
-kept at the top of a heap is memory that was just in use, and is used again by the next block.
-Where the C library is not glibc (``mallopt`` missing) nothing changes; only speed depends
-on it.
+Fixed thresholds keep such blocks in the heap for reuse. Only the parent sets them: it has
+one heap, and what it keeps is what the last message just used. A worker's threads each get
+a heap of their own (up to 8 per core), and keeping 4 MiB in each raised the workers' peak
+by 2-5 MB at 500 hosts (the 150 MB bound of issue 10 was then missed), so workers keep
+glibc's defaults. Where the C library is not glibc (``mallopt`` missing) nothing changes;
+only speed depends on it.
 """
 
 from __future__ import annotations

@@ -39,7 +39,6 @@ from hostbatch.engine.events import (
     TransferProgress,
 )
 from hostbatch.engine.jobs import Job, ShardJob
-from hostbatch.engine.memory import keep_output_blocks
 from hostbatch.errors import FailureKind
 from hostbatch.secrets import Secret, redact, redact_bytes
 from hostbatch.settings import RunSettings
@@ -131,9 +130,8 @@ def worker_main(config_in: Connection, jobs: Any, events_out: Connection,
 
 
 def prepare_process() -> None:
-    """Signals, descriptor limit, allocator and logging of a worker process."""
+    """Signals, descriptor limit and logging of a worker process."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C belongs to the parent
-    keep_output_blocks()
     _raise_fd_limit()
     # paramiko.config imports invoke when installed (for ssh_config "Match exec"), which pulls
     # in asyncio and unittest.mock: ~30 ms of CPU per worker. Workers never parse ssh_config
