@@ -12,6 +12,7 @@ from hostbatch.cli.environment import Environment
 from hostbatch.cli.failures import make_warn
 from hostbatch.engine.events import Event
 from hostbatch.engine.launcher import WorkerLauncher
+from hostbatch.engine.memory import keep_output_blocks
 from hostbatch.errors import UsageError
 from hostbatch.exit_status import ExitStatus
 from hostbatch.inventory.model import HostSpec
@@ -130,6 +131,7 @@ def execute(hosts: list[HostSpec], action: Action, options: RunOptions, env: Env
 
     started = time.monotonic()
     try:
+        keep_output_blocks()  # this process reads every byte of output the workers send
         result = api.run(hosts, action, options.settings, on_event=on_event, warn=warn,
                          home=env.home, launcher=launcher, inputs=inputs)
     except BaseException as exc:

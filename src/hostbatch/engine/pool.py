@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import pickle
 import signal
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -29,6 +28,7 @@ from typing import Any
 
 from hostbatch.actions import GetFiles, PutFiles, RunInput
 from hostbatch.atomic import remove_leftovers
+from hostbatch.engine.batches import BatchReader
 from hostbatch.engine.events import Event, HostExited, HostFailed, HostStarted, TerminalEvent
 from hostbatch.engine.jobs import AnyJob, ShardJob, job_hosts
 from hostbatch.engine.launcher import FEEDER_WAIT, WorkerLauncher
@@ -186,12 +186,13 @@ class WorkerPool:
 
     def _receive(self) -> Iterator[Event]:
         open_connections = list(self._connections)
+        reader = BatchReader()
         while open_connections:
             # A timeout, so a signal that arrives while waiting is acted on promptly.
             for connection in wait(open_connections, 0.5):
                 assert isinstance(connection, Connection)
                 try:
-                    batch: list[Event] = pickle.loads(connection.recv_bytes())
+                    batch: list[Event] = reader.read(connection)
                 except (EOFError, OSError):
                     open_connections.remove(connection)
                     if self._rollout is not None:

@@ -53,6 +53,11 @@ SELECT_CAP = 0.5
 #: parent is busy), so it is smaller than the transport's default; 256 KiB per host still
 #: outruns a Python client on loopback (measured: bench/results-run-issue10.md).
 COMMAND_WINDOW = 256 * 1024
+#: Unread bytes after which the window is reopened: half of it, not paramiko's tenth. Each
+#: reopening is a packet to encrypt and send, and a wake-up of the server; acknowledging every
+#: 26 KiB cost ~5,000 packets per 100 hosts x 1 MB. The server still has half the window
+#: (128 KiB) to send while the acknowledgement travels.
+WINDOW_ACK = COMMAND_WINDOW // 2
 #: Bytes taken from the channel per read. Larger reads were measured to cost memory: a
 #: worker's threads then hold and free window-sized buffers, which the allocator keeps.
 READ_MAX = 64 * 1024
@@ -266,6 +271,7 @@ def run_command(transport: paramiko.Transport, command: str, ctx: HostContext, *
     """
     try:
         channel = transport.open_session(timeout=30, window_size=COMMAND_WINDOW)
+        channel.in_window_threshold = WINDOW_ACK  # paramiko's own attribute (1/10 by default)
         channel.exec_command(wrap_command(command, ctx.marker))
         if stdin is None and sudo is None:
             channel.shutdown_write()  # stdin is empty, as with ssh -n
