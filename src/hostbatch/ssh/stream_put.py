@@ -78,7 +78,7 @@ def probe(transport: paramiko.Transport, state: TransferState) -> str:
 
 
 #: Between the probe's text and a listing in one command's output (the probe prints no NUL).
-_LISTING_MARK = b"\0\0\0"
+LISTING_MARK = b"\0\0\0"
 
 
 class Listed:
@@ -121,7 +121,8 @@ class Listed:
         self.process.close()
 
 
-def _token(stage: str) -> str:
+def stage_token(stage: str) -> str:
+    """The random part of a staging directory's name (it names hostbatch's own files)."""
     return stage.rpartition(".hostbatch-")[2].removesuffix(".stage")
 
 
@@ -131,7 +132,7 @@ def probe_and_list(transport: paramiko.Transport, target: str,
     after it, in one remote command (see :class:`Listed`): why the host cannot stream (or
     ``""``), and the command, paused after the listing (``None`` when it cannot stream)."""
     stage = stage_name(target)
-    token = _token(stage)
+    token = stage_token(stage)
     mark = f"\0\0\0hostbatch-listed-{token} ".encode()
     command = (STREAM_PROBE + b"; printf '\\0\\0\\0'; "
                + tree_listing_command(shell_path(target), top=True)
@@ -140,7 +141,7 @@ def probe_and_list(transport: paramiko.Transport, target: str,
                + stream_put_command(stage, own_names(token)[0], preserve_times=True))
     listed = Listed(RemoteProcess(transport, command, state), stage, token)
     try:
-        head, _, listing = listed.read_listing(mark).partition(_LISTING_MARK)
+        head, _, listing = listed.read_listing(mark).partition(LISTING_MARK)
     except BaseException:
         listed.close()
         raise
@@ -266,7 +267,7 @@ def _put_tree(transport: paramiko.Transport, sftp_of: SftpOf, action: PutFiles,
         listed.close()  # a name of the tree is hostbatch's own: another stage, another command
         listed = None
     stage = listed.stage if listed is not None else stage_name(target)
-    while any(name in tops for name in own_names(_token(stage))):
+    while any(name in tops for name in own_names(stage_token(stage))):
         stage = stage_name(target)
     if listed is None or not listed.makes_stage:
         try:
@@ -297,7 +298,7 @@ def _replace_plan(action: PutFiles, entries: list[LocalEntry], plan: SyncPlan, s
     """What the host does once the stream is in: verify (``--verify``), move the sent files
     into place, change modes, delete, set the directories' modes and times (``dest``: the
     target's listing, when known)."""
-    script, names, sums = own_names(_token(stage))
+    script, names, sums = own_names(stage_token(stage))
     own, verify = [script], None
     if action.verify:
         own += [names, sums]

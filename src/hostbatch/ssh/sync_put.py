@@ -31,13 +31,13 @@ from hostbatch.ssh.shell import (
     tree_listing_command,
 )
 from hostbatch.ssh.stream_put import (
-    _LISTING_MARK,
+    LISTING_MARK,
     Listed,
-    _token,
     own_names,
     put_tree,
     shell_path,
     stage_name,
+    stage_token,
 )
 
 #: What the command prints after the probe when the tree is there (then its listing).
@@ -49,7 +49,7 @@ def placed_listing_command(destination: str, target: str, stage: str) -> bytes:
     both directories, then the ``mark STATUS`` line; wait for ``go`` on stdin, make
     ``stage`` (mode 0700) and take the stream (:func:`stream_put_command`)."""
     where, tree = quote_path(destination), quote_path(target)
-    token = _token(stage)
+    token = stage_token(stage)
     return (STREAM_PROBE + b"; printf '\\0\\0\\0'; if [ -d " + where + b" ] && [ -d " + tree
             + b" ]; then printf 'in\\0'; " + tree_listing_command(target, top=True)
             + b"; else printf 'no\\0'; fi; printf '\\0\\0\\0hostbatch-listed-%s %s\\n' "
@@ -68,13 +68,13 @@ def put_into_existing(transport: paramiko.Transport, action: PutFiles,
     destination = remote.rstrip("/") or "/"
     target = shell_path(posixpath.join(destination, basename))
     stage = stage_name(target)
-    token = _token(stage)
+    token = stage_token(stage)
     mark = f"\0\0\0hostbatch-listed-{token} ".encode()
     command = placed_listing_command(shell_path(destination), target, stage)
     listed = Listed(RemoteProcess(transport, command, state), stage, token)
     listed.makes_stage = True
     try:
-        head, _, listing = listed.read_listing(mark).partition(_LISTING_MARK)
+        head, _, listing = listed.read_listing(mark).partition(LISTING_MARK)
     except BaseException:
         listed.close()
         raise
