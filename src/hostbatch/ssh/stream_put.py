@@ -96,9 +96,6 @@ class Listed:
         self.errors = b""
         #: The command makes ``stage`` itself after ``go`` (:mod:`.sync_put`).
         self.makes_stage = False
-        #: The command looks for GNU tar only after ``go`` and answers (:mod:`.sync_put`).
-        self.checks_tar = False
-        self.started = False
 
     def read_listing(self, mark: bytes) -> bytes:
         """The probe's text and the listing, up to the line ``mark STATUS`` (kept)."""
@@ -114,27 +111,14 @@ class Listed:
         self.errors = self.process.errors
         return head
 
-    def start(self) -> bool:
-        """Let the command go on to unpack a stream (``stage`` must exist by now, unless the
-        command makes it); with ``checks_tar``, whether the host's tar is GNU tar (if not,
-        the command has ended)."""
+    def start(self) -> RemoteProcess:
+        """Let the command go on to unpack a stream (``stage`` must exist by now)."""
         self.process.write(b"go\n")
-        self.started = True
-        if not self.checks_tar:
-            return True
-        answer = b""
-        while b"\n" not in answer and (block := self.process.read(256)):
-            answer += block
-        return answer.startswith(f"hostbatch-tar-{self.token} 1\n".encode())
+        return self.process
 
     def close(self) -> None:
         """End the command before any stream (it sees end of input and exits)."""
         self.process.close()
-
-
-class StreamUnusable(Exception):
-    """The host's tar cannot take the stream (found only once there was something to send):
-    the caller puts the tree the general way."""
 
 
 def stage_token(stage: str) -> str:
@@ -274,8 +258,6 @@ def _put_tree(transport: paramiko.Transport, sftp_of: SftpOf, action: PutFiles,
         return
     if action.sync.enabled and exists and in_sync(sftp_of, action, target, plan, dest):
         return
-    if listed is not None and listed.checks_tar and not listed.start():
-        raise StreamUnusable
     chosen = set(plan.send)
     # Into an existing target the script makes the directories: staged ones stay writable.
     entries = [e for e in action.entries[1:]
@@ -299,7 +281,7 @@ def _put_tree(transport: paramiko.Transport, sftp_of: SftpOf, action: PutFiles,
             transport, stream_put_command(stage, replace.own[0], preserve_times=action
                                           .preserve_times or action.sync.enabled), state)
         durations = _send(process, action, entries, target, state, replace,
-                          b"go\n" if listed is not None and not listed.started else b"")
+                          b"go\n" if listed is not None else b"")
     except BaseException:
         cleanup_remote(transport, remove_tree_command(stage))
         raise
