@@ -41,7 +41,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--file-mb", type=int, default=64, help="size of the file, MiB")
     parser.add_argument("--tools", default="hostbatch,clush",
                         help="comma list from hostbatch, clush, scp (scp: --hosts 1), "
-                             "batch_run (batch_run -cmd true: runs in sync-same only)")
+                             "batch_run (batch_run -cmd true: runs in sync-same only), prsync "
+                             "(parallel-rsync: sync scenarios)")
     parser.add_argument("--scenarios", default="file",
                         help="comma list from file, tree, sync-same, sync-one (see "
                              "bench_scp.py)")
@@ -93,6 +94,8 @@ def make_tools(args: argparse.Namespace) -> list[bench_scp.Tool]:
             tools.append(bench_scp.Scp(args.fanout))
         elif name == "batch_run":
             tools.append(BatchRunTrue(args.fanout))
+        elif name == "prsync":
+            tools.append(bench_scp.Prsync(args.fanout))
         else:
             raise SystemExit(f"unknown tool {name}")
     for spec in args.variant:

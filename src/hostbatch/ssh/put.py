@@ -12,7 +12,7 @@ import paramiko
 
 from hostbatch.actions import LocalEntry, PutFiles
 from hostbatch.errors import FailureKind
-from hostbatch.ssh import stream_put
+from hostbatch.ssh import stream_put, sync_put
 from hostbatch.ssh.errors import HostJobError
 from hostbatch.ssh.sftp import (
     READ_BLOCK,
@@ -104,7 +104,19 @@ def _ensure_destination_dir(transport: paramiko.Transport, action: PutFiles,
 
 
 def put(transport: paramiko.Transport, action: PutFiles, state: TransferState) -> None:
-    """Put ``action.source`` on the host; raise :class:`HostJobError` on any problem."""
+    """Put ``action.source`` on the host; raise :class:`HostJobError` on any problem.
+
+    A ``--sync`` of a tree into the copy already there goes first to :mod:`.sync_put` (one
+    remote command, no SFTP unless something changed); every other case places over SFTP.
+    """
+    if action.sync.enabled and action.entries[0].kind == "dir":
+        try:
+            if sync_put.put_into_existing(transport, action, state):
+                return
+        except HostJobError:
+            raise
+        except Exception as exc:
+            raise sftp_failure("put", action.remote, exc) from None
     sftp = open_sftp(transport, state)
     try:
         target = _resolve_put_target(sftp, action)
@@ -124,7 +136,8 @@ def put(transport: paramiko.Transport, action: PutFiles, state: TransferState) -
         else:
             state.note = stream_put.probe(transport, state)
         if not state.note:
-            stream_put.put_tree(transport, sftp, action, target, exists is True, state, listed)
+            stream_put.put_tree(transport, lambda: sftp, action, target, exists is True, state,
+                                listed)
             return
         if action.sync.enabled:
             raise HostJobError(FailureKind.TRANSFER, "--sync of a tree needs GNU tar and find "

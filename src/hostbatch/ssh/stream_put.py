@@ -24,6 +24,7 @@ import os
 import posixpath
 import secrets
 import stat
+from collections.abc import Callable
 
 import paramiko
 
@@ -77,7 +78,7 @@ def probe(transport: paramiko.Transport, state: TransferState) -> str:
 
 
 #: Between the probe's text and a listing in one command's output (the probe prints no NUL).
-_LISTING_MARK = b"\0\0\0"
+LISTING_MARK = b"\0\0\0"
 
 
 class Listed:
@@ -93,6 +94,8 @@ class Listed:
         self.status = 0
         self.listing = b""
         self.errors = b""
+        #: The command makes ``stage`` itself after ``go`` (:mod:`.sync_put`).
+        self.makes_stage = False
 
     def read_listing(self, mark: bytes) -> bytes:
         """The probe's text and the listing, up to the line ``mark STATUS`` (kept)."""
@@ -118,7 +121,8 @@ class Listed:
         self.process.close()
 
 
-def _token(stage: str) -> str:
+def stage_token(stage: str) -> str:
+    """The random part of a staging directory's name (it names hostbatch's own files)."""
     return stage.rpartition(".hostbatch-")[2].removesuffix(".stage")
 
 
@@ -128,7 +132,7 @@ def probe_and_list(transport: paramiko.Transport, target: str,
     after it, in one remote command (see :class:`Listed`): why the host cannot stream (or
     ``""``), and the command, paused after the listing (``None`` when it cannot stream)."""
     stage = stage_name(target)
-    token = _token(stage)
+    token = stage_token(stage)
     mark = f"\0\0\0hostbatch-listed-{token} ".encode()
     command = (STREAM_PROBE + b"; printf '\\0\\0\\0'; "
                + tree_listing_command(shell_path(target), top=True)
@@ -137,7 +141,7 @@ def probe_and_list(transport: paramiko.Transport, target: str,
                + stream_put_command(stage, own_names(token)[0], preserve_times=True))
     listed = Listed(RemoteProcess(transport, command, state), stage, token)
     try:
-        head, _, listing = listed.read_listing(mark).partition(_LISTING_MARK)
+        head, _, listing = listed.read_listing(mark).partition(LISTING_MARK)
     except BaseException:
         listed.close()
         raise
@@ -194,7 +198,11 @@ def sync_plan(transport: paramiko.Transport, action: PutFiles, target: str,
                    dest_sums=remote_sums(transport, target, wanted, state)), listing
 
 
-def in_sync(sftp: paramiko.SFTPClient, action: PutFiles, target: str, plan: SyncPlan,
+#: The host's SFTP session, opened when first asked for (an unchanged sync needs none).
+SftpOf = Callable[[], paramiko.SFTPClient]
+
+
+def in_sync(sftp_of: SftpOf, action: PutFiles, target: str, plan: SyncPlan,
             dest: dict[str, Stat]) -> bool:
     """Whether a ``--sync`` has nothing to do: no file to send, delete or chmod, and every
     directory of the source (the top one included) already on the host with its mode and
@@ -214,7 +222,7 @@ def in_sync(sftp: paramiko.SFTPClient, action: PutFiles, target: str, plan: Sync
             return False
         else:
             try:
-                attrs = sftp.stat(wire_path(target))
+                attrs = sftp_of().stat(wire_path(target))
             except OSError as exc:
                 raise sftp_failure("stat", target, exc) from None
             mode, mtime = stat.S_IMODE(attrs.st_mode or 0), attrs.st_mtime or 0
@@ -223,20 +231,20 @@ def in_sync(sftp: paramiko.SFTPClient, action: PutFiles, target: str, plan: Sync
     return True
 
 
-def put_tree(transport: paramiko.Transport, sftp: paramiko.SFTPClient, action: PutFiles,
+def put_tree(transport: paramiko.Transport, sftp_of: SftpOf, action: PutFiles,
              target: str, exists: bool, state: TransferState,
              listed: Listed | None = None) -> None:
     """Put the scanned tree at ``target`` (``exists``: it is there already) as a stream;
     ``listed`` is the command :func:`probe_and_list` started (it goes on to take the stream,
     or ends)."""
     try:
-        _put_tree(transport, sftp, action, shell_path(target), exists, state, listed)
+        _put_tree(transport, sftp_of, action, shell_path(target), exists, state, listed)
     finally:
         if listed is not None:
             listed.close()
 
 
-def _put_tree(transport: paramiko.Transport, sftp: paramiko.SFTPClient, action: PutFiles,
+def _put_tree(transport: paramiko.Transport, sftp_of: SftpOf, action: PutFiles,
               target: str, exists: bool, state: TransferState, listed: Listed | None) -> None:
     state.method = "stream"
     everything = [e for e in action.entries[1:] if e.kind != "dir"]
@@ -248,7 +256,7 @@ def _put_tree(transport: paramiko.Transport, sftp: paramiko.SFTPClient, action: 
     if action.sync.dry_run:
         _report_plan(action, target, plan, state)
         return
-    if action.sync.enabled and exists and in_sync(sftp, action, target, plan, dest):
+    if action.sync.enabled and exists and in_sync(sftp_of, action, target, plan, dest):
         return
     chosen = set(plan.send)
     # Into an existing target the script makes the directories: staged ones stay writable.
@@ -259,12 +267,13 @@ def _put_tree(transport: paramiko.Transport, sftp: paramiko.SFTPClient, action: 
         listed.close()  # a name of the tree is hostbatch's own: another stage, another command
         listed = None
     stage = listed.stage if listed is not None else stage_name(target)
-    while any(name in tops for name in own_names(_token(stage))):
+    while any(name in tops for name in own_names(stage_token(stage))):
         stage = stage_name(target)
-    try:
-        sftp.mkdir(stage, 0o700)
-    except OSError as exc:
-        raise sftp_failure("mkdir", stage, exc) from None
+    if listed is None or not listed.makes_stage:
+        try:
+            sftp_of().mkdir(stage, 0o700)
+        except OSError as exc:
+            raise sftp_failure("mkdir", stage, exc) from None
     replace = _replace_plan(action, entries, plan, stage, target, dest if action.sync.enabled
                             and exists else None, exists=exists)
     try:
@@ -289,7 +298,7 @@ def _replace_plan(action: PutFiles, entries: list[LocalEntry], plan: SyncPlan, s
     """What the host does once the stream is in: verify (``--verify``), move the sent files
     into place, change modes, delete, set the directories' modes and times (``dest``: the
     target's listing, when known)."""
-    script, names, sums = own_names(_token(stage))
+    script, names, sums = own_names(stage_token(stage))
     own, verify = [script], None
     if action.verify:
         own += [names, sums]
