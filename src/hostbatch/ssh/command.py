@@ -63,6 +63,23 @@ WINDOW_ACK = COMMAND_WINDOW // 2
 READ_MAX = 64 * 1024
 
 
+def time_left(ctx: HostContext, deadline: float | None,
+              stop: Callable[[FailureKind, str], HostJobError]) -> float | None:
+    """Seconds a running command may still take (``None``: no limit).
+
+    Raises what ``stop`` (the command's kill-and-report) returns once the job was cancelled or
+    its deadline has passed, so every command loop ends the same way on Ctrl-C and --timeout.
+    """
+    if ctx.is_cancelled:
+        raise stop(FailureKind.INTERRUPTED, "interrupted")
+    if deadline is None:
+        return None
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise stop(FailureKind.TIMEOUT, f"command timed out after {ctx.timeout:g}s")
+    return left
+
+
 @dataclass(frozen=True, slots=True)
 class CommandResult:
     """How a command ended: ``exit_status`` 255 with a ``note`` means ended by a signal."""
@@ -201,14 +218,7 @@ class _CommandRun:
 
     def _time_left(self) -> float | None:
         """Seconds to the deadline, or ``None``; stops the command once it has passed."""
-        if self.ctx.is_cancelled:
-            raise self.stop(FailureKind.INTERRUPTED, "interrupted")
-        if self.deadline is None:
-            return None
-        left = self.deadline - time.monotonic()
-        if left <= 0:
-            raise self.stop(FailureKind.TIMEOUT, f"command timed out after {self.ctx.timeout:g}s")
-        return left
+        return time_left(self.ctx, self.deadline, self.stop)
 
     def _wait_for_data(self, left: float | None) -> None:
         channel = self.channel

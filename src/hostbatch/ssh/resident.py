@@ -38,6 +38,7 @@ from hostbatch.ssh.command import (
     SELECT_CAP,
     CommandResult,
     LineSplitter,
+    time_left,
 )
 from hostbatch.ssh.context import HostContext
 from hostbatch.ssh.errors import HostJobError
@@ -226,14 +227,8 @@ class _ShellRun:
 
     def _check_time(self) -> float:
         """Seconds to wait at most; stops the command when cancelled or past its deadline."""
-        if self.ctx.is_cancelled:
-            raise self.stop(FailureKind.INTERRUPTED, "interrupted")
-        if self.deadline is None:
-            return SELECT_CAP
-        left = self.deadline - time.monotonic()
-        if left <= 0:
-            raise self.stop(FailureKind.TIMEOUT, f"command timed out after {self.ctx.timeout:g}s")
-        return left
+        left = time_left(self.ctx, self.deadline, self.stop)
+        return SELECT_CAP if left is None else left
 
     def run(self) -> CommandResult:
         """Stream until both end frames arrived or the shell ended."""
