@@ -233,6 +233,8 @@ def collect_meta(args: argparse.Namespace, tools: Sequence[Tool],
         f"memory sampled every {args.sample_ms:g} ms from /proc over the tool's process tree "
         "(RSS every sample; PSS at every new RSS peak and every 10th sample)" if args.pss else
         f"memory sampled every {args.sample_ms:g} ms from /proc over the tool's process tree",
+        "Python tools get a byte-code cache (`PYTHONPYCACHEPREFIX`, `PYTHONDONTWRITEBYTECODE` "
+        "dropped), as an installed copy has",
         "workloads: " + "; ".join(f"{w.key} = {w.describe()}" for w in workloads.values()),
         f"noise control (the machine is shared): before each run, wait up to {args.idle_wait:g} s "
         f"for it to be idle; a run during which other processes used more than "
