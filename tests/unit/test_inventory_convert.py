@@ -45,6 +45,19 @@ h2 ansible_user=ops ansible_port=2200
 a
 """
 
+RELAYED = """
+[relays]
+relay1 ansible_host=127.0.0.50
+[dc1]
+web1 ansible_host=127.0.0.51
+web2 ansible_host=127.0.0.52
+[dc1:vars]
+hostbatch_via=relay1
+[relays:vars]
+hostbatch_forward_agent=yes
+hostbatch_relay_forks=16
+"""
+
 
 def run_cli(args: list[str], cwd: Path) -> tuple[int, str, str]:
     out, err = io.BytesIO(), io.BytesIO()
@@ -61,7 +74,7 @@ def same(a: Inventory, b: Inventory) -> None:
     assert a.groups == b.groups
 
 
-@pytest.mark.parametrize("text", [ANSIBLE, SHARED])
+@pytest.mark.parametrize("text", [ANSIBLE, SHARED, RELAYED])
 def test_round_trip(text: str, write_inventory: WriteInventory, tmp_path: Path) -> None:
     source = load_inventory(write_inventory(text, name="ansible.ini"), local_user="me")
     converted = tmp_path / "converted.ini"
@@ -79,6 +92,15 @@ def test_shared_values_go_to_defaults_and_the_local_user_stays_unset(
     assert "[group:a]\nhosts = h1, h2\n" in text and "[group:b]\nchildren = a\n" in text
     unset = to_hostbatch_ini(load_inventory(write_inventory("[g]\nh\n"), local_user=UNSET_USER))
     assert "user" not in unset and UNSET_USER not in unset
+
+
+def test_relay_settings_are_written_only_where_they_differ(
+        write_inventory: WriteInventory) -> None:
+    text = to_hostbatch_ini(load_inventory(write_inventory(RELAYED), local_user=UNSET_USER))
+    assert "[host:relay1]\nhostname = 127.0.0.50\nrelay_forks = 16\nforward_agent = yes\n" in text
+    assert "[host:web1]\nhostname = 127.0.0.51\nvia = relay1\n\n" in text
+    for built_in in ("keepalive", "relay_command", "forward_agent = no", "relay_forks = 64"):
+        assert built_in not in text
 
 
 def test_cli_writes_stdout_and_private_file(write_inventory: WriteInventory,

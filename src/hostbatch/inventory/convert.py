@@ -16,7 +16,16 @@ from pathlib import Path
 from hostbatch.atomic import write_atomically
 from hostbatch.errors import InventoryError, excerpt
 from hostbatch.inventory.loader import load_inventory
-from hostbatch.inventory.model import DEFAULT_CONNECT_TIMEOUT, DEFAULT_PORT, HostSpec, Inventory
+from hostbatch.inventory.model import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_KEEPALIVE_COUNT_MAX,
+    DEFAULT_KEEPALIVE_INTERVAL,
+    DEFAULT_PORT,
+    DEFAULT_RELAY_COMMAND,
+    DEFAULT_RELAY_FORKS,
+    HostSpec,
+    Inventory,
+)
 from hostbatch.inventory.ranges import expand
 from hostbatch.inventory.validate import HOST_KEYS, NAME
 from hostbatch.secrets import Secret
@@ -26,7 +35,11 @@ UNSET_USER = "\x00unset-user"
 
 _NUMBERED = re.compile(r"^(.*?)(\d+)(\D*)$")
 _BUILT_IN: dict[str, object] = {"port": DEFAULT_PORT, "connect_timeout": DEFAULT_CONNECT_TIMEOUT,
-                                "user": UNSET_USER, "identities_only": True}
+                                "user": UNSET_USER, "identities_only": True,
+                                "keepalive_interval": DEFAULT_KEEPALIVE_INTERVAL,
+                                "keepalive_count_max": DEFAULT_KEEPALIVE_COUNT_MAX,
+                                "relay_command": DEFAULT_RELAY_COMMAND,
+                                "relay_forks": DEFAULT_RELAY_FORKS, "forward_agent": False}
 
 
 def _ini_value(spec: HostSpec, key: str) -> str | None:
