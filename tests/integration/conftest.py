@@ -38,7 +38,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -146,6 +146,26 @@ def _no_stale_pyenv_lock() -> Iterator[None]:
 def cli(tmp_path: Path) -> Cli:
     """A ``batch_run`` runner whose HOME is an empty directory of this test."""
     return Cli(tmp_path / "home", tmp_path / "cwd", command="run")
+
+
+@pytest.fixture
+def spawn(cli: Cli) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
+    """Start the CLI (``command``: run, scp, hostbatch) in a session of its own, without
+    waiting; whatever is left at the end of the test is killed by its group id."""
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(*args: str | Path, command: str = "run") -> subprocess.Popen[bytes]:
+        runner = cli if command == cli.command else Cli(cli.home, cli.cwd, command=command)
+        proc = runner.popen(*args, start_new_session=True)
+        procs.append(proc)
+        return proc
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
 
 
 # ------------------------------------------------------------------ inventories

@@ -3,14 +3,13 @@ for a plain user and for root, including children of the command; other hosts go
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import select
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,6 @@ import pytest
 
 from tests.integration.conftest import (
     TEST_USER,
-    Cli,
     address,
     fleet_host,
     json_lines,
@@ -71,23 +69,6 @@ class LineReader:
             self.buffer = b""
         return self.lines
 
-
-@pytest.fixture
-def spawn(cli: Cli) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
-    """Start the CLI in a session of its own; whatever is left is killed (by its group id)."""
-    procs: list[subprocess.Popen[bytes]] = []
-
-    def start(*args: str) -> subprocess.Popen[bytes]:
-        proc = cli.popen(*args, start_new_session=True)
-        procs.append(proc)
-        return proc
-
-    yield start
-    for proc in procs:
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
 
 
 # ------------------------------------------------------------------ 13. command timeout

@@ -202,22 +202,6 @@ class LiveOutput:
         return True
 
 
-@pytest.fixture
-def spawn(cli: Cli) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
-    procs: list[subprocess.Popen[bytes]] = []
-
-    def start(*args: str | Path, command: str = "run") -> subprocess.Popen[bytes]:
-        proc = Cli(cli.home, cli.cwd, command=command).popen(*args, start_new_session=True)
-        procs.append(proc)
-        return proc
-
-    yield start
-    for proc in procs:
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-
 
 def relay_processes() -> list[str]:
     """``hostbatch relay --stdio`` processes (and their workers) left on the relays."""

@@ -148,8 +148,8 @@ class Console:
         # inherit) keeps the console alive meanwhile.
         previous = signal.signal(signal.SIGINT, lambda signum, frame: None)
         try:
-            status = subprocess.call(command, shell=True,
-                                     env=dict(self.io.env.environ))
+            # The user's own local shell line, as clush's `!`: /bin/sh parses it.
+            status = subprocess.call(["/bin/sh", "-c", command], env=dict(self.io.env.environ))
         finally:
             signal.signal(signal.SIGINT, previous)
         if status != 0:

@@ -102,8 +102,6 @@ def get(transport: paramiko.Transport, action: GetFiles, state: TransferState) -
             os.chmod(local, stat.S_IMODE(attrs.st_mode or 0o755))
             if action.preserve_times and attrs.st_mtime is not None:
                 os.utime(local, (attrs.st_atime or attrs.st_mtime, attrs.st_mtime))
-    except HostJobError:
-        raise
     except Exception as exc:
         raise sftp_failure("get", remote, exc) from None
     finally:

@@ -95,8 +95,6 @@ def _ensure_destination_dir(transport: paramiko.Transport, action: PutFiles,
                 raise HostJobError(FailureKind.TRANSFER, f"remote directory {remote} does "
                                   "not exist (use --mkdir to create it)")
             makedirs(sftp, remote)
-    except HostJobError:
-        raise
     except Exception as exc:
         raise sftp_failure("put", action.remote, exc) from None
     finally:
@@ -113,8 +111,6 @@ def put(transport: paramiko.Transport, action: PutFiles, state: TransferState) -
         try:
             if sync_put.put_into_existing(transport, action, state):
                 return
-        except HostJobError:
-            raise
         except Exception as exc:
             raise sftp_failure("put", action.remote, exc) from None
     sftp = open_sftp(transport, state)
@@ -163,8 +159,6 @@ def put(transport: paramiko.Transport, action: PutFiles, state: TransferState) -
         in_parallel(transport, sftp, state, files, put_one)
         for remote, entry in reversed(dirs):  # after the files, so read-only dirs still fill
             set_attributes(sftp, remote, entry, action.preserve_times)
-    except HostJobError:
-        raise
     except Exception as exc:
         raise sftp_failure("put", action.remote, exc) from None
     finally:
